@@ -14,3 +14,4 @@ extern crate std;
 
 pub mod geometry;
 pub mod parity;
+pub mod table;

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The `amf` table line: syntax and every check that needs no kernel.
+//!
+//! The kernel target parses its constructor arguments here (so the same code is fuzzed and
+//! unit-tested in userspace) and then does what only the kernel can: open the devices,
+//! compare them and check their sizes. `Documentation/table-syntax.rst` is the user contract
+//! this module implements; every [`TableError`] message appears there verbatim.
+//!
+//! ```text
+//! <level> <#params> <chunk_sectors> [<param>...] <#devs> <dev> <offset> [<dev> <offset>]...
+//! ```
+
+use core::ffi::CStr;
+
+use super::geometry::{Level, MAX_MEMBERS};
+
+/// Smallest chunk: one 4 KiB page.
+pub const MIN_CHUNK_SECTORS: u32 = 8;
+/// Largest chunk: 1 GiB.
+pub const MAX_CHUNK_SECTORS: u32 = 1 << 21;
+
+/// Why a table line was refused. Each maps to one documented message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// Fewer words than the syntax needs.
+    NotEnoughArgs,
+    /// `<level>` is not a level name.
+    UnknownLevel,
+    /// A level this version reserves but does not implement.
+    LevelNotSupported,
+    /// `<#params>` not a number, zero, or more than the words that follow.
+    BadParamCount,
+    /// `<chunk_sectors>` not a decimal number.
+    BadChunk,
+    /// `<chunk_sectors>` not a power of two.
+    ChunkNotPowerOfTwo,
+    /// `<chunk_sectors>` outside [`MIN_CHUNK_SECTORS`]..=[`MAX_CHUNK_SECTORS`].
+    ChunkOutOfRange,
+    /// An optional parameter this version does not know.
+    UnknownParam,
+    /// `<#devs>` not a number, zero, or above [`MAX_MEMBERS`].
+    BadDeviceCount,
+    /// Fewer `<dev> <offset>` words than `<#devs>` says.
+    WrongDeviceArgs,
+    /// Words left over after the last device pair.
+    TooManyArgs,
+    /// `<offset>` not a decimal sector number.
+    BadOffset,
+    /// The same device named twice.
+    DuplicateDevice,
+    /// The target length is not a whole number of full stripes.
+    LengthNotStripeMultiple,
+    /// A member's data area would end beyond the largest sector number.
+    DeviceTooSmall,
+}
+
+impl TableError {
+    /// The message for `ti->error`, as documented.
+    pub fn message(self) -> &'static CStr {
+        match self {
+            Self::NotEnoughArgs => c"Not enough arguments",
+            Self::UnknownLevel => c"Unknown RAID level",
+            Self::LevelNotSupported => c"RAID level not supported by this version",
+            Self::BadParamCount => c"Invalid number of parameters",
+            Self::BadChunk => c"Invalid chunk size",
+            Self::ChunkNotPowerOfTwo => c"Chunk size must be a power of two",
+            Self::ChunkOutOfRange => c"Chunk size out of range",
+            Self::UnknownParam => c"Unknown optional parameter",
+            Self::BadDeviceCount => c"Invalid number of devices",
+            Self::WrongDeviceArgs => c"Wrong number of device arguments",
+            Self::TooManyArgs => c"Too many arguments",
+            Self::BadOffset => c"Invalid device offset",
+            Self::DuplicateDevice => c"Duplicate device",
+            Self::LengthNotStripeMultiple => {
+                c"Target length is not a multiple of the full stripe"
+            }
+            Self::DeviceTooSmall => c"Device too small",
+        }
+    }
+}
+
+/// One member as the table names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MemberArg<'a> {
+    /// Path or `major:minor`.
+    pub path: &'a str,
+    /// First sector of the member's data area.
+    pub offset: u64,
+    /// Sectors of the member the target uses from `offset` on.
+    pub len: u64,
+}
+
+/// A parsed, self-consistent table line.
+#[derive(Clone, Copy, Debug)]
+pub struct TableSpec<'a> {
+    /// RAID level.
+    pub level: Level,
+    /// Chunk size in sectors (a power of two).
+    pub chunk_sectors: u32,
+    members: [MemberArg<'a>; MAX_MEMBERS],
+    nr_members: usize,
+}
+
+impl<'a> TableSpec<'a> {
+    /// The members, in member order.
+    pub fn members(&self) -> &[MemberArg<'a>] {
+        self.members.get(..self.nr_members).unwrap_or(&[])
+    }
+
+    /// Level name as written in tables.
+    pub fn level_name(&self) -> &'static str {
+        level_name(self.level)
+    }
+}
+
+/// Level name as written in tables.
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Raid0 => "raid0",
+        Level::Raid1 => "raid1",
+        Level::Raid5 => "raid5",
+        Level::Raid6 => "raid6",
+        Level::Raid10 { .. } => "raid10",
+    }
+}
+
+/// Parses a strictly decimal unsigned number: digits only, no sign, no overflow.
+pub fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |acc, c| {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })
+}
+
+fn parse_level(word: &str) -> Result<Level, TableError> {
+    match word {
+        "raid0" => Ok(Level::Raid0),
+        "raid1" | "raid5" | "raid6" | "raid10" => Err(TableError::LevelNotSupported),
+        _ => Err(TableError::UnknownLevel),
+    }
+}
+
+fn parse_chunk(word: &str) -> Result<u32, TableError> {
+    let v = parse_decimal(word).ok_or(TableError::BadChunk)?;
+    if !v.is_power_of_two() {
+        return Err(TableError::ChunkNotPowerOfTwo);
+    }
+    if v < u64::from(MIN_CHUNK_SECTORS) || v > u64::from(MAX_CHUNK_SECTORS) {
+        return Err(TableError::ChunkOutOfRange);
+    }
+    u32::try_from(v).map_err(|_| TableError::ChunkOutOfRange)
+}
+
+/// Parses the constructor arguments of a target `target_len` sectors long.
+pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, TableError> {
+    let word = |i: usize| args.get(i).copied().ok_or(TableError::NotEnoughArgs);
+
+    let level = parse_level(word(0)?)?;
+
+    let nr_params = parse_decimal(word(1)?).ok_or(TableError::BadParamCount)?;
+    let after_count = args.len() - 2;
+    if nr_params == 0 || nr_params > after_count as u64 {
+        return Err(TableError::BadParamCount);
+    }
+    let nr_params = nr_params as usize;
+
+    let chunk_sectors = parse_chunk(word(2)?)?;
+    // Optional parameters: none are defined yet.
+    if nr_params > 1 {
+        return Err(TableError::UnknownParam);
+    }
+
+    let devs_at = 2 + nr_params;
+    let nr_devs = parse_decimal(word(devs_at)?).ok_or(TableError::BadDeviceCount)?;
+    if nr_devs == 0 || nr_devs > MAX_MEMBERS as u64 {
+        return Err(TableError::BadDeviceCount);
+    }
+    let nr_devs = nr_devs as usize;
+    let dev_words = &args[devs_at + 1..];
+    if dev_words.len() < 2 * nr_devs {
+        return Err(TableError::WrongDeviceArgs);
+    }
+    if dev_words.len() > 2 * nr_devs {
+        return Err(TableError::TooManyArgs);
+    }
+
+    let data_members = match level {
+        Level::Raid0 => nr_devs as u64,
+        // Only RAID0 parses today; the other levels are refused above.
+        _ => return Err(TableError::LevelNotSupported),
+    };
+    let stripe = u64::from(chunk_sectors) * data_members;
+    if target_len == 0 || target_len % stripe != 0 {
+        return Err(TableError::LengthNotStripeMultiple);
+    }
+    let member_len = target_len / data_members;
+
+    let mut members = [MemberArg::default(); MAX_MEMBERS];
+    for (i, pair) in dev_words.chunks_exact(2).enumerate() {
+        let (path, offset) = (pair[0], pair[1]);
+        let offset = parse_decimal(offset).ok_or(TableError::BadOffset)?;
+        if offset.checked_add(member_len).is_none() {
+            return Err(TableError::DeviceTooSmall);
+        }
+        if members[..i].iter().any(|m| m.path == path) {
+            return Err(TableError::DuplicateDevice);
+        }
+        if let Some(slot) = members.get_mut(i) {
+            *slot = MemberArg {
+                path,
+                offset,
+                len: member_len,
+            };
+        }
+    }
+
+    Ok(TableSpec {
+        level,
+        chunk_sectors,
+        members,
+        nr_members: nr_devs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> std::vec::Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    fn err(s: &str, len: u64) -> TableError {
+        parse(&words(s), len).err().expect("table should be refused")
+    }
+
+    #[test]
+    fn good_table_parses() {
+        let w = words("raid0 1 128 3 /dev/a 0 /dev/b 2048 8:16 7");
+        let t = parse(&w, 3 * 128 * 10).unwrap();
+        assert_eq!(t.level, Level::Raid0);
+        assert_eq!(t.chunk_sectors, 128);
+        assert_eq!(t.members().len(), 3);
+        assert_eq!(
+            t.members()[1],
+            MemberArg {
+                path: "/dev/b",
+                offset: 2048,
+                len: 1280
+            }
+        );
+        assert_eq!(t.members()[2].path, "8:16");
+    }
+
+    #[test]
+    fn every_documented_error() {
+        use TableError::*;
+        let len = 4 * 128;
+        assert_eq!(err("", len), NotEnoughArgs);
+        assert_eq!(err("raid0", len), NotEnoughArgs);
+        assert_eq!(err("raid9 1 128 1 /dev/a 0", len), UnknownLevel);
+        assert_eq!(err("raid5 1 128 1 /dev/a 0", len), LevelNotSupported);
+        assert_eq!(err("raid0 x 128 1 /dev/a 0", len), BadParamCount);
+        assert_eq!(err("raid0 0 128 1 /dev/a 0", len), BadParamCount);
+        assert_eq!(err("raid0 9 128 1 /dev/a 0", len), BadParamCount);
+        assert_eq!(err("raid0 1 12k 1 /dev/a 0", len), BadChunk);
+        assert_eq!(err("raid0 1 -8 1 /dev/a 0", len), BadChunk);
+        assert_eq!(err("raid0 1 24 1 /dev/a 0", len), ChunkNotPowerOfTwo);
+        assert_eq!(err("raid0 1 0 1 /dev/a 0", len), ChunkNotPowerOfTwo);
+        assert_eq!(err("raid0 1 4 1 /dev/a 0", len), ChunkOutOfRange);
+        assert_eq!(err("raid0 1 4194304 1 /dev/a 0", len), ChunkOutOfRange);
+        assert_eq!(err("raid0 2 128 sync 1 /dev/a 0", len), UnknownParam);
+        assert_eq!(err("raid0 1 128", len), NotEnoughArgs);
+        assert_eq!(err("raid0 1 128 0", len), BadDeviceCount);
+        assert_eq!(err("raid0 1 128 65 /dev/a 0", len), BadDeviceCount);
+        assert_eq!(err("raid0 1 128 two /dev/a 0", len), BadDeviceCount);
+        assert_eq!(err("raid0 1 128 2 /dev/a 0 /dev/b", len), WrongDeviceArgs);
+        assert_eq!(err("raid0 1 128 1 /dev/a 0 junk", len), TooManyArgs);
+        assert_eq!(err("raid0 1 128 1 /dev/a 0x10", len), BadOffset);
+        assert_eq!(err("raid0 1 128 2 /dev/a 0 /dev/a 8", len), DuplicateDevice);
+        assert_eq!(err("raid0 1 128 3 /dev/a 0 /dev/b 0 /dev/c 0", len), LengthNotStripeMultiple);
+        assert_eq!(err("raid0 1 128 1 /dev/a 0", 0), LengthNotStripeMultiple);
+        assert_eq!(
+            err("raid0 1 128 1 /dev/a 18446744073709551615", len),
+            DeviceTooSmall
+        );
+    }
+
+    #[test]
+    fn messages_are_distinct_and_documented() {
+        let doc = include_str!("../../../Documentation/table-syntax.rst");
+        let all = [
+            TableError::NotEnoughArgs,
+            TableError::UnknownLevel,
+            TableError::LevelNotSupported,
+            TableError::BadParamCount,
+            TableError::BadChunk,
+            TableError::ChunkNotPowerOfTwo,
+            TableError::ChunkOutOfRange,
+            TableError::UnknownParam,
+            TableError::BadDeviceCount,
+            TableError::WrongDeviceArgs,
+            TableError::TooManyArgs,
+            TableError::BadOffset,
+            TableError::DuplicateDevice,
+            TableError::DeviceTooSmall,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            let m = a.message().to_str().unwrap();
+            assert!(doc.contains(&std::format!("``{m}``")), "undocumented: {m}");
+            for b in &all[i + 1..] {
+                assert_ne!(a.message(), b.message());
+            }
+        }
+    }
+
+    #[test]
+    fn decimal_parsing_is_strict() {
+        assert_eq!(parse_decimal("0"), Some(0));
+        assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal("18446744073709551616"), None);
+        for bad in ["", "+1", "-1", "1 ", "0x1", "1e3", "١"] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Headers whose declarations the kernel crate's own bindings lack. bindgen turns only these
+ * files (allowlisted by name in Kbuild) into Rust; every type they use from elsewhere
+ * (bio, block_device, queue_limits...) comes from `kernel::bindings`.
+ */
+#include <linux/device-mapper.h>
+#include "helpers.h"
+
+/*
+ * Constants defined by macros with casts, which bindgen cannot evaluate: give them a typed
+ * const that it can (the kernel crate's RUST_CONST_HELPER_ trick).
+ */
+const blk_opf_t AMF_CONST_REQ_PREFLUSH = REQ_PREFLUSH;
+const blk_opf_t AMF_CONST_REQ_FUA = REQ_FUA;
+const blk_status_t AMF_CONST_BLK_STS_OK = BLK_STS_OK;
+const blk_status_t AMF_CONST_BLK_STS_IOERR = BLK_STS_IOERR;
+const blk_status_t AMF_CONST_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;

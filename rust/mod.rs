@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe Rust abstractions over the kernel C APIs that the `kernel` crate of 6.12 lacks.
+//!
+//! Everything `unsafe` that dm-amf needs lives here, behind types whose methods are safe:
+//! the target code in `dm-amf/` never touches a raw pointer or a C struct field.
+
+pub(crate) mod bindings;
+pub(crate) mod bio;
+pub(crate) mod device_mapper;

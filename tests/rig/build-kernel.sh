@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build (once) the kernel dm-amf is tested on, from Debian's linux-source-6.12, and cache it
+# outside the checkout, keyed by source version + config hash.
+#
+#   build-kernel.sh [debug|bench]          build if needed, print the build dir (KDIR) last
+#
+# debug: tinyconfig + tests/rig/kernel.config (lockdep, kmemleak, kfence...): for tests.
+# bench: the same without the debug section: for benchmarks only.
+set -euo pipefail
+
+flavour=${1:-debug}
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${AMF_CACHE:-$HOME/.cache/dm-amf}
+tarball=/usr/src/linux-source-6.12.tar.xz
+log() { printf '[kernel] %s\n' "$*" >&2; }
+
+[ -f "$tarball" ] || { log "missing $tarball: run tests/rig/setup-host.sh"; exit 1; }
+srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+
+frag=$(mktemp)
+trap 'rm -f "$frag"' EXIT
+case "$flavour" in
+debug) grep -v '^#' "$here/kernel.config" | sed '/^$/d' >"$frag" ;;
+bench) sed '/^# --- debug set/,$d' "$here/kernel.config" | grep -v '^#' | sed '/^$/d' >"$frag" ;;
+*) log "unknown flavour '$flavour' (debug|bench)"; exit 2 ;;
+esac
+key=$(cat "$frag" "$0" | sha256sum | cut -c1-12)
+
+src=$cache/linux-$srcver
+out=$cache/build-$srcver-$flavour-$key
+if [ -f "$out/.amf-complete" ]; then
+	log "cached: $out"
+	echo "$out"
+	exit 0
+fi
+
+mkdir -p "$cache"
+if [ ! -f "$src/.amf-extracted" ]; then
+	log "extracting $tarball (about 1 min)"
+	rm -rf "$src" "$src.tmp"
+	mkdir -p "$src.tmp"
+	tar -xf "$tarball" -C "$src.tmp" --strip-components=1
+	touch "$src.tmp/.amf-extracted"
+	mv "$src.tmp" "$src"
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+rm -rf "$out"
+mkdir -p "$out"
+t0=$(date +%s)
+log "configuring $flavour kernel in $out"
+make -s -C "$src" O="$out" tinyconfig >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$frag" >/dev/null
+make -s -C "$src" O="$out" olddefconfig >/dev/null
+
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	*=n) opt=${line%=n}; grep -q "^$opt=" "$out/.config" && { log "config: $opt should be off"; bad=1; } ;;
+	*=*) grep -qx "$line" "$out/.config" || { log "config: wanted '$line', got '$(grep "^${line%%=*}[= ]" "$out/.config" || echo unset)'"; bad=1; } ;;
+	esac
+done <"$frag"
+[ $bad -eq 0 ] || { log "config fragment not honoured (see above)"; exit 1; }
+
+log "building bzImage + rust + modules_prepare on $(nproc) cores (4-8 min)"
+make -s -C "$src" O="$out" -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1 || {
+	tail -40 "$out/build.log" >&2
+	exit 1
+}
+touch "$out/.amf-complete"
+log "built in $(($(date +%s) - t0)) s"
+echo "$out"
