@@ -15,3 +15,4 @@ extern crate std;
 pub mod geometry;
 pub mod parity;
 pub mod table;
+pub mod wire;
