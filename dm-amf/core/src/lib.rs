@@ -13,6 +13,7 @@
 extern crate std;
 
 pub mod geometry;
+pub mod lock;
 pub mod parity;
 pub mod table;
 pub mod wire;
