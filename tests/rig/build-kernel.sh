@@ -29,6 +29,14 @@ key=$(cat "$frag" "$0" | sha256sum | cut -c1-12)
 
 src=$cache/linux-$srcver
 out=$cache/build-$srcver-$flavour-$key
+# One build at a time: a second caller waits, then finds the result cached (without the
+# lock it would delete the directory the first one is building in).
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+if ! flock -n 9; then
+	log "another kernel build is running: waiting for it"
+	flock 9
+fi
 if [ -f "$out/.amf-complete" ]; then
 	log "cached: $out"
 	echo "$out"

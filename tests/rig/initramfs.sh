@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the test guests' initramfs (gzip cpio) and print its path on the last stdout line.
+#
+#   initramfs.sh [--module FILE] [--extra fio|cluster]... [--iotool FILE]
+#
+# Two layers, each cached under ~/.cache/dm-amf/initramfs/ by a key of its content:
+#   base: busybox-static + dmsetup (+ extras: fio; corosync, corosync-quorumtool,
+#         corosync-cfgtool, dlm_controld, dlm_tool) with the shared libraries ldd finds.
+#         Keyed by the binaries' names, sizes and mtimes: rebuilt only when packages change.
+#   top:  tests/guest (init, lib, suites), amf-iotool, the module as /lib/modules/dm-amf.ko.
+#         Keyed by content: a few hundred KiB, built in well under a second.
+# The kernel unpacks concatenated gzip cpio archives in order, so the image is base + top.
+# fio is an extra because it drags ~80 MB of libraries (ceph, icu) into the guest.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${AMF_CACHE:-$HOME/.cache/dm-amf}/initramfs
+log() { printf '[initramfs] %s\n' "$*" >&2; }
+die() { log "$*"; exit 2; }
+
+module=
+iotool=
+extras=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--module) module=$2; shift 2 ;;
+	--iotool) iotool=$2; shift 2 ;;
+	--extra) extras+=("$2"); shift 2 ;;
+	-h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+	*) die "unknown argument '$1'" ;;
+	esac
+done
+[ -z "$module" ] || [ -f "$module" ] || die "no module file '$module'"
+mkdir -p "$cache"
+
+# ------------------------------------------------------------------ base layer
+bins=(/bin/busybox /usr/sbin/dmsetup)
+files=()
+for e in ${extras[@]+"${extras[@]}"}; do
+	case "$e" in
+	fio) bins+=(/usr/bin/fio) ;;
+	cluster)
+		bins+=(/usr/sbin/corosync /usr/sbin/corosync-quorumtool /usr/sbin/corosync-cfgtool
+			/usr/sbin/dlm_controld /usr/sbin/dlm_tool)
+		# knet loads its crypto/compression plugins at run time.
+		for f in /usr/lib/x86_64-linux-gnu/kronosnet/*.so; do [ -e "$f" ] && files+=("$f"); done
+		;;
+	*) die "unknown extra '$e' (fio|cluster)" ;;
+	esac
+done
+for b in "${bins[@]}"; do
+	[ -x "$b" ] || die "missing $b: run tests/rig/setup-host.sh"
+done
+case "$(ldd /bin/busybox 2>&1 || true)" in *'not a dynamic executable'*) ;; *) false ;; esac ||
+	die "/bin/busybox is not the static build (install busybox-static)"
+
+libs=$( { for b in "${bins[@]}" ${files[@]+"${files[@]}"}; do ldd "$b" 2>/dev/null || true; done; } |
+	awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | sort -u)
+basekey=$( { echo v3; cat "$0" | sha256sum; for f in "${bins[@]}" ${files[@]+"${files[@]}"} $libs; do
+	stat -L -c '%n %s %Y' "$f"; done; } | sha256sum | cut -c1-16)
+base=$cache/base-$basekey.cpio.gz
+
+if [ ! -f "$base" ]; then
+	t0=$(date +%s.%N)
+	stage=$(mktemp -d "$cache/stage.XXXXXX")
+	trap 'rm -rf "$stage"' EXIT
+	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,dev,proc,sys,tmp,run,root,var/lib,var/log,var/run}
+	cp /bin/busybox "$stage/bin/busybox"
+	for a in $(/bin/busybox --list); do
+		[ "$a" = busybox ] || ln -sf busybox "$stage/bin/$a"
+	done
+	for b in "${bins[@]}" ${files[@]+"${files[@]}"} $libs; do
+		[ "$b" = /bin/busybox ] && continue
+		mkdir -p "$stage$(dirname "$b")"
+		cp -L "$b" "$stage$b"
+	done
+	mknod -m 600 "$stage/dev/console" c 5 1
+	mknod -m 666 "$stage/dev/null" c 1 3
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
+	printf 'root:x:0:\nhaclient:x:90:\nnogroup:x:65534:\n' >"$stage/etc/group"
+	printf 'passwd: files\ngroup: files\nhosts: files\n' >"$stage/etc/nsswitch.conf"
+	printf '127.0.0.1 localhost\n' >"$stage/etc/hosts"
+	mkdir -p "$stage/etc/corosync" "$stage/var/lib/corosync" "$stage/var/log/cluster" "$stage/etc/dlm"
+	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$base.tmp"
+	mv "$base.tmp" "$base"
+	rm -rf "$stage"
+	trap - EXIT
+	log "base layer $(du -h "$base" | cut -f1) (${extras[*]:-no extras}) in $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
+fi
+
+# ------------------------------------------------------------------ top layer
+if [ -z "$iotool" ]; then
+	export PATH="$HOME/.cargo/bin:$PATH"
+	# Static, so it needs nothing from the base layer.
+	(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release \
+		-p amf-iotool --target x86_64-unknown-linux-gnu) >&2 || die "building amf-iotool failed"
+	iotool=$repo/target/x86_64-unknown-linux-gnu/release/amf-iotool
+fi
+[ -x "$iotool" ] || die "no amf-iotool at $iotool"
+
+topkey=$( { echo v2; cat "$0"; tar -C "$repo/tests/guest" -cf - --sort=name --mtime=@0 --owner=0 --group=0 .;
+	cat "$iotool"; if [ -n "$module" ]; then cat "$module"; fi; } | sha256sum | cut -c1-16)
+img=$cache/amf-$basekey-$topkey.cpio.gz
+if [ ! -f "$img" ]; then
+	stage=$(mktemp -d "$cache/stage.XXXXXX")
+	trap 'rm -rf "$stage"' EXIT
+	mkdir -p "$stage/amf" "$stage/usr/bin" "$stage/lib/modules"
+	cp "$repo/tests/guest/init" "$stage/init"
+	cp -r "$repo/tests/guest/lib" "$repo/tests/guest/suites" "$stage/amf/"
+	[ -d "$repo/tests/guest/files" ] && cp -r "$repo/tests/guest/files" "$stage/amf/"
+	chmod 755 "$stage/init"
+	cp "$iotool" "$stage/usr/bin/amf-iotool"
+	[ -n "$module" ] && cp "$module" "$stage/lib/modules/dm-amf.ko"
+	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$stage/top.cpio.gz"
+	cat "$base" "$stage/top.cpio.gz" >"$img.tmp"
+	mv "$img.tmp" "$img"
+	rm -rf "$stage"
+	trap - EXIT
+	# Keep the cache bounded: the 20 newest images.
+	ls -1t "$cache"/amf-*.cpio.gz 2>/dev/null | tail -n +21 | xargs -r rm -f
+	log "image $(du -h "$img" | cut -f1)${module:+ with $(basename "$module")}"
+fi
+echo "$img"

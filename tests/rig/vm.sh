@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot N test guests on the cached test kernel and return their verdict.
+#
+#   vm.sh --test load,mapping [options]
+#
+#   --test LIST        suites the guests run (amf.test=), comma-separated; "shell" = interactive
+#   --name NAME        run name: logs are tests/out/NAME.gI.console.log and NAME.gI.ktap
+#   --guests N         number of guests (default 1); N > 1 gets a private network
+#   --disk SIZE        one raw disk shared by all guests (repeatable; 64M, 1G...): vda, vdb...
+#   --module FILE      dm-amf.ko to put into the initramfs (default: dm-amf/dm-amf.ko if built)
+#   --no-module        no module in the guest
+#   --extra fio|cluster  more programs in the initramfs (repeatable)
+#   --initrd FILE      use this initramfs instead of building one
+#   --kernel FILE      bzImage (default: the cached `build-kernel.sh debug` kernel)
+#   --mem MB           guest memory (default 1024; 768 with more than 2 guests)
+#   --cpus N           vCPUs per guest (default 2)
+#   --timeout SEC      hard timeout of the whole run (default 600)
+#   --suite-timeout S  per-suite timeout inside the guest (default: the hard timeout)
+#   --append ARGS      extra kernel command line
+#   --net              private network even with one guest
+#   --accel tcg|kvm|auto  default tcg; auto uses KVM only if a cached probe booted with it
+#   --keep             keep the disk images (prints where)
+#
+# Disks live in /dev/shm (raw, sparse; cache=unsafe because tmpfs has no O_DIRECT;
+# file.locking=off + share-rw=on so several guests share them; discard=unmap). Guest I
+# gets amf.node=I amf.nodes=N and, with a network, amf.ip=10.199.0.(I+1)/24 on a bridge
+# inside a network namespace this script creates and deletes (also on failure): guest
+# traffic never leaves that namespace.
+#
+# Exit: 0 every guest printed "AMF-VERDICT: PASS"; 1 a guest failed; 3 a guest ended
+# without a verdict (crash, panic); 124 timeout; 2 set-up error.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+log() { printf '[vm] %s\n' "$*" >&2; }
+die() { log "$*"; exit 2; }
+
+name=vm
+guests=1
+disks=()
+tests=
+module=auto
+extras=()
+initrd=
+kernel=
+mem=
+cpus=2
+timeout=600
+stimeout=
+append=
+net=0
+accel=${AMF_ACCEL:-tcg}
+keep=0
+out=${AMF_OUT:-$repo/tests/out}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--test) tests=$2; shift 2 ;;
+	--name) name=$2; shift 2 ;;
+	--guests) guests=$2; shift 2 ;;
+	--disk) disks+=("$2"); shift 2 ;;
+	--module) module=$2; shift 2 ;;
+	--no-module) module=; shift ;;
+	--extra) extras+=(--extra "$2"); shift 2 ;;
+	--initrd) initrd=$2; shift 2 ;;
+	--kernel) kernel=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--cpus) cpus=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--suite-timeout) stimeout=$2; shift 2 ;;
+	--append) append=$2; shift 2 ;;
+	--net) net=1; shift ;;
+	--accel) accel=$2; shift 2 ;;
+	--keep) keep=1; shift ;;
+	-h|--help) sed -n '3,33p' "$0"; exit 0 ;;
+	*) die "unknown argument '$1' (--help)" ;;
+	esac
+done
+[ -n "$tests" ] || die "--test is required"
+[[ "$guests" =~ ^[1-9][0-9]*$ ]] || die "--guests wants a positive number"
+[ "$guests" -gt 1 ] && net=1
+[ -n "$mem" ] || { [ "$guests" -gt 2 ] && mem=768 || mem=1024; }
+: "${stimeout:=$timeout}"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run tests/rig/setup-host.sh"
+
+if [ -z "$kernel" ]; then
+	kdir=$("$here/build-kernel.sh" debug | tail -1)
+	kernel=$kdir/arch/x86/boot/bzImage
+fi
+[ -f "$kernel" ] || die "no kernel image $kernel"
+if [ "$module" = auto ]; then
+	module=
+	[ -f "$repo/dm-amf/dm-amf.ko" ] && module=$repo/dm-amf/dm-amf.ko
+fi
+if [ -z "$initrd" ]; then
+	initrd=$("$here/initramfs.sh" ${module:+--module "$module"} ${extras[@]+"${extras[@]}"} | tail -1)
+fi
+[ -f "$initrd" ] || die "no initramfs $initrd"
+mkdir -p "$out"
+
+# ------------------------------------------------------------------ accelerator
+accel_args=(-accel tcg -cpu max)
+if [ "$accel" = auto ] || [ "$accel" = kvm ]; then
+	probe=${AMF_CACHE:-$HOME/.cache/dm-amf}/kvm-probe-$( { qemu-system-x86_64 --version | head -1;
+		uname -r; sha256sum <"$kernel"; } | sha256sum | cut -c1-12)
+	if [ "$accel" = kvm ] || [ ! -f "$probe" ]; then
+		res=no
+		if [ -w /dev/kvm ]; then
+			log "probing KVM (20 s at most)"
+			pl=$(mktemp)
+			timeout -k 2 20 qemu-system-x86_64 -accel kvm -cpu max -m 256 -nodefaults -display none \
+				-no-reboot -kernel "$kernel" -initrd "$initrd" -serial "file:$pl" \
+				-append "console=ttyS0 panic=-1 amf.test=none" >/dev/null 2>&1 || true
+			grep -aq 'AMF-VERDICT: PASS' "$pl" && res=yes
+			rm -f "$pl"
+		fi
+		mkdir -p "$(dirname "$probe")"
+		echo "$res" >"$probe"
+		log "KVM probe: $res"
+	fi
+	if [ "$(cat "$probe")" = yes ]; then
+		accel_args=(-accel kvm -cpu max)
+	elif [ "$accel" = kvm ]; then
+		die "KVM does not boot this kernel here (probe failed)"
+	fi
+fi
+
+# ------------------------------------------------------------------ cleanup
+ns=
+ddir=
+pids=()
+cleanup() {
+	local p
+	for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
+	for p in ${pids[@]+"${pids[@]}"}; do wait "$p" 2>/dev/null || true; done
+	[ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
+	if [ -n "$ddir" ]; then
+		if [ $keep -eq 1 ]; then log "disks kept in $ddir"; else rm -rf "$ddir"; fi
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ disks
+drive_args=()
+if [ ${#disks[@]} -gt 0 ]; then
+	ddir=$(mktemp -d /dev/shm/amf-vm-XXXXXX)
+	for i in "${!disks[@]}"; do
+		img=$ddir/d$i.img
+		truncate -s "${disks[$i]}" "$img" || die "bad disk size '${disks[$i]}'"
+		drive_args+=(-drive "file=$img,format=raw,if=none,id=d$i,cache=unsafe,file.locking=off,discard=unmap"
+			-device "virtio-blk-pci,drive=d$i,share-rw=on,serial=amf-d$i")
+	done
+fi
+
+# ------------------------------------------------------------------ network
+if [ $net -eq 1 ]; then
+	ns=amf-vm-$$
+	ip netns add "$ns" || die "cannot create network namespace $ns"
+	ip -n "$ns" link set lo up
+	ip -n "$ns" link add br0 type bridge
+	ip -n "$ns" link set br0 up
+	for ((i = 0; i < guests; i++)); do
+		ip -n "$ns" tuntap add "tap$i" mode tap
+		ip -n "$ns" link set "tap$i" master br0 up
+	done
+fi
+
+# ------------------------------------------------------------------ guests
+t0=$(date +%s.%N)
+rm -f "$out/$name".g*.console.log "$out/$name".g*.ktap
+log "$name: $guests guest(s), tests '$tests', ${#disks[@]} disk(s), ${accel_args[1]}, timeout ${timeout}s"
+for ((i = 0; i < guests; i++)); do
+	cmdline="console=ttyS0 panic=-1 amf.test=$tests amf.node=$i amf.nodes=$guests amf.timeout=$stimeout"
+	net_args=()
+	if [ $net -eq 1 ]; then
+		cmdline+=" amf.ip=10.199.0.$((i + 1))/24"
+		net_args=(-netdev "tap,id=n0,ifname=tap$i,script=no,downscript=no"
+			-device "virtio-net-pci,netdev=n0,mac=52:54:00:a3:f0:$(printf %02x $((i + 1)))")
+	fi
+	[ -n "$append" ] && cmdline+=" $append"
+	qemu=(qemu-system-x86_64 -name "amf$i" "${accel_args[@]}" -smp "$cpus" -m "$mem"
+		-nodefaults -display none -no-reboot
+		-kernel "$kernel" -initrd "$initrd" -append "$cmdline"
+		-serial "$([ "$tests" = shell ] && echo mon:stdio || echo "file:$out/$name.g$i.console.log")"
+		-serial "file:$out/$name.g$i.ktap"
+		${drive_args[@]+"${drive_args[@]}"} ${net_args[@]+"${net_args[@]}"})
+	if [ "$tests" = shell ]; then
+		# Interactive: console on the terminal (one guest).
+		[ $net -eq 1 ] && exec_ns=(ip netns exec "$ns") || exec_ns=()
+		${exec_ns[@]+"${exec_ns[@]}"} "${qemu[@]}"
+		exit 0
+	fi
+	if [ $net -eq 1 ]; then
+		timeout -k 5 "$timeout" ip netns exec "$ns" "${qemu[@]}" >"$out/$name.g$i.qemu.log" 2>&1 &
+	else
+		timeout -k 5 "$timeout" "${qemu[@]}" >"$out/$name.g$i.qemu.log" 2>&1 &
+	fi
+	pids+=($!)
+done
+
+rc=0
+for ((i = 0; i < guests; i++)); do
+	qrc=0
+	wait "${pids[$i]}" || qrc=$?
+	k=$out/$name.g$i.ktap
+	c=$out/$name.g$i.console.log
+	# The clean channel (ttyS1) normally has everything; the console is the fallback.
+	if ! grep -aq 'AMF-VERDICT:' "$k" 2>/dev/null && grep -aq 'AMF-VERDICT:' "$c" 2>/dev/null; then
+		tr -d '\r' <"$c" | sed -n '/^KTAP version 1/,$p' >"$k"
+	fi
+	sed -i 's/\r$//' "$k" 2>/dev/null || true
+	v=$(grep -a '^AMF-VERDICT:' "$k" 2>/dev/null | tail -1 | awk '{print $2}')
+	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
+		log "guest $i: TIMEOUT after ${timeout}s (console: ${c#$repo/})"
+		echo "AMF-VERDICT: TIMEOUT node=$i" >>"$k"
+		[ $rc -eq 0 ] && rc=124
+	elif [ "$v" = PASS ]; then
+		log "guest $i: PASS (console: ${c#$repo/})"
+	elif [ "$v" = FAIL ]; then
+		log "guest $i: FAIL (console: ${c#$repo/}, results: ${k#$repo/})"
+		[ $rc -eq 0 ] || [ $rc -eq 3 ] && rc=1
+	else
+		log "guest $i: no verdict, qemu exit $qrc (crash or panic?): tail of ${c#$repo/}:"
+		tail -25 "$c" | tr -d '\r' | sed 's/^/    /' >&2
+		echo "AMF-VERDICT: CRASH node=$i" >>"$k"
+		[ $rc -eq 0 ] && rc=3
+	fi
+done
+log "$name: done in $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s, exit $rc"
+exit $rc
