@@ -14,6 +14,7 @@ extern crate std;
 
 pub mod geometry;
 pub mod lock;
+pub mod op;
 pub mod parity;
 pub mod table;
 pub mod wire;
