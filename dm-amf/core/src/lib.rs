@@ -16,5 +16,6 @@ pub mod geometry;
 pub mod lock;
 pub mod op;
 pub mod parity;
+pub mod recovery;
 pub mod table;
 pub mod wire;
