@@ -11,7 +11,7 @@
 //! status and message output go through a bounded [`StatusWriter`].
 
 use super::bindings as b;
-use super::bio::{BlkStatus, Bio};
+use super::bio::{Bio, BlkStatus};
 use core::{
     ffi::{c_char, c_int, c_uint, c_void, CStr},
     fmt,
@@ -170,7 +170,10 @@ impl<'a> TargetCtr<'a> {
         // SAFETY: the target is valid and being constructed.
         let r = unsafe { b::dm_set_target_max_io_len(self.ti.as_ptr(), sectors) };
         if r != 0 {
-            return Err(CtrError::new(Error::from_errno(r), c"Cannot set maximum I/O length"));
+            return Err(CtrError::new(
+                Error::from_errno(r),
+                c"Cannot set maximum I/O length",
+            ));
         }
         Ok(())
     }
@@ -210,12 +213,21 @@ impl<'a> TargetCtr<'a> {
         // NUL-terminated string that outlives the call; `dev` is a valid out-pointer.
         let r = unsafe {
             let mode = b::dm_table_get_mode(self.get().table);
-            b::dm_get_device(self.ti.as_ptr(), buf.as_ptr().cast::<c_char>(), mode, &mut dev)
+            b::dm_get_device(
+                self.ti.as_ptr(),
+                buf.as_ptr().cast::<c_char>(),
+                mode,
+                &mut dev,
+            )
         };
         match NonNull::new(dev) {
             Some(dev) if r == 0 => Ok(DmDev { dev, ti: self.ti }),
             _ => Err(CtrError::new(
-                Error::from_errno(if r < 0 { r } else { -(bindings::ENXIO as c_int) }),
+                Error::from_errno(if r < 0 {
+                    r
+                } else {
+                    -(bindings::ENXIO as c_int)
+                }),
                 c"Device lookup failed",
             )),
         }
@@ -507,7 +519,8 @@ unsafe extern "C" fn map_callback<T: TargetOperations>(
         return b::DM_MAPIO_KILL as c_int;
     };
     // SAFETY: dm core calls map on a constructed target with a bio it lends to us.
-    let (t, target, mut bio) = unsafe { (private::<T>(ti), Target::from_raw(ti), Bio::from_raw(raw)) };
+    let (t, target, mut bio) =
+        unsafe { (private::<T>(ti), Target::from_raw(ti), Bio::from_raw(raw)) };
     match t.map(target, &mut bio) {
         MapAction::Remap => b::DM_MAPIO_REMAPPED as c_int,
         MapAction::Complete(status) => {
@@ -532,8 +545,13 @@ unsafe extern "C" fn status_callback<T: TargetOperations>(
         _ => StatusKind::Ima,
     };
     // SAFETY: dm core passes a constructed target and a `maxlen`-byte result buffer.
-    let (t, target, mut out) =
-        unsafe { (private::<T>(ti), Target::from_raw(ti), StatusWriter::from_raw(result, maxlen)) };
+    let (t, target, mut out) = unsafe {
+        (
+            private::<T>(ti),
+            Target::from_raw(ti),
+            StatusWriter::from_raw(result, maxlen),
+        )
+    };
     t.status(target, kind, &mut out);
 }
 
@@ -550,8 +568,13 @@ unsafe extern "C" fn message_callback<T: TargetOperations>(
         Err(e) => return e.errno.to_errno(),
     };
     // SAFETY: dm core passes a constructed target and a `maxlen`-byte result buffer.
-    let (t, target, mut out) =
-        unsafe { (private::<T>(ti), Target::from_raw(ti), StatusWriter::from_raw(result, maxlen)) };
+    let (t, target, mut out) = unsafe {
+        (
+            private::<T>(ti),
+            Target::from_raw(ti),
+            StatusWriter::from_raw(result, maxlen),
+        )
+    };
     match t.message(target, &args, &mut out) {
         // 1 tells dm core that the result buffer holds a reply for userspace.
         Ok(()) => c_int::from(out.wrote()),

@@ -25,7 +25,9 @@ debug) grep -v '^#' "$here/kernel.config" | sed '/^$/d' >"$frag" ;;
 bench) sed '/^# --- debug set/,$d' "$here/kernel.config" | grep -v '^#' | sed '/^$/d' >"$frag" ;;
 *) log "unknown flavour '$flavour' (debug|bench)"; exit 2 ;;
 esac
-key=$(cat "$frag" "$0" | sha256sum | cut -c1-12)
+# Bump when the build recipe below changes in a way that changes the result.
+recipe=1
+key=$( (cat "$frag"; echo "recipe=$recipe") | sha256sum | cut -c1-12)
 
 src=$cache/linux-$srcver
 out=$cache/build-$srcver-$flavour-$key

@@ -71,9 +71,7 @@ impl TableError {
             Self::TooManyArgs => c"Too many arguments",
             Self::BadOffset => c"Invalid device offset",
             Self::DuplicateDevice => c"Duplicate device",
-            Self::LengthNotStripeMultiple => {
-                c"Target length is not a multiple of the full stripe"
-            }
+            Self::LengthNotStripeMultiple => c"Target length is not a multiple of the full stripe",
             Self::DeviceTooSmall => c"Device too small",
         }
     }
@@ -236,7 +234,9 @@ mod tests {
     }
 
     fn err(s: &str, len: u64) -> TableError {
-        parse(&words(s), len).err().expect("table should be refused")
+        parse(&words(s), len)
+            .err()
+            .expect("table should be refused")
     }
 
     #[test]
@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(err("raid0 1 128 1 /dev/a 0 junk", len), TooManyArgs);
         assert_eq!(err("raid0 1 128 1 /dev/a 0x10", len), BadOffset);
         assert_eq!(err("raid0 1 128 2 /dev/a 0 /dev/a 8", len), DuplicateDevice);
-        assert_eq!(err("raid0 1 128 3 /dev/a 0 /dev/b 0 /dev/c 0", len), LengthNotStripeMultiple);
+        assert_eq!(
+            err("raid0 1 128 3 /dev/a 0 /dev/b 0 /dev/c 0", len),
+            LengthNotStripeMultiple
+        );
         assert_eq!(err("raid0 1 128 1 /dev/a 0", 0), LengthNotStripeMultiple);
         assert_eq!(
             err("raid0 1 128 1 /dev/a 18446744073709551615", len),

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm-amf: active-active RAID over shared disks, as a device-mapper target.
+//!
+//! Several storage servers run an Array Management Function (AMF) each over the same member
+//! disks. This module registers the device-mapper target `amf`; see
+//! `Documentation/table-syntax.rst` for its table line and status output.
+
+use kernel::prelude::*;
+
+#[path = "../rust/mod.rs"]
+mod kernel_ext;
+
+mod core_proto;
+mod target;
+
+use kernel_ext::device_mapper::Registration;
+
+module! {
+    type: AmfModule,
+    name: "dm_amf",
+    author: "dm-amf developers",
+    description: "device-mapper target for active-active RAID over shared disks",
+    license: "GPL",
+}
+
+struct AmfModule {
+    _target: Registration<target::AmfTarget>,
+}
+
+impl kernel::Module for AmfModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let reg = Registration::new(module)?;
+        pr_info!(
+            "dm-amf: target amf v{}.{}.{} registered\n",
+            target::VERSION[0],
+            target::VERSION[1],
+            target::VERSION[2]
+        );
+        Ok(Self { _target: reg })
+    }
+}
