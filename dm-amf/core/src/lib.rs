@@ -12,6 +12,10 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+/// The deterministic cluster simulator (userspace only).
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
 pub mod geometry;
 pub mod lock;
 pub mod op;

@@ -247,10 +247,12 @@ impl LockState {
         self.blocked
     }
 
-    /// The mode this AMF may currently rely on (what it holds, also while converting).
+    /// The mode this AMF may currently rely on. Nothing while converting: a down-conversion
+    /// is only sent once drained, and an up-conversion (sent with `DLM_LKF_CONVDEADLK`, which
+    /// lets the DLM demote the granted mode to break conversion deadlocks) only when idle.
     pub fn held(&self) -> Mode {
         match self.state {
-            State::Held(m) | State::Converting { from: m, .. } => m,
+            State::Held(m) => m,
             _ => Mode::Nl,
         }
     }
@@ -266,6 +268,7 @@ impl LockState {
                 self.in_flight = self.in_flight.checked_add(1).ok_or(LockError::Overflow)?;
                 Action::Proceed
             }
+            State::Held(_) if self.in_flight > 0 => Action::Wait,
             State::Held(h) => {
                 self.state = State::Converting { from: h, to: mode };
                 Action::Convert(mode)
@@ -426,7 +429,7 @@ mod tests {
         assert_eq!(l.blocking(Pr), Action::None);
         assert_eq!(l.acquire(Ex), Ok(Action::Wait));
         assert_eq!(l.op_done(), Ok(Action::Convert(Pr)));
-        assert_eq!(l.held(), Ex);
+        assert_eq!(l.held(), Nl);
         assert_eq!(l.granted(Pr), Ok(()));
         assert_eq!(l.settle(), Action::None);
         assert_eq!(l.blocked(), None);

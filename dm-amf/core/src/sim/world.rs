@@ -1,0 +1,1439 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The simulated cluster: AMF nodes running the real core (`geometry`, `parity`, `wire`,
+//! `lock`, `op`, `recovery`) over shared in-memory member disks, a network that delays and
+//! reorders, and the [`Arbiter`]. Everything happens through events in one deterministic
+//! queue, so a (config, seed, crash list) triple replays exactly.
+
+use super::super::geometry::{Geometry, Level, MemberSet};
+use super::super::lock::{Action as LockAction, LockState, Mode};
+use super::super::op::{plan_write, Block, ChunkSet, Phase, Plan, WriteOp, WriteRequest};
+use super::super::parity::{gen_p, gen_pq, update_pq};
+use super::super::recovery::{self, Action as RecAction, Coordinator, HeldRecord, Merge};
+use super::super::wire::{
+    self, Ack, AckStatus, Block as WireBlock, Body, Message, RecordHeader, Recovery, RecoveryPhase,
+    Role, Step,
+};
+use super::arbiter::{Arbiter, Notice};
+use super::checker::Checker;
+use super::rng::Rng;
+use super::{Config, Crash, Fault, Outcome};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::format;
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+/// Bytes per simulated sector: one u64 naming the write that produced it.
+pub const SECTOR_BYTES: usize = 8;
+const MAX_EVENTS: u64 = 400_000;
+
+struct SimCrc;
+impl wire::Crc32c for SimCrc {
+    fn crc32c(data: &[u8]) -> u32 {
+        crc32c::crc32c(data)
+    }
+}
+
+/// A keyed tag standing in for HMAC-SHA256 (the sim checks plumbing, not cryptography).
+struct SimTagger;
+impl wire::Tagger for SimTagger {
+    fn tag(&mut self, signed: &[u8], out: &mut [u8; wire::TAG_LEN]) -> bool {
+        for (i, chunk) in out.chunks_mut(4).enumerate() {
+            let c = crc32c::crc32c_append(0x5eed_0000 + i as u32, signed);
+            chunk.copy_from_slice(&c.to_le_bytes());
+        }
+        true
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum LockMsg {
+    Notice(Notice),
+    Dead { dead: u64, epoch: u64 },
+    RecoverDone { epoch: u64 },
+}
+
+#[derive(Clone, Debug)]
+enum IoTag {
+    OpRead { op: u64, idx: usize },
+    OpWrite { op: u64 },
+    HostRead { rid: u64, idx: usize },
+    Rewrite { stripe: u64 },
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Net {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    ToArb {
+        from: usize,
+        stripe: u64,
+        mode: Mode,
+    },
+    MemberAck {
+        from: usize,
+        epoch: u64,
+    },
+    ToNode {
+        to: usize,
+        msg: LockMsg,
+    },
+    DiskRead {
+        node: usize,
+        member: usize,
+        sector: u64,
+        sectors: u64,
+        tag: IoTag,
+    },
+    DiskWrite {
+        node: usize,
+        member: usize,
+        sector: u64,
+        bytes: Vec<u8>,
+        tag: IoTag,
+    },
+    Host {
+        node: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Work {
+    Write { w: u64, req: WriteRequest },
+    Read { rid: u64 },
+    Recover { epoch: u64, ops: Vec<(u32, u64)> },
+}
+
+impl Work {
+    fn mode(&self) -> Mode {
+        match self {
+            Work::Read { .. } => Mode::Pr,
+            _ => Mode::Ex,
+        }
+    }
+}
+
+#[derive(Default)]
+struct StripeQ {
+    lock: LockState,
+    queue: VecDeque<Work>,
+    active: bool,
+}
+
+struct OpCtx {
+    op: WriteOp,
+    plan: Plan,
+    w: u64,
+    new: BTreeMap<u8, Vec<u8>>,
+    reads: Vec<Option<Vec<u8>>>,
+    p: Vec<u8>,
+    q: Vec<u8>,
+    writes_left: usize,
+    early: bool,
+}
+
+#[derive(Default, Clone)]
+struct Held {
+    header: Option<RecordHeader>,
+    data: BTreeMap<u8, Vec<u8>>,
+    p: Option<Vec<u8>>,
+    q: Option<Vec<u8>>,
+}
+
+struct ReadCtx {
+    start: u64,
+    floors: Vec<u64>,
+    left: usize,
+    values: Vec<u64>,
+}
+
+struct RewriteCtx {
+    epoch: u64,
+    ops: VecDeque<(u32, u64)>,
+    left: usize,
+}
+
+struct RecCtx {
+    coord: Coordinator,
+    stripes_left: usize,
+}
+
+struct Node {
+    id: usize,
+    alive: bool,
+    epoch: u64,
+    dead: u64,
+    paused: bool,
+    stripes: BTreeMap<u64, StripeQ>,
+    ops: BTreeMap<u64, OpCtx>,
+    next_op: u64,
+    seq: u64,
+    held: BTreeMap<(u32, u64), Held>,
+    host_left: usize,
+    host_inflight: usize,
+    reads: BTreeMap<u64, ReadCtx>,
+    rewrites: BTreeMap<u64, RewriteCtx>,
+    rec: Option<RecCtx>,
+}
+
+/// One simulation run.
+pub struct World {
+    cfg: Config,
+    g: Geometry,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    disks: Vec<Vec<u8>>,
+    nodes: Vec<Node>,
+    arb: Arbiter,
+    epoch: u64,
+    acks_needed: u64,
+    chk: Checker,
+    next_rid: u64,
+    crashes: Vec<Crash>,
+    crashed: usize,
+    processed: u64,
+    stats: super::Stats,
+}
+
+fn val(bytes: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = bytes.get(i * SECTOR_BYTES..(i + 1) * SECTOR_BYTES) {
+        a.copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+fn filled(w: u64, sectors: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(sectors as usize * SECTOR_BYTES);
+    for _ in 0..sectors {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    v
+}
+
+fn encode_frame(node: usize, seq: u64, msg: &Message<'_>) -> Vec<u8> {
+    let len = wire::encoded_len(msg).expect("frame fits");
+    let mut buf = vec![0u8; len];
+    let used = wire::encode::<SimCrc>(msg, node as u32, seq, Some(&mut SimTagger), &mut buf)
+        .expect("encode");
+    buf.truncate(used);
+    buf
+}
+
+impl World {
+    /// Build the world for `cfg` with these crashes (sorted by event index).
+    pub fn new(cfg: &Config, crashes: &[Crash]) -> World {
+        let g = Geometry::new(
+            cfg.level,
+            cfg.members,
+            cfg.chunk_sectors,
+            cfg.chunk_sectors * cfg.rows,
+        )
+        .expect("valid simulator geometry");
+        let member_bytes = (cfg.chunk_sectors * cfg.rows) as usize * SECTOR_BYTES;
+        let nodes = (0..cfg.nodes)
+            .map(|id| Node {
+                id,
+                alive: true,
+                epoch: 0,
+                dead: 0,
+                paused: false,
+                stripes: BTreeMap::new(),
+                ops: BTreeMap::new(),
+                next_op: 1,
+                seq: 0,
+                held: BTreeMap::new(),
+                host_left: cfg.host_ops,
+                host_inflight: 0,
+                reads: BTreeMap::new(),
+                rewrites: BTreeMap::new(),
+                rec: None,
+            })
+            .collect();
+        let mut crashes = crashes.to_vec();
+        crashes.sort_by_key(|c| c.at_event);
+        let mut w = World {
+            cfg: *cfg,
+            g,
+            rng: Rng::new(cfg.seed),
+            now: 0,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            disks: vec![vec![0u8; member_bytes]; cfg.members],
+            nodes,
+            arb: Arbiter::default(),
+            epoch: 0,
+            acks_needed: 0,
+            chk: Checker::new(g.logical_sectors()),
+            next_rid: 1,
+            crashes,
+            crashed: 0,
+            processed: 0,
+            stats: super::Stats::default(),
+        };
+        for n in 0..cfg.nodes {
+            w.schedule(0, Ev::Host { node: n });
+        }
+        w
+    }
+
+    fn schedule(&mut self, delay: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((self.now + delay, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    fn violation(&mut self, s: String) {
+        self.chk.violations.push(s);
+    }
+
+    /// Run to quiescence; return what happened.
+    pub fn run(mut self) -> Outcome {
+        while let Some(Reverse((t, s))) = self.heap.pop() {
+            let Some(ev) = self.events.remove(&s) else {
+                continue;
+            };
+            while let Some(c) = self.crashes.first().copied() {
+                if c.at_event > self.processed {
+                    break;
+                }
+                self.crashes.remove(0);
+                self.crash(c.node);
+            }
+            self.now = t;
+            self.processed += 1;
+            self.handle(ev);
+            self.check_locks();
+            if self.processed > MAX_EVENTS {
+                self.violation(format!("runaway: more than {MAX_EVENTS} events"));
+                break;
+            }
+            if self.chk.violations.len() > 20 {
+                break;
+            }
+        }
+        self.final_checks();
+        Outcome {
+            events: self.processed,
+            crashes: self.crashed,
+            violations: self.chk.violations,
+            stats: self.stats,
+        }
+    }
+
+    fn alive_mask(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive)
+            .fold(0, |m, n| m | 1 << n.id)
+    }
+
+    fn crash(&mut self, node: usize) {
+        let alive = self.alive_mask();
+        if alive & (1 << node) == 0 || alive.count_ones() < 2 {
+            return;
+        }
+        self.crashed += 1;
+        self.nodes[node].alive = false;
+        // Fencing: the dead node's in-flight disk writes land now or never.
+        let pending: Vec<u64> = self
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Ev::DiskWrite { node: n, .. } if *n == node))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in pending {
+            if let Some(Ev::DiskWrite {
+                member,
+                sector,
+                bytes,
+                ..
+            }) = self.events.remove(&s)
+            {
+                if self.rng.chance(1, 2) {
+                    self.put(member, sector, &bytes);
+                }
+            }
+        }
+        self.arb.mark_dead(node);
+        self.epoch += 1;
+        self.acks_needed = alive & !(1 << node);
+        let dead = !self.acks_needed & ((1u64 << self.nodes.len()) - 1);
+        for n in 0..self.nodes.len() {
+            if self.acks_needed & (1 << n) != 0 {
+                let d = self.rng.range(3, 15);
+                let epoch = self.epoch;
+                self.schedule(
+                    d,
+                    Ev::ToNode {
+                        to: n,
+                        msg: LockMsg::Dead { dead, epoch },
+                    },
+                );
+            }
+        }
+    }
+
+    fn put(&mut self, member: usize, sector: u64, bytes: &[u8]) {
+        let at = sector as usize * SECTOR_BYTES;
+        if let Some(d) = self.disks.get_mut(member) {
+            if let Some(dst) = d.get_mut(at..at + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+    }
+
+    fn get(&self, member: usize, sector: u64, sectors: u64) -> Vec<u8> {
+        let at = sector as usize * SECTOR_BYTES;
+        let len = sectors as usize * SECTOR_BYTES;
+        self.disks[member][at..at + len].to_vec()
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Host { node } => self.host(node),
+            Ev::Net { from, to, bytes } => {
+                if self.nodes[to].alive {
+                    self.net(from, to, &bytes);
+                }
+            }
+            Ev::ToArb { from, stripe, mode } => {
+                let out = self.arb.request(from, stripe, mode);
+                self.notify(out);
+            }
+            Ev::MemberAck { from, epoch } => {
+                if epoch == self.epoch {
+                    self.acks_needed &= !(1 << from);
+                    if self.acks_needed == 0 {
+                        let out = self.arb.purge();
+                        self.notify(out);
+                        for n in 0..self.nodes.len() {
+                            if self.nodes[n].alive {
+                                let d = self.rng.range(1, 4);
+                                self.schedule(
+                                    d,
+                                    Ev::ToNode {
+                                        to: n,
+                                        msg: LockMsg::RecoverDone { epoch },
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Ev::ToNode { to, msg } => {
+                if self.nodes[to].alive {
+                    self.lock_msg(to, msg);
+                }
+            }
+            Ev::DiskRead {
+                node,
+                member,
+                sector,
+                sectors,
+                tag,
+            } => {
+                if self.nodes[node].alive {
+                    let data = self.get(member, sector, sectors);
+                    self.io_done(node, tag, Some(data));
+                }
+            }
+            Ev::DiskWrite {
+                node,
+                member,
+                sector,
+                bytes,
+                tag,
+            } => {
+                self.put(member, sector, &bytes);
+                if self.nodes[node].alive {
+                    self.io_done(node, tag, None);
+                }
+            }
+        }
+    }
+
+    fn notify(&mut self, out: Vec<(usize, Notice)>) {
+        for (to, n) in out {
+            let d = self.rng.range(1, 4);
+            self.schedule(
+                d,
+                Ev::ToNode {
+                    to,
+                    msg: LockMsg::Notice(n),
+                },
+            );
+        }
+    }
+
+    fn peers(&self, node: usize) -> u64 {
+        let n = &self.nodes[node];
+        let all = (1u64 << self.nodes.len()) - 1;
+        all & !n.dead & !(1 << node)
+    }
+
+    // ---- host requests -------------------------------------------------------------------
+
+    fn host(&mut self, node: usize) {
+        let n = &self.nodes[node];
+        if !n.alive || n.host_left == 0 {
+            return;
+        }
+        if n.host_inflight >= self.cfg.host_depth {
+            return;
+        }
+        self.nodes[node].host_left -= 1;
+        self.nodes[node].host_inflight += 1;
+        let cs = self.cfg.chunk_sectors;
+        let stripe = self.rng.range(0, self.g.stripes() - 1);
+        let offset = self.rng.range(0, cs - 1);
+        let sectors = self.rng.range(1, cs - offset);
+        if self.rng.chance(3, 5) {
+            let dc = self.g.data_chunks();
+            let mut chunks = if dc == 1 {
+                1
+            } else {
+                self.rng.next() & ((1u64 << dc) - 1)
+            };
+            if self.rng.chance(1, 4) {
+                chunks = (1u64 << dc) - 1;
+            }
+            if chunks == 0 {
+                chunks = 1 << self.rng.range(0, dc as u64 - 1);
+            }
+            let req = WriteRequest {
+                stripe,
+                offset,
+                sectors,
+                chunks: ChunkSet(chunks),
+            };
+            let secs: Vec<u64> = (0..dc)
+                .filter(|k| chunks >> k & 1 == 1)
+                .flat_map(|k| {
+                    let base = (stripe * dc as u64 + k as u64) * cs;
+                    (offset..offset + sectors).map(move |o| base + o)
+                })
+                .collect();
+            let w = self.chk.new_write(secs.into_iter());
+            self.enqueue(node, stripe, Work::Write { w, req });
+        } else {
+            let dc = self.g.data_chunks() as u64;
+            let k = self.rng.range(0, dc - 1);
+            let start = (stripe * dc + k) * cs + offset;
+            let rid = self.next_rid;
+            self.next_rid += 1;
+            self.nodes[node].reads.insert(
+                rid,
+                ReadCtx {
+                    start,
+                    floors: Vec::new(),
+                    left: sectors as usize,
+                    values: vec![0; sectors as usize],
+                },
+            );
+            self.enqueue(node, stripe, Work::Read { rid });
+        }
+        let d = self.rng.range(0, 5);
+        self.schedule(d, Ev::Host { node });
+    }
+
+    fn host_done(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.host_inflight -= 1;
+        let d = self.rng.range(0, 3);
+        self.schedule(d, Ev::Host { node });
+    }
+
+    // ---- per-stripe work queue and locks ---------------------------------------------------
+
+    fn enqueue(&mut self, node: usize, stripe: u64, work: Work) {
+        let q = self.nodes[node].stripes.entry(stripe).or_default();
+        if matches!(work, Work::Recover { .. }) {
+            q.queue.push_front(work);
+        } else {
+            q.queue.push_back(work);
+        }
+        self.pump(node, stripe);
+    }
+
+    fn send_lock(&mut self, node: usize, stripe: u64, a: LockAction) {
+        match a {
+            LockAction::Request(m) | LockAction::Convert(m) => {
+                let d = self.rng.range(1, 4);
+                self.schedule(
+                    d,
+                    Ev::ToArb {
+                        from: node,
+                        stripe,
+                        mode: m,
+                    },
+                );
+            }
+            LockAction::Unlock => self.violation(format!("node {node}: unexpected unlock")),
+            LockAction::None | LockAction::Proceed | LockAction::Wait => {}
+        }
+    }
+
+    fn pump(&mut self, node: usize, stripe: u64) {
+        let n = &mut self.nodes[node];
+        let paused = n.paused;
+        let Some(q) = n.stripes.get_mut(&stripe) else {
+            return;
+        };
+        if q.active {
+            return;
+        }
+        let Some(head) = q.queue.front() else {
+            return;
+        };
+        if paused && !matches!(head, Work::Recover { .. }) {
+            return;
+        }
+        let mode = head.mode();
+        match q.lock.acquire(mode) {
+            Ok(LockAction::Proceed) => {
+                q.active = true;
+                let work = q.queue.pop_front();
+                if let Some(work) = work {
+                    self.start(node, stripe, work);
+                }
+            }
+            Ok(a) => self.send_lock(node, stripe, a),
+            Err(e) => self.violation(format!("node {node}: lock error {e:?}")),
+        }
+    }
+
+    fn work_done(&mut self, node: usize, stripe: u64) {
+        let Some(q) = self.nodes[node].stripes.get_mut(&stripe) else {
+            return;
+        };
+        q.active = false;
+        match q.lock.op_done() {
+            Ok(a) => self.send_lock(node, stripe, a),
+            Err(e) => self.violation(format!("node {node}: lock error {e:?}")),
+        }
+        self.pump(node, stripe);
+    }
+
+    fn lock_msg(&mut self, node: usize, msg: LockMsg) {
+        match msg {
+            LockMsg::Notice(Notice::Grant(stripe, mode)) => {
+                let q = self.nodes[node].stripes.entry(stripe).or_default();
+                if let Err(e) = q.lock.granted(mode) {
+                    self.violation(format!("node {node}: grant {mode:?} refused: {e:?}"));
+                    return;
+                }
+                self.pump(node, stripe);
+                let a = self.nodes[node]
+                    .stripes
+                    .get_mut(&stripe)
+                    .map(|q| q.lock.settle())
+                    .unwrap_or(LockAction::None);
+                self.send_lock(node, stripe, a);
+            }
+            LockMsg::Notice(Notice::Bast(stripe, mode)) => {
+                let q = self.nodes[node].stripes.entry(stripe).or_default();
+                let a = q.lock.blocking(mode);
+                self.send_lock(node, stripe, a);
+            }
+            LockMsg::Dead { dead, epoch } => self.member_dead(node, dead, epoch),
+            LockMsg::RecoverDone { epoch } => self.recover_done(node, epoch),
+        }
+    }
+
+    fn start(&mut self, node: usize, stripe: u64, work: Work) {
+        match work {
+            Work::Write { w, req } => self.start_write(node, w, req),
+            Work::Read { rid } => {
+                let Some(r) = self.nodes[node].reads.get(&rid) else {
+                    return;
+                };
+                let (start, len) = (r.start, r.left);
+                let mut floors = Vec::new();
+                for i in 0..len {
+                    let l = start + i as u64;
+                    floors.push(self.chk.read_floor(l));
+                    let copies = self.g.copies(l).expect("sector in range");
+                    let p = copies.as_slice()[0];
+                    let d = self.rng.range(1, 6);
+                    self.schedule(
+                        d,
+                        Ev::DiskRead {
+                            node,
+                            member: p.member,
+                            sector: p.sector,
+                            sectors: 1,
+                            tag: IoTag::HostRead { rid, idx: i },
+                        },
+                    );
+                }
+                if let Some(r) = self.nodes[node].reads.get_mut(&rid) {
+                    r.floors = floors;
+                }
+            }
+            Work::Recover { epoch, ops } => {
+                self.nodes[node].rewrites.insert(
+                    stripe,
+                    RewriteCtx {
+                        epoch,
+                        ops: ops.into_iter().collect(),
+                        left: 0,
+                    },
+                );
+                self.next_rewrite(node, stripe);
+            }
+        }
+    }
+
+    // ---- write operations -------------------------------------------------------------------
+
+    fn start_write(&mut self, node: usize, w: u64, req: WriteRequest) {
+        let plan = match plan_write(&self.g, &req, MemberSet::EMPTY) {
+            Ok(p) => p,
+            Err(e) => {
+                self.violation(format!("plan failed: {e:?}"));
+                return;
+            }
+        };
+        let peers = self.peers(node);
+        let n = &mut self.nodes[node];
+        let id = n.next_op;
+        n.next_op += 1;
+        let (op, fx) = WriteOp::start(id, n.epoch, node as u32, req, &plan, peers);
+        let mut new = BTreeMap::new();
+        for k in 0..self.g.data_chunks() {
+            if req.chunks.contains(k) {
+                new.insert(k as u8, filled(w, req.sectors));
+            }
+        }
+        let len = req.sectors as usize * SECTOR_BYTES;
+        n.ops.insert(
+            id,
+            OpCtx {
+                op,
+                plan,
+                w,
+                new,
+                reads: vec![None; plan.reads.as_slice().len()],
+                p: vec![0; len],
+                q: vec![0; len],
+                writes_left: 0,
+                early: false,
+            },
+        );
+        if self.cfg.fault == Fault::AckBeforeReplication {
+            self.chk.acked(w);
+            self.host_done(node);
+        }
+        self.apply(node, id, fx);
+    }
+
+    fn apply(&mut self, node: usize, id: u64, fx: super::super::op::Effects) {
+        if let Some(step) = fx.replicate {
+            self.replicate(node, id, step);
+        }
+        if fx.read {
+            let ios: Vec<_> = match self.nodes[node].ops.get(&id) {
+                Some(c) => c.plan.reads.as_slice().to_vec(),
+                None => return,
+            };
+            for (idx, io) in ios.iter().enumerate() {
+                let d = self.rng.range(1, 6);
+                self.schedule(
+                    d,
+                    Ev::DiskRead {
+                        node,
+                        member: io.member,
+                        sector: io.sector,
+                        sectors: io.sectors,
+                        tag: IoTag::OpRead { op: id, idx },
+                    },
+                );
+            }
+        }
+        if fx.compute {
+            self.compute(node, id);
+            let peers = self.peers(node);
+            if self.cfg.fault == Fault::WriteBeforePrepared {
+                self.issue_writes(node, id);
+                if let Some(c) = self.nodes[node].ops.get_mut(&id) {
+                    c.early = true;
+                }
+                let w = self.nodes[node].ops.get(&id).map(|c| c.w).unwrap_or(0);
+                self.chk.acked(w);
+                self.host_done(node);
+            }
+            let fx2 = match self.nodes[node].ops.get_mut(&id) {
+                Some(c) => c.op.computed(peers),
+                None => return,
+            };
+            match fx2 {
+                Ok(fx2) => self.apply(node, id, fx2),
+                Err(e) => self.violation(format!("op error {e:?}")),
+            }
+        }
+        let early = self.nodes[node].ops.get(&id).is_some_and(|c| c.early);
+        let broken_ack = matches!(
+            self.cfg.fault,
+            Fault::AckBeforeReplication | Fault::WriteBeforePrepared
+        );
+        if fx.ack_host && !broken_ack {
+            let w = self.nodes[node].ops.get(&id).map(|c| c.w).unwrap_or(0);
+            self.chk.acked(w);
+            self.stats.writes_acked += 1;
+            self.host_done(node);
+        }
+        if fx.write {
+            if early {
+                // Writes already out (broken protocol): report them done at once.
+                let peers = self.peers(node);
+                if let Some(c) = self.nodes[node].ops.get_mut(&id) {
+                    c.writes_left = 0;
+                    if c.op.phase() == Phase::Write {
+                        if let Ok(fx3) = c.op.writes_done(peers) {
+                            let fx3 = super::super::op::Effects {
+                                ack_host: false,
+                                ..fx3
+                            };
+                            self.apply(node, id, fx3);
+                        }
+                    }
+                }
+            } else {
+                self.issue_writes(node, id);
+            }
+        }
+        if fx.retire {
+            let stripe = match self.nodes[node].ops.remove(&id) {
+                Some(c) => c.op.req.stripe,
+                None => return,
+            };
+            self.work_done(node, stripe);
+        }
+    }
+
+    fn compute(&mut self, node: usize, id: u64) {
+        let g = self.g;
+        let Some(c) = self.nodes[node].ops.get_mut(&id) else {
+            return;
+        };
+        self.chk.ordered(c.w);
+        let len = c.op.req.sectors as usize * SECTOR_BYTES;
+        let dc = g.data_chunks();
+        match c.plan.kind {
+            wire::OpKind::FullStripe => self.stats.full_stripe += 1,
+            wire::OpKind::ReadModifyWrite => self.stats.rmw += 1,
+            wire::OpKind::ReconstructWrite => self.stats.rcw += 1,
+            wire::OpKind::Mirror => self.stats.mirror += 1,
+        }
+        match c.plan.kind {
+            wire::OpKind::Mirror => {}
+            wire::OpKind::ReadModifyWrite => {
+                let mut p = vec![0u8; len];
+                let mut q = vec![0u8; len];
+                let mut olds: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+                for (io, data) in c.plan.reads.as_slice().iter().zip(c.reads.iter()) {
+                    let data = data.clone().unwrap_or_default();
+                    match io.what {
+                        Block::P => p = data,
+                        Block::Q => q = data,
+                        Block::Data(k) => {
+                            olds.insert(k, data);
+                        }
+                    }
+                }
+                for (k, new) in c.new.iter() {
+                    let old = olds.get(k).cloned().unwrap_or_else(|| vec![0; len]);
+                    let qq = if c.plan.q { Some(&mut q[..]) } else { None };
+                    let _ = update_pq(*k as usize, &old, new, &mut p, qq);
+                }
+                c.p = p;
+                c.q = q;
+            }
+            _ => {
+                let mut chunks: Vec<Vec<u8>> = vec![vec![0; len]; dc];
+                for (io, data) in c.plan.reads.as_slice().iter().zip(c.reads.iter()) {
+                    if let (Block::Data(k), Some(d)) = (io.what, data) {
+                        chunks[k as usize] = d.clone();
+                    }
+                }
+                for (k, new) in c.new.iter() {
+                    chunks[*k as usize] = new.clone();
+                }
+                let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
+                if c.plan.q {
+                    let _ = gen_pq(&refs, &mut c.p, &mut c.q);
+                } else {
+                    let _ = gen_p(&refs, &mut c.p);
+                }
+            }
+        }
+    }
+
+    fn issue_writes(&mut self, node: usize, id: u64) {
+        let Some(c) = self.nodes[node].ops.get_mut(&id) else {
+            return;
+        };
+        let mut evs = Vec::new();
+        for io in c.plan.writes.as_slice() {
+            let bytes = match io.what {
+                Block::Data(k) => c.new.get(&k).cloned().unwrap_or_default(),
+                Block::P => c.p.clone(),
+                Block::Q => c.q.clone(),
+            };
+            evs.push((io.member, io.sector, bytes));
+        }
+        c.writes_left = evs.len();
+        for (member, sector, bytes) in evs {
+            let d = self.rng.range(1, 6);
+            self.schedule(
+                d,
+                Ev::DiskWrite {
+                    node,
+                    member,
+                    sector,
+                    bytes,
+                    tag: IoTag::OpWrite { op: id },
+                },
+            );
+        }
+    }
+
+    fn replicate(&mut self, node: usize, id: u64, step: Step) {
+        let peers = self.peers(node);
+        self.nodes[node].seq += 1;
+        let seq = self.nodes[node].seq;
+        let Some(c) = self.nodes[node].ops.get(&id) else {
+            return;
+        };
+        let header = c.op.record(step);
+        let mut blocks = Vec::new();
+        match step {
+            Step::Intent => {
+                for (k, b) in c.new.iter() {
+                    blocks.push(WireBlock {
+                        role: Role::NewData,
+                        index: *k,
+                        bytes: b,
+                    });
+                }
+            }
+            Step::Prepared => {
+                if c.plan.p {
+                    blocks.push(WireBlock {
+                        role: Role::NewP,
+                        index: 0,
+                        bytes: &c.p,
+                    });
+                }
+                if c.plan.q {
+                    blocks.push(WireBlock {
+                        role: Role::NewQ,
+                        index: 0,
+                        bytes: &c.q,
+                    });
+                }
+            }
+            Step::Done => {}
+        }
+        let msg = Message::Record(header, &blocks);
+        let frame = encode_frame(node, seq, &msg);
+        for to in 0..self.nodes.len() {
+            if peers & (1 << to) != 0 {
+                let d = self.rng.range(1, 8);
+                self.schedule(
+                    d,
+                    Ev::Net {
+                        from: node,
+                        to,
+                        bytes: frame.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn encode(&mut self, node: usize, msg: &Message<'_>) -> Vec<u8> {
+        let n = &mut self.nodes[node];
+        n.seq += 1;
+        encode_frame(node, n.seq, msg)
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: &Message<'_>) {
+        let bytes = self.encode(from, msg);
+        let d = self.rng.range(1, 8);
+        self.schedule(d, Ev::Net { from, to, bytes });
+    }
+
+    // ---- replication channel ------------------------------------------------------------------
+
+    fn net(&mut self, from: usize, to: usize, bytes: &[u8]) {
+        let frame = match wire::decode::<SimCrc>(bytes) {
+            Ok((f, _)) => f,
+            Err(e) => {
+                self.violation(format!("decode failed: {e:?}"));
+                return;
+            }
+        };
+        if frame.verify(&mut SimTagger).is_err() {
+            self.violation("tag did not verify".into());
+            return;
+        }
+        if self.nodes[to].dead & (1 << from) != 0 {
+            return;
+        }
+        match frame.body {
+            Body::Record(r) => {
+                let h = r.header;
+                let key = (h.owner, h.op_id);
+                let held = self.nodes[to]
+                    .held
+                    .get(&key)
+                    .and_then(|x| x.header.map(|h| h.step));
+                let owner_dead = self.nodes[to].dead & (1 << h.owner) != 0;
+                match recovery::merge(held, h.step, owner_dead) {
+                    Merge::Refuse => return,
+                    Merge::Ignore => {}
+                    Merge::Store => {
+                        let e = self.nodes[to].held.entry(key).or_default();
+                        e.header = Some(h);
+                        for b in r.blocks() {
+                            match b.role {
+                                Role::NewData => {
+                                    e.data.insert(b.index, b.bytes.to_vec());
+                                }
+                                Role::NewP => e.p = Some(b.bytes.to_vec()),
+                                Role::NewQ => e.q = Some(b.bytes.to_vec()),
+                                _ => {}
+                            }
+                        }
+                        if h.step == Step::Done {
+                            e.data.clear();
+                            e.p = None;
+                            e.q = None;
+                        }
+                    }
+                }
+                let ack = Message::Ack(Ack {
+                    op_id: h.op_id,
+                    generation: h.generation,
+                    owner: h.owner,
+                    step: h.step,
+                    status: AckStatus::Ok,
+                });
+                self.send(to, from, &ack);
+            }
+            Body::Ack(a) => {
+                let peers_ok = a.owner as usize == to;
+                let fx = match self.nodes[to].ops.get_mut(&a.op_id) {
+                    Some(c) if peers_ok => c.op.ack(from as u32, a.step).ok(),
+                    _ => None,
+                };
+                if let Some(fx) = fx {
+                    self.apply(to, a.op_id, fx);
+                }
+            }
+            Body::Recovery(rc) => self.recovery_msg(from, to, rc),
+            Body::Hello(_) | Body::Proof(_) => {}
+        }
+    }
+
+    // ---- membership and recovery -------------------------------------------------------------
+
+    fn member_dead(&mut self, node: usize, dead: u64, epoch: u64) {
+        let n = &mut self.nodes[node];
+        if epoch <= n.epoch {
+            return;
+        }
+        let newly = dead & !n.dead;
+        n.dead |= dead;
+        n.epoch = epoch;
+        n.paused = true;
+        n.rec = None;
+        let ids: Vec<u64> = n.ops.keys().copied().collect();
+        for lost in 0..64u32 {
+            if newly & (1 << lost) == 0 {
+                continue;
+            }
+            for id in ids.iter() {
+                let fx = match self.nodes[node].ops.get_mut(id) {
+                    Some(c) => c.op.peer_lost(lost),
+                    None => continue,
+                };
+                self.apply(node, *id, fx);
+            }
+        }
+        let d = self.rng.range(1, 4);
+        self.schedule(d, Ev::MemberAck { from: node, epoch });
+    }
+
+    fn recover_done(&mut self, node: usize, epoch: u64) {
+        let n = &self.nodes[node];
+        if n.epoch != epoch {
+            return;
+        }
+        let live = ((1u64 << self.nodes.len()) - 1) & !n.dead;
+        if recovery::recoverer(live) != Some(node as u32) {
+            return;
+        }
+        let dead = n.dead;
+        let mut recs: Vec<HeldRecord> = n
+            .held
+            .iter()
+            .filter(|((owner, _), _)| dead & (1 << owner) != 0)
+            .filter_map(|(_, h)| h.header.map(|header| HeldRecord { header }))
+            .collect();
+        recovery::order(&mut recs);
+        let mut by_stripe: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();
+        for r in &recs {
+            let act = recovery::action(r.header.step);
+            match act {
+                RecAction::Rewrite => self.stats.rewrites += 1,
+                RecAction::RollBack => self.stats.rollbacks += 1,
+                RecAction::Forget => {}
+            }
+            if act == RecAction::Rewrite && self.cfg.fault != Fault::SkipRecovery {
+                by_stripe
+                    .entry(r.header.stripe)
+                    .or_default()
+                    .push((r.header.owner, r.header.op_id));
+            }
+        }
+        self.stats.recoveries += 1;
+        self.nodes[node].rec = Some(RecCtx {
+            coord: Coordinator::new(dead, epoch),
+            stripes_left: by_stripe.len(),
+        });
+        if by_stripe.is_empty() {
+            self.rewrites_finished(node);
+            return;
+        }
+        for (stripe, ops) in by_stripe {
+            self.enqueue(node, stripe, Work::Recover { epoch, ops });
+        }
+    }
+
+    fn next_rewrite(&mut self, node: usize, stripe: u64) {
+        loop {
+            let Some(rw) = self.nodes[node].rewrites.get_mut(&stripe) else {
+                return;
+            };
+            let Some(key) = rw.ops.pop_front() else {
+                let epoch = rw.epoch;
+                self.nodes[node].rewrites.remove(&stripe);
+                self.work_done(node, stripe);
+                let stale = match self.nodes[node].rec.as_mut() {
+                    Some(r) if r.coord.epoch == epoch => {
+                        r.stripes_left = r.stripes_left.saturating_sub(1);
+                        r.stripes_left != 0
+                    }
+                    _ => true,
+                };
+                if !stale {
+                    self.rewrites_finished(node);
+                }
+                return;
+            };
+            let Some(held) = self.nodes[node].held.get(&key).cloned() else {
+                // Dropped meanwhile by a Complete of an older recovery: already on disk.
+                continue;
+            };
+            let Some(h) = held.header else { continue };
+            let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet::EMPTY) {
+                Ok(ios) => ios,
+                Err(e) => {
+                    self.violation(format!("rewrite plan failed: {e:?}"));
+                    continue;
+                }
+            };
+            let mut evs = Vec::new();
+            for io in ios.as_slice() {
+                let bytes = match io.what {
+                    Block::Data(k) => held.data.get(&k).cloned(),
+                    Block::P => held.p.clone(),
+                    Block::Q => held.q.clone(),
+                };
+                match bytes {
+                    Some(b) => evs.push((io.member, io.sector, b)),
+                    None => {
+                        self.violation(format!("record {key:?} lacks {:?} for a rewrite", io.what))
+                    }
+                }
+            }
+            if evs.is_empty() {
+                continue;
+            }
+            if let Some(rw) = self.nodes[node].rewrites.get_mut(&stripe) {
+                rw.left = evs.len();
+            }
+            for (member, sector, bytes) in evs {
+                let d = self.rng.range(1, 6);
+                self.schedule(
+                    d,
+                    Ev::DiskWrite {
+                        node,
+                        member,
+                        sector,
+                        bytes,
+                        tag: IoTag::Rewrite { stripe },
+                    },
+                );
+            }
+            return;
+        }
+    }
+
+    fn rewrites_finished(&mut self, node: usize) {
+        let others = self.peers(node);
+        let n = &mut self.nodes[node];
+        let dead = n.dead;
+        n.held.retain(|(owner, _), _| dead & (1 << owner) == 0);
+        let epoch = n.epoch;
+        let Some(rec) = n.rec.as_mut() else { return };
+        if rec.coord.rewrites_done(others) {
+            self.resume(node);
+            return;
+        }
+        let msg = Message::Recovery(Recovery {
+            dead: (63 - dead.leading_zeros()),
+            phase: RecoveryPhase::Complete,
+            epoch,
+        });
+        for to in 0..self.nodes.len() {
+            if others & (1 << to) != 0 {
+                self.send(node, to, &msg);
+            }
+        }
+    }
+
+    fn recovery_msg(&mut self, from: usize, to: usize, rc: Recovery) {
+        if rc.epoch != self.nodes[to].epoch {
+            return;
+        }
+        match rc.phase {
+            RecoveryPhase::Complete => {
+                let is_echo = self.nodes[to]
+                    .rec
+                    .as_ref()
+                    .is_some_and(|r| r.coord.epoch == rc.epoch);
+                if is_echo {
+                    let done = self.nodes[to]
+                        .rec
+                        .as_mut()
+                        .is_some_and(|r| r.coord.completed_by(from as u32));
+                    if done {
+                        let others = self.peers(to);
+                        let msg = Message::Recovery(Recovery {
+                            phase: RecoveryPhase::Resume,
+                            ..rc
+                        });
+                        for n in 0..self.nodes.len() {
+                            if others & (1 << n) != 0 {
+                                self.send(to, n, &msg);
+                            }
+                        }
+                        self.resume(to);
+                    }
+                } else {
+                    let dead = self.nodes[to].dead;
+                    self.nodes[to]
+                        .held
+                        .retain(|(owner, _), _| dead & (1 << owner) == 0);
+                    self.send(to, from, &Message::Recovery(rc));
+                }
+            }
+            RecoveryPhase::Resume => self.resume(to),
+        }
+    }
+
+    fn resume(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.paused = false;
+        n.rec = None;
+        let stripes: Vec<u64> = n.stripes.keys().copied().collect();
+        for s in stripes {
+            self.pump(node, s);
+        }
+    }
+
+    // ---- I/O completion -------------------------------------------------------------------
+
+    fn io_done(&mut self, node: usize, tag: IoTag, data: Option<Vec<u8>>) {
+        match tag {
+            IoTag::OpRead { op, idx } => {
+                let fx = match self.nodes[node].ops.get_mut(&op) {
+                    Some(c) => {
+                        if let Some(slot) = c.reads.get_mut(idx) {
+                            *slot = data;
+                        }
+                        if c.reads.iter().all(|r| r.is_some()) {
+                            c.op.reads_done().ok()
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
+                };
+                if let Some(fx) = fx {
+                    self.apply(node, op, fx);
+                }
+            }
+            IoTag::OpWrite { op } => {
+                let peers = self.peers(node);
+                let fx = match self.nodes[node].ops.get_mut(&op) {
+                    Some(c) if !c.early => {
+                        c.writes_left -= 1;
+                        if c.writes_left == 0 {
+                            c.op.writes_done(peers).ok()
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                };
+                if let Some(fx) = fx {
+                    self.apply(node, op, fx);
+                }
+            }
+            IoTag::HostRead { rid, idx } => {
+                let done = match self.nodes[node].reads.get_mut(&rid) {
+                    Some(r) => {
+                        r.values[idx] = val(data.as_deref().unwrap_or(&[]), 0);
+                        r.left -= 1;
+                        r.left == 0
+                    }
+                    None => false,
+                };
+                if done {
+                    if let Some(r) = self.nodes[node].reads.remove(&rid) {
+                        self.stats.reads_checked += 1;
+                        for (i, v) in r.values.iter().enumerate() {
+                            let l = r.start + i as u64;
+                            self.chk.read_result("host read", l, *v, r.floors[i]);
+                        }
+                        let stripe = self.g.map(r.start).map(|l| l.stripe).unwrap_or(0);
+                        self.host_done(node);
+                        self.work_done(node, stripe);
+                    }
+                }
+            }
+            IoTag::Rewrite { stripe } => {
+                let next = match self.nodes[node].rewrites.get_mut(&stripe) {
+                    Some(rw) => {
+                        rw.left -= 1;
+                        rw.left == 0
+                    }
+                    None => false,
+                };
+                if next {
+                    self.next_rewrite(node, stripe);
+                }
+            }
+        }
+    }
+
+    // ---- invariants -----------------------------------------------------------------------
+
+    fn check_locks(&mut self) {
+        if let Some((s, a, b)) = self.arb.conflict() {
+            self.violation(format!(
+                "arbiter granted conflicting locks on stripe {s} to {a} and {b}"
+            ));
+        }
+        let mut seen: BTreeMap<u64, Vec<(usize, Mode)>> = BTreeMap::new();
+        for n in self.nodes.iter().filter(|n| n.alive) {
+            for (s, q) in n.stripes.iter() {
+                let m = q.lock.held();
+                if m != Mode::Nl {
+                    seen.entry(*s).or_default().push((n.id, m));
+                }
+            }
+        }
+        for (s, v) in seen {
+            for (i, (a, ma)) in v.iter().enumerate() {
+                for (b, mb) in v.iter().skip(i + 1) {
+                    if !ma.compatible(*mb) {
+                        self.violation(format!(
+                            "nodes {a} ({ma:?}) and {b} ({mb:?}) both hold stripe {s}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn final_checks(&mut self) {
+        for n in 0..self.nodes.len() {
+            let node = &self.nodes[n];
+            if node.alive
+                && (node.host_left > 0
+                    || node.host_inflight > 0
+                    || node.paused
+                    || !node.ops.is_empty())
+            {
+                let msg = format!(
+                    "stuck: node {n} left {} inflight {} paused {} ops {}",
+                    node.host_left,
+                    node.host_inflight,
+                    node.paused,
+                    node.ops.len()
+                );
+                self.violation(msg);
+            }
+        }
+        self.chk.final_check();
+        let g = self.g;
+        let cs = g.chunk_sectors();
+        // Redundancy consistent on every stripe.
+        for s in 0..g.stripes() {
+            let layout = g.layout(s).expect("stripe");
+            match g.level() {
+                Level::Raid5 | Level::Raid6 => {
+                    let data: Vec<Vec<u8>> = layout
+                        .data_members()
+                        .iter()
+                        .map(|m| self.get(*m as usize, layout.member_sector, cs))
+                        .collect();
+                    let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+                    let len = cs as usize * SECTOR_BYTES;
+                    let (mut p, mut q) = (vec![0u8; len], vec![0u8; len]);
+                    let _ = gen_pq(&refs, &mut p, &mut q);
+                    if let Some(pm) = layout.p {
+                        if self.get(pm, layout.member_sector, cs) != p {
+                            self.violation(format!("stripe {s}: P inconsistent"));
+                        }
+                    }
+                    if let Some(qm) = layout.q {
+                        if self.get(qm, layout.member_sector, cs) != q {
+                            self.violation(format!("stripe {s}: Q inconsistent"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Every sector: copies agree, value at least as new as required.
+        for l in 0..g.logical_sectors() {
+            let copies = g.copies(l).expect("sector");
+            let vals: Vec<u64> = copies
+                .as_slice()
+                .iter()
+                .map(|p| val(&self.get(p.member, p.sector, 1), 0))
+                .collect();
+            if vals.iter().any(|v| *v != vals[0]) {
+                self.violation(format!("sector {l}: mirror copies differ {vals:?}"));
+            }
+            let floor = self.chk.read_floor(l);
+            self.chk.read_result("final state", l, vals[0], floor);
+        }
+    }
+}
