@@ -846,6 +846,74 @@ pub fn encode<C: Crc32c>(
     decode::<C>(w.buf).map(|_| len)
 }
 
+/// Length of the bytes a [`Proof`] authenticates.
+pub const PROOF_INPUT_LEN: usize = 9 + 32 + 32 + 4;
+
+/// The bytes whose HMAC is the proof `node` sends in answer to `peer_nonce`:
+/// `"amf-proof" || peer_nonce || own_nonce || node (u32 LE)`.
+pub fn proof_input(
+    peer_nonce: &[u8; 32],
+    own_nonce: &[u8; 32],
+    node: u32,
+) -> [u8; PROOF_INPUT_LEN] {
+    let mut out = [0u8; PROOF_INPUT_LEN];
+    let mut w = Out {
+        buf: &mut out,
+        at: 0,
+    };
+    w.put(b"amf-proof");
+    w.put(peer_nonce);
+    w.put(own_nonce);
+    w.put(&node.to_le_bytes());
+    out
+}
+
+/// Why a handshake failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The peer serves another redundancy group.
+    OtherGroup,
+    /// No protocol version in common.
+    NoCommonVersion,
+    /// The peer claims our own node id.
+    SameNode,
+}
+
+/// Check a peer's [`Hello`] against ours; returns the protocol version to speak.
+pub fn negotiate(ours: &Hello, peer: &Hello) -> Result<u16, HandshakeError> {
+    if ours.group != peer.group {
+        return Err(HandshakeError::OtherGroup);
+    }
+    if ours.node == peer.node {
+        return Err(HandshakeError::SameNode);
+    }
+    let hi = ours.version_max.min(peer.version_max);
+    let lo = ours.version_min.max(peer.version_min);
+    if lo > hi {
+        return Err(HandshakeError::NoCommonVersion);
+    }
+    Ok(hi)
+}
+
+/// Replay protection for one connection: sequence numbers must strictly increase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeqWindow {
+    last: Option<u64>,
+}
+
+impl SeqWindow {
+    /// Accept `seq` if it is newer than every sequence number seen so far.
+    pub fn accept(&mut self, seq: u64) -> bool {
+        match self.last {
+            Some(l) if seq <= l => false,
+            _ => {
+                self.last = Some(seq);
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1049,6 +1117,41 @@ mod tests {
             encode::<TestCrc>(&Message::Ack(ack), 3, 0, None, &mut buf[..10]),
             Err(WireError::BufferTooSmall { needed: n })
         );
+    }
+
+    #[test]
+    fn handshake_rules() {
+        let a = Hello {
+            version_min: 1,
+            version_max: 3,
+            node: 1,
+            group: [1; 16],
+            nonce: [2; 32],
+            features: 0,
+        };
+        let mut b = Hello {
+            version_min: 2,
+            version_max: 5,
+            node: 2,
+            ..a
+        };
+        assert_eq!(negotiate(&a, &b), Ok(3));
+        b.version_min = 4;
+        assert_eq!(negotiate(&a, &b), Err(HandshakeError::NoCommonVersion));
+        b.version_min = 1;
+        b.group = [9; 16];
+        assert_eq!(negotiate(&a, &b), Err(HandshakeError::OtherGroup));
+        assert_eq!(negotiate(&a, &a), Err(HandshakeError::SameNode));
+        let p = proof_input(&[3; 32], &[4; 32], 7);
+        assert_eq!(&p[..9], b"amf-proof");
+        assert_eq!(p[9], 3);
+        assert_eq!(p[41], 4);
+        assert_eq!(&p[73..], &7u32.to_le_bytes());
+        let mut w = SeqWindow::default();
+        assert!(w.accept(0));
+        assert!(!w.accept(0));
+        assert!(w.accept(5));
+        assert!(!w.accept(4));
     }
 
     #[test]
