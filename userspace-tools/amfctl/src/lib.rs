@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `amfctl`, the dm-amf administrator's tool, as a library: table lines, member devices,
+//! status parsing and the `dmsetup` calls. The binary (`main.rs`) is the command line over
+//! these.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod device;
+pub mod dmsetup;
+pub mod size;
+pub mod status;
+pub mod table;

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `amfctl`: build, create and inspect dm-amf volumes. See `Documentation/amfctl.rst`.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use amfctl::device::{self, DevArg};
+use amfctl::dmsetup;
+use amfctl::size::parse_sectors;
+use amfctl::status::{self, AmfStatus};
+use amfctl::table::{self, DeviceCheck, TableLine, TableRequest};
+
+/// Configure dm-amf volumes (device-mapper target `amf`).
+#[derive(Parser, Debug)]
+#[command(name = "amfctl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print the dmsetup table line of an amf volume, checked as the kernel checks it.
+    Table {
+        #[command(flatten)]
+        opts: TableOpts,
+        /// Do not open the devices (the line is for another host); needs --size.
+        #[arg(long, requires = "size")]
+        offline: bool,
+    },
+    /// Create an amf volume: dmsetup create <NAME> --table <line>.
+    Create {
+        /// Name of the new mapped device (/dev/mapper/<NAME>).
+        name: String,
+        #[command(flatten)]
+        opts: TableOpts,
+        /// Pass --noudevsync to dmsetup (no udev cookie wait; for hosts without udev).
+        #[arg(long)]
+        noudevsync: bool,
+    },
+    /// Show the status of amf volumes (dmsetup status --target amf [NAME]).
+    Status {
+        /// Only this mapped device.
+        name: Option<String>,
+        /// Read dmsetup status output from this file ('-': standard input) instead of
+        /// running dmsetup.
+        #[arg(long, value_name = "PATH")]
+        from_file: Option<PathBuf>,
+        /// Print JSON (an array with one object per amf target).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TableOpts {
+    /// RAID level (implemented: raid0).
+    #[arg(long, value_name = "LEVEL")]
+    level: String,
+    /// Chunk size: sectors, or bytes with a K/M/G suffix (64K = 128 sectors).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    chunk: u64,
+    /// Volume size (sectors or K/M/G/T). Default: the largest that fits every device, in
+    /// whole stripes.
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    size: Option<u64>,
+    /// A member device, in member order, with the sector where its data area starts
+    /// (default 0; also takes K/M/G). Repeat for each member.
+    #[arg(long = "dev", value_name = "PATH[:OFFSET]", required = true, value_parser = dev_arg)]
+    devs: Vec<DevArg>,
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_sectors(s).map_err(|e| e.to_string())
+}
+
+fn dev_arg(s: &str) -> Result<DevArg, String> {
+    device::parse_dev_arg(s).map_err(|e| e.to_string())
+}
+
+impl TableOpts {
+    fn build(&self, check: DeviceCheck) -> Result<TableLine> {
+        let req = TableRequest {
+            level: self.level.clone(),
+            chunk_sectors: self.chunk,
+            size: self.size,
+            devs: self.devs.clone(),
+        };
+        Ok(table::build(&req, check, &device::probe)?)
+    }
+}
+
+fn read_status_text(from_file: Option<&PathBuf>, name: Option<&str>) -> Result<String> {
+    match from_file {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            io::stdin()
+                .read_to_string(&mut s)
+                .context("reading status from standard input")?;
+            Ok(s)
+        }
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading status from {}", p.display())),
+        None => {
+            let out = dmsetup::run(&dmsetup::status_args(name))?;
+            String::from_utf8(out.stdout).context("dmsetup status printed non-UTF-8 text")
+        }
+    }
+}
+
+fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool) -> Result<()> {
+    let text = read_status_text(from_file, name)?;
+    let mut all: Vec<AmfStatus> = status::parse_status(&text)?;
+    if let Some(n) = name {
+        // dmsetup prints no name when asked about one device; a file may name several.
+        all.retain(|s| s.name.as_deref().map_or(true, |x| x == n));
+        for s in &mut all {
+            s.name = Some(n.to_string());
+        }
+        if all.is_empty() {
+            bail!("{n}: no amf target");
+        }
+    }
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &all)?;
+        writeln!(out)?;
+    } else if all.is_empty() {
+        writeln!(out, "No amf devices.")?;
+    } else {
+        for (i, s) in all.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", status::summary(s))?;
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Table { opts, offline } => {
+            let check = if offline {
+                DeviceCheck::None
+            } else {
+                DeviceCheck::AllowFiles
+            };
+            let line = opts.build(check)?;
+            println!("{line}");
+        }
+        Cmd::Create {
+            name,
+            opts,
+            noudevsync,
+        } => {
+            let line = opts.build(DeviceCheck::BlockOnly)?.to_string();
+            let out = match dmsetup::run(&dmsetup::create_args(&name, &line, noudevsync)) {
+                Ok(out) => out,
+                Err(e @ dmsetup::DmsetupError::Failed { .. }) => bail!(
+                    "creating {name} failed: {e}\n  table: {line}\n  \
+                     if the kernel refused the table, its log names the cause: dmesg | grep amf"
+                ),
+                Err(e) => bail!("creating {name} failed: {e}"),
+            };
+            io::stdout().write_all(&out.stdout)?;
+            io::stderr().write_all(&out.stderr)?;
+            println!("created /dev/mapper/{name}: {line}");
+        }
+        Cmd::Status {
+            name,
+            from_file,
+            json,
+        } => status(name.as_deref(), from_file.as_ref(), json)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("amfctl: {e}");
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn offline_needs_size() {
+        let r = Cli::try_parse_from([
+            "amfctl",
+            "table",
+            "--level",
+            "raid0",
+            "--chunk",
+            "64K",
+            "--dev",
+            "8:16",
+            "--offline",
+        ]);
+        assert!(r.is_err());
+        let r = Cli::try_parse_from([
+            "amfctl",
+            "table",
+            "--level",
+            "raid0",
+            "--chunk",
+            "64K",
+            "--size",
+            "1G",
+            "--dev",
+            "8:16:2048",
+            "--offline",
+        ])
+        .unwrap();
+        let Cmd::Table { opts, offline } = r.cmd else {
+            panic!("not table")
+        };
+        assert!(offline);
+        assert_eq!(
+            opts.build(DeviceCheck::None).unwrap().to_string(),
+            "0 2097152 amf raid0 1 128 1 8:16 2048"
+        );
+    }
+}

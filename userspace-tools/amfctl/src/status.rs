@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `dmsetup status` of `amf` targets: the documented INFO format
+//!
+//! ```text
+//! <level> <#devs> <health_chars> <sync_done>/<sync_total> <sync_action> <mismatch_cnt> [...]
+//! ```
+//!
+//! after dmsetup's `<start> <length> amf`, optionally preceded by `<name>: ` (dmsetup adds
+//! it when listing every device). Later versions may append fields; they are kept, not
+//! refused. Anything else that does not match is an error that says what is wrong.
+
+use std::fmt::Write as _;
+
+use amf_core::geometry::{Geometry, Level, MAX_MEMBERS};
+use amf_core::table::{level_name, parse_decimal};
+use serde::Serialize;
+
+use crate::size::human;
+
+/// State of one member, one character of `<health_chars>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberHealth {
+    /// `A`: alive and in sync.
+    InSync,
+    /// `a`: alive but not in sync.
+    OutOfSync,
+    /// `D`: dead/failed.
+    Failed,
+}
+
+impl MemberHealth {
+    fn from_char(c: char) -> Option<Self> {
+        match c {
+            'A' => Some(Self::InSync),
+            'a' => Some(Self::OutOfSync),
+            'D' => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What the members' health means for the volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeState {
+    /// Every member alive and in sync, no sync running.
+    Optimal,
+    /// Members alive, some not in sync yet (or sync not complete).
+    Resyncing,
+    /// Some members failed, but no more than the level tolerates.
+    Degraded,
+    /// More members failed than the level tolerates: data is lost or unreachable.
+    Failed,
+    /// A level this version of amfctl does not know.
+    Unknown,
+}
+
+impl VolumeState {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optimal => "optimal",
+            Self::Resyncing => "resyncing",
+            Self::Degraded => "degraded",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One `amf` target's status line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AmfStatus {
+    /// Mapped device name, when the input names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// First sector of the target in the mapped device.
+    pub start: u64,
+    /// Target length in sectors.
+    pub length: u64,
+    /// RAID level name (`raid0`).
+    pub level: String,
+    /// Number of members.
+    pub devices: usize,
+    /// `<health_chars>` as reported.
+    pub health: String,
+    /// `<health_chars>` decoded, one per member.
+    pub members: Vec<MemberHealth>,
+    /// Sectors in sync.
+    pub sync_done: u64,
+    /// Sectors to sync.
+    pub sync_total: u64,
+    /// `idle`, `resync`, `recover`, `check`, ...
+    pub sync_action: String,
+    /// Mismatches found by the last check.
+    pub mismatch_cnt: u64,
+    /// What the members' health means.
+    pub state: VolumeState,
+    /// Fields after `<mismatch_cnt>` that this version does not know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
+}
+
+/// What was wrong with a status line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusErrorKind {
+    /// Fewer words than `<start> <length> <type>` plus the six INFO fields.
+    #[error("expected at least {expected} fields, found {found}")]
+    TooFewFields {
+        /// How many are needed.
+        expected: usize,
+        /// How many there are.
+        found: usize,
+    },
+    /// A field that must be decimal is not.
+    #[error("{field} '{value}' is not a decimal number")]
+    NotANumber {
+        /// Field name.
+        field: &'static str,
+        /// What it was.
+        value: String,
+    },
+    /// `<#devs>` zero or above the maximum.
+    #[error("#devs {0} is out of range (1 to 64)")]
+    DeviceCount(u64),
+    /// `<health_chars>` of the wrong length.
+    #[error("health '{health}' has {found} characters for {expected} devices")]
+    HealthLength {
+        /// The field.
+        health: String,
+        /// `<#devs>`.
+        expected: usize,
+        /// Its length.
+        found: usize,
+    },
+    /// A character other than `A`, `a`, `D`.
+    #[error(
+        "health '{health}': unexpected character '{ch}' for member {member} (expected A, a or D)"
+    )]
+    HealthChar {
+        /// The field.
+        health: String,
+        /// The character.
+        ch: char,
+        /// Member index.
+        member: usize,
+    },
+    /// `<sync_done>/<sync_total>` without the slash.
+    #[error("sync ratio '{0}' is not <done>/<total>")]
+    SyncRatio(String),
+    /// More done than there is.
+    #[error("sync ratio '{0}': done exceeds total")]
+    SyncOverflow(String),
+    /// `<sync_action>` is not a lower-case word.
+    #[error("sync action '{0}' is not a word")]
+    SyncAction(String),
+    /// A line that is not `[<name>: ]<start> <length> <type> ...`.
+    #[error("not a dmsetup status line")]
+    NotStatus,
+}
+
+/// A malformed status line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status line {line}: {kind}: '{text}'")]
+pub struct StatusError {
+    /// 1-based line number in the input.
+    pub line: usize,
+    /// The line.
+    pub text: String,
+    /// What was wrong.
+    pub kind: StatusErrorKind,
+}
+
+/// The level a status names, when this version knows it.
+pub fn known_level(name: &str) -> Option<Level> {
+    // RAID10's number of copies is not in the status; md's default is 2.
+    [
+        Level::Raid0,
+        Level::Raid1,
+        Level::Raid5,
+        Level::Raid6,
+        Level::Raid10 { copies: 2 },
+    ]
+    .into_iter()
+    .find(|&l| level_name(l) == name)
+}
+
+fn number(field: &'static str, value: &str) -> Result<u64, StatusErrorKind> {
+    parse_decimal(value).ok_or_else(|| StatusErrorKind::NotANumber {
+        field,
+        value: value.to_string(),
+    })
+}
+
+fn state_of(level: &str, members: &[MemberHealth], done: u64, total: u64) -> VolumeState {
+    let failed = members
+        .iter()
+        .filter(|&&m| m == MemberHealth::Failed)
+        .count();
+    let behind = members.contains(&MemberHealth::OutOfSync) || done < total;
+    let tolerated = known_level(level)
+        .and_then(|l| Geometry::new(l, members.len(), 1, 0).ok())
+        .map(|g| g.tolerated_failures());
+    match tolerated {
+        None => VolumeState::Unknown,
+        Some(t) if failed > t => VolumeState::Failed,
+        Some(_) if failed > 0 => VolumeState::Degraded,
+        Some(_) if behind => VolumeState::Resyncing,
+        Some(_) => VolumeState::Optimal,
+    }
+}
+
+/// Parses the INFO words after `<start> <length> amf`.
+pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, StatusErrorKind> {
+    const FIELDS: usize = 6;
+    if words.len() < FIELDS {
+        return Err(StatusErrorKind::TooFewFields {
+            expected: FIELDS + 3,
+            found: words.len() + 3,
+        });
+    }
+    let level = words[0];
+    let devices = number("#devs", words[1])?;
+    if devices == 0 || devices > MAX_MEMBERS as u64 {
+        return Err(StatusErrorKind::DeviceCount(devices));
+    }
+    let devices = devices as usize;
+    let health = words[2];
+    let found = health.chars().count();
+    if found != devices {
+        return Err(StatusErrorKind::HealthLength {
+            health: health.to_string(),
+            expected: devices,
+            found,
+        });
+    }
+    let members = health
+        .chars()
+        .enumerate()
+        .map(|(member, ch)| {
+            MemberHealth::from_char(ch).ok_or_else(|| StatusErrorKind::HealthChar {
+                health: health.to_string(),
+                ch,
+                member,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ratio = words[3];
+    let (done, total) = ratio
+        .split_once('/')
+        .ok_or_else(|| StatusErrorKind::SyncRatio(ratio.to_string()))?;
+    let sync_done = number("sync_done", done)?;
+    let sync_total = number("sync_total", total)?;
+    if sync_done > sync_total {
+        return Err(StatusErrorKind::SyncOverflow(ratio.to_string()));
+    }
+    let sync_action = words[4];
+    if !sync_action
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-')
+    {
+        return Err(StatusErrorKind::SyncAction(sync_action.to_string()));
+    }
+    let mismatch_cnt = number("mismatch_cnt", words[5])?;
+    Ok(AmfStatus {
+        name: None,
+        start,
+        length,
+        level: level.to_string(),
+        devices,
+        health: health.to_string(),
+        state: state_of(level, &members, sync_done, sync_total),
+        members,
+        sync_done,
+        sync_total,
+        sync_action: sync_action.to_string(),
+        mismatch_cnt,
+        extra: words[FIELDS..].iter().map(|w| w.to_string()).collect(),
+    })
+}
+
+/// Splits `<name>: <start> <length> <type> ...` into the name and the rest.
+fn split_name(line: &str) -> (Option<&str>, &str) {
+    let starts_as_table = |rest: &str| {
+        let mut w = rest.split_whitespace();
+        matches!(
+            (
+                w.next().and_then(parse_decimal),
+                w.next().and_then(parse_decimal),
+                w.next()
+            ),
+            (Some(_), Some(_), Some(_))
+        )
+    };
+    if starts_as_table(line) {
+        return (None, line);
+    }
+    // Device names may contain ': ' themselves; take the first split that leaves a table.
+    for (i, _) in line.match_indices(": ") {
+        let rest = &line[i + 2..];
+        if starts_as_table(rest) {
+            return (Some(&line[..i]), rest);
+        }
+    }
+    // `name:` alone would be a device without any table; not a status line.
+    (None, line)
+}
+
+/// Parses `dmsetup status` output. Lines of other target types are skipped (a device may
+/// stack several targets); `No devices found` and blank lines yield nothing.
+pub fn parse_status(text: &str) -> Result<Vec<AmfStatus>, StatusError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line == "No devices found" {
+            continue;
+        }
+        let err = |kind| StatusError {
+            line: i + 1,
+            text: line.to_string(),
+            kind,
+        };
+        let (name, rest) = split_name(line);
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if words.len() < 3 {
+            return Err(err(StatusErrorKind::NotStatus));
+        }
+        let (Some(start), Some(length)) = (parse_decimal(words[0]), parse_decimal(words[1])) else {
+            return Err(err(StatusErrorKind::NotStatus));
+        };
+        if words[2] != "amf" {
+            continue;
+        }
+        let mut st = parse_info(start, length, &words[3..]).map_err(err)?;
+        st.name = name.map(str::to_string);
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// A few lines for people.
+pub fn summary(st: &AmfStatus) -> String {
+    let mut s = String::new();
+    let count = |h: MemberHealth| st.members.iter().filter(|&&m| m == h).count();
+    let _ = writeln!(
+        s,
+        "{}: amf {}, {} members, {} ({} sectors from {}), {}",
+        st.name.as_deref().unwrap_or("(unnamed)"),
+        st.level,
+        st.devices,
+        human(st.length),
+        st.length,
+        st.start,
+        st.state.as_str()
+    );
+    let mut members = format!("{} in sync", count(MemberHealth::InSync));
+    let behind = count(MemberHealth::OutOfSync);
+    if behind > 0 {
+        let _ = write!(members, ", {behind} out of sync");
+    }
+    let failed: Vec<String> = st
+        .members
+        .iter()
+        .enumerate()
+        .filter(|(_, &m)| m == MemberHealth::Failed)
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if !failed.is_empty() {
+        let _ = write!(members, ", failed: member {}", failed.join(", "));
+    }
+    let _ = writeln!(s, "  members:    {} ({members})", st.health);
+    let pct = if st.sync_total == 0 {
+        100.0
+    } else {
+        st.sync_done as f64 * 100.0 / st.sync_total as f64
+    };
+    let _ = writeln!(
+        s,
+        "  sync:       {}, {}/{} sectors ({pct:.1}%)",
+        st.sync_action, st.sync_done, st.sync_total
+    );
+    let _ = writeln!(s, "  mismatches: {}", st.mismatch_cnt);
+    if !st.extra.is_empty() {
+        let _ = writeln!(s, "  more:       {}", st.extra.join(" "));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> AmfStatus {
+        let mut v = parse_status(text).unwrap();
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
+    }
+
+    fn bad(text: &str) -> StatusErrorKind {
+        parse_status(text).unwrap_err().kind
+    }
+
+    #[test]
+    fn readme_status() {
+        let st = one("0 2097152 amf raid0 4 AAAA 2097152/2097152 idle 0\n");
+        assert_eq!(
+            st,
+            AmfStatus {
+                name: None,
+                start: 0,
+                length: 2_097_152,
+                level: "raid0".to_string(),
+                devices: 4,
+                health: "AAAA".to_string(),
+                members: vec![MemberHealth::InSync; 4],
+                sync_done: 2_097_152,
+                sync_total: 2_097_152,
+                sync_action: "idle".to_string(),
+                mismatch_cnt: 0,
+                state: VolumeState::Optimal,
+                extra: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn named_lines_other_targets_and_extras() {
+        let text = "vol0: 0 2097152 amf raid0 4 AAAA 2097152/2097152 idle 0\n\
+                    root: 0 409600 linear \n\
+                    odd: name: 0 1024 amf raid0 1 A 1024/1024 idle 0 7 new-counter\n\
+                    \n";
+        let v = parse_status(text).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].name.as_deref(), Some("vol0"));
+        assert_eq!(v[1].name.as_deref(), Some("odd: name"));
+        assert_eq!(v[1].extra, vec!["7", "new-counter"]);
+        assert!(parse_status("No devices found\n").unwrap().is_empty());
+        assert!(parse_status("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn states() {
+        assert_eq!(
+            one("0 16 amf raid0 2 AD 16/16 idle 0").state,
+            VolumeState::Failed
+        );
+        assert_eq!(
+            one("0 16 amf raid1 2 AD 16/16 idle 0").state,
+            VolumeState::Degraded
+        );
+        assert_eq!(
+            one("0 16 amf raid1 3 DDA 16/16 idle 0").state,
+            VolumeState::Degraded
+        );
+        assert_eq!(
+            one("0 16 amf raid5 3 DDA 16/16 idle 0").state,
+            VolumeState::Failed
+        );
+        assert_eq!(
+            one("0 16 amf raid5 3 AaA 8/16 recover 0").state,
+            VolumeState::Resyncing
+        );
+        assert_eq!(
+            one("0 16 amf raid6 4 AADD 16/16 idle 0").state,
+            VolumeState::Degraded
+        );
+        assert_eq!(
+            one("0 16 amf raid10 4 ADAA 16/16 idle 0").state,
+            VolumeState::Degraded
+        );
+        assert_eq!(
+            one("0 16 amf raid9 1 A 16/16 idle 0").state,
+            VolumeState::Unknown
+        );
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        use StatusErrorKind::*;
+        assert_eq!(
+            bad("0 16 amf raid0 2 AA 16/16 idle"),
+            TooFewFields {
+                expected: 9,
+                found: 8
+            }
+        );
+        assert_eq!(
+            bad("0 16 amf"),
+            TooFewFields {
+                expected: 9,
+                found: 3
+            }
+        );
+        assert!(matches!(
+            bad("0 16 amf raid0 x AA 16/16 idle 0"),
+            NotANumber { field: "#devs", .. }
+        ));
+        assert_eq!(bad("0 16 amf raid0 0  16/16 idle 0 0"), DeviceCount(0));
+        assert_eq!(bad("0 16 amf raid0 65 A 16/16 idle 0"), DeviceCount(65));
+        assert!(matches!(
+            bad("0 16 amf raid0 3 AA 16/16 idle 0"),
+            HealthLength {
+                expected: 3,
+                found: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad("0 16 amf raid0 3 AxA 16/16 idle 0"),
+            HealthChar {
+                ch: 'x',
+                member: 1,
+                ..
+            }
+        ));
+        assert_eq!(
+            bad("0 16 amf raid0 1 A 16 idle 0"),
+            SyncRatio("16".to_string())
+        );
+        assert!(matches!(
+            bad("0 16 amf raid0 1 A 1a/16 idle 0"),
+            NotANumber {
+                field: "sync_done",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad("0 16 amf raid0 1 A 16/ idle 0"),
+            NotANumber {
+                field: "sync_total",
+                ..
+            }
+        ));
+        assert_eq!(
+            bad("0 16 amf raid0 1 A 17/16 idle 0"),
+            SyncOverflow("17/16".to_string())
+        );
+        assert_eq!(
+            bad("0 16 amf raid0 1 A 16/16 IDLE! 0"),
+            SyncAction("IDLE!".to_string())
+        );
+        assert!(matches!(
+            bad("0 16 amf raid0 1 A 16/16 idle -1"),
+            NotANumber {
+                field: "mismatch_cnt",
+                ..
+            }
+        ));
+        assert_eq!(bad("garbage"), NotStatus);
+        assert_eq!(bad("vol0: 0"), NotStatus);
+        assert_eq!(bad("vol0: x y amf"), NotStatus);
+    }
+
+    #[test]
+    fn error_names_line_and_problem() {
+        let e = parse_status("0 16 amf raid0 1 A 16/16 idle 0\n0 16 amf raid0 2 AZ 16/16 idle 0\n")
+            .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(
+            e.to_string(),
+            "status line 2: health 'AZ': unexpected character 'Z' for member 1 (expected A, a or D): '0 16 amf raid0 2 AZ 16/16 idle 0'"
+        );
+    }
+
+    #[test]
+    fn never_panics_on_junk() {
+        for junk in [
+            "\u{0}",
+            "0 0 amf ä ä ä ä ä ä",
+            "::::",
+            ": 0 0 amf",
+            "0 0 amf raid0 1 \u{e9} 0/0 idle 0",
+        ] {
+            let _ = parse_status(junk);
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let mut st = one("vol0: 0 1024 amf raid0 2 AD 1024/1024 idle 0 5");
+        st.name = Some("vol0".to_string());
+        let j: serde_json::Value = serde_json::to_value(&st).unwrap();
+        assert_eq!(j["name"], "vol0");
+        assert_eq!(j["health"], "AD");
+        assert_eq!(j["members"], serde_json::json!(["in_sync", "failed"]));
+        assert_eq!(j["state"], "failed");
+        assert_eq!(j["sync_done"], 1024);
+        assert_eq!(j["extra"], serde_json::json!(["5"]));
+    }
+
+    #[test]
+    fn summary_text() {
+        let st = one("vol0: 0 2097152 amf raid0 4 AAAA 2097152/2097152 idle 0");
+        assert_eq!(
+            summary(&st),
+            "vol0: amf raid0, 4 members, 1.00 GiB (2097152 sectors from 0), optimal\n\
+             \x20 members:    AAAA (4 in sync)\n\
+             \x20 sync:       idle, 2097152/2097152 sectors (100.0%)\n\
+             \x20 mismatches: 0\n"
+        );
+        let st = one("0 16 amf raid1 3 AaD 8/16 recover 2 x");
+        let s = summary(&st);
+        assert!(
+            s.contains("AaD (1 in sync, 1 out of sync, failed: member 2)"),
+            "{s}"
+        );
+        assert!(s.contains("recover, 8/16 sectors (50.0%)"), "{s}");
+        assert!(s.contains("more:       x"), "{s}");
+    }
+}

@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Building an `amf` table line from the administrator's options, checked with the very
+//! parser the kernel target runs (`amf_core::table::parse`), so that a line `amfctl`
+//! accepts is one the kernel accepts, and a refusal carries the kernel's message.
+
+use std::fmt;
+use std::io;
+
+use amf_core::geometry::Geometry;
+use amf_core::table::{self, TableError, TableSpec};
+
+use crate::device::{DevArg, DevId, DevInfo, DevKind};
+
+/// What the administrator asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRequest {
+    /// Level name as written in tables (`raid0`).
+    pub level: String,
+    /// Chunk size in sectors.
+    pub chunk_sectors: u64,
+    /// Target length in sectors; `None`: the largest that fits every member.
+    pub size: Option<u64>,
+    /// Members in member order.
+    pub devs: Vec<DevArg>,
+}
+
+/// A table line: `<start> <len> amf <args...>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLine {
+    /// First sector of the target in the mapped device (always 0 here).
+    pub start: u64,
+    /// Target length in sectors.
+    pub len: u64,
+    /// The constructor arguments, after the target type.
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for TableLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} amf", self.start, self.len)?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why no table line was produced.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The kernel would refuse the line with this documented message.
+    #[error("{}{}", kernel_message(*.err), detail_suffix(.detail))]
+    Table {
+        /// The refusal, as the kernel target reports it.
+        err: TableError,
+        /// What exactly, for the administrator (may be empty).
+        detail: String,
+    },
+    /// A member could not be opened (the kernel says `Device lookup failed`).
+    #[error("Device lookup failed: {path}: {source}")]
+    Lookup {
+        /// The member as given.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Options that cannot work together.
+    #[error("{0}")]
+    Usage(String),
+    /// A member is a regular file where the kernel needs a block device.
+    #[error("Device lookup failed: {0}: a regular file, not a block device (attach it with losetup first)")]
+    NotBlockDevice(String),
+}
+
+/// The documented message of a table error, as a Rust string.
+pub fn kernel_message(err: TableError) -> &'static str {
+    err.message().to_str().unwrap_or("Invalid table")
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+fn table_err(err: TableError, detail: impl Into<String>) -> BuildError {
+    BuildError::Table {
+        err,
+        detail: detail.into(),
+    }
+}
+
+/// How to check the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCheck {
+    /// Do not open the members (needs an explicit size).
+    None,
+    /// Open them; regular files are accepted (`amfctl table`).
+    AllowFiles,
+    /// Open them; only block devices, as the kernel needs (`amfctl create`).
+    BlockOnly,
+}
+
+fn args_for(req: &TableRequest) -> Vec<String> {
+    let mut args = vec![
+        req.level.clone(),
+        "1".to_string(),
+        req.chunk_sectors.to_string(),
+        req.devs.len().to_string(),
+    ];
+    for d in &req.devs {
+        args.push(d.path.clone());
+        args.push(d.offset.to_string());
+    }
+    args
+}
+
+fn parse_args(args: &[String], len: u64) -> Result<TableSpec<'_>, TableError> {
+    // The spec borrows the member paths from `args`, not from this vector.
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    table::parse(&words, len)
+}
+
+/// Builds and checks the table line.
+///
+/// Checks run in the kernel's order: first the syntax (the whole line through the kernel's
+/// parser, with a placeholder length when the size is still to be computed), then the
+/// members (lookup, duplicates, sizes). `probe` looks a member up (see
+/// [`crate::device::probe`]); it is a parameter so that tests need no devices.
+pub fn build(
+    req: &TableRequest,
+    check: DeviceCheck,
+    probe: &dyn Fn(&str) -> io::Result<DevInfo>,
+) -> Result<TableLine, BuildError> {
+    let args = args_for(req);
+    let n = req.devs.len() as u64;
+
+    // 1. Syntax. One full stripe is a valid RAID0 length whatever else is wrong, so the
+    //    parser reports the first real problem of the line.
+    //    With a size given, this is the kernel's own check, in its order.
+    let placeholder = req
+        .size
+        .unwrap_or_else(|| req.chunk_sectors.max(1).saturating_mul(n.max(1)));
+    let spec =
+        parse_args(&args, placeholder).map_err(|e| table_err(e, detail(e, req, placeholder)))?;
+
+    // 2. Members.
+    let infos = match check {
+        DeviceCheck::None => None,
+        DeviceCheck::AllowFiles | DeviceCheck::BlockOnly => {
+            let mut infos: Vec<DevInfo> = Vec::with_capacity(req.devs.len());
+            for d in &req.devs {
+                let info = probe(&d.path).map_err(|source| BuildError::Lookup {
+                    path: d.path.clone(),
+                    source,
+                })?;
+                if check == DeviceCheck::BlockOnly && info.kind == DevKind::File {
+                    return Err(BuildError::NotBlockDevice(d.path.clone()));
+                }
+                if let Some(j) = infos.iter().position(|o| o.id == info.id) {
+                    return Err(table_err(
+                        TableError::DuplicateDevice,
+                        format!(
+                            "{} and {} are the same {}",
+                            req.devs[j].path,
+                            d.path,
+                            match info.id {
+                                DevId::Block { .. } => "device",
+                                DevId::File { .. } => "file",
+                            }
+                        ),
+                    ));
+                }
+                infos.push(info);
+            }
+            Some(infos)
+        }
+    };
+
+    // 3. Length.
+    let len = match (req.size, &infos) {
+        (Some(len), _) => len,
+        (None, Some(infos)) => largest_fit(req, &spec, infos)?,
+        (None, None) => {
+            return Err(BuildError::Usage(
+                "without --size the devices must be opened to find their size".to_string(),
+            ))
+        }
+    };
+    let spec = parse_args(&args, len).map_err(|e| table_err(e, detail(e, req, len)))?;
+
+    // 4. Member sizes, as the kernel checks them.
+    if let Some(infos) = &infos {
+        for (m, info) in spec.members().iter().zip(infos) {
+            let need = m.offset.saturating_add(m.len);
+            if info.sectors < need {
+                return Err(table_err(
+                    TableError::DeviceTooSmall,
+                    format!(
+                        "{} has {} sectors, needs {} (offset {} + {} per member)",
+                        m.path, info.sectors, need, m.offset, m.len
+                    ),
+                ));
+            }
+        }
+    }
+
+    Ok(TableLine {
+        start: 0,
+        len,
+        args,
+    })
+}
+
+/// The largest target length that fits every member, in whole stripes.
+fn largest_fit(
+    req: &TableRequest,
+    spec: &TableSpec<'_>,
+    infos: &[DevInfo],
+) -> Result<u64, BuildError> {
+    let mut smallest: Option<(usize, u64)> = None;
+    for (i, (d, info)) in req.devs.iter().zip(infos).enumerate() {
+        let avail = info.sectors.saturating_sub(d.offset);
+        match smallest {
+            Some((_, s)) if s <= avail => {}
+            _ => smallest = Some((i, avail)),
+        }
+    }
+    let Some((i, avail)) = smallest else {
+        return Err(table_err(TableError::BadDeviceCount, "no --dev given"));
+    };
+    let too_small = || {
+        let d = &req.devs[i];
+        table_err(
+            TableError::DeviceTooSmall,
+            format!(
+                "{} has {} sectors from offset {}: less than one chunk of {} sectors",
+                d.path,
+                infos[i].sectors.saturating_sub(d.offset),
+                d.offset,
+                spec.chunk_sectors
+            ),
+        )
+    };
+    let geometry = Geometry::new(
+        spec.level,
+        spec.members().len(),
+        u64::from(spec.chunk_sectors),
+        avail,
+    )
+    .map_err(|e| table_err(TableError::LengthNotStripeMultiple, format!("{e:?}")))?;
+    match geometry.logical_sectors() {
+        0 => Err(too_small()),
+        len => Ok(len),
+    }
+}
+
+/// What exactly was wrong, in terms of the options.
+fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
+    match err {
+        TableError::UnknownLevel | TableError::LevelNotSupported => {
+            format!("--level {}", req.level)
+        }
+        TableError::BadChunk | TableError::ChunkNotPowerOfTwo | TableError::ChunkOutOfRange => {
+            format!(
+                "--chunk is {} sectors; it must be a power of two from {} to {} sectors (4K to 1G)",
+                req.chunk_sectors,
+                table::MIN_CHUNK_SECTORS,
+                table::MAX_CHUNK_SECTORS
+            )
+        }
+        TableError::BadDeviceCount => format!(
+            "{} devices given; 1 to {} are allowed",
+            req.devs.len(),
+            amf_core::geometry::MAX_MEMBERS
+        ),
+        TableError::DuplicateDevice => "the same --dev path given twice".to_string(),
+        TableError::LengthNotStripeMultiple => {
+            let stripe = req.chunk_sectors.saturating_mul(req.devs.len() as u64);
+            let mut d = format!(
+                "--size is {len} sectors, the full stripe {stripe} sectors ({} x {})",
+                req.chunk_sectors,
+                req.devs.len()
+            );
+            if stripe > 0 && len >= stripe {
+                d.push_str(&format!("; {} would fit", len - len % stripe));
+            }
+            d
+        }
+        TableError::DeviceTooSmall => {
+            format!("--size {len} plus a device offset exceeds the largest sector number")
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(path: &str, offset: u64) -> DevArg {
+        DevArg {
+            path: path.to_string(),
+            offset,
+        }
+    }
+
+    fn req(chunk: u64, size: Option<u64>, devs: &[(&str, u64)]) -> TableRequest {
+        TableRequest {
+            level: "raid0".to_string(),
+            chunk_sectors: chunk,
+            size,
+            devs: devs.iter().map(|&(p, o)| dev(p, o)).collect(),
+        }
+    }
+
+    /// Fake members: `/dev/vdX` is a block device of `sizes[X - 'a']` sectors with minor X.
+    fn fake(sizes: &'static [u64]) -> impl Fn(&str) -> io::Result<DevInfo> {
+        move |path: &str| {
+            let c = path
+                .strip_prefix("/dev/vd")
+                .and_then(|s| s.bytes().next())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            let i = usize::from(c - b'a');
+            let sectors = *sizes
+                .get(i)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            Ok(DevInfo {
+                sectors,
+                kind: if path.ends_with(".img") {
+                    DevKind::File
+                } else {
+                    DevKind::Block
+                },
+                id: DevId::Block {
+                    major: 254,
+                    minor: i as u64,
+                },
+            })
+        }
+    }
+
+    fn kernel_err(r: Result<TableLine, BuildError>) -> TableError {
+        match r {
+            Err(BuildError::Table { err, .. }) => err,
+            other => panic!("expected a table error, got {other:?}"),
+        }
+    }
+
+    const FOUR: &[(&str, u64)] = &[
+        ("/dev/vda", 2048),
+        ("/dev/vdb", 2048),
+        ("/dev/vdc", 2048),
+        ("/dev/vdd", 2048),
+    ];
+
+    #[test]
+    fn readme_example_line() {
+        let r = req(128, Some(2_097_152), FOUR);
+        let sizes: &[u64] = &[1 << 20; 4];
+        let line = build(&r, DeviceCheck::BlockOnly, &fake(sizes)).unwrap();
+        assert_eq!(
+            line.to_string(),
+            "0 2097152 amf raid0 1 128 4 /dev/vda 2048 /dev/vdb 2048 /dev/vdc 2048 /dev/vdd 2048"
+        );
+        // Without opening the devices, the same line.
+        let offline = build(&r, DeviceCheck::None, &fake(&[])).unwrap();
+        assert_eq!(offline, line);
+    }
+
+    #[test]
+    fn size_defaults_to_largest_fit_in_full_stripes() {
+        // Smallest member: 100000 - 2048 = 97952 sectors -> 765 chunks of 128 -> 97920.
+        let r = req(128, None, FOUR);
+        let line = build(
+            &r,
+            DeviceCheck::AllowFiles,
+            &fake(&[200_000, 100_000, 150_000, 100_001]),
+        )
+        .unwrap();
+        assert_eq!(line.len, 4 * 97_920);
+        assert_eq!(line.len % (128 * 4), 0);
+        // The kernel's parser agrees.
+        let spec = parse_args(&line.args, line.len).unwrap();
+        assert_eq!(spec.members()[1].len, 97_920);
+    }
+
+    #[test]
+    fn kernel_messages_for_syntax() {
+        let none = fake(&[]);
+        let mut r = req(24, Some(1024), &[("/dev/vda", 0)]);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::ChunkNotPowerOfTwo
+        );
+        r.chunk_sectors = 4;
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::ChunkOutOfRange
+        );
+        r.chunk_sectors = 0;
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::ChunkNotPowerOfTwo
+        );
+        r.chunk_sectors = 8;
+        r.level = "raid5".to_string();
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::LevelNotSupported
+        );
+        r.level = "raid7".to_string();
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::UnknownLevel
+        );
+        r.level = "raid0".to_string();
+        r.size = Some(1001);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::LengthNotStripeMultiple
+        );
+        r.size = Some(0);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::LengthNotStripeMultiple
+        );
+        let r = req(8, Some(16), &[("/dev/vda", 0), ("/dev/vda", 8)]);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::DuplicateDevice
+        );
+        let many: Vec<(&str, u64)> = (0..65).map(|_| ("/dev/x", 0)).collect();
+        let r = req(8, Some(8 * 65), &many);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::BadDeviceCount
+        );
+        let r = req(8, Some(8 * 2), &[("/dev/vda", u64::MAX), ("/dev/vdb", 0)]);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::DeviceTooSmall
+        );
+    }
+
+    #[test]
+    fn member_checks() {
+        let sizes: &[u64] = &[4096, 4096, 1024];
+        let probe = fake(sizes);
+        // Too small for the requested size.
+        let r = req(
+            8,
+            Some(3 * 2048),
+            &[("/dev/vda", 0), ("/dev/vdb", 0), ("/dev/vdc", 0)],
+        );
+        let e = build(&r, DeviceCheck::AllowFiles, &probe).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Device too small (/dev/vdc has 1024 sectors"),
+            "{e}"
+        );
+        // Too small for even one chunk.
+        let r = req(2048, None, &[("/dev/vda", 0), ("/dev/vdc", 0)]);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::AllowFiles, &probe)),
+            TableError::DeviceTooSmall
+        );
+        // Offset beyond the end.
+        let r = req(8, None, &[("/dev/vda", 5000)]);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::AllowFiles, &probe)),
+            TableError::DeviceTooSmall
+        );
+        // Missing member.
+        let r = req(8, None, &[("/dev/vdz", 0)]);
+        let e = build(&r, DeviceCheck::AllowFiles, &probe).unwrap_err();
+        assert!(matches!(e, BuildError::Lookup { .. }));
+        assert!(
+            e.to_string()
+                .starts_with("Device lookup failed: /dev/vdz: "),
+            "{e}"
+        );
+        // Same device under two names (same major:minor).
+        let r = req(8, None, &[("/dev/vda", 0), ("/dev/vda1", 0)]);
+        let e = build(&r, DeviceCheck::AllowFiles, &probe).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Duplicate device (/dev/vda and /dev/vda1 are the same device)"
+        );
+        // Regular files only where allowed.
+        let r = req(8, None, &[("/dev/vda.img", 0)]);
+        assert!(build(&r, DeviceCheck::AllowFiles, &probe).is_ok());
+        assert!(matches!(
+            build(&r, DeviceCheck::BlockOnly, &probe),
+            Err(BuildError::NotBlockDevice(_))
+        ));
+        // No size and no devices opened.
+        let r = req(8, None, &[("/dev/vda", 0)]);
+        assert!(build(&r, DeviceCheck::None, &probe).is_err());
+    }
+
+    #[test]
+    fn error_text_starts_with_the_documented_message() {
+        let r = req(24, Some(24), &[("/dev/vda", 0)]);
+        let e = build(&r, DeviceCheck::None, &fake(&[])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Chunk size must be a power of two ("),
+            "{e}"
+        );
+        let r = req(8, Some(20), &[("/dev/vda", 0), ("/dev/vdb", 0)]);
+        let e = build(&r, DeviceCheck::None, &fake(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Target length is not a multiple of the full stripe (--size is 20 sectors, the full stripe 16 sectors (8 x 2); 16 would fit)"
+        );
+    }
+}
