@@ -312,7 +312,7 @@ mod tests {
     fn broken(fault: Fault) -> Summary {
         let mut sum = Summary::default();
         for level in [Level::Raid1, Level::Raid5, Level::Raid6] {
-            exhaustive(&small(level, fault), 0..1, &mut sum);
+            exhaustive(&small(level, fault), 0..3, &mut sum);
         }
         report(&std::format!("broken protocol {fault:?}: {}", sum.line()));
         sum

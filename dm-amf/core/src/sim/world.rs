@@ -1017,9 +1017,9 @@ impl World {
                             }
                         }
                         if h.step == Step::Done {
-                            e.data.clear();
-                            e.p = None;
-                            e.q = None;
+                            // Retired: nothing left to recover (stop-and-wait replication
+                            // means no older record of this op can still arrive).
+                            self.nodes[to].held.remove(&key);
                         }
                     }
                 }
