@@ -56,6 +56,8 @@ pub struct Config {
     pub seed: u64,
     /// Deliberate bug, if any.
     pub fault: Fault,
+    /// Failed member disks (bit i = member i) for the whole run: a degraded array.
+    pub failed: u64,
 }
 
 /// Crash `node` just before the `at_event`-th event.
@@ -88,6 +90,10 @@ pub struct Stats {
     pub rewrites: u64,
     /// Operations rolled back by recovery.
     pub rollbacks: u64,
+    /// Sectors read by reconstruction from parity.
+    pub degraded_reads: u64,
+    /// Host writes refused (too many failed members for the plan).
+    pub refused: u64,
 }
 
 impl Stats {
@@ -101,6 +107,8 @@ impl Stats {
         self.recoveries += o.recoveries;
         self.rewrites += o.rewrites;
         self.rollbacks += o.rollbacks;
+        self.degraded_reads += o.degraded_reads;
+        self.refused += o.refused;
     }
 }
 
@@ -232,6 +240,7 @@ pub fn small(level: Level, fault: Fault) -> Config {
         host_depth: 2,
         seed: 0,
         fault,
+        failed: 0,
     }
 }
 
@@ -258,8 +267,23 @@ pub fn standard_pass(scale: u64, fault: Fault) -> Summary {
             host_depth: 2,
             seed: 0,
             fault,
+            failed: 0,
         };
         randomized(&cfg, 100..100 + scale, 60, 2, &mut sum);
+    }
+    // Degraded arrays: the write hole proper (a torn stripe would rebuild garbage).
+    for (level, members, failed) in [
+        (Level::Raid5, 3, 0b001),
+        (Level::Raid6, 4, 0b0010),
+        (Level::Raid6, 5, 0b01001),
+        (Level::Raid1, 2, 0b10),
+    ] {
+        let cfg = Config {
+            members,
+            failed,
+            ..small(level, fault)
+        };
+        exhaustive(&cfg, 200..200 + scale.div_ceil(4), &mut sum);
     }
     sum
 }

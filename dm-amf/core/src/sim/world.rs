@@ -4,10 +4,10 @@
 //! reorders, and the [`Arbiter`]. Everything happens through events in one deterministic
 //! queue, so a (config, seed, crash list) triple replays exactly.
 
-use super::super::geometry::{Geometry, Level, MemberSet};
+use super::super::geometry::{Geometry, Level, MemberSet, ReadPlan};
 use super::super::lock::{Action as LockAction, LockState, Mode};
-use super::super::op::{plan_write, Block, ChunkSet, Phase, Plan, WriteOp, WriteRequest};
-use super::super::parity::{gen_p, gen_pq, update_pq};
+use super::super::op::{plan_write, Block, ChunkSet, OpError, Phase, Plan, WriteOp, WriteRequest};
+use super::super::parity::{gen_p, gen_pq, recover_p, recover_pq, update_pq};
 use super::super::recovery::{self, Action as RecAction, Coordinator, HeldRecord, Merge};
 use super::super::wire::{
     self, Ack, AckStatus, Block as WireBlock, Body, Message, RecordHeader, Recovery, RecoveryPhase,
@@ -59,6 +59,7 @@ enum IoTag {
     OpRead { op: u64, idx: usize },
     OpWrite { op: u64 },
     HostRead { rid: u64, idx: usize },
+    HostPart { rid: u64, idx: usize, member: usize },
     Rewrite { stripe: u64 },
 }
 
@@ -149,7 +150,12 @@ struct ReadCtx {
     floors: Vec<u64>,
     left: usize,
     values: Vec<u64>,
+    /// Sectors being rebuilt from parity, by index in the read.
+    parts: BTreeMap<usize, Rebuild>,
 }
+
+/// One sector of a degraded read: (stripe, chunk, sources still missing, bytes read).
+type Rebuild = (u64, usize, usize, BTreeMap<usize, Vec<u8>>);
 
 struct RewriteCtx {
     epoch: u64,
@@ -216,6 +222,44 @@ fn filled(w: u64, sectors: u64) -> Vec<u8> {
         v.extend_from_slice(&w.to_le_bytes());
     }
     v
+}
+
+/// Rebuild data chunk `chunk` of `stripe` (one sector) from the sources read, the way a
+/// degraded read does: members are placed in md's order (data, P, Q) and the missing ones
+/// recovered with the reference parity code.
+fn rebuild(
+    g: &Geometry,
+    stripe: u64,
+    chunk: usize,
+    got: &BTreeMap<usize, Vec<u8>>,
+) -> Result<u64, String> {
+    let layout = g.layout(stripe).map_err(|e| format!("{e:?}"))?;
+    let mut members: Vec<usize> = layout.data_members().iter().map(|m| *m as usize).collect();
+    members.extend(layout.p);
+    members.extend(layout.q);
+    let mut bufs: Vec<Vec<u8>> = Vec::new();
+    let mut lost = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        match got.get(m) {
+            Some(b) => bufs.push(b.clone()),
+            None => {
+                // Failed, or not needed by this plan (Q when P suffices): rebuilt too.
+                bufs.push(vec![0u8; SECTOR_BYTES]);
+                lost.push(i);
+            }
+        }
+    }
+    let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+    let r = if layout.q.is_some() {
+        recover_pq(&mut refs, &lost)
+    } else {
+        match lost.as_slice() {
+            [one] => recover_p(&mut refs, *one),
+            _ => return Err(format!("RAID5 rebuild with {} chunks missing", lost.len())),
+        }
+    };
+    r.map_err(|e| format!("rebuild failed: {e:?}"))?;
+    Ok(val(&bufs[chunk], 0))
 }
 
 fn encode_frame(node: usize, seq: u64, msg: &Message<'_>) -> Vec<u8> {
@@ -442,6 +486,9 @@ impl World {
                 sectors,
                 tag,
             } => {
+                if self.cfg.failed & (1 << member) != 0 {
+                    self.violation(format!("read from failed member {member}"));
+                }
                 if self.nodes[node].alive {
                     let data = self.get(member, sector, sectors);
                     self.io_done(node, tag, Some(data));
@@ -454,6 +501,9 @@ impl World {
                 bytes,
                 tag,
             } => {
+                if self.cfg.failed & (1 << member) != 0 {
+                    self.violation(format!("write to failed member {member}"));
+                }
                 self.put(member, sector, &bytes);
                 if self.nodes[node].alive {
                     self.io_done(node, tag, None);
@@ -538,6 +588,7 @@ impl World {
                     floors: Vec::new(),
                     left: sectors as usize,
                     values: vec![0; sectors as usize],
+                    parts: BTreeMap::new(),
                 },
             );
             self.enqueue(node, stripe, Work::Read { rid });
@@ -659,25 +710,57 @@ impl World {
                 };
                 let (start, len) = (r.start, r.left);
                 let mut floors = Vec::new();
+                let mut parts = BTreeMap::new();
+                let failed = MemberSet(self.cfg.failed);
                 for i in 0..len {
                     let l = start + i as u64;
                     floors.push(self.chk.read_floor(l));
-                    let copies = self.g.copies(l).expect("sector in range");
-                    let p = copies.as_slice()[0];
-                    let d = self.rng.range(1, 6);
-                    self.schedule(
-                        d,
-                        Ev::DiskRead {
-                            node,
-                            member: p.member,
-                            sector: p.sector,
-                            sectors: 1,
-                            tag: IoTag::HostRead { rid, idx: i },
-                        },
-                    );
+                    match self.g.read_plan(l, failed) {
+                        Ok(ReadPlan::Direct(p)) => {
+                            let d = self.rng.range(1, 6);
+                            self.schedule(
+                                d,
+                                Ev::DiskRead {
+                                    node,
+                                    member: p.member,
+                                    sector: p.sector,
+                                    sectors: 1,
+                                    tag: IoTag::HostRead { rid, idx: i },
+                                },
+                            );
+                        }
+                        Ok(ReadPlan::Reconstruct {
+                            stripe,
+                            chunk,
+                            sources,
+                            member_sector,
+                        }) => {
+                            self.stats.degraded_reads += 1;
+                            parts.insert(i, (stripe, chunk, sources.len(), BTreeMap::new()));
+                            for member in sources.iter() {
+                                let d = self.rng.range(1, 6);
+                                self.schedule(
+                                    d,
+                                    Ev::DiskRead {
+                                        node,
+                                        member,
+                                        sector: member_sector,
+                                        sectors: 1,
+                                        tag: IoTag::HostPart {
+                                            rid,
+                                            idx: i,
+                                            member,
+                                        },
+                                    },
+                                );
+                            }
+                        }
+                        Err(e) => self.violation(format!("read plan failed: {e:?}")),
+                    }
                 }
                 if let Some(r) = self.nodes[node].reads.get_mut(&rid) {
                     r.floors = floors;
+                    r.parts = parts;
                 }
             }
             Work::Recover { epoch, ops } => {
@@ -697,8 +780,15 @@ impl World {
     // ---- write operations -------------------------------------------------------------------
 
     fn start_write(&mut self, node: usize, w: u64, req: WriteRequest) {
-        let plan = match plan_write(&self.g, &req, MemberSet::EMPTY) {
+        let plan = match plan_write(&self.g, &req, MemberSet(self.cfg.failed)) {
             Ok(p) => p,
+            Err(OpError::TooManyFailures) => {
+                // The host gets an I/O error: nothing written, nothing acked.
+                self.stats.refused += 1;
+                self.host_done(node);
+                self.work_done(node, req.stripe);
+                return;
+            }
             Err(e) => {
                 self.violation(format!("plan failed: {e:?}"));
                 return;
@@ -1148,7 +1238,7 @@ impl World {
                 continue;
             };
             let Some(h) = held.header else { continue };
-            let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet::EMPTY) {
+            let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet(self.cfg.failed)) {
                 Ok(ios) => ios,
                 Err(e) => {
                     self.violation(format!("rewrite plan failed: {e:?}"));
@@ -1304,27 +1394,37 @@ impl World {
                     self.apply(node, op, fx);
                 }
             }
-            IoTag::HostRead { rid, idx } => {
-                let done = match self.nodes[node].reads.get_mut(&rid) {
-                    Some(r) => {
-                        r.values[idx] = val(data.as_deref().unwrap_or(&[]), 0);
-                        r.left -= 1;
-                        r.left == 0
-                    }
-                    None => false,
-                };
-                if done {
-                    if let Some(r) = self.nodes[node].reads.remove(&rid) {
-                        self.stats.reads_checked += 1;
-                        for (i, v) in r.values.iter().enumerate() {
-                            let l = r.start + i as u64;
-                            self.chk.read_result("host read", l, *v, r.floors[i]);
+            IoTag::HostPart { rid, idx, member } => {
+                let g = self.g;
+                let value = match self.nodes[node].reads.get_mut(&rid) {
+                    Some(r) => match r.parts.get_mut(&idx) {
+                        Some((stripe, chunk, missing, got)) => {
+                            got.insert(member, data.unwrap_or_default());
+                            *missing -= 1;
+                            if *missing == 0 {
+                                Some(rebuild(&g, *stripe, *chunk, got))
+                            } else {
+                                None
+                            }
                         }
-                        let stripe = self.g.map(r.start).map(|l| l.stripe).unwrap_or(0);
-                        self.host_done(node);
-                        self.work_done(node, stripe);
-                    }
+                        None => None,
+                    },
+                    None => None,
+                };
+                if let Some(v) = value {
+                    let v = match v {
+                        Ok(v) => v,
+                        Err(e) => {
+                            self.violation(e);
+                            0
+                        }
+                    };
+                    self.sector_read(node, rid, idx, v);
                 }
+            }
+            IoTag::HostRead { rid, idx } => {
+                let v = val(data.as_deref().unwrap_or(&[]), 0);
+                self.sector_read(node, rid, idx, v);
             }
             IoTag::Rewrite { stripe } => {
                 let next = match self.nodes[node].rewrites.get_mut(&stripe) {
@@ -1338,6 +1438,30 @@ impl World {
                     self.next_rewrite(node, stripe);
                 }
             }
+        }
+    }
+
+    fn sector_read(&mut self, node: usize, rid: u64, idx: usize, v: u64) {
+        let done = match self.nodes[node].reads.get_mut(&rid) {
+            Some(r) => {
+                r.values[idx] = v;
+                r.left -= 1;
+                r.left == 0
+            }
+            None => false,
+        };
+        if !done {
+            return;
+        }
+        if let Some(r) = self.nodes[node].reads.remove(&rid) {
+            self.stats.reads_checked += 1;
+            for (i, v) in r.values.iter().enumerate() {
+                let l = r.start + i as u64;
+                self.chk.read_result("host read", l, *v, r.floors[i]);
+            }
+            let stripe = self.g.map(r.start).map(|l| l.stripe).unwrap_or(0);
+            self.host_done(node);
+            self.work_done(node, stripe);
         }
     }
 
@@ -1393,47 +1517,88 @@ impl World {
         self.chk.final_check();
         let g = self.g;
         let cs = g.chunk_sectors();
-        // Redundancy consistent on every stripe.
+        // Redundancy consistent on every stripe: rebuild what failed members held from the
+        // rest, then every live parity member must match the data.
+        let failed = self.cfg.failed;
         for s in 0..g.stripes() {
             let layout = g.layout(s).expect("stripe");
-            match g.level() {
-                Level::Raid5 | Level::Raid6 => {
-                    let data: Vec<Vec<u8>> = layout
-                        .data_members()
-                        .iter()
-                        .map(|m| self.get(*m as usize, layout.member_sector, cs))
-                        .collect();
-                    let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
-                    let len = cs as usize * SECTOR_BYTES;
-                    let (mut p, mut q) = (vec![0u8; len], vec![0u8; len]);
-                    let _ = gen_pq(&refs, &mut p, &mut q);
-                    if let Some(pm) = layout.p {
-                        if self.get(pm, layout.member_sector, cs) != p {
-                            self.violation(format!("stripe {s}: P inconsistent"));
-                        }
-                    }
-                    if let Some(qm) = layout.q {
-                        if self.get(qm, layout.member_sector, cs) != q {
-                            self.violation(format!("stripe {s}: Q inconsistent"));
-                        }
-                    }
-                }
-                _ => {}
+            if !matches!(g.level(), Level::Raid5 | Level::Raid6) {
+                continue;
+            }
+            let mut members: Vec<usize> =
+                layout.data_members().iter().map(|m| *m as usize).collect();
+            members.extend(layout.p);
+            members.extend(layout.q);
+            let mut bufs: Vec<Vec<u8>> = members
+                .iter()
+                .map(|m| self.get(*m, layout.member_sector, cs))
+                .collect();
+            let lost: Vec<usize> = (0..members.len())
+                .filter(|i| failed & (1 << members[*i]) != 0)
+                .collect();
+            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+            let r = match (lost.as_slice(), layout.q.is_some()) {
+                ([], _) => Ok(()),
+                (_, true) => recover_pq(&mut refs, &lost),
+                ([one], false) => recover_p(&mut refs, *one),
+                _ => Ok(()),
+            };
+            if r.is_err() {
+                self.violation(format!("stripe {s}: cannot rebuild {lost:?}"));
+                continue;
+            }
+            let k = layout.data_members().len();
+            let refs: Vec<&[u8]> = bufs[..k].iter().map(|b| b.as_slice()).collect();
+            let len = cs as usize * SECTOR_BYTES;
+            let (mut p, mut q) = (vec![0u8; len], vec![0u8; len]);
+            let _ = gen_pq(&refs, &mut p, &mut q);
+            if bufs[k] != p {
+                self.violation(format!("stripe {s}: P inconsistent"));
+            }
+            if layout.q.is_some() && bufs[k + 1] != q {
+                self.violation(format!("stripe {s}: Q inconsistent"));
             }
         }
-        // Every sector: copies agree, value at least as new as required.
+        // Every sector: live copies agree, the value read (rebuilt if need be) is at least
+        // as new as required.
         for l in 0..g.logical_sectors() {
             let copies = g.copies(l).expect("sector");
             let vals: Vec<u64> = copies
                 .as_slice()
                 .iter()
+                .filter(|p| failed & (1 << p.member) == 0)
                 .map(|p| val(&self.get(p.member, p.sector, 1), 0))
                 .collect();
             if vals.iter().any(|v| *v != vals[0]) {
                 self.violation(format!("sector {l}: mirror copies differ {vals:?}"));
             }
+            let v = match g.read_plan(l, MemberSet(failed)) {
+                Ok(ReadPlan::Direct(p)) => val(&self.get(p.member, p.sector, 1), 0),
+                Ok(ReadPlan::Reconstruct {
+                    stripe,
+                    chunk,
+                    sources,
+                    member_sector,
+                }) => {
+                    let got: BTreeMap<usize, Vec<u8>> = sources
+                        .iter()
+                        .map(|m| (m, self.get(m, member_sector, 1)))
+                        .collect();
+                    match rebuild(&g, stripe, chunk, &got) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            self.violation(e);
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.violation(format!("sector {l}: unreadable: {e:?}"));
+                    continue;
+                }
+            };
             let floor = self.chk.read_floor(l);
-            self.chk.read_result("final state", l, vals[0], floor);
+            self.chk.read_result("final state", l, v, floor);
         }
     }
 }
