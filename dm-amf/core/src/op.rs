@@ -158,6 +158,47 @@ pub struct Plan {
     pub q: bool,
 }
 
+/// Cut the first operation off a host write of `sectors` sectors at logical `sector`.
+/// Returns the request and how many logical sectors it covers; call again with the rest.
+///
+/// Whole chunks of one stripe go into one request (a full-stripe write when all of them are
+/// covered); a range that starts or ends inside a chunk gets a request of its own.
+pub fn split_write(
+    g: &Geometry,
+    sector: u64,
+    sectors: u64,
+) -> Result<(WriteRequest, u64), OpError> {
+    if sectors == 0 {
+        return Err(OpError::Empty);
+    }
+    let loc = g.map(sector)?;
+    let cs = g.chunk_sectors();
+    let bit = |k: usize| 1u64.checked_shl(k as u32).unwrap_or(0);
+    if loc.offset == 0 && sectors >= cs {
+        let left_in_stripe = g.data_chunks().saturating_sub(loc.chunk) as u64;
+        let whole = (sectors / cs).min(left_in_stripe);
+        let mut mask = 0u64;
+        for k in loc.chunk..loc.chunk + whole as usize {
+            mask |= bit(k);
+        }
+        let req = WriteRequest {
+            stripe: loc.stripe,
+            offset: 0,
+            sectors: cs,
+            chunks: ChunkSet(mask),
+        };
+        return Ok((req, whole * cs));
+    }
+    let n = sectors.min(cs - loc.offset);
+    let req = WriteRequest {
+        stripe: loc.stripe,
+        offset: loc.offset,
+        sectors: n,
+        chunks: ChunkSet(bit(loc.chunk)),
+    };
+    Ok((req, n))
+}
+
 /// Read counts of the two ways to update parity, like md's `handle_stripe_dirtying`: a
 /// read from a failed member costs `2 * members` so that the other way wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -666,6 +707,44 @@ mod tests {
         assert!(fx.write && !fx.ack_host);
         let fx = op.writes_done(0).unwrap();
         assert!(fx.ack_host && fx.retire);
+    }
+
+    #[test]
+    fn split_write_covers_the_range_exactly() {
+        for g in [
+            g5(),
+            Geometry::new(Level::Raid6, 6, 4, 64).unwrap(),
+            Geometry::new(Level::Raid1, 2, 4, 64).unwrap(),
+            Geometry::new(Level::Raid10 { copies: 2 }, 3, 4, 64).unwrap(),
+        ] {
+            for start in 0..g.logical_sectors() {
+                for len in 1..=(g.logical_sectors() - start).min(40) {
+                    let (mut at, mut left) = (start, len);
+                    while left > 0 {
+                        let (r, n) = split_write(&g, at, left).unwrap();
+                        assert!(n > 0 && n <= left);
+                        // The request's sectors are exactly at..at + n, in order.
+                        let dc = g.data_chunks() as u64;
+                        let mut covered = std::vec::Vec::new();
+                        for k in 0..dc {
+                            if r.chunks.contains(k as usize) {
+                                let base = (r.stripe * dc + k) * g.chunk_sectors();
+                                covered.extend((r.offset..r.offset + r.sectors).map(|o| base + o));
+                            }
+                        }
+                        let want: std::vec::Vec<u64> = (at..at + n).collect();
+                        assert_eq!(covered, want);
+                        plan_write(&g, &r, MemberSet::EMPTY).unwrap();
+                        at += n;
+                        left -= n;
+                    }
+                }
+            }
+        }
+        let (r, n) = split_write(&g5(), 8 * 4, 100).unwrap();
+        assert_eq!((r.chunks, n), (ChunkSet(0b1111), 32));
+        assert_eq!(split_write(&g5(), 0, 0), Err(OpError::Empty));
+        assert!(split_write(&g5(), u64::MAX, 1).is_err());
     }
 
     #[test]
