@@ -300,10 +300,9 @@ mod tests {
     }
 
     fn scale() -> u64 {
-        // Debug builds are ~20x slower; the full pass (>= 10,000 crash points) runs in
-        // release builds, which is how the README runs the tests.
+        // Debug builds are ~10x slower: a smaller pass, still over 10,000 crash points.
         if cfg!(debug_assertions) {
-            1
+            6
         } else {
             8
         }
@@ -314,9 +313,7 @@ mod tests {
         let sum = standard_pass(scale(), Fault::None);
         report(&sum.line());
         assert_eq!(sum.violations, 0, "{:?}", sum.first);
-        if !cfg!(debug_assertions) {
-            assert!(sum.crash_points >= 10_000, "{}", sum.line());
-        }
+        assert!(sum.crash_points >= 10_000, "{}", sum.line());
     }
 
     #[test]
