@@ -244,8 +244,9 @@ pub fn small(level: Level, fault: Fault) -> Config {
     }
 }
 
-/// The standard pass: exhaustive single crashes over small RAID1/5/6 clusters, then
-/// randomized double crashes over larger ones. `scale` multiplies the number of seeds.
+/// The standard pass: exhaustive single crashes over small RAID1/5/6 clusters (3 nodes and
+/// 2 nodes, healthy and degraded), then randomized multiple crashes over larger RAID1/5/6/10
+/// clusters. `scale` multiplies the number of seeds.
 pub fn standard_pass(scale: u64, fault: Fault) -> Summary {
     let mut sum = Summary::default();
     for level in [Level::Raid1, Level::Raid5, Level::Raid6] {
@@ -269,7 +270,17 @@ pub fn standard_pass(scale: u64, fault: Fault) -> Summary {
             fault,
             failed: 0,
         };
-        randomized(&cfg, 100..100 + scale, 60, 2, &mut sum);
+        // Up to three of four nodes crash: later crashes often hit a recovery in progress,
+        // and the last survivor runs alone (acking only after its disk writes).
+        randomized(&cfg, 100..100 + scale, 60, 3, &mut sum);
+    }
+    // Two nodes: every crash leaves one AMF alone with the other's records.
+    for level in [Level::Raid1, Level::Raid5, Level::Raid6] {
+        let cfg = Config {
+            nodes: 2,
+            ..small(level, fault)
+        };
+        exhaustive(&cfg, 300..300 + scale.div_ceil(4), &mut sum);
     }
     // Degraded arrays: the write hole proper (a torn stripe would rebuild garbage).
     for (level, members, failed) in [
