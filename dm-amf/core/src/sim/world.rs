@@ -1290,6 +1290,7 @@ impl World {
         let epoch = n.epoch;
         let Some(rec) = n.rec.as_mut() else { return };
         if rec.coord.rewrites_done(others) {
+            self.check_after_recovery();
             self.resume(node);
             return;
         }
@@ -1321,6 +1322,7 @@ impl World {
                         .as_mut()
                         .is_some_and(|r| r.coord.completed_by(from as u32));
                     if done {
+                        self.check_after_recovery();
                         let others = self.peers(to);
                         let msg = Message::Recovery(Recovery {
                             phase: RecoveryPhase::Resume,
@@ -1495,6 +1497,81 @@ impl World {
         }
     }
 
+    /// Redundancy of stripe `s` is consistent: rebuild what failed members held from the
+    /// rest, then every live parity member must match the data; live mirror copies agree.
+    fn stripe_consistent(&self, s: u64) -> Result<(), String> {
+        let g = self.g;
+        let cs = g.chunk_sectors();
+        let failed = self.cfg.failed;
+        let layout = g.layout(s).map_err(|e| format!("{e:?}"))?;
+        if !matches!(g.level(), Level::Raid5 | Level::Raid6) {
+            for off in 0..cs {
+                let l = s * cs + off;
+                if g.level() == Level::Raid0 || l >= g.logical_sectors() {
+                    break;
+                }
+                let copies = g.copies(l).map_err(|e| format!("{e:?}"))?;
+                let vals: Vec<u64> = copies
+                    .as_slice()
+                    .iter()
+                    .filter(|p| failed & (1 << p.member) == 0)
+                    .map(|p| val(&self.get(p.member, p.sector, 1), 0))
+                    .collect();
+                if vals.iter().any(|v| *v != vals[0]) {
+                    return Err(format!("sector {l}: mirror copies differ {vals:?}"));
+                }
+            }
+            return Ok(());
+        }
+        let mut members: Vec<usize> = layout.data_members().iter().map(|m| *m as usize).collect();
+        members.extend(layout.p);
+        members.extend(layout.q);
+        let mut bufs: Vec<Vec<u8>> = members
+            .iter()
+            .map(|m| self.get(*m, layout.member_sector, cs))
+            .collect();
+        let lost: Vec<usize> = (0..members.len())
+            .filter(|i| failed & (1 << members[*i]) != 0)
+            .collect();
+        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let r = match (lost.as_slice(), layout.q.is_some()) {
+            ([], _) => Ok(()),
+            (_, true) => recover_pq(&mut refs, &lost),
+            ([one], false) => recover_p(&mut refs, *one),
+            _ => Ok(()),
+        };
+        if r.is_err() {
+            return Err(format!("stripe {s}: cannot rebuild {lost:?}"));
+        }
+        let k = layout.data_members().len();
+        let refs: Vec<&[u8]> = bufs[..k].iter().map(|b| b.as_slice()).collect();
+        let len = cs as usize * SECTOR_BYTES;
+        let (mut p, mut q) = (vec![0u8; len], vec![0u8; len]);
+        let _ = gen_pq(&refs, &mut p, &mut q);
+        if bufs[k] != p {
+            return Err(format!("stripe {s}: P inconsistent"));
+        }
+        if layout.q.is_some() && bufs[k + 1] != q {
+            return Err(format!("stripe {s}: Q inconsistent"));
+        }
+        Ok(())
+    }
+
+    /// Right after a recovery: every stripe nobody is working on must be consistent.
+    fn check_after_recovery(&mut self) {
+        for st in 0..self.g.stripes() {
+            let busy = self
+                .nodes
+                .iter()
+                .any(|n| n.alive && n.stripes.get(&st).is_some_and(|q| q.active));
+            if !busy {
+                if let Err(e) = self.stripe_consistent(st) {
+                    self.violation(format!("after recovery: {e}"));
+                }
+            }
+        }
+    }
+
     fn final_checks(&mut self) {
         for n in 0..self.nodes.len() {
             let node = &self.nodes[n];
@@ -1516,62 +1593,14 @@ impl World {
         }
         self.chk.final_check();
         let g = self.g;
-        let cs = g.chunk_sectors();
-        // Redundancy consistent on every stripe: rebuild what failed members held from the
-        // rest, then every live parity member must match the data.
-        let failed = self.cfg.failed;
-        for s in 0..g.stripes() {
-            let layout = g.layout(s).expect("stripe");
-            if !matches!(g.level(), Level::Raid5 | Level::Raid6) {
-                continue;
-            }
-            let mut members: Vec<usize> =
-                layout.data_members().iter().map(|m| *m as usize).collect();
-            members.extend(layout.p);
-            members.extend(layout.q);
-            let mut bufs: Vec<Vec<u8>> = members
-                .iter()
-                .map(|m| self.get(*m, layout.member_sector, cs))
-                .collect();
-            let lost: Vec<usize> = (0..members.len())
-                .filter(|i| failed & (1 << members[*i]) != 0)
-                .collect();
-            let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-            let r = match (lost.as_slice(), layout.q.is_some()) {
-                ([], _) => Ok(()),
-                (_, true) => recover_pq(&mut refs, &lost),
-                ([one], false) => recover_p(&mut refs, *one),
-                _ => Ok(()),
-            };
-            if r.is_err() {
-                self.violation(format!("stripe {s}: cannot rebuild {lost:?}"));
-                continue;
-            }
-            let k = layout.data_members().len();
-            let refs: Vec<&[u8]> = bufs[..k].iter().map(|b| b.as_slice()).collect();
-            let len = cs as usize * SECTOR_BYTES;
-            let (mut p, mut q) = (vec![0u8; len], vec![0u8; len]);
-            let _ = gen_pq(&refs, &mut p, &mut q);
-            if bufs[k] != p {
-                self.violation(format!("stripe {s}: P inconsistent"));
-            }
-            if layout.q.is_some() && bufs[k + 1] != q {
-                self.violation(format!("stripe {s}: Q inconsistent"));
+        for st in 0..g.stripes() {
+            if let Err(e) = self.stripe_consistent(st) {
+                self.violation(e);
             }
         }
-        // Every sector: live copies agree, the value read (rebuilt if need be) is at least
-        // as new as required.
+        // Every sector: the value read (rebuilt if need be) is at least as new as required.
+        let failed = self.cfg.failed;
         for l in 0..g.logical_sectors() {
-            let copies = g.copies(l).expect("sector");
-            let vals: Vec<u64> = copies
-                .as_slice()
-                .iter()
-                .filter(|p| failed & (1 << p.member) == 0)
-                .map(|p| val(&self.get(p.member, p.sector, 1), 0))
-                .collect();
-            if vals.iter().any(|v| *v != vals[0]) {
-                self.violation(format!("sector {l}: mirror copies differ {vals:?}"));
-            }
             let v = match g.read_plan(l, MemberSet(failed)) {
                 Ok(ReadPlan::Direct(p)) => val(&self.get(p.member, p.sector, 1), 0),
                 Ok(ReadPlan::Reconstruct {
