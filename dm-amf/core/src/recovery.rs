@@ -55,6 +55,118 @@ pub fn merge(held: Option<Step>, incoming: Step, owner_dead: bool) -> Merge {
     }
 }
 
+/// Why a record could not be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// Every slot is taken: the owner must be throttled (ack later).
+    Full,
+}
+
+/// A survivor's fixed-capacity table of its peers' unfinished operations (headers only: the
+/// blocks live in the caller's buffers, keyed by the same owner and operation id).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordTable<const N: usize> {
+    slots: [Option<HeldRecord>; N],
+}
+
+impl<const N: usize> Default for RecordTable<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> RecordTable<N> {
+    /// An empty table.
+    pub const fn new() -> Self {
+        RecordTable { slots: [None; N] }
+    }
+
+    fn find(&self, owner: u32, op_id: u64) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.is_some_and(|r| r.header.owner == owner && r.header.op_id == op_id))
+    }
+
+    /// The record held for (owner, op id).
+    pub fn get(&self, owner: u32, op_id: u64) -> Option<&HeldRecord> {
+        self.find(owner, op_id)
+            .and_then(|i| self.slots.get(i))
+            .and_then(|s| s.as_ref())
+    }
+
+    /// Number of records held.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Take in a received record (see [`merge`]): a newer step replaces the held one, and a
+    /// Done record retires the operation (its slot is freed: with stop-and-wait replication
+    /// no older record of it can still arrive). Returns what was done; the caller acks
+    /// unless it is [`Merge::Refuse`], and keeps the blocks when it is [`Merge::Store`].
+    pub fn receive(&mut self, header: RecordHeader, owner_dead: bool) -> Result<Merge, TableError> {
+        let at = self.find(header.owner, header.op_id);
+        let held = at
+            .and_then(|i| self.slots.get(i))
+            .and_then(|s| s.map(|r| r.header.step));
+        let m = merge(held, header.step, owner_dead);
+        if m != Merge::Store {
+            return Ok(m);
+        }
+        let slot = match at {
+            Some(i) => i,
+            None if header.step == Step::Done => return Ok(m),
+            None => self
+                .slots
+                .iter()
+                .position(|s| s.is_none())
+                .ok_or(TableError::Full)?,
+        };
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = if header.step == Step::Done {
+                None
+            } else {
+                Some(HeldRecord { header })
+            };
+        }
+        Ok(m)
+    }
+
+    /// Copy the records of the owners in `dead` (bit i = node i) into `out`, in replay
+    /// order; returns how many (at most `out.len()`).
+    pub fn collect(&self, dead: u64, out: &mut [HeldRecord]) -> usize {
+        let mut n = 0;
+        for r in self.slots.iter().flatten() {
+            if r.header.owner < 64 && dead & (1u64 << r.header.owner) != 0 {
+                if let Some(o) = out.get_mut(n) {
+                    *o = *r;
+                    n += 1;
+                }
+            }
+        }
+        if let Some(done) = out.get_mut(..n) {
+            order(done);
+        }
+        n
+    }
+
+    /// Drop every record of the owners in `dead` (on `Complete`); returns how many.
+    pub fn drop_owners(&mut self, dead: u64) -> usize {
+        let mut n = 0;
+        for s in self.slots.iter_mut() {
+            if s.is_some_and(|r| r.header.owner < 64 && dead & (1u64 << r.header.owner) != 0) {
+                *s = None;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 /// What recovery does with one held record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -201,6 +313,63 @@ mod tests {
         );
         assert_eq!(merge(Some(Step::Done), Step::Done, false), Merge::Ignore);
         assert_eq!(merge(None, Step::Intent, true), Merge::Refuse);
+    }
+
+    fn hdr(owner: u32, op_id: u64, stripe: u64, step: Step) -> RecordHeader {
+        RecordHeader {
+            op_id,
+            generation: 1,
+            stripe,
+            owner,
+            step,
+            kind: OpKind::ReconstructWrite,
+            offset: 0,
+            sectors: 1,
+            chunks: 1,
+        }
+    }
+
+    #[test]
+    fn record_table_stores_advances_retires_and_orders() {
+        let mut t = RecordTable::<3>::new();
+        assert_eq!(
+            t.receive(hdr(1, 5, 9, Step::Intent), false),
+            Ok(Merge::Store)
+        );
+        assert_eq!(
+            t.receive(hdr(1, 5, 9, Step::Prepared), false),
+            Ok(Merge::Store)
+        );
+        assert_eq!(
+            t.receive(hdr(1, 5, 9, Step::Intent), false),
+            Ok(Merge::Ignore)
+        );
+        assert_eq!(t.get(1, 5).map(|r| r.header.step), Some(Step::Prepared));
+        assert_eq!(
+            t.receive(hdr(2, 1, 3, Step::Intent), false),
+            Ok(Merge::Store)
+        );
+        assert_eq!(
+            t.receive(hdr(1, 4, 3, Step::Prepared), false),
+            Ok(Merge::Store)
+        );
+        assert_eq!(
+            t.receive(hdr(3, 1, 3, Step::Intent), false),
+            Err(TableError::Full)
+        );
+        assert_eq!(
+            t.receive(hdr(3, 1, 3, Step::Intent), true),
+            Ok(Merge::Refuse)
+        );
+        let mut out = [HeldRecord {
+            header: hdr(0, 0, 0, Step::Done),
+        }; 4];
+        assert_eq!(t.collect(0b10, &mut out), 2);
+        assert_eq!((out[0].header.stripe, out[1].header.stripe), (3, 9));
+        assert_eq!(t.receive(hdr(1, 5, 9, Step::Done), false), Ok(Merge::Store));
+        assert!(t.get(1, 5).is_none());
+        assert_eq!(t.drop_owners(0b110), 2);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -8,7 +8,9 @@ use super::super::geometry::{Geometry, Level, MemberSet, ReadPlan};
 use super::super::lock::{Action as LockAction, LockState, Mode};
 use super::super::op::{plan_write, Block, ChunkSet, OpError, Phase, Plan, WriteOp, WriteRequest};
 use super::super::parity::{gen_p, gen_pq, recover_p, recover_pq, update_pq};
-use super::super::recovery::{self, Action as RecAction, Coordinator, HeldRecord, Merge};
+use super::super::recovery::{
+    self, Action as RecAction, Coordinator, HeldRecord, Merge, RecordTable,
+};
 use super::super::wire::{
     self, Ack, AckStatus, Block as WireBlock, Body, Message, RecordHeader, Recovery, RecoveryPhase,
     Role, Step,
@@ -27,6 +29,7 @@ use std::vec::Vec;
 /// Bytes per simulated sector: one u64 naming the write that produced it.
 pub const SECTOR_BYTES: usize = 8;
 const MAX_EVENTS: u64 = 400_000;
+const TABLE_SLOTS: usize = 64;
 
 struct SimCrc;
 impl wire::Crc32c for SimCrc {
@@ -139,7 +142,6 @@ struct OpCtx {
 
 #[derive(Default, Clone)]
 struct Held {
-    header: Option<RecordHeader>,
     data: BTreeMap<u8, Vec<u8>>,
     p: Option<Vec<u8>>,
     q: Option<Vec<u8>>,
@@ -178,6 +180,8 @@ struct Node {
     ops: BTreeMap<u64, OpCtx>,
     next_op: u64,
     seq: u64,
+    /// Peers' unfinished operations: headers in the core's table, blocks beside it.
+    table: RecordTable<TABLE_SLOTS>,
     held: BTreeMap<(u32, u64), Held>,
     host_left: usize,
     host_inflight: usize,
@@ -293,6 +297,7 @@ impl World {
                 ops: BTreeMap::new(),
                 next_op: 1,
                 seq: 0,
+                table: RecordTable::new(),
                 held: BTreeMap::new(),
                 host_left: cfg.host_ops,
                 host_inflight: 0,
@@ -1085,17 +1090,17 @@ impl World {
             Body::Record(r) => {
                 let h = r.header;
                 let key = (h.owner, h.op_id);
-                let held = self.nodes[to]
-                    .held
-                    .get(&key)
-                    .and_then(|x| x.header.map(|h| h.step));
                 let owner_dead = self.nodes[to].dead & (1 << h.owner) != 0;
-                match recovery::merge(held, h.step, owner_dead) {
-                    Merge::Refuse => return,
-                    Merge::Ignore => {}
-                    Merge::Store => {
+                let merged = self.nodes[to].table.receive(h, owner_dead);
+                match merged {
+                    Err(e) => {
+                        self.violation(format!("node {to}: record table {e:?}"));
+                        return;
+                    }
+                    Ok(Merge::Refuse) => return,
+                    Ok(Merge::Ignore) => {}
+                    Ok(Merge::Store) => {
                         let e = self.nodes[to].held.entry(key).or_default();
-                        e.header = Some(h);
                         for b in r.blocks() {
                             match b.role {
                                 Role::NewData => {
@@ -1176,13 +1181,24 @@ impl World {
             return;
         }
         let dead = n.dead;
-        let mut recs: Vec<HeldRecord> = n
-            .held
-            .iter()
-            .filter(|((owner, _), _)| dead & (1 << owner) != 0)
-            .filter_map(|(_, h)| h.header.map(|header| HeldRecord { header }))
-            .collect();
-        recovery::order(&mut recs);
+        let mut recs = vec![
+            HeldRecord {
+                header: RecordHeader {
+                    op_id: 0,
+                    generation: 0,
+                    stripe: 0,
+                    owner: 0,
+                    step: Step::Done,
+                    kind: wire::OpKind::Mirror,
+                    offset: 0,
+                    sectors: 0,
+                    chunks: 0,
+                },
+            };
+            TABLE_SLOTS
+        ];
+        let count = n.table.collect(dead, &mut recs);
+        recs.truncate(count);
         let mut by_stripe: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();
         for r in &recs {
             let act = recovery::action(r.header.step);
@@ -1233,11 +1249,11 @@ impl World {
                 }
                 return;
             };
-            let Some(held) = self.nodes[node].held.get(&key).cloned() else {
+            let Some(h) = self.nodes[node].table.get(key.0, key.1).map(|r| r.header) else {
                 // Dropped meanwhile by a Complete of an older recovery: already on disk.
                 continue;
             };
-            let Some(h) = held.header else { continue };
+            let held = self.nodes[node].held.get(&key).cloned().unwrap_or_default();
             let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet(self.cfg.failed)) {
                 Ok(ios) => ios,
                 Err(e) => {
@@ -1286,6 +1302,7 @@ impl World {
         let others = self.peers(node);
         let n = &mut self.nodes[node];
         let dead = n.dead;
+        n.table.drop_owners(dead);
         n.held.retain(|(owner, _), _| dead & (1 << owner) == 0);
         let epoch = n.epoch;
         let Some(rec) = n.rec.as_mut() else { return };
@@ -1337,6 +1354,7 @@ impl World {
                     }
                 } else {
                     let dead = self.nodes[to].dead;
+                    self.nodes[to].table.drop_owners(dead);
                     self.nodes[to]
                         .held
                         .retain(|(owner, _), _| dead & (1 << owner) == 0);
