@@ -42,8 +42,15 @@ pub const RECOVERY_LEN: usize = 16;
 /// A CRC-32C (Castagnoli, the iSCSI variant: initial value and final XOR `!0`; the check
 /// value of `"123456789"` is `0xe306_9283`) supplied by the caller.
 pub trait Crc32c {
+    /// Extend `crc`, the CRC-32C of some bytes, to cover `data` after them (the `crc32c`
+    /// crate's `crc32c_append`; in the kernel `!crc32c(!crc, data, len)`). The CRC of
+    /// nothing is 0.
+    fn append(crc: u32, data: &[u8]) -> u32;
+
     /// CRC-32C of `data`.
-    fn crc32c(data: &[u8]) -> u32;
+    fn crc32c(data: &[u8]) -> u32 {
+        Self::append(0, data)
+    }
 }
 
 /// Computes authentication tags (HMAC-SHA256 with the cluster key) for the caller.
@@ -813,14 +820,7 @@ pub fn encode<C: Crc32c>(
             w.put(&r.epoch.to_le_bytes());
         }
         Message::Record(h, blocks) => {
-            w.put(&h.op_id.to_le_bytes());
-            w.put(&h.generation.to_le_bytes());
-            w.put(&h.stripe.to_le_bytes());
-            w.put(&h.owner.to_le_bytes());
-            w.put(&[h.step as u8, h.kind as u8, blocks.len() as u8, 0]);
-            w.put(&h.offset.to_le_bytes());
-            w.put(&h.sectors.to_le_bytes());
-            w.put(&h.chunks.to_le_bytes());
+            put_record_fields(&mut w, h, blocks.len());
             for b in blocks.iter() {
                 w.put(&[b.role as u8, b.index, 0, 0]);
                 w.put(&(b.bytes.len() as u32).to_le_bytes());
@@ -844,6 +844,97 @@ pub fn encode<C: Crc32c>(
     w.put(&crc.to_le_bytes());
     // Validate our own output so a bad block (role/index) is caught at the sender.
     decode::<C>(w.buf).map(|_| len)
+}
+
+/// One block of a record sent from the caller's own buffers (pages): role, index, length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockDesc {
+    /// What the bytes are.
+    pub role: Role,
+    /// Data chunk index (0 for parity roles).
+    pub index: u8,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Bytes of a record's head (frame header, record fields, descriptors) for `blocks` blocks.
+pub fn record_head_len(blocks: usize) -> usize {
+    HEADER_LEN + RECORD_FIXED_LEN + blocks.saturating_mul(BLOCK_DESC_LEN)
+}
+
+/// Scatter-gather sending of a record, so block data goes out of the caller's pages without
+/// a copy: write the head into `out` (returns its length and the total frame length), then
+/// send the head, the blocks' bytes in `descs` order, and the [`record_trailer`].
+pub fn encode_record_head(
+    header: &RecordHeader,
+    descs: &[BlockDesc],
+    sender: u32,
+    seq: u64,
+    authenticated: bool,
+    out: &mut [u8],
+) -> Result<(usize, usize), WireError> {
+    if descs.len() > MAX_BLOCKS {
+        return Err(WireError::TooManyBlocks(u8::MAX));
+    }
+    let head = record_head_len(descs.len());
+    let mut total = head + TRAILER_LEN;
+    for d in descs {
+        if (d.role.is_data() && d.index as usize >= super::geometry::MAX_MEMBERS)
+            || (!d.role.is_data() && d.index != 0)
+        {
+            return Err(WireError::BadBlockIndex(d.index));
+        }
+        total = total
+            .checked_add(d.len as usize)
+            .ok_or(WireError::LengthTooLarge(u32::MAX))?;
+    }
+    if total > MAX_FRAME_LEN {
+        return Err(WireError::LengthTooLarge(
+            u32::try_from(total).unwrap_or(u32::MAX),
+        ));
+    }
+    let buf = out
+        .get_mut(..head)
+        .ok_or(WireError::BufferTooSmall { needed: head })?;
+    let flags: u16 = if authenticated { FLAG_AUTH } else { 0 };
+    let mut w = Out { buf, at: 0 };
+    w.put(&MAGIC);
+    w.put(&[VERSION, Kind::Record as u8]);
+    w.put(&flags.to_le_bytes());
+    w.put(&(total as u32).to_le_bytes());
+    w.put(&sender.to_le_bytes());
+    w.put(&seq.to_le_bytes());
+    put_record_fields(&mut w, header, descs.len());
+    for d in descs {
+        w.put(&[d.role as u8, d.index, 0, 0]);
+        w.put(&d.len.to_le_bytes());
+    }
+    Ok((head, total))
+}
+
+/// The 36-byte trailer of a scatter-gather frame: `tag` (zero when not authenticated),
+/// then the CRC, given `crc` = the CRC-32C of everything sent before the trailer.
+pub fn record_trailer<C: Crc32c>(crc: u32, tag: &[u8; TAG_LEN]) -> [u8; TRAILER_LEN] {
+    let mut out = [0u8; TRAILER_LEN];
+    let crc = C::append(crc, tag);
+    let mut w = Out {
+        buf: &mut out,
+        at: 0,
+    };
+    w.put(tag);
+    w.put(&crc.to_le_bytes());
+    out
+}
+
+fn put_record_fields(w: &mut Out<'_>, h: &RecordHeader, count: usize) {
+    w.put(&h.op_id.to_le_bytes());
+    w.put(&h.generation.to_le_bytes());
+    w.put(&h.stripe.to_le_bytes());
+    w.put(&h.owner.to_le_bytes());
+    w.put(&[h.step as u8, h.kind as u8, count as u8, 0]);
+    w.put(&h.offset.to_le_bytes());
+    w.put(&h.sectors.to_le_bytes());
+    w.put(&h.chunks.to_le_bytes());
 }
 
 /// Length of the bytes a [`Proof`] authenticates.
@@ -921,8 +1012,8 @@ mod tests {
     /// Bitwise CRC-32C for tests only (the library takes the checksum from its caller).
     struct TestCrc;
     impl Crc32c for TestCrc {
-        fn crc32c(data: &[u8]) -> u32 {
-            let mut crc = !0u32;
+        fn append(crc: u32, data: &[u8]) -> u32 {
+            let mut crc = !crc;
             for b in data {
                 crc ^= *b as u32;
                 for _ in 0..8 {
@@ -1116,6 +1207,74 @@ mod tests {
         assert_eq!(
             encode::<TestCrc>(&Message::Ack(ack), 3, 0, None, &mut buf[..10]),
             Err(WireError::BufferTooSmall { needed: n })
+        );
+    }
+
+    #[test]
+    fn scatter_gather_record_equals_contiguous_encoding() {
+        let data: [&[u8]; 2] = [&[1, 2, 3, 4], &[9; 7]];
+        let blocks = [
+            Block {
+                role: Role::NewData,
+                index: 3,
+                bytes: data[0],
+            },
+            Block {
+                role: Role::NewQ,
+                index: 0,
+                bytes: data[1],
+            },
+        ];
+        let descs = blocks.map(|b| BlockDesc {
+            role: b.role,
+            index: b.index,
+            len: b.bytes.len() as u32,
+        });
+        for auth in [false, true] {
+            let mut whole = [0u8; 256];
+            let mut t = XorTagger(7);
+            let tagger: Option<&mut dyn Tagger> = if auth { Some(&mut t) } else { None };
+            let n = encode::<TestCrc>(
+                &Message::Record(record_header(), &blocks),
+                4,
+                8,
+                tagger,
+                &mut whole,
+            )
+            .unwrap();
+            let mut head = [0u8; 128];
+            let (h, total) =
+                encode_record_head(&record_header(), &descs, 4, 8, auth, &mut head).unwrap();
+            assert_eq!(total, n);
+            let mut signed = std::vec::Vec::new();
+            signed.extend_from_slice(&head[..h]);
+            let mut crc = TestCrc::append(0, &head[..h]);
+            for d in data {
+                crc = TestCrc::append(crc, d);
+                signed.extend_from_slice(d);
+            }
+            let mut tag = [0u8; TAG_LEN];
+            if auth {
+                XorTagger(7).tag(&signed, &mut tag);
+            }
+            let trailer = record_trailer::<TestCrc>(crc, &tag);
+            signed.extend_from_slice(&trailer);
+            assert_eq!(&signed[..], &whole[..n]);
+        }
+        let bad = [BlockDesc {
+            role: Role::NewP,
+            index: 1,
+            len: 1,
+        }];
+        assert_eq!(
+            encode_record_head(&record_header(), &bad, 4, 8, false, &mut [0u8; 128]),
+            Err(WireError::BadBlockIndex(1))
+        );
+        assert_eq!(
+            encode_record_head(&record_header(), &descs, 4, 8, false, &mut [0u8; 10]),
+            Err(WireError::BufferTooSmall {
+                needed: record_head_len(2)
+            })
         );
     }
 

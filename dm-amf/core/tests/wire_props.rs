@@ -10,8 +10,8 @@ use proptest::prelude::*;
 
 struct Crc;
 impl Crc32c for Crc {
-    fn crc32c(data: &[u8]) -> u32 {
-        crc32c::crc32c(data)
+    fn append(crc: u32, data: &[u8]) -> u32 {
+        crc32c::crc32c_append(crc, data)
     }
 }
 

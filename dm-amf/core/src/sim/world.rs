@@ -33,8 +33,8 @@ const TABLE_SLOTS: usize = 64;
 
 struct SimCrc;
 impl wire::Crc32c for SimCrc {
-    fn crc32c(data: &[u8]) -> u32 {
-        crc32c::crc32c(data)
+    fn append(crc: u32, data: &[u8]) -> u32 {
+        crc32c::crc32c_append(crc, data)
     }
 }
 
