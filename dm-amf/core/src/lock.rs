@@ -188,7 +188,8 @@ pub enum Action {
     /// The lock is held in a sufficient mode: the operation may start now (it is counted
     /// in flight until [`LockState::op_done`]).
     Proceed,
-    /// Wait: call [`LockState::acquire`] again after the next grant or conversion.
+    /// Wait: call [`LockState::acquire`] again after the next grant, conversion or
+    /// [`LockState::op_done`].
     Wait,
     /// Send a new lock request in this mode.
     Request(Mode),

@@ -24,7 +24,7 @@
 //! is intact and consistent, and the operation, never acked to the host, may be dropped.
 
 use super::geometry::{Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
-use super::wire::{OpKind, RecordHeader, Role, Step};
+use super::wire::{OpKind, RecordHeader, RecordView, Role, Step};
 
 /// Set of data chunk indexes of a stripe (bit i = data chunk i).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub enum OpError {
     TooManyFailures,
     /// An event that does not belong to the current step.
     WrongStep,
+    /// A received record whose blocks do not match its header (missing, extra, duplicate
+    /// or wrongly sized blocks, or a kind that does not fit the level).
+    BadRecord,
 }
 
 impl From<GeometryError> for OpError {
@@ -356,6 +359,54 @@ pub fn plan_write(g: &Geometry, req: &WriteRequest, failed: MemberSet) -> Result
         plan.writes.push(io(q, Block::Q));
     }
     Ok(plan)
+}
+
+/// Check a received record against the group before storing it: the extent must fit the
+/// geometry, and the blocks must be exactly what the step carries (Intent: new data of each
+/// written chunk; Prepared: at most one new P and one new Q, only where the level has them;
+/// Done: nothing), each `sectors * sector_bytes` long.
+pub fn validate_record(
+    g: &Geometry,
+    rec: &RecordView<'_>,
+    sector_bytes: usize,
+) -> Result<(), OpError> {
+    let h = rec.header;
+    let req = WriteRequest {
+        stripe: h.stripe,
+        offset: h.offset as u64,
+        sectors: h.sectors as u64,
+        chunks: ChunkSet(h.chunks),
+    };
+    check(g, &req)?;
+    if (h.kind == OpKind::Mirror) != (g.parity_chunks() == 0) {
+        return Err(OpError::BadRecord);
+    }
+    let want_len = (h.sectors as usize)
+        .checked_mul(sector_bytes)
+        .ok_or(OpError::BadRecord)?;
+    let mut seen_data = 0u64;
+    let (mut p, mut q) = (false, false);
+    for b in rec.blocks() {
+        if b.bytes.len() != want_len {
+            return Err(OpError::BadRecord);
+        }
+        match (h.step, b.role) {
+            (Step::Intent, Role::NewData) => {
+                let bit = 1u64.checked_shl(b.index as u32).unwrap_or(0);
+                if bit == 0 || h.chunks & bit == 0 || seen_data & bit != 0 {
+                    return Err(OpError::BadRecord);
+                }
+                seen_data |= bit;
+            }
+            (Step::Prepared, Role::NewP) if !p && g.parity_chunks() >= 1 => p = true,
+            (Step::Prepared, Role::NewQ) if !q && g.parity_chunks() == 2 => q = true,
+            _ => return Err(OpError::BadRecord),
+        }
+    }
+    if h.step == Step::Intent && seen_data != h.chunks {
+        return Err(OpError::BadRecord);
+    }
+    Ok(())
 }
 
 /// The step an operation is in.
@@ -745,6 +796,77 @@ mod tests {
         assert_eq!((r.chunks, n), (ChunkSet(0b1111), 32));
         assert_eq!(split_write(&g5(), 0, 0), Err(OpError::Empty));
         assert!(split_write(&g5(), u64::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn records_are_validated_against_the_geometry() {
+        use super::super::wire::{decode, encode, Block as B, Body, Crc32c, Message};
+        struct Crc;
+        impl Crc32c for Crc {
+            fn append(crc: u32, data: &[u8]) -> u32 {
+                crc ^ data.len() as u32 // Not a CRC: this test only needs a consistent one.
+            }
+        }
+        let g = g5();
+        let plan = plan_write(&g, &req(0b0101), MemberSet::EMPTY).unwrap();
+        let (op, _) = WriteOp::start(1, 1, 0, req(0b0101), &plan, 0);
+        static D: [u8; 4 * 512] = [7; 4 * 512];
+        let d: &'static [u8] = &D;
+        let check_blocks = |step: Step, blocks: &[B<'_>]| {
+            let mut buf = std::vec![0u8; 16384];
+            let n = encode::<Crc>(
+                &Message::Record(op.record(step), blocks),
+                0,
+                1,
+                None,
+                &mut buf,
+            )
+            .unwrap();
+            let (f, _) = decode::<Crc>(&buf[..n]).unwrap();
+            match f.body {
+                Body::Record(r) => validate_record(&g, &r, 512),
+                _ => panic!("not a record"),
+            }
+        };
+        let nd = |index: u8, bytes: &'static [u8]| B {
+            role: Role::NewData,
+            index,
+            bytes,
+        };
+        assert_eq!(check_blocks(Step::Intent, &[nd(0, d), nd(2, d)]), Ok(()));
+        assert_eq!(
+            check_blocks(Step::Intent, &[nd(0, d)]),
+            Err(OpError::BadRecord)
+        );
+        assert_eq!(
+            check_blocks(Step::Intent, &[nd(0, d), nd(2, d), nd(2, d)]),
+            Err(OpError::BadRecord)
+        );
+        assert_eq!(
+            check_blocks(Step::Intent, &[nd(0, d), nd(1, d)]),
+            Err(OpError::BadRecord)
+        );
+        assert_eq!(
+            check_blocks(Step::Intent, &[nd(0, d), nd(2, &d[1..])]),
+            Err(OpError::BadRecord)
+        );
+        let p = B {
+            role: Role::NewP,
+            index: 0,
+            bytes: d,
+        };
+        let q = B {
+            role: Role::NewQ,
+            ..p
+        };
+        assert_eq!(check_blocks(Step::Prepared, &[p]), Ok(()));
+        assert_eq!(
+            check_blocks(Step::Prepared, &[p, p]),
+            Err(OpError::BadRecord)
+        );
+        assert_eq!(check_blocks(Step::Prepared, &[q]), Err(OpError::BadRecord));
+        assert_eq!(check_blocks(Step::Done, &[]), Ok(()));
+        assert_eq!(check_blocks(Step::Done, &[p]), Err(OpError::BadRecord));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 use super::super::geometry::{Geometry, Level, MemberSet, ReadPlan};
 use super::super::lock::{Action as LockAction, LockState, Mode};
-use super::super::op::{plan_write, Block, ChunkSet, OpError, Phase, Plan, WriteOp, WriteRequest};
+use super::super::op::{
+    plan_write, validate_record, Block, ChunkSet, OpError, Phase, Plan, WriteOp, WriteRequest,
+};
 use super::super::parity::{gen_p, gen_pq, recover_p, recover_pq, update_pq};
 use super::super::recovery::{
     self, Action as RecAction, Coordinator, HeldRecord, Merge, RecordTable,
@@ -1089,6 +1091,10 @@ impl World {
         match frame.body {
             Body::Record(r) => {
                 let h = r.header;
+                if let Err(e) = validate_record(&self.g, &r, SECTOR_BYTES) {
+                    self.violation(format!("node {to}: invalid record from {from}: {e:?}"));
+                    return;
+                }
                 let key = (h.owner, h.op_id);
                 let owner_dead = self.nodes[to].dead & (1 << h.owner) != 0;
                 let merged = self.nodes[to].table.receive(h, owner_dead);
