@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Fuzz the wire decoder: any bytes must decode or fail with a typed error, never panic.
-//! Half of the inputs get a valid CRC spliced in so the fuzzer reaches the field checks,
-//! and whatever decodes must re-encode to the same bytes.
+//! Fuzz the receive path: any bytes must decode or fail with a typed error, never panic.
+//! Half of the inputs get a valid CRC spliced in so the fuzzer reaches the field checks;
+//! whatever decodes must re-encode to the same bytes, and records then go through
+//! `validate_record` and a `RecordTable` as a survivor would store them.
 #![no_main]
 
+use amf_core::geometry::{Geometry, Level};
+use amf_core::op::validate_record;
+use amf_core::recovery::RecordTable;
 use amf_core::wire::{self, Body, Crc32c, Message};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,6 +28,21 @@ fn check(buf: &[u8]) {
         Body::Record(r) => r.blocks().collect(),
         _ => Vec::new(),
     };
+    if let Body::Record(r) = frame.body {
+        for g in [
+            Geometry::new(Level::Raid6, 6, 8, 64),
+            Geometry::new(Level::Raid1, 2, 8, 64),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if validate_record(&g, &r, 1).is_ok() {
+                let mut t = RecordTable::<2>::new();
+                let _ = t.receive(r.header, false);
+                let _ = t.receive(r.header, false);
+            }
+        }
+    }
     let msg = match frame.body {
         Body::Hello(h) => Message::Hello(h),
         Body::Proof(p) => Message::Proof(p),
