@@ -526,16 +526,6 @@ impl WriteOp {
         }
     }
 
-    /// Roles of the blocks the record of `step` carries: Intent the new data of each
-    /// written chunk, Prepared the new P and Q, Done nothing.
-    pub fn record_roles(step: Step, plan: &Plan) -> (bool, bool, bool) {
-        match step {
-            Step::Intent => (true, false, false),
-            Step::Prepared => (false, plan.p, plan.q),
-            Step::Done => (false, false, false),
-        }
-    }
-
     /// Peer `node` acked the record of `step`.
     pub fn ack(&mut self, node: u32, step: Step) -> Result<Effects, OpError> {
         let want = match self.phase {
