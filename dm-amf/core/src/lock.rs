@@ -479,6 +479,23 @@ mod tests {
     }
 
     #[test]
+    fn up_conversion_waits_until_idle_and_relies_on_nothing() {
+        let mut l = LockState::new();
+        l.acquire(Pr).unwrap();
+        l.granted(Pr).unwrap();
+        assert_eq!(l.acquire(Pr), Ok(Action::Proceed));
+        l.settle();
+        // A write behind a read in flight: no conversion yet.
+        assert_eq!(l.acquire(Ex), Ok(Action::Wait));
+        assert_eq!(l.op_done(), Ok(Action::None));
+        assert_eq!(l.acquire(Ex), Ok(Action::Convert(Ex)));
+        assert_eq!(l.held(), Nl);
+        assert_eq!(l.acquire(Pr), Ok(Action::Wait));
+        l.granted(Ex).unwrap();
+        assert_eq!(l.held(), Ex);
+    }
+
+    #[test]
     fn compatible_bast_is_ignored() {
         let mut l = LockState::new();
         l.acquire(Pr).unwrap();
