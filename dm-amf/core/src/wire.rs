@@ -859,7 +859,7 @@ pub struct BlockDesc {
 
 /// Bytes of a record's head (frame header, record fields, descriptors) for `blocks` blocks.
 pub fn record_head_len(blocks: usize) -> usize {
-    HEADER_LEN + RECORD_FIXED_LEN + blocks.saturating_mul(BLOCK_DESC_LEN)
+    (HEADER_LEN + RECORD_FIXED_LEN).saturating_add(blocks.saturating_mul(BLOCK_DESC_LEN))
 }
 
 /// Scatter-gather sending of a record, so block data goes out of the caller's pages without
