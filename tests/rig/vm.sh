@@ -8,7 +8,8 @@
 #   --name NAME        run name: logs are tests/out/NAME.gI.console.log and NAME.gI.ktap
 #   --guests N         number of guests (default 1); N > 1 gets a private network
 #   --disk SIZE        one raw disk shared by all guests (repeatable; 64M, 1G...): vda, vdb...
-#   --module FILE      dm-amf.ko to put into the initramfs (default: dm-amf/dm-amf.ko if built)
+#   --module FILE      dm-amf.ko to put into the initramfs (default: the newest of ./dm-amf.ko
+#                      and dm-amf/dm-amf.ko, if built)
 #   --no-module        no module in the guest
 #   --extra fio|cluster  more programs in the initramfs (repeatable)
 #   --initrd FILE      use this initramfs instead of building one
@@ -19,7 +20,7 @@
 #   --suite-timeout S  per-suite timeout inside the guest (default: the hard timeout)
 #   --append ARGS      extra kernel command line
 #   --net              private network even with one guest
-#   --accel tcg|kvm|auto  default tcg; auto uses KVM only if a cached probe booted with it
+#   --accel tcg|kvm|auto  default auto: KVM only if a (cached) 20 s probe boots with it, else TCG
 #   --keep             keep the disk images (prints where)
 #
 # Disks live in /dev/shm (raw, sparse; cache=unsafe because tmpfs has no O_DIRECT;
@@ -51,7 +52,7 @@ timeout=600
 stimeout=
 append=
 net=0
-accel=${AMF_ACCEL:-tcg}
+accel=${AMF_ACCEL:-auto}
 keep=0
 out=${AMF_OUT:-$repo/tests/out}
 
@@ -91,8 +92,8 @@ if [ -z "$kernel" ]; then
 fi
 [ -f "$kernel" ] || die "no kernel image $kernel"
 if [ "$module" = auto ]; then
-	module=
-	[ -f "$repo/dm-amf/dm-amf.ko" ] && module=$repo/dm-amf/dm-amf.ko
+	# Kbuild's obj-m puts it at the top (dm-amf.ko); dm-amf/dm-amf.ko if that changes.
+	module=$(ls -t "$repo/dm-amf.ko" "$repo/dm-amf/dm-amf.ko" 2>/dev/null | head -1 || true)
 fi
 if [ -z "$initrd" ]; then
 	initrd=$("$here/initramfs.sh" ${module:+--module "$module"} ${extras[@]+"${extras[@]}"} | tail -1)
