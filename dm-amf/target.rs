@@ -6,7 +6,7 @@
 //! mapping one is pure arithmetic on the group geometry. Flushes and discards are
 //! duplicated by dm core, one copy per member (as dm-stripe does).
 
-use core::fmt::Write;
+use core::{ffi::CStr, fmt::Write};
 
 use kernel::prelude::*;
 
@@ -218,6 +218,7 @@ impl TargetOperations for AmfTarget {
         let chunk_bytes = self.chunk_sectors.checked_mul(512);
         let stripe_bytes =
             chunk_bytes.and_then(|c| c.checked_mul(self.geometry.data_chunks() as u32));
+        limits.set_chunk_sectors(self.chunk_sectors);
         if let (Some(c), Some(s)) = (chunk_bytes, stripe_bytes) {
             limits.set_io_min(c);
             limits.set_io_opt(s);

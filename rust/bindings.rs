@@ -13,7 +13,9 @@
     non_snake_case,
     improper_ctypes,
     unreachable_pub,
-    unsafe_op_in_unsafe_fn
+    unsafe_op_in_unsafe_fn,
+    unknown_lints,
+    unnecessary_transmutes
 )]
 
 include!("bindings_generated.rs");

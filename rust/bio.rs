@@ -34,8 +34,6 @@ pub(crate) struct BlkStatus(b::blk_status_t);
 impl BlkStatus {
     /// Success.
     pub(crate) const OK: Self = Self(b::AMF_CONST_BLK_STS_OK);
-    /// An I/O error.
-    pub(crate) const IOERR: Self = Self(b::AMF_CONST_BLK_STS_IOERR);
     /// The operation is not supported.
     pub(crate) const NOTSUPP: Self = Self(b::AMF_CONST_BLK_STS_NOTSUPP);
 
@@ -121,11 +119,6 @@ impl<'a> Bio<'a> {
     /// Whether the bio asks for a cache flush before it (`REQ_PREFLUSH`).
     pub(crate) fn is_preflush(&self) -> bool {
         self.get().bi_opf & b::AMF_CONST_REQ_PREFLUSH != 0
-    }
-
-    /// Whether the bio's data must be on stable media when it completes (`REQ_FUA`).
-    pub(crate) fn is_fua(&self) -> bool {
-        self.get().bi_opf & b::AMF_CONST_REQ_FUA != 0
     }
 
     /// For bios that dm core duplicates per target (flush, discard...), which copy this is:

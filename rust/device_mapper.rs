@@ -13,12 +13,19 @@
 use super::bindings as b;
 use super::bio::{Bio, BlkStatus};
 use core::{
-    ffi::{c_char, c_int, c_uint, c_void, CStr},
+    ffi::CStr,
     fmt,
     marker::PhantomData,
     ptr::{self, NonNull},
 };
-use kernel::{alloc::flags::GFP_KERNEL, error::code, prelude::*, ThisModule};
+use kernel::{
+    alloc::flags::GFP_KERNEL,
+    bindings,
+    error::code,
+    ffi::{c_char, c_int, c_uint, c_void},
+    prelude::*,
+    ThisModule,
+};
 
 /// A constructor failure: the errno dm returns to `dmsetup` and the message dm logs.
 #[derive(Clone, Copy, Debug)]
@@ -53,8 +60,6 @@ pub(crate) enum MapAction {
     Complete(BlkStatus),
     /// Fail the bio with an I/O error.
     Kill,
-    /// Retry later (dm core requeues it, e.g. while suspending).
-    Requeue,
 }
 
 /// Which `dmsetup` query a status call answers.
@@ -155,11 +160,6 @@ impl<'a> TargetCtr<'a> {
         unsafe { self.ti.as_mut() }
     }
 
-    /// First sector of the mapped device that this target covers.
-    pub(crate) fn begin(&self) -> u64 {
-        self.get().begin
-    }
-
     /// Number of sectors this target covers.
     pub(crate) fn len(&self) -> u64 {
         self.get().len
@@ -222,19 +222,16 @@ impl<'a> TargetCtr<'a> {
         };
         match NonNull::new(dev) {
             Some(dev) if r == 0 => Ok(DmDev { dev, ti: self.ti }),
-            _ => Err(CtrError::new(
-                Error::from_errno(if r < 0 {
-                    r
-                } else {
-                    -(bindings::ENXIO as c_int)
-                }),
-                c"Device lookup failed",
-            )),
+            // A device that exists but cannot be had now (held exclusively elsewhere, no
+            // memory) keeps its errno; any other failure means the table names no usable
+            // block device: a bad table, -EINVAL.
+            _ if r == code::EBUSY.to_errno() || r == code::ENOMEM.to_errno() => {
+                Err(CtrError::new(Error::from_errno(r), c"Device lookup failed"))
+            }
+            _ => Err(CtrError::inval(c"Device lookup failed")),
         }
     }
 }
-
-use kernel::bindings;
 
 /// A member device opened with `dm_get_device`; put back with `dm_put_device` on drop.
 pub(crate) struct DmDev {
@@ -454,7 +451,7 @@ unsafe fn collect_args<'a>(
         .map_err(|_| CtrError::new(code::ENOMEM, c"Cannot allocate argument list"))?;
     for i in 0..n {
         // SAFETY: `i < argc`, so `argv.add(i)` is in bounds and holds a valid C string.
-        let s = unsafe { CStr::from_ptr((*argv.add(i)).cast_const()) };
+        let s = unsafe { CStr::from_ptr((*argv.add(i)).cast_const().cast()) };
         let s = s
             .to_str()
             .map_err(|_| CtrError::inval(c"Invalid argument encoding"))?;
@@ -472,6 +469,12 @@ unsafe fn private<'a, T: TargetOperations>(ti: *mut b::dm_target) -> &'a T {
     unsafe { &*(*ti).private.cast::<T>() }
 }
 
+/// dm core's `ctr` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn ctr_callback<T: TargetOperations>(
     ti: *mut b::dm_target,
     argc: c_uint,
@@ -499,6 +502,12 @@ unsafe extern "C" fn ctr_callback<T: TargetOperations>(
     }
 }
 
+/// dm core's `dtr` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn dtr_callback<T: TargetOperations>(ti: *mut b::dm_target) {
     // SAFETY: dm core calls dtr once, on a target whose ctr succeeded; `private` holds the
     // `KBox<T>` from `ctr_callback`, which we take back and drop here.
@@ -511,6 +520,12 @@ unsafe extern "C" fn dtr_callback<T: TargetOperations>(ti: *mut b::dm_target) {
     }
 }
 
+/// dm core's `map` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn map_callback<T: TargetOperations>(
     ti: *mut b::dm_target,
     bio: *mut bindings::bio,
@@ -528,10 +543,15 @@ unsafe extern "C" fn map_callback<T: TargetOperations>(
             b::DM_MAPIO_SUBMITTED as c_int
         }
         MapAction::Kill => b::DM_MAPIO_KILL as c_int,
-        MapAction::Requeue => b::DM_MAPIO_REQUEUE as c_int,
     }
 }
 
+/// dm core's `status` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn status_callback<T: TargetOperations>(
     ti: *mut b::dm_target,
     kind: b::status_type_t,
@@ -555,6 +575,12 @@ unsafe extern "C" fn status_callback<T: TargetOperations>(
     t.status(target, kind, &mut out);
 }
 
+/// dm core's `message` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn message_callback<T: TargetOperations>(
     ti: *mut b::dm_target,
     argc: c_uint,
@@ -582,6 +608,12 @@ unsafe extern "C" fn message_callback<T: TargetOperations>(
     }
 }
 
+/// dm core's `iterate_devices` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn iterate_devices_callback<T: TargetOperations>(
     ti: *mut b::dm_target,
     f: b::iterate_devices_callout_fn,
@@ -598,6 +630,12 @@ unsafe extern "C" fn iterate_devices_callback<T: TargetOperations>(
     t.iterate_devices(target, &mut visit)
 }
 
+/// dm core's `io_hints` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn io_hints_callback<T: TargetOperations>(
     ti: *mut b::dm_target,
     limits: *mut bindings::queue_limits,
@@ -608,18 +646,36 @@ unsafe extern "C" fn io_hints_callback<T: TargetOperations>(
     t.io_hints(target, &mut QueueLimits(limits));
 }
 
+/// dm core's `presuspend` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn presuspend_callback<T: TargetOperations>(ti: *mut b::dm_target) {
     // SAFETY: dm core calls this on a constructed target.
     let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
     t.presuspend(target);
 }
 
+/// dm core's `postsuspend` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn postsuspend_callback<T: TargetOperations>(ti: *mut b::dm_target) {
     // SAFETY: dm core calls this on a constructed target.
     let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
     t.postsuspend(target);
 }
 
+/// dm core's `preresume` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn preresume_callback<T: TargetOperations>(ti: *mut b::dm_target) -> c_int {
     // SAFETY: dm core calls this on a constructed target.
     let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
@@ -629,6 +685,12 @@ unsafe extern "C" fn preresume_callback<T: TargetOperations>(ti: *mut b::dm_targ
     }
 }
 
+/// dm core's `resume` hook for target type `T`.
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
 unsafe extern "C" fn resume_callback<T: TargetOperations>(ti: *mut b::dm_target) {
     // SAFETY: dm core calls this on a constructed target.
     let (t, target) = unsafe { (private::<T>(ti), Target::from_raw(ti)) };
