@@ -54,9 +54,11 @@ else
 fi
 
 # The kernel log line the document promises, after the last mark.
+# The errno is printed with %pe: "-EINVAL" with CONFIG_SYMBOLIC_ERRNAME, "-22" without.
 has_msg() {
-	dmesg_since_mark | awk -v s=": amf: $1 (-EINVAL)" '
-		/device-mapper: table: [0-9]+:[0-9]+: amf: / && substr($0, length($0) - length(s) + 1) == s { f = 1 }
+	dmesg_since_mark | awk -v s=": amf: $1 (-EINVAL)" -v n=": amf: $1 (-22)" '
+		function ends(x) { return substr($0, length($0) - length(x) + 1) == x }
+		/device-mapper: table: [0-9]+:[0-9]+: amf: / && (ends(s) || ends(n)) { f = 1 }
 		END { exit !f }'
 }
 
