@@ -128,6 +128,19 @@ if [ "$accel" = auto ] || [ "$accel" = kvm ]; then
 	fi
 fi
 
+# ------------------------------------------------------------------ one run at a time
+# Two cores: concurrent TCG runs slow each other into timeouts (and a run with the same
+# --name would overwrite the other's logs). AMF_VM_NOLOCK=1 skips this.
+if [ -z "${AMF_VM_NOLOCK:-}" ]; then
+	lock=${AMF_CACHE:-$HOME/.cache/dm-amf}/vm.lock
+	mkdir -p "$(dirname "$lock")"
+	exec 8>"$lock"
+	if ! flock -n 8; then
+		log "another vm.sh run is active: waiting for it"
+		flock 8
+	fi
+fi
+
 # ------------------------------------------------------------------ cleanup
 ns=
 ddir=
@@ -210,6 +223,8 @@ for ((i = 0; i < guests; i++)); do
 	c=$out/$name.g$i.console.log
 	# The clean channel (ttyS1) normally has everything; the console is the fallback.
 	if ! grep -aq 'AMF-VERDICT:' "$k" 2>/dev/null && grep -aq 'AMF-VERDICT:' "$c" 2>/dev/null; then
+		log "guest $i: the result channel (ttyS1) has no verdict: results taken from the console"
+		mv "$k" "$k.ttyS1" 2>/dev/null || true
 		tr -d '\r' <"$c" | sed -n '/^KTAP version 1/,$p' >"$k"
 	fi
 	sed -i 's/\r$//' "$k" 2>/dev/null || true

@@ -10,7 +10,7 @@
 #   kmsg_mark                   write a unique marker to the kernel log
 #   dmesg_since_mark            the kernel log after the last marker
 #   dm_create NAME TABLE        dmsetup create without udev; output in $DM_OUT
-#   splat_scan FILE             lines of FILE that look like a kernel splat (empty: none)
+#   splat_scan FILE             lines of FILE that look like a kernel splat (status 1: none)
 #
 # Every test prints exactly one result line; a suite that dies early leaves its plan short,
 # which the host counts as failures.
@@ -99,7 +99,11 @@ dmesg_since_mark() {
 # Kernel splats. Case-sensitive on purpose: boot prints "MAX_LOCKDEP_KEYS" etc.
 SPLAT_RE='WARNING:|BUG:|lockdep|possible recursive locking|possible circular locking|INFO:|new suspected memory leaks|Call Trace|general protection|UBSAN|Oops|Kernel panic|list_add corruption|list_del corruption'
 
-splat_scan() { grep -E "$SPLAT_RE" "$1"; }
+# Known harmless lines that match: boot banners of the debug options.
+SPLAT_OK_RE='RCU lockdep checking is enabled'
+
+# splat_scan FILE: "<line number>:<line>" of every splat line; status 0 if there is one.
+splat_scan() { grep -n -E "$SPLAT_RE" "$1" | grep -v -E "$SPLAT_OK_RE"; }
 
 DM_OUT=
 dm_create() {
