@@ -21,5 +21,6 @@ pub mod lock;
 pub mod op;
 pub mod parity;
 pub mod recovery;
+pub mod superblock;
 pub mod table;
 pub mod wire;
