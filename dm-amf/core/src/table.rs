@@ -234,9 +234,7 @@ mod tests {
     }
 
     fn err(s: &str, len: u64) -> TableError {
-        parse(&words(s), len)
-            .err()
-            .expect("table should be refused")
+        parse(&words(s), len).expect_err("table should be refused")
     }
 
     #[test]

@@ -61,7 +61,10 @@ impl Desc {
         Desc { tag: lba, gen }
     }
     fn background(member: u64, sector: u64) -> Self {
-        Desc { tag: TAG_BG | (member << 48) | sector, gen: 0 }
+        Desc {
+            tag: TAG_BG | (member << 48) | sector,
+            gen: 0,
+        }
     }
 }
 
@@ -99,10 +102,17 @@ fn describe(buf: &[u8]) -> String {
         return format!("foreign data {:02x?}", &buf[0..16]);
     }
     let seed = u64_at(buf, 8);
-    let d = Desc { tag: u64_at(buf, 16), gen: u64_at(buf, 24) };
+    let d = Desc {
+        tag: u64_at(buf, 16),
+        gen: u64_at(buf, 24),
+    };
     let mut want = [0u8; SECTOR];
     fill_sector(&mut want, seed, d);
-    let body = if want[..] == buf[..SECTOR] { "" } else { " (torn/corrupt body)" };
+    let body = if want[..] == buf[..SECTOR] {
+        ""
+    } else {
+        " (torn/corrupt body)"
+    };
     if d.tag & TAG_BG != 0 {
         format!(
             "background of member {} sector {} (seed {}){}",
@@ -112,7 +122,10 @@ fn describe(buf: &[u8]) -> String {
             body
         )
     } else {
-        format!("logical sector {} gen {} (seed {}){}", d.tag, d.gen, seed, body)
+        format!(
+            "logical sector {} gen {} (seed {}){}",
+            d.tag, d.gen, seed, body
+        )
     }
 }
 
@@ -138,7 +151,8 @@ impl Layout {
     fn map(&self, lba: u64) -> (usize, u64) {
         let chunk = lba / self.chunk;
         let member = chunk % self.ndevs();
-        let msector = self.offsets[member as usize] + (chunk / self.ndevs()) * self.chunk + lba % self.chunk;
+        let msector =
+            self.offsets[member as usize] + (chunk / self.ndevs()) * self.chunk + lba % self.chunk;
         (member as usize, msector)
     }
 }
@@ -177,13 +191,24 @@ impl Dev {
             .custom_flags(O_DIRECT)
             .open(path)
             .map_err(|e| Fail(format!("open {path}: {e}")))?;
-        let bytes = f.seek(SeekFrom::End(0)).map_err(|e| Fail(format!("size of {path}: {e}")))?;
-        Ok(Dev { path: path.into(), f, sectors: bytes / SECTOR_U64 })
+        let bytes = f
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Fail(format!("size of {path}: {e}")))?;
+        Ok(Dev {
+            path: path.into(),
+            f,
+            sectors: bytes / SECTOR_U64,
+        })
     }
     fn write(&self, sector: u64, buf: &[u8]) -> Res<()> {
-        self.f
-            .write_all_at(buf, sector * SECTOR_U64)
-            .map_err(|e| Fail(format!("write {} sector {} +{}: {e}", self.path, sector, buf.len() / SECTOR)))
+        self.f.write_all_at(buf, sector * SECTOR_U64).map_err(|e| {
+            Fail(format!(
+                "write {} sector {} +{}: {e}",
+                self.path,
+                sector,
+                buf.len() / SECTOR
+            ))
+        })
     }
     fn read(&self, sector: u64, buf: &mut [u8]) -> Res<()> {
         let n = buf.len() / SECTOR;
@@ -192,13 +217,22 @@ impl Dev {
             .map_err(|e| Fail(format!("read {} sector {} +{}: {e}", self.path, sector, n)))
     }
     fn sync(&self) -> Res<()> {
-        self.f.sync_all().map_err(|e| Fail(format!("fsync {}: {e}", self.path)))
+        self.f
+            .sync_all()
+            .map_err(|e| Fail(format!("fsync {}: {e}", self.path)))
     }
 }
 
 /// Compare `count` sectors of `dev` from `start` with `expect(i)` for i in 0..count.
 /// Returns the number of mismatching sectors (the first few are printed).
-fn check_range(dev: &Dev, start: u64, count: u64, seed: u64, what: &str, expect: &dyn Fn(u64) -> Desc) -> Res<u64> {
+fn check_range(
+    dev: &Dev,
+    start: u64,
+    count: u64,
+    seed: u64,
+    what: &str,
+    expect: &dyn Fn(u64) -> Desc,
+) -> Res<u64> {
     let mut buf = ABuf::new((MAX_IO as usize) * SECTOR);
     let mut want = [0u8; SECTOR];
     let mut bad = 0u64;
@@ -227,7 +261,11 @@ fn check_range(dev: &Dev, start: u64, count: u64, seed: u64, what: &str, expect:
         done += n;
     }
     if bad > SHOW_MAX {
-        println!("# ... {} more mismatching sectors on {}", bad - SHOW_MAX, dev.path);
+        println!(
+            "# ... {} more mismatching sectors on {}",
+            bad - SHOW_MAX,
+            dev.path
+        );
     }
     Ok(bad)
 }
@@ -260,21 +298,28 @@ impl Args {
                 i += 1;
                 continue;
             }
-            let Some(val) = v.get(i + 1) else { fail!("{k} needs a value") };
+            let Some(val) = v.get(i + 1) else {
+                fail!("{k} needs a value")
+            };
             kv.push((k[2..].to_string(), val.clone()));
             i += 2;
         }
         Ok(Args { kv })
     }
     fn opt(&self, k: &str) -> Option<&str> {
-        self.kv.iter().rev().find(|(a, _)| a == k).map(|(_, b)| b.as_str())
+        self.kv
+            .iter()
+            .rev()
+            .find(|(a, _)| a == k)
+            .map(|(_, b)| b.as_str())
     }
     fn str(&self, k: &str) -> Res<&str> {
         self.opt(k).ok_or_else(|| Fail(format!("missing --{k}")))
     }
     fn num(&self, k: &str) -> Res<u64> {
         let s = self.str(k)?;
-        s.parse().map_err(|_| Fail(format!("--{k}: '{s}' is not a number")))
+        s.parse()
+            .map_err(|_| Fail(format!("--{k}: '{s}' is not a number")))
     }
     fn num_or(&self, k: &str, d: u64) -> Res<u64> {
         if self.opt(k).is_some() {
@@ -284,14 +329,22 @@ impl Args {
         }
     }
     fn all(&self, k: &str) -> Vec<&str> {
-        self.kv.iter().filter(|(a, _)| a == k).map(|(_, b)| b.as_str()).collect()
+        self.kv
+            .iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, b)| b.as_str())
+            .collect()
     }
     /// --member PATH:OFFSET (the offset after the last ':', so major:minor paths work too).
     fn members(&self) -> Res<Vec<(String, u64)>> {
         let mut out = Vec::new();
         for m in self.all("member") {
-            let Some((p, o)) = m.rsplit_once(':') else { fail!("--member {m}: want PATH:OFFSET") };
-            let o = o.parse().map_err(|_| Fail(format!("--member {m}: bad offset")))?;
+            let Some((p, o)) = m.rsplit_once(':') else {
+                fail!("--member {m}: want PATH:OFFSET")
+            };
+            let o = o
+                .parse()
+                .map_err(|_| Fail(format!("--member {m}: bad offset")))?;
             out.push((p.to_string(), o));
         }
         if out.is_empty() {
@@ -306,11 +359,19 @@ impl Args {
 fn range(a: &Args, dev: &Dev) -> Res<(u64, u64)> {
     let start = a.num_or("start", 0)?;
     if start > dev.sectors {
-        fail!("--start {start} beyond the end of {} ({} sectors)", dev.path, dev.sectors);
+        fail!(
+            "--start {start} beyond the end of {} ({} sectors)",
+            dev.path,
+            dev.sectors
+        );
     }
     let count = a.num_or("count", dev.sectors - start)?;
     if start + count > dev.sectors {
-        fail!("range {start}+{count} beyond the end of {} ({} sectors)", dev.path, dev.sectors);
+        fail!(
+            "range {start}+{count} beyond the end of {} ({} sectors)",
+            dev.path,
+            dev.sectors
+        );
     }
     Ok((start, count))
 }
@@ -324,12 +385,17 @@ fn cmd_write(a: &Args) -> Res<u64> {
     let mut done = 0;
     while done < count {
         let n = (count - done).min(bs);
-        let descs: Vec<Desc> = (start + done..start + done + n).map(|l| Desc::logical(l, gen)).collect();
+        let descs: Vec<Desc> = (start + done..start + done + n)
+            .map(|l| Desc::logical(l, gen))
+            .collect();
         write_descs(&dev, start + done, &descs, seed, &mut buf)?;
         done += n;
     }
     dev.sync()?;
-    println!("# wrote {} sectors from {} on {} (seed {seed} gen {gen})", count, start, dev.path);
+    println!(
+        "# wrote {} sectors from {} on {} (seed {seed} gen {gen})",
+        count, start, dev.path
+    );
     Ok(0)
 }
 
@@ -337,8 +403,13 @@ fn cmd_verify(a: &Args) -> Res<u64> {
     let dev = Dev::open(a.str("dev")?)?;
     let (seed, gen) = (a.num("seed")?, a.num("gen")?);
     let (start, count) = range(a, &dev)?;
-    let bad = check_range(&dev, start, count, seed, "logical", &|i| Desc::logical(start + i, gen))?;
-    println!("# verified {} sectors from {} on {}: {} bad", count, start, dev.path, bad);
+    let bad = check_range(&dev, start, count, seed, "logical", &|i| {
+        Desc::logical(start + i, gen)
+    })?;
+    println!(
+        "# verified {} sectors from {} on {}: {} bad",
+        count, start, dev.path, bad
+    );
     Ok(bad)
 }
 
@@ -356,14 +427,22 @@ fn cmd_zero(a: &Args) -> Res<u64> {
             let s = &b[i * SECTOR..(i + 1) * SECTOR];
             if s.iter().any(|&x| x != 0) {
                 if bad < SHOW_MAX {
-                    println!("# NOT ZERO {} sector {}: {}", dev.path, start + done + i as u64, describe(s));
+                    println!(
+                        "# NOT ZERO {} sector {}: {}",
+                        dev.path,
+                        start + done + i as u64,
+                        describe(s)
+                    );
                 }
                 bad += 1;
             }
         }
         done += n;
     }
-    println!("# zero check {} sectors from {} on {}: {} not zero", count, start, dev.path, bad);
+    println!(
+        "# zero check {} sectors from {} on {}: {} not zero",
+        count, start, dev.path, bad
+    );
     Ok(bad)
 }
 
@@ -399,7 +478,13 @@ fn io_plan(l: &Layout, len: u64, seed: u64, nrand: u64) -> Vec<(u64, u64)> {
     }
     // 2. boundaries: single sectors at both ends, straddling chunk and stripe boundaries,
     //    exactly one chunk, one full stripe, a stripe plus one sector at an odd offset
-    let mut edge = vec![(0, 1), (len - 1, 1), (c - 1, 2), (c, c), (0, stripe.min(len))];
+    let mut edge = vec![
+        (0, 1),
+        (len - 1, 1),
+        (c - 1, 2),
+        (c, c),
+        (0, stripe.min(len)),
+    ];
     for k in 1..=(2 * l.ndevs()).min(len / c - 1) {
         edge.push((k * c - 1, 2));
         edge.push((k * c, 1));
@@ -423,7 +508,11 @@ fn io_plan(l: &Layout, len: u64, seed: u64, nrand: u64) -> Vec<(u64, u64)> {
             2 => c,
             _ => 1 + splitmix(&mut r) % (3 * stripe),
         };
-        let start = if splitmix(&mut r) % 4 == 0 { start - start % c } else { start };
+        let start = if splitmix(&mut r) % 4 == 0 {
+            start - start % c
+        } else {
+            start
+        };
         plan.push((start, n.min(len - start).min(MAX_IO)));
     }
     plan
@@ -436,7 +525,11 @@ fn cmd_mapping(a: &Args) -> Res<u64> {
     let quiet = a.opt("quiet-mismatch").is_some();
     let target = Dev::open(a.str("target")?)?;
     if target.sectors != len {
-        fail!("{} has {} sectors, the layout says {len}", target.path, target.sectors);
+        fail!(
+            "{} has {} sectors, the layout says {len}",
+            target.path,
+            target.sectors
+        );
     }
     let per = len / l.ndevs();
     let margin = a.num_or("margin", 2 * l.chunk)?;
@@ -482,11 +575,18 @@ fn cmd_mapping(a: &Args) -> Res<u64> {
 
     let show = |bad: u64| if quiet { 0 } else { bad };
     // read back through the target
-    let bad_t = check_range(&target, 0, len, seed, "target", &|x| Desc::logical(x, model[x as usize]))?;
+    let bad_t = check_range(&target, 0, len, seed, "target", &|x| {
+        Desc::logical(x, model[x as usize])
+    })?;
 
     // the members: background everywhere except where the model maps a logical sector
-    let mut expected: Vec<Vec<Desc>> =
-        (0..members.len()).map(|i| (0..ends[i]).map(|x| Desc::background(i as u64, x)).collect()).collect();
+    let mut expected: Vec<Vec<Desc>> = (0..members.len())
+        .map(|i| {
+            (0..ends[i])
+                .map(|x| Desc::background(i as u64, x))
+                .collect()
+        })
+        .collect();
     for x in 0..len {
         let (m, ms) = l.map(x);
         expected[m][ms as usize] = Desc::logical(x, model[x as usize]);
@@ -533,7 +633,11 @@ fn cmd_members(a: &Args) -> Res<u64> {
         fill_sector(&mut want, seed, d);
         if b != &want[..] {
             if bad < SHOW_MAX {
-                println!("# MISMATCH member {} sector {ms} (logical {x}): found {}", members[m].path, describe(b));
+                println!(
+                    "# MISMATCH member {} sector {ms} (logical {x}): found {}",
+                    members[m].path,
+                    describe(b)
+                );
             }
             bad += 1;
         }
@@ -546,7 +650,10 @@ fn cmd_layout(a: &Args) -> Res<u64> {
     let chunk = a.num("chunk")?;
     let n = a.num("ndevs")?;
     let x = a.num("sector")?;
-    let l = Layout { chunk, offsets: vec![0; n as usize] };
+    let l = Layout {
+        chunk,
+        offsets: vec![0; n as usize],
+    };
     let (m, ms) = l.map(x);
     println!("{m} {ms}");
     Ok(0)
@@ -585,7 +692,10 @@ mod tests {
     fn map_matches_worked_example() {
         // 3 members, chunk 8, offsets 100/200/300: logical 0..8 -> m0 100.., 8..16 -> m1 200..,
         // 16..24 -> m2 300.., 24..32 -> m0 108..
-        let l = Layout { chunk: 8, offsets: vec![100, 200, 300] };
+        let l = Layout {
+            chunk: 8,
+            offsets: vec![100, 200, 300],
+        };
         assert_eq!(l.map(0), (0, 100));
         assert_eq!(l.map(7), (0, 107));
         assert_eq!(l.map(8), (1, 200));
@@ -598,7 +708,10 @@ mod tests {
     fn map_is_a_bijection_onto_member_areas() {
         for &(chunk, n) in &[(8u64, 1usize), (16, 2), (128, 3), (8, 5)] {
             let offsets: Vec<u64> = (0..n as u64).map(|i| i * 7 + 3).collect();
-            let l = Layout { chunk, offsets: offsets.clone() };
+            let l = Layout {
+                chunk,
+                offsets: offsets.clone(),
+            };
             let len = chunk * n as u64 * 6;
             let per = len / n as u64;
             let mut seen = vec![vec![false; per as usize]; n];
@@ -630,7 +743,10 @@ mod tests {
 
     #[test]
     fn plan_stays_in_bounds_and_is_deterministic() {
-        let l = Layout { chunk: 16, offsets: vec![0, 0, 0] };
+        let l = Layout {
+            chunk: 16,
+            offsets: vec![0, 0, 0],
+        };
         let len = 16 * 3 * 10;
         let p = io_plan(&l, len, 1, 200);
         assert_eq!(p, io_plan(&l, len, 1, 200));
