@@ -240,7 +240,8 @@ proptest! {
             prop_assert_eq!(r.events, 11);
             let mut behind = MemberSet::EMPTY;
             for role in 0..n {
-                if !got.contains(role) && !(expect_failed && role == failed) {
+                let failed_now = expect_failed && role == failed;
+                if !got.contains(role) && !failed_now {
                     behind = behind.with(role);
                 }
             }
