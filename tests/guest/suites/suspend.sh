@@ -113,7 +113,7 @@ ktap_check "fsync of the device flushes every member; sync, blockdev --flushbufs
 DS=$((CHUNK * N * 40))
 DC=$((CHUNK * N * 10))
 discard_test() {
-	echo "discard_max_bytes: $(cat /sys/block/$(basename "$(readlink -f $DEV)")/queue/discard_max_bytes)"
+	echo "discard_max_bytes: $(cat /sys/block/dm-$(dmsetup info -c --noheadings -o minor s)/queue/discard_max_bytes)"
 	_b=$(stat_sum 14)
 	blkdiscard -o $((DS * 512)) -l $((DC * 512)) $DEV || return 1
 	_a=$(stat_sum 14)
