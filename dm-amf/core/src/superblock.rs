@@ -703,6 +703,9 @@ pub enum ChooseError {
     /// Both slots are valid but describe different groups (group UUID or creation time
     /// differ: an interrupted re-format), or differ at the same event count.
     Conflict,
+    /// A slot carries a format version this code does not know: newer software wrote the
+    /// member, and the other slot, if valid, is older than what that software relies on.
+    UnknownVersion(u32),
 }
 
 impl ChooseError {
@@ -715,6 +718,7 @@ impl ChooseError {
             } => c"No amf superblock",
             Self::NoValidSlot { .. } => c"No valid superblock copy",
             Self::Conflict => c"Superblock copies conflict",
+            Self::UnknownVersion(_) => c"Unknown superblock format version",
         }
     }
 }
@@ -728,11 +732,17 @@ pub fn choose<C: Crc32c>(a: &[u8], b: &[u8]) -> Result<Chosen, ChooseError> {
 /// Pick the winner of two decoded slots: the valid one if only one is; if both are, the
 /// higher event counter (A on a tie, when both must be identical but for the update time).
 /// Both valid with a different group UUID or creation time, or different contents at the
-/// same event count, is a [`ChooseError::Conflict`]: no rule can tell which is right.
+/// same event count, is a [`ChooseError::Conflict`]: no rule can tell which is right. A slot
+/// of an unknown format version refuses the member even if the other slot is valid.
 pub fn choose_decoded(
     a: Result<Superblock, SuperblockError>,
     b: Result<Superblock, SuperblockError>,
 ) -> Result<Chosen, ChooseError> {
+    for r in [&a, &b] {
+        if let Err(SuperblockError::UnknownVersion(v)) = r {
+            return Err(ChooseError::UnknownVersion(*v));
+        }
+    }
     match (a, b) {
         (Err(a), Err(b)) => Err(ChooseError::NoValidSlot { a, b }),
         (Ok(sa), Err(e)) => Ok(Chosen {
@@ -1341,6 +1351,20 @@ mod tests {
         let e = choose::<Crc>(&zero, &torn).unwrap_err();
         assert_eq!(e.message(), c"No valid superblock copy");
         assert_eq!(next_slot(None), Which::A);
+        // A newer format version in either slot refuses the member.
+        let mut v2 = b;
+        v2[8] = 2;
+        let crc = crc32c::crc32c(&v2[..CRC_OFFSET]);
+        v2[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(choose::<Crc>(&a, &v2), Err(ChooseError::UnknownVersion(2)));
+        assert_eq!(
+            choose::<Crc>(&v2, &zero),
+            Err(ChooseError::UnknownVersion(2))
+        );
+        assert_eq!(
+            ChooseError::UnknownVersion(2).message(),
+            c"Unknown superblock format version"
+        );
     }
 
     fn set(level: Level, n: usize) -> [Option<Superblock>; MAX_MEMBERS] {
