@@ -404,6 +404,15 @@ impl Superblock {
         Some(sb)
     }
 
+    /// The state of the next update round: the event counter plus one and the update time
+    /// set; `None` once the counter is exhausted.
+    pub fn next_round(&self, utime: u64) -> Option<Superblock> {
+        let mut sb = *self;
+        sb.events = self.events.checked_add(1)?;
+        sb.utime = utime;
+        Some(sb)
+    }
+
     /// The group's geometry.
     pub fn geometry(&self) -> Result<Geometry, GeometryError> {
         Geometry::new(
@@ -831,6 +840,34 @@ impl SetReport {
     /// Verdict of the member at `position`.
     pub fn verdict(&self, position: usize) -> Option<Verdict> {
         self.verdicts().get(position).copied()
+    }
+
+    /// The round the constructor writes before its first write when some member is stale or
+    /// missing but not yet recorded as failed: `authority` (the superblock at
+    /// [`SetReport::authority`]) with those members failed, as [`Superblock::next_round`].
+    /// `None` if there is nothing to record (or the event counter is exhausted).
+    pub fn record_failures(&self, authority: &Superblock, utime: u64) -> Option<Superblock> {
+        let mut next = authority.next_round(utime)?;
+        let mut changed = false;
+        for (role, verdict) in self.verdicts().iter().enumerate() {
+            if !matches!(verdict, Verdict::Stale | Verdict::Missing) {
+                continue;
+            }
+            let Some(entry) = next.member(role) else {
+                continue;
+            };
+            if entry.state != MemberState::Failed {
+                next.set_member(
+                    role,
+                    MemberEntry {
+                        state: MemberState::Failed,
+                        uuid: entry.uuid,
+                    },
+                );
+                changed = true;
+            }
+        }
+        changed.then_some(next)
     }
 }
 
@@ -1562,6 +1599,28 @@ mod tests {
         let mut s = set(Level::Raid1, 3);
         s[0] = None;
         s[2] = None;
-        assert_eq!(v(&s[..3]).unwrap().unusable, MemberSet(0b101));
+        let r = v(&s[..3]).unwrap();
+        assert_eq!(r.unusable, MemberSet(0b101));
+        // The constructor records both as failed in a new round, after which they are failed.
+        let next = r.record_failures(&s[1].unwrap(), 99).unwrap();
+        assert_eq!(next.events, 2);
+        assert_eq!(next.utime, 99);
+        assert_eq!(next.member(0).unwrap().state, MemberState::Failed);
+        assert_eq!(next.member(1).unwrap().state, MemberState::InSync);
+        assert_eq!(next.member(2).unwrap().state, MemberState::Failed);
+        s[1] = next.for_role(1);
+        let r = v(&s[..3]).unwrap();
+        assert_eq!(
+            r.verdicts(),
+            &[Verdict::Missing, Verdict::InSync, Verdict::Missing]
+        );
+        assert_eq!(r.record_failures(&s[1].unwrap(), 100), None);
+        // Nothing to record in a healthy group, nor at the end of the counter.
+        let s = set(Level::Raid1, 2);
+        let r = v(&s[..2]).unwrap();
+        assert_eq!(r.record_failures(&s[0].unwrap(), 1), None);
+        let mut last = s[0].unwrap();
+        last.events = u64::MAX;
+        assert_eq!(last.next_round(0), None);
     }
 }
