@@ -128,33 +128,38 @@ pub struct Place {
     pub sector: u64,
 }
 
-/// All physical copies of one logical sector (1 for RAID0/5/6, n for RAID1, copies for RAID10).
+/// Up to `N` items in a fixed array: what the planners return without allocating. Only the
+/// planners fill one; a push beyond `N` is dropped.
 #[derive(Clone, Copy, Debug)]
-pub struct Copies {
-    places: [Place; MAX_MEMBERS],
-    count: usize,
+pub struct BoundedList<T, const N: usize> {
+    items: [T; N],
+    len: usize,
 }
 
-impl Copies {
-    fn new() -> Copies {
-        Copies {
-            places: [Place::default(); MAX_MEMBERS],
-            count: 0,
+impl<T: Copy + Default, const N: usize> BoundedList<T, N> {
+    pub(super) fn new() -> Self {
+        BoundedList {
+            items: [T::default(); N],
+            len: 0,
         }
     }
 
-    fn push(&mut self, place: Place) {
-        if let Some(slot) = self.places.get_mut(self.count) {
-            *slot = place;
-            self.count += 1;
+    pub(super) fn push(&mut self, item: T) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = item;
+            self.len += 1;
         }
     }
 
-    /// The copies, first copy first.
-    pub fn as_slice(&self) -> &[Place] {
-        self.places.get(..self.count).unwrap_or(&[])
+    /// The items, in the order they were pushed.
+    pub fn as_slice(&self) -> &[T] {
+        self.items.get(..self.len).unwrap_or(&[])
     }
 }
+
+/// All physical copies of one logical sector (1 for RAID0/5/6, n for RAID1, copies for RAID10),
+/// first copy first.
+pub type Copies = BoundedList<Place, MAX_MEMBERS>;
 
 /// What a physical sector holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@
 //! no disk block was written yet (writes wait for every live peer's ack), so the old stripe
 //! is intact and consistent, and the operation, never acked to the host, may be dropped.
 
-use super::geometry::{Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
+use super::geometry::{BoundedList, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
 use super::wire::{OpKind, RecordHeader, RecordView, Role, Step};
 
 /// Set of data chunk indexes of a stripe (bit i = data chunk i).
@@ -112,32 +112,9 @@ pub enum Block {
 }
 
 /// A bounded list of member I/Os.
-#[derive(Clone, Copy, Debug)]
-pub struct IoList {
-    ios: [Io; MAX_MEMBERS],
-    len: usize,
-}
+pub type IoList = BoundedList<Io, MAX_MEMBERS>;
 
 impl IoList {
-    fn new() -> IoList {
-        IoList {
-            ios: [Io::default(); MAX_MEMBERS],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, io: Io) {
-        if let Some(slot) = self.ios.get_mut(self.len) {
-            *slot = io;
-            self.len += 1;
-        }
-    }
-
-    /// The I/Os.
-    pub fn as_slice(&self) -> &[Io] {
-        self.ios.get(..self.len).unwrap_or(&[])
-    }
-
     /// Members touched.
     pub fn members(&self) -> MemberSet {
         self.as_slice()

@@ -436,6 +436,21 @@ pub enum Body<'a> {
     Recovery(Recovery),
 }
 
+impl Body<'_> {
+    /// The message that encodes this body again. A record's blocks are `blocks`: the caller
+    /// collects them from [`RecordView::blocks`], since a decoded record borrows its block
+    /// table while [`Message::Record`] takes a slice. Other bodies ignore `blocks`.
+    pub fn to_message<'b>(self, blocks: &'b [Block<'b>]) -> Message<'b> {
+        match self {
+            Body::Hello(h) => Message::Hello(h),
+            Body::Proof(p) => Message::Proof(p),
+            Body::Record(r) => Message::Record(r.header, blocks),
+            Body::Ack(a) => Message::Ack(a),
+            Body::Recovery(r) => Message::Recovery(r),
+        }
+    }
+}
+
 /// A decoded, checksum-verified frame borrowing the receive buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {

@@ -93,13 +93,7 @@ proptest! {
                     Body::Record(r) => r.blocks().collect(),
                     _ => Vec::new(),
                 };
-                let msg = match frame.body {
-                    Body::Hello(h) => Message::Hello(h),
-                    Body::Proof(p) => Message::Proof(p),
-                    Body::Record(r) => Message::Record(r.header, &blocks),
-                    Body::Ack(a) => Message::Ack(a),
-                    Body::Recovery(r) => Message::Recovery(r),
-                };
+                let msg = frame.body.to_message(&blocks);
                 let mut out = vec![0u8; len];
                 let n = encode::<Crc>(&msg, 7, seq, None, &mut out).unwrap();
                 prop_assert_eq!(&out[..n], &f[..]);

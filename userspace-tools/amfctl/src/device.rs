@@ -20,6 +20,16 @@ pub struct DevArg {
     pub offset: u64,
 }
 
+impl DevArg {
+    /// `path` with its data area starting at sector `offset`.
+    pub fn new(path: &str, offset: u64) -> DevArg {
+        DevArg {
+            path: path.to_string(),
+            offset,
+        }
+    }
+}
+
 /// Why a `--dev` argument was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DevArgError {
@@ -64,10 +74,7 @@ pub fn parse_dev_arg(arg: &str) -> Result<DevArg, DevArgError> {
     if path.chars().any(char::is_whitespace) {
         return Err(DevArgError::Whitespace(path.to_string()));
     }
-    Ok(DevArg {
-        path: path.to_string(),
-        offset,
-    })
+    Ok(DevArg::new(path, offset))
 }
 
 fn split_dev_arg(arg: &str) -> Result<(&str, u64), DevArgError> {
@@ -202,33 +209,24 @@ pub fn probe(path: &str) -> io::Result<DevInfo> {
 mod tests {
     use super::*;
 
-    fn dev(path: &str, offset: u64) -> DevArg {
-        DevArg {
-            path: path.to_string(),
-            offset,
-        }
-    }
-
     #[test]
     fn dev_args() {
-        assert_eq!(parse_dev_arg("/dev/vdb"), Ok(dev("/dev/vdb", 0)));
-        assert_eq!(parse_dev_arg("/dev/vdb:2048"), Ok(dev("/dev/vdb", 2048)));
-        assert_eq!(parse_dev_arg("/dev/vdb:1M"), Ok(dev("/dev/vdb", 2048)));
-        assert_eq!(parse_dev_arg("/dev/vdb:0"), Ok(dev("/dev/vdb", 0)));
-        assert_eq!(parse_dev_arg("8:16"), Ok(dev("8:16", 0)));
-        assert_eq!(parse_dev_arg("8:16:2048"), Ok(dev("8:16", 2048)));
-        assert_eq!(
-            parse_dev_arg("/dev/disk/by-path/pci-0000:00:04.0"),
-            Ok(dev("/dev/disk/by-path/pci-0000:00:04.0", 0))
-        );
-        assert_eq!(
-            parse_dev_arg("/dev/disk/by-path/pci-0000:00:04.0:2048"),
-            Ok(dev("/dev/disk/by-path/pci-0000:00:04.0", 2048))
-        );
-        assert_eq!(
-            parse_dev_arg("/dev/disk/by-id/wwn-x:part"),
-            Ok(dev("/dev/disk/by-id/wwn-x:part", 0))
-        );
+        let by_path = "/dev/disk/by-path/pci-0000:00:04.0";
+        let by_id = "/dev/disk/by-id/wwn-x:part";
+        let cases = [
+            ("/dev/vdb", "/dev/vdb", 0),
+            ("/dev/vdb:2048", "/dev/vdb", 2048),
+            ("/dev/vdb:1M", "/dev/vdb", 2048),
+            ("/dev/vdb:0", "/dev/vdb", 0),
+            ("8:16", "8:16", 0),
+            ("8:16:2048", "8:16", 2048),
+            (by_path, by_path, 0),
+            ("/dev/disk/by-path/pci-0000:00:04.0:2048", by_path, 2048),
+            (by_id, by_id, 0),
+        ];
+        for (arg, path, offset) in cases {
+            assert_eq!(parse_dev_arg(arg), Ok(DevArg::new(path, offset)), "{arg}");
+        }
     }
 
     #[test]
@@ -256,8 +254,8 @@ mod tests {
         let p = dir.join("disk:7");
         fs::write(&p, vec![0u8; 4096]).unwrap();
         let s = p.to_str().unwrap();
-        assert_eq!(parse_dev_arg(s), Ok(dev(s, 0)));
-        assert_eq!(parse_dev_arg(&format!("{s}:8")), Ok(dev(s, 8)));
+        assert_eq!(parse_dev_arg(s), Ok(DevArg::new(s, 0)));
+        assert_eq!(parse_dev_arg(&format!("{s}:8")), Ok(DevArg::new(s, 8)));
         let info = probe(s).unwrap();
         assert_eq!(info.sectors, 8);
         assert_eq!(info.kind, DevKind::File);

@@ -206,34 +206,17 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `amfctl table --level raid0 --chunk 64K` followed by `rest`, parsed.
+    fn parse_table(rest: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec!["amfctl", "table", "--level", "raid0", "--chunk", "64K"];
+        args.extend_from_slice(rest);
+        Cli::try_parse_from(args)
+    }
+
     #[test]
     fn offline_needs_size() {
-        let r = Cli::try_parse_from([
-            "amfctl",
-            "table",
-            "--level",
-            "raid0",
-            "--chunk",
-            "64K",
-            "--dev",
-            "8:16",
-            "--offline",
-        ]);
-        assert!(r.is_err());
-        let r = Cli::try_parse_from([
-            "amfctl",
-            "table",
-            "--level",
-            "raid0",
-            "--chunk",
-            "64K",
-            "--size",
-            "1G",
-            "--dev",
-            "8:16:2048",
-            "--offline",
-        ])
-        .unwrap();
+        assert!(parse_table(&["--dev", "8:16", "--offline"]).is_err());
+        let r = parse_table(&["--size", "1G", "--dev", "8:16:2048", "--offline"]).unwrap();
         let Cmd::Table { opts, offline } = r.cmd else {
             panic!("not table")
         };

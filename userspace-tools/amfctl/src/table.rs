@@ -300,19 +300,12 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
 mod tests {
     use super::*;
 
-    fn dev(path: &str, offset: u64) -> DevArg {
-        DevArg {
-            path: path.to_string(),
-            offset,
-        }
-    }
-
     fn req(chunk: u64, size: Option<u64>, devs: &[(&str, u64)]) -> TableRequest {
         TableRequest {
             level: "raid0".to_string(),
             chunk_sectors: chunk,
             size,
-            devs: devs.iter().map(|&(p, o)| dev(p, o)).collect(),
+            devs: devs.iter().map(|&(p, o)| DevArg::new(p, o)).collect(),
         }
     }
 

@@ -41,6 +41,20 @@ fn amfctl(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `amfctl table --level <level> --chunk <chunk>` followed by `rest`.
+fn table(level: &str, chunk: &str, rest: &[&str]) -> Output {
+    let mut args = vec!["table", "--level", level, "--chunk", chunk];
+    args.extend_from_slice(rest);
+    amfctl(&args)
+}
+
+/// A RAID0 `amfctl table` that must succeed: the line it prints.
+fn raid0_line(chunk: &str, rest: &[&str]) -> String {
+    let o = table("raid0", chunk, rest);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -56,22 +70,11 @@ fn table_with_explicit_size() {
     let d = TempDir::new("explicit");
     let a = d.file("a", 64 * MIB);
     let b = d.file("b", 64 * MIB);
-    let o = amfctl(&[
-        "table",
-        "--level",
-        "raid0",
-        "--chunk",
-        "64K",
-        "--size",
-        "64M",
-        "--dev",
-        &a,
-        "--dev",
-        &format!("{b}:2048"),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        stdout(&o),
+        raid0_line(
+            "64K",
+            &["--size", "64M", "--dev", &a, "--dev", &format!("{b}:2048")]
+        ),
         format!("0 131072 amf raid0 1 128 2 {a} 0 {b} 2048\n")
     );
 }
@@ -84,23 +87,12 @@ fn table_size_defaults_to_largest_fit() {
     let a = d.file("a", 10 * MIB);
     let b = d.file("b", 8 * MIB + 3 * 512 + 100);
     let c = d.file("c", 9 * MIB);
-    let o = amfctl(&[
-        "table",
-        "--level",
-        "raid0",
-        "--chunk",
-        "128",
-        "--dev",
-        &a,
-        "--dev",
-        &format!("{b}:1M"),
-        "--dev",
-        &c,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let len = 3 * 112 * 128;
     assert_eq!(
-        stdout(&o),
+        raid0_line(
+            "128",
+            &["--dev", &a, "--dev", &format!("{b}:1M"), "--dev", &c]
+        ),
         format!("0 {len} amf raid0 1 128 3 {a} 0 {b} 2048 {c} 0\n")
     );
 }
@@ -140,90 +132,60 @@ fn table_refusals_carry_the_kernel_messages() {
         );
         assert!(stdout(&o).is_empty());
     }
-    let o = amfctl(&[
-        "table", "--level", "raid5", "--chunk", "64K", "--dev", &a, "--dev", &b,
-    ]);
+    let o = table("raid5", "64K", &["--dev", &a, "--dev", &b]);
     assert!(stderr(&o).starts_with("amfctl: RAID level not supported by this version"));
-    let o = amfctl(&["table", "--level", "raid3", "--chunk", "64K", "--dev", &a]);
+    let o = table("raid3", "64K", &["--dev", &a]);
     assert!(stderr(&o).starts_with("amfctl: Unknown RAID level"));
-    let o = amfctl(&[
-        "table", "--level", "raid0", "--chunk", "2M", "--dev", &a, "--dev", &small,
-    ]);
+    let o = table("raid0", "2M", &["--dev", &a, "--dev", &small]);
     assert!(
         stderr(&o).starts_with("amfctl: Device too small ("),
         "{}",
         stderr(&o)
     );
-    let o = amfctl(&[
-        "table", "--level", "raid0", "--chunk", "64K", "--dev", &a, "--dev", &a,
-    ]);
+    let o = table("raid0", "64K", &["--dev", &a, "--dev", &a]);
     assert!(stderr(&o).starts_with("amfctl: Duplicate device"));
     // The same file under another name is the same member.
     let dotted = format!("{}/./a", d.0.display());
-    let o = amfctl(&[
-        "table", "--level", "raid0", "--chunk", "64K", "--dev", &a, "--dev", &dotted,
-    ]);
+    let o = table("raid0", "64K", &["--dev", &a, "--dev", &dotted]);
     assert!(
         stderr(&o).starts_with("amfctl: Duplicate device ("),
         "{}",
         stderr(&o)
     );
     let missing = format!("{}/missing", d.0.display());
-    let o = amfctl(&[
-        "table", "--level", "raid0", "--chunk", "64K", "--dev", &missing,
-    ]);
+    let o = table("raid0", "64K", &["--dev", &missing]);
     assert!(stderr(&o).starts_with(&format!("amfctl: Device lookup failed: {missing}: ")));
 }
 
 #[test]
 fn table_usage_errors() {
     // Bad size syntax and a missing --dev are command-line errors (exit 2).
-    let o = amfctl(&[
-        "table",
-        "--level",
-        "raid0",
-        "--chunk",
-        "64X",
-        "--dev",
-        "/dev/null",
-    ]);
+    let o = table("raid0", "64X", &["--dev", "/dev/null"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid size '64X'"), "{}", stderr(&o));
-    let o = amfctl(&["table", "--level", "raid0", "--chunk", "64K"]);
+    let o = table("raid0", "64K", &[]);
     assert_eq!(o.status.code(), Some(2));
-    let o = amfctl(&[
-        "table",
-        "--level",
-        "raid0",
-        "--chunk",
-        "64K",
-        "--dev",
-        "8:16",
-        "--offline",
-    ]);
+    let o = table("raid0", "64K", &["--dev", "8:16", "--offline"]);
     assert_eq!(o.status.code(), Some(2));
     // --offline with a size opens nothing.
-    let o = amfctl(&[
-        "table",
-        "--level",
-        "raid0",
-        "--chunk",
+    let line = raid0_line(
         "64K",
-        "--size",
-        "1G",
-        "--offline",
-        "--dev",
-        "/dev/vdb:2048",
-        "--dev",
-        "/dev/vdc:2048",
-        "--dev",
-        "/dev/vdd:2048",
-        "--dev",
-        "/dev/vde:2048",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+        &[
+            "--size",
+            "1G",
+            "--offline",
+            "--dev",
+            "/dev/vdb:2048",
+            "--dev",
+            "/dev/vdc:2048",
+            "--dev",
+            "/dev/vdd:2048",
+            "--dev",
+            "/dev/vde:2048",
+        ],
+    );
     assert_eq!(
-        stdout(&o),
+        line,
         "0 2097152 amf raid0 1 128 4 /dev/vdb 2048 /dev/vdc 2048 /dev/vdd 2048 /dev/vde 2048\n"
     );
 }

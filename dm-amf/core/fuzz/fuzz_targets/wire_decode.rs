@@ -8,7 +8,7 @@
 use amf_core::geometry::{Geometry, Level};
 use amf_core::op::validate_record;
 use amf_core::recovery::RecordTable;
-use amf_core::wire::{self, Body, Crc32c, Message};
+use amf_core::wire::{self, Body, Crc32c};
 use libfuzzer_sys::fuzz_target;
 
 struct Crc;
@@ -43,13 +43,7 @@ fn check(buf: &[u8]) {
             }
         }
     }
-    let msg = match frame.body {
-        Body::Hello(h) => Message::Hello(h),
-        Body::Proof(p) => Message::Proof(p),
-        Body::Record(r) => Message::Record(r.header, &blocks),
-        Body::Ack(a) => Message::Ack(a),
-        Body::Recovery(r) => Message::Recovery(r),
-    };
+    let msg = frame.body.to_message(&blocks);
     if frame.is_authenticated() {
         return; // Re-encoding would need the key.
     }

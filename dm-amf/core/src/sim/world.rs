@@ -342,6 +342,36 @@ impl World {
         self.events.insert(self.seq, ev);
     }
 
+    /// A disk read of `sectors` sectors, completing after a random 1 to 5 ticks.
+    fn disk_read(&mut self, node: usize, member: usize, sector: u64, sectors: u64, tag: IoTag) {
+        let d = self.rng.range(1, 6);
+        self.schedule(
+            d,
+            Ev::DiskRead {
+                node,
+                member,
+                sector,
+                sectors,
+                tag,
+            },
+        );
+    }
+
+    /// A disk write of `bytes`, landing after a random 1 to 5 ticks.
+    fn disk_write(&mut self, node: usize, member: usize, sector: u64, bytes: Vec<u8>, tag: IoTag) {
+        let d = self.rng.range(1, 6);
+        self.schedule(
+            d,
+            Ev::DiskWrite {
+                node,
+                member,
+                sector,
+                bytes,
+                tag,
+            },
+        );
+    }
+
     fn violation(&mut self, s: String) {
         self.chk.violations.push(s);
     }
@@ -724,16 +754,12 @@ impl World {
                     floors.push(self.chk.read_floor(l));
                     match self.g.read_plan(l, failed) {
                         Ok(ReadPlan::Direct(p)) => {
-                            let d = self.rng.range(1, 6);
-                            self.schedule(
-                                d,
-                                Ev::DiskRead {
-                                    node,
-                                    member: p.member,
-                                    sector: p.sector,
-                                    sectors: 1,
-                                    tag: IoTag::HostRead { rid, idx: i },
-                                },
+                            self.disk_read(
+                                node,
+                                p.member,
+                                p.sector,
+                                1,
+                                IoTag::HostRead { rid, idx: i },
                             );
                         }
                         Ok(ReadPlan::Reconstruct {
@@ -745,19 +771,15 @@ impl World {
                             self.stats.degraded_reads += 1;
                             parts.insert(i, (stripe, chunk, sources.len(), BTreeMap::new()));
                             for member in sources.iter() {
-                                let d = self.rng.range(1, 6);
-                                self.schedule(
-                                    d,
-                                    Ev::DiskRead {
-                                        node,
+                                self.disk_read(
+                                    node,
+                                    member,
+                                    member_sector,
+                                    1,
+                                    IoTag::HostPart {
+                                        rid,
+                                        idx: i,
                                         member,
-                                        sector: member_sector,
-                                        sectors: 1,
-                                        tag: IoTag::HostPart {
-                                            rid,
-                                            idx: i,
-                                            member,
-                                        },
                                     },
                                 );
                             }
@@ -844,16 +866,12 @@ impl World {
                 None => return,
             };
             for (idx, io) in ios.iter().enumerate() {
-                let d = self.rng.range(1, 6);
-                self.schedule(
-                    d,
-                    Ev::DiskRead {
-                        node,
-                        member: io.member,
-                        sector: io.sector,
-                        sectors: io.sectors,
-                        tag: IoTag::OpRead { op: id, idx },
-                    },
+                self.disk_read(
+                    node,
+                    io.member,
+                    io.sector,
+                    io.sectors,
+                    IoTag::OpRead { op: id, idx },
                 );
             }
         }
@@ -991,17 +1009,7 @@ impl World {
         }
         c.writes_left = evs.len();
         for (member, sector, bytes) in evs {
-            let d = self.rng.range(1, 6);
-            self.schedule(
-                d,
-                Ev::DiskWrite {
-                    node,
-                    member,
-                    sector,
-                    bytes,
-                    tag: IoTag::OpWrite { op: id },
-                },
-            );
+            self.disk_write(node, member, sector, bytes, IoTag::OpWrite { op: id });
         }
     }
 
@@ -1288,17 +1296,7 @@ impl World {
                 rw.left = evs.len();
             }
             for (member, sector, bytes) in evs {
-                let d = self.rng.range(1, 6);
-                self.schedule(
-                    d,
-                    Ev::DiskWrite {
-                        node,
-                        member,
-                        sector,
-                        bytes,
-                        tag: IoTag::Rewrite { stripe },
-                    },
-                );
+                self.disk_write(node, member, sector, bytes, IoTag::Rewrite { stripe });
             }
             return;
         }
