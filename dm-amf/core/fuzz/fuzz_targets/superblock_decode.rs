@@ -104,5 +104,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = superblock::validate_member_set(None, &decoded) {
         assert_eq!(r.verdicts().len(), decoded.len());
         assert!(r.authority < decoded.len());
+        if let Some(a) = &decoded[r.authority] {
+            if let Some(next) = r.record_failures(a, 0) {
+                assert_eq!(next.events, a.events + 1);
+                let mut out = [0u8; SLOT_SIZE];
+                superblock::encode::<Crc>(&next, &mut out).expect("a recorded round encodes");
+            }
+        }
     }
 });
