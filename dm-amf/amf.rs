@@ -12,6 +12,7 @@ use kernel::prelude::*;
 mod kernel_ext;
 
 mod core_proto;
+mod parity_check;
 mod target;
 
 use kernel_ext::device_mapper::Registration;
@@ -30,6 +31,7 @@ struct AmfModule {
 
 impl kernel::Module for AmfModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        parity_check::self_test()?;
         let reg = Registration::new(module)?;
         pr_info!(
             "dm-amf: target amf v{}.{}.{} registered\n",

@@ -5,6 +5,8 @@
  * (bio, block_device, queue_limits...) comes from `kernel::bindings`.
  */
 #include <linux/device-mapper.h>
+#include <linux/raid/pq.h>
+#include <linux/raid/xor.h>
 #include "helpers.h"
 
 /*

@@ -8,3 +8,4 @@
 pub(crate) mod bindings;
 pub(crate) mod bio;
 pub(crate) mod device_mapper;
+pub(crate) mod parity;

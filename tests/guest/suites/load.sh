@@ -3,7 +3,7 @@
 # Each step's kernel log is checked right away (the init checks the whole suite again).
 . /amf/lib/ktap.sh
 
-ktap_plan 16
+ktap_plan 18
 
 if [ ! -f "$AMF_KO" ]; then
 	ktap_fail "module file present" "no $AMF_KO in the initramfs (make module, then vm.sh --module)"
@@ -22,10 +22,16 @@ log_clean() {
 	fi
 }
 
+parity_selftest_logged() {
+	dmesg_since_mark | grep "dm-amf: parity self-test passed: .* agree on [1-9][0-9]* cases"
+}
+
 for round in 1 2; do
 	kmsg_mark
 	ktap_check "insmod (round $round)" insmod "$AMF_KO"
 	ktap_check "target amf registered (round $round)" sh -c 'dmsetup targets | grep "^amf "'
+	# Load refuses to go on unless the kernel's xor/raid6 and the core's parity agree.
+	ktap_check "parity self-test passed (round $round)" parity_selftest_logged
 	ktap_check "rmmod (round $round)" rmmod dm_amf
 	ktap_check "module and target gone (round $round)" sh -c \
 		'! grep "^dm_amf " /proc/modules && ! dmsetup targets | grep "^amf "'
