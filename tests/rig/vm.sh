@@ -228,7 +228,7 @@ for ((i = 0; i < guests; i++)); do
 		tr -d '\r' <"$c" | sed -n '/^KTAP version 1/,$p' >"$k"
 	fi
 	sed -i 's/\r$//' "$k" 2>/dev/null || true
-	v=$(grep -a '^AMF-VERDICT:' "$k" 2>/dev/null | tail -1 | awk '{print $2}')
+	v=$(grep -a '^AMF-VERDICT:' "$k" 2>/dev/null | tail -1 | awk '{print $2}' || true)
 	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 		log "guest $i: TIMEOUT after ${timeout}s (console: ${c#$repo/})"
 		echo "AMF-VERDICT: TIMEOUT node=$i" >>"$k"
