@@ -2,20 +2,23 @@
 
 //! The `amf` target: table handling, status and the bio routing of a redundancy group.
 //!
-//! This version implements RAID0: each bio is split by dm core at chunk boundaries, so
-//! mapping one is pure arithmetic on the group geometry. Flushes and discards are
-//! duplicated by dm core, one copy per member (as dm-stripe does).
+//! This version implements RAID0, RAID1 and RAID10 (near). dm core splits every bio at chunk
+//! boundaries, so each piece lives in one chunk and mapping it is arithmetic on the group
+//! geometry of the core crate. Reads go to one copy; a write to a mirrored level goes to
+//! every copy: the bio itself to the first, chained copies to the others, so it completes
+//! when all have (and fails if any failed). Flushes, and for raid0/raid1 discards, are
+//! duplicated by dm core, one per member (as dm-stripe does).
 
 use core::{ffi::CStr, fmt::Write};
 
 use kernel::prelude::*;
 
 use crate::core_proto::{
-    geometry::Geometry,
+    geometry::{nonzero, Geometry, Level},
     table::{self, TableError},
 };
 use crate::kernel_ext::{
-    bio::{Bio, BioOp, BlkStatus},
+    bio::{Bio, BioOp, BioSet, BlkStatus},
     device_mapper::{
         CtrError, DeviceVisitor, DmDev, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
         TargetCtr, TargetOperations,
@@ -23,7 +26,7 @@ use crate::kernel_ext::{
 };
 
 /// Target version reported by `dmsetup targets`.
-pub(crate) const VERSION: [u32; 3] = [0, 1, 0];
+pub(crate) const VERSION: [u32; 3] = [0, 2, 0];
 
 /// One member device and where its data area starts.
 struct Member {
@@ -38,6 +41,8 @@ pub(crate) struct AmfTarget {
     /// Sectors each member contributes (from `offset`).
     member_len: u64,
     members: KVec<Member>,
+    /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
+    copies: Option<BioSet>,
 }
 
 impl From<TableError> for CtrError {
@@ -51,8 +56,21 @@ impl AmfTarget {
         self.members.get(i)
     }
 
+    fn mirrored(&self) -> bool {
+        matches!(self.geometry.level(), Level::Raid1 | Level::Raid10 { .. })
+    }
+
+    /// Copies of each sector: 1, all members (raid1), or `copies` (raid10).
+    fn copy_count(&self) -> u64 {
+        match self.geometry.level() {
+            Level::Raid1 => self.members.len() as u64,
+            Level::Raid10 { copies } => u64::from(copies),
+            _ => 1,
+        }
+    }
+
     /// Sends a flush/discard copy `nr` to member `nr`, trimming a range bio to the part of
-    /// it that lives on that member (dm-stripe's `stripe_map_range`).
+    /// it that lives on that member.
     fn map_per_member(&self, ti: &Target, bio: &mut Bio<'_>, ranged: bool) -> MapAction {
         let nr = bio.target_bio_nr() as usize;
         let Some(m) = self.member(nr) else {
@@ -66,10 +84,14 @@ impl AmfTarget {
             return MapAction::Kill;
         };
         let end = start.saturating_add(bio.sectors());
-        let (begin, end) = (
-            self.member_range_bound(start, nr),
-            self.member_range_bound(end, nr),
-        );
+        let (begin, end) = match self.geometry.level() {
+            Level::Raid1 => (start, end),
+            // Only raid0 and raid1 ask dm core for per-member range bios.
+            _ => (
+                self.member_range_bound(start, nr),
+                self.member_range_bound(end, nr),
+            ),
+        };
         if begin >= end {
             // Nothing of this range is on member `nr`.
             return MapAction::Complete(BlkStatus::OK);
@@ -81,21 +103,69 @@ impl AmfTarget {
         MapAction::Remap
     }
 
-    /// The first sector on member `nr` at or after logical `sector` (RAID0 only).
+    /// The first sector on member `nr` at or after logical `sector` (RAID0, dm-stripe's
+    /// `stripe_map_range_sector`).
     fn member_range_bound(&self, sector: u64, nr: usize) -> u64 {
-        let cs = u64::from(self.chunk_sectors);
-        let n = self.members.len() as u64;
+        let cs = nonzero(u64::from(self.chunk_sectors));
+        let n = nonzero(self.members.len() as u64);
         let chunk = sector / cs;
-        let on_member = (chunk / n) * cs + sector % cs;
+        let row_start = (chunk / n) * cs.get();
         let member = (chunk % n) as usize;
         if member == nr {
-            on_member
+            row_start + sector % cs
         } else if nr < member {
             // Member `nr`'s chunk of this row is already behind us: its next chunk.
-            (chunk / n + 1) * cs
+            row_start + cs.get()
         } else {
-            (chunk / n) * cs
+            row_start
         }
+    }
+
+    /// Points a read at one copy: copy `chunk % copies`, which spreads sequential reads over
+    /// the members.
+    fn map_read(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
+        let Ok(mut places) = self.geometry.copy_iter(logical) else {
+            return MapAction::Kill;
+        };
+        let pick = (logical / nonzero(u64::from(self.chunk_sectors))) % nonzero(self.copy_count());
+        match places
+            .nth(pick as usize)
+            .and_then(|p| Some((self.member(p.member)?, p.sector)))
+        {
+            Some((m, sector)) => {
+                bio.set_dev(&m.dev);
+                bio.set_sector(m.offset + sector);
+                MapAction::Remap
+            }
+            None => MapAction::Kill,
+        }
+    }
+
+    /// Sends a write to every copy: chained copies first, then the bio itself to the first.
+    fn map_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
+        let Ok(mut places) = self.geometry.copy_iter(logical) else {
+            return MapAction::Kill;
+        };
+        let Some(first) = places.next() else {
+            return MapAction::Kill;
+        };
+        for p in places {
+            let sent = match (self.member(p.member), self.copies.as_ref()) {
+                (Some(m), Some(pool)) => bio.submit_chained_copy(&m.dev, m.offset + p.sector, pool),
+                _ => Err(EINVAL),
+            };
+            if sent.is_err() {
+                // Copies already chained hold a reference on the bio: it must be completed
+                // (it ends once they have), never killed and freed by dm core.
+                return MapAction::Complete(BlkStatus::IOERR);
+            }
+        }
+        let Some(m) = self.member(first.member) else {
+            return MapAction::Complete(BlkStatus::IOERR);
+        };
+        bio.set_dev(&m.dev);
+        bio.set_sector(m.offset + first.sector);
+        MapAction::Remap
     }
 }
 
@@ -132,12 +202,29 @@ impl TargetOperations for AmfTarget {
 
         let geometry = Geometry::new(spec.level, nr, u64::from(spec.chunk_sectors), member_len)
             .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
+        let (mirrored, ranged_per_member) = match spec.level {
+            Level::Raid0 => (false, true),
+            Level::Raid1 => (true, true),
+            // A raid10 range interleaves its copies over the members; range operations are
+            // not passed down until they are split per member.
+            _ => (true, false),
+        };
+        let copies = if mirrored {
+            // One write needs at most `nr - 1` extra bios at once.
+            Some(
+                BioSet::new(nr as u32)
+                    .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate bio pool"))?,
+            )
+        } else {
+            None
+        };
 
         ti.set_max_io_len(u64::from(spec.chunk_sectors))?;
         ti.set_num_flush_bios(nr as u32);
-        ti.set_num_discard_bios(nr as u32);
-        ti.set_num_write_zeroes_bios(nr as u32);
-        ti.set_num_secure_erase_bios(nr as u32);
+        let range_bios = if ranged_per_member { nr as u32 } else { 0 };
+        ti.set_num_discard_bios(range_bios);
+        ti.set_num_write_zeroes_bios(range_bios);
+        ti.set_num_secure_erase_bios(range_bios);
 
         KBox::new(
             Self {
@@ -145,6 +232,7 @@ impl TargetOperations for AmfTarget {
                 chunk_sectors: spec.chunk_sectors,
                 member_len,
                 members,
+                copies,
             },
             GFP_KERNEL,
         )
@@ -155,7 +243,8 @@ impl TargetOperations for AmfTarget {
         if bio.is_preflush() && bio.sectors() == 0 {
             return self.map_per_member(ti, bio, false);
         }
-        match bio.op() {
+        let op = bio.op();
+        match op {
             BioOp::Read | BioOp::Write => {}
             BioOp::Discard | BioOp::WriteZeroes | BioOp::SecureErase => {
                 return self.map_per_member(ti, bio, true)
@@ -166,6 +255,13 @@ impl TargetOperations for AmfTarget {
         let Some(logical) = bio.sector().checked_sub(ti.begin()) else {
             return MapAction::Kill;
         };
+        if self.mirrored() {
+            return if op == BioOp::Write {
+                self.map_write(bio, logical)
+            } else {
+                self.map_read(bio, logical)
+            };
+        }
         let Ok(loc) = self.geometry.map(logical) else {
             return MapAction::Kill;
         };
@@ -189,7 +285,14 @@ impl TargetOperations for AmfTarget {
                 let _ = write!(out, " {0}/{0} idle 0", ti.len());
             }
             StatusKind::Table => {
-                let _ = write!(out, "{level} 1 {} {n}", self.chunk_sectors);
+                let _ = match self.geometry.level() {
+                    Level::Raid10 { copies } => write!(
+                        out,
+                        "{level} 3 {} raid10_copies {copies} {n}",
+                        self.chunk_sectors
+                    ),
+                    _ => write!(out, "{level} 1 {} {n}", self.chunk_sectors),
+                };
                 for m in self.members.iter() {
                     let _ = write!(out, " {} {}", m.dev.name(), m.offset);
                 }

@@ -18,3 +18,4 @@ const blk_opf_t AMF_CONST_REQ_FUA = REQ_FUA;
 const blk_status_t AMF_CONST_BLK_STS_OK = BLK_STS_OK;
 const blk_status_t AMF_CONST_BLK_STS_IOERR = BLK_STS_IOERR;
 const blk_status_t AMF_CONST_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;
+const gfp_t AMF_CONST_GFP_NOIO = GFP_NOIO;

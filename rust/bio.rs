@@ -7,6 +7,11 @@
 use super::bindings as b;
 use super::device_mapper::DmDev;
 use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{
+    alloc::flags::{__GFP_ZERO, GFP_KERNEL},
+    error::{to_result, Result},
+    prelude::*,
+};
 
 /// The operation a bio carries (`enum req_op`), reduced to what a target routes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub(crate) struct BlkStatus(b::blk_status_t);
 impl BlkStatus {
     /// Success.
     pub(crate) const OK: Self = Self(b::AMF_CONST_BLK_STS_OK);
+    /// An I/O error.
+    pub(crate) const IOERR: Self = Self(b::AMF_CONST_BLK_STS_IOERR);
     /// The operation is not supported.
     pub(crate) const NOTSUPP: Self = Self(b::AMF_CONST_BLK_STS_NOTSUPP);
 
@@ -136,6 +143,39 @@ impl<'a> Bio<'a> {
         unsafe { b::amf_bio_set_dev(self.raw.as_ptr(), dev.bdev()) }
     }
 
+    /// Sends a copy of this bio to `sector` of `dev` and makes this bio complete only after
+    /// the copy has (`bio_chain`: an error of the copy becomes this bio's error). The copy
+    /// shares the data pages and comes from `pool` with GFP_NOIO, which waits rather than
+    /// fails; the pool's rescuer keeps that wait from deadlocking on bios queued by this very
+    /// submission.
+    pub(crate) fn submit_chained_copy(
+        &mut self,
+        dev: &DmDev,
+        sector: u64,
+        pool: &BioSet,
+    ) -> Result {
+        // SAFETY: the bio is valid and lent to us; `pool` was initialised by `BioSet::new` and
+        // outlives every bio it hands out (the target that owns it is destroyed only after dm
+        // core has drained all I/O); `dev` holds its block device.
+        let copy = unsafe {
+            b::bio_alloc_clone(
+                dev.bdev(),
+                self.raw.as_ptr(),
+                b::AMF_CONST_GFP_NOIO,
+                pool.as_ptr(),
+            )
+        };
+        let copy = NonNull::new(copy).ok_or(ENOMEM)?;
+        // SAFETY: `copy` is a fresh clone that only we know; chaining it to our bio before
+        // submitting it is `bio_chain`'s contract; `submit_bio_noacct` takes ownership.
+        unsafe {
+            (*copy.as_ptr()).bi_iter.bi_sector = sector;
+            b::bio_chain(copy.as_ptr(), self.raw.as_ptr());
+            b::submit_bio_noacct(copy.as_ptr());
+        }
+        Ok(())
+    }
+
     /// Completes the bio with `status`. Only the device-mapper glue calls this, after the
     /// target's `map` asked for it, so a bio is completed exactly once.
     pub(super) fn complete(self, status: BlkStatus) {
@@ -144,6 +184,48 @@ impl<'a> Bio<'a> {
         unsafe {
             (*self.raw.as_ptr()).bi_status = status.raw();
             b::bio_endio(self.raw.as_ptr());
+        }
+    }
+}
+
+/// A pool of bios for copies (`struct bio_set`), torn down on drop.
+pub(crate) struct BioSet {
+    raw: NonNull<b::bio_set>,
+}
+
+// SAFETY: a bio_set is used from any CPU through its own locking (mempools).
+unsafe impl Send for BioSet {}
+// SAFETY: see `Send`; `&BioSet` only allocates from the pool.
+unsafe impl Sync for BioSet {}
+
+impl BioSet {
+    /// A pool that can always hand out `reserve` bios without memory allocation succeeding.
+    pub(crate) fn new(reserve: u32) -> Result<Self> {
+        let bs = KBox::<b::bio_set>::new_uninit(GFP_KERNEL | __GFP_ZERO)?;
+        let raw = NonNull::new(KBox::into_raw(bs).cast::<b::bio_set>()).ok_or(ENOMEM)?;
+        // SAFETY: `raw` is a zeroed, exclusively owned bio_set at a stable address, which is
+        // what bioset_init expects.
+        let r = unsafe { b::bioset_init(raw.as_ptr(), reserve, 0, b::BIOSET_NEED_RESCUER as i32) };
+        if let Err(e) = to_result(r) {
+            // SAFETY: bioset_init failed and cleaned up after itself; the memory is ours.
+            drop(unsafe { KBox::from_raw(raw.as_ptr()) });
+            return Err(e);
+        }
+        Ok(Self { raw })
+    }
+
+    fn as_ptr(&self) -> *mut b::bio_set {
+        self.raw.as_ptr()
+    }
+}
+
+impl Drop for BioSet {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`; every bio from the pool has been freed (the owner is
+        // dropped after dm core drained the target's I/O); the memory came from KBox.
+        unsafe {
+            b::bioset_exit(self.raw.as_ptr());
+            drop(KBox::from_raw(self.raw.as_ptr()));
         }
     }
 }

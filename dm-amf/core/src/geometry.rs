@@ -10,8 +10,21 @@
 //! RAID0/5/6: one row of chunks across all members; RAID1: one chunk-sized range of the
 //! mirror; RAID10: one logical chunk (all its near copies).
 
+use core::num::{NonZeroU64, NonZeroUsize};
+
 /// Largest number of member devices in one group (a [`MemberSet`] is one `u64`).
 pub const MAX_MEMBERS: usize = 64;
+
+/// `x` as a divisor: non-zero by the geometry's own checks, typed `NonZero` so that dividing
+/// by it compiles to no panic branch (the kernel module runs this code in its I/O path).
+/// A zero, which the checks rule out, would read as 1.
+pub fn nonzero(x: u64) -> NonZeroU64 {
+    NonZeroU64::new(x).unwrap_or(NonZeroU64::MIN)
+}
+
+fn nonzero_usize(x: usize) -> NonZeroUsize {
+    NonZeroUsize::new(x).unwrap_or(NonZeroUsize::MIN)
+}
 
 /// RAID level of a redundancy group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +174,77 @@ impl<T: Copy + Default, const N: usize> BoundedList<T, N> {
 /// first copy first.
 pub type Copies = BoundedList<Place, MAX_MEMBERS>;
 
+/// Iterator over the physical copies of one logical sector (see [`Geometry::copy_iter`]).
+#[derive(Clone, Copy, Debug)]
+pub enum CopyIter {
+    /// RAID1: the same sector on every member.
+    Mirror {
+        /// Next member.
+        member: usize,
+        /// Number of members.
+        members: usize,
+        /// The sector (the same on every member).
+        sector: u64,
+    },
+    /// RAID10 near: `copies` consecutive device chunks.
+    Near {
+        /// Next device-chunk position (member = pos % members, row = pos / members).
+        pos: u64,
+        /// One past the last position.
+        end: u64,
+        /// Number of members.
+        members: NonZeroU64,
+        /// Chunk size in sectors.
+        chunk_sectors: u64,
+        /// Offset of the sector within its chunk.
+        offset: u64,
+    },
+    /// Levels with a single copy: the one place, until taken.
+    Single(Option<Place>),
+}
+
+impl Iterator for CopyIter {
+    type Item = Place;
+
+    fn next(&mut self) -> Option<Place> {
+        match self {
+            CopyIter::Mirror {
+                member,
+                members,
+                sector,
+            } => {
+                if *member >= *members {
+                    return None;
+                }
+                let place = Place {
+                    member: *member,
+                    sector: *sector,
+                };
+                *member += 1;
+                Some(place)
+            }
+            CopyIter::Near {
+                pos,
+                end,
+                members,
+                chunk_sectors,
+                offset,
+            } => {
+                if *pos >= *end {
+                    return None;
+                }
+                let place = Place {
+                    member: (*pos % *members) as usize,
+                    sector: (*pos / *members) * *chunk_sectors + *offset,
+                };
+                *pos += 1;
+                Some(place)
+            }
+            CopyIter::Single(place) => place.take(),
+        }
+    }
+}
+
 /// What a physical sector holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Content {
@@ -263,7 +347,7 @@ impl Geometry {
         if members < min {
             return Err(GeometryError::TooFewMembers);
         }
-        let rows = member_sectors / chunk_sectors;
+        let rows = member_sectors / nonzero(chunk_sectors);
         let mut g = Geometry {
             level,
             members,
@@ -283,7 +367,7 @@ impl Geometry {
             Level::Raid10 { copies } => self
                 .rows
                 .checked_mul(self.members as u64)
-                .map(|p| p / copies as u64),
+                .map(|p| p / nonzero(copies as u64)),
             _ => Some(self.rows),
         }
     }
@@ -354,8 +438,8 @@ impl Geometry {
         if sector >= self.logical_sectors {
             return Err(GeometryError::SectorOutOfRange);
         }
-        let cs = self.chunk_sectors;
-        let n = self.members as u64;
+        let cs = nonzero(self.chunk_sectors);
+        let n = nonzero(self.members as u64);
         let offset = sector % cs;
         let chunk_number = sector / cs;
         let loc = match self.level {
@@ -363,7 +447,7 @@ impl Geometry {
                 stripe: chunk_number / n,
                 chunk: (chunk_number % n) as usize,
                 member: (chunk_number % n) as usize,
-                member_sector: (chunk_number / n) * cs + offset,
+                member_sector: (chunk_number / n) * cs.get() + offset,
                 offset,
             },
             Level::Raid1 => Location {
@@ -374,7 +458,7 @@ impl Geometry {
                 offset,
             },
             Level::Raid5 | Level::Raid6 => {
-                let dd = self.data_chunks() as u64;
+                let dd = nonzero(self.data_chunks() as u64);
                 let stripe = chunk_number / dd;
                 let k = (chunk_number % dd) as usize;
                 let layout = self.layout(stripe)?;
@@ -384,7 +468,7 @@ impl Geometry {
                     member: layout
                         .data_member(k)
                         .ok_or(GeometryError::StripeOutOfRange)?,
-                    member_sector: stripe * cs + offset,
+                    member_sector: stripe * cs.get() + offset,
                     offset,
                 }
             }
@@ -394,7 +478,7 @@ impl Geometry {
                     stripe: chunk_number,
                     chunk: 0,
                     member: (pos % n) as usize,
-                    member_sector: (pos / n) * cs + offset,
+                    member_sector: (pos / n) * cs.get() + offset,
                     offset,
                 }
             }
@@ -404,30 +488,38 @@ impl Geometry {
 
     /// Every physical copy of logical `sector`.
     pub fn copies(&self, sector: u64) -> Result<Copies, GeometryError> {
-        let loc = self.map(sector)?;
         let mut out = Copies::new();
-        match self.level {
-            Level::Raid1 => {
-                for member in 0..self.members {
-                    out.push(Place { member, sector });
-                }
-            }
-            Level::Raid10 { copies } => {
-                let n = self.members as u64;
-                let first = (sector / self.chunk_sectors) * copies as u64;
-                for pos in first..first + copies as u64 {
-                    out.push(Place {
-                        member: (pos % n) as usize,
-                        sector: (pos / n) * self.chunk_sectors + loc.offset,
-                    });
-                }
-            }
-            _ => out.push(Place {
-                member: loc.member,
-                sector: loc.member_sector,
-            }),
+        for place in self.copy_iter(sector)? {
+            out.push(place);
         }
         Ok(out)
+    }
+
+    /// The same places as [`Geometry::copies`], produced one at a time: what a data path
+    /// uses, where a 1 KiB list on the stack would be too much.
+    pub fn copy_iter(&self, sector: u64) -> Result<CopyIter, GeometryError> {
+        let loc = self.map(sector)?;
+        Ok(match self.level {
+            Level::Raid1 => CopyIter::Mirror {
+                member: 0,
+                members: self.members,
+                sector,
+            },
+            Level::Raid10 { copies } => {
+                let first = (sector / nonzero(self.chunk_sectors)) * copies as u64;
+                CopyIter::Near {
+                    pos: first,
+                    end: first + copies as u64,
+                    members: nonzero(self.members as u64),
+                    chunk_sectors: self.chunk_sectors,
+                    offset: loc.offset,
+                }
+            }
+            _ => CopyIter::Single(Some(Place {
+                member: loc.member,
+                sector: loc.member_sector,
+            })),
+        })
     }
 
     /// What physical sector `sector` of `member` holds (inverse of [`Geometry::copies`]).
@@ -437,8 +529,8 @@ impl Geometry {
         }
         let cs = self.chunk_sectors;
         let n = self.members as u64;
-        let row = sector / cs;
-        let offset = sector % cs;
+        let row = sector / nonzero(cs);
+        let offset = sector % nonzero(cs);
         if row >= self.rows {
             return Ok(Content::Unused);
         }
@@ -460,7 +552,7 @@ impl Geometry {
                 }
             }
             Level::Raid10 { copies } => {
-                let chunk = (row * n + member as u64) / copies as u64;
+                let chunk = (row * n + member as u64) / nonzero(copies as u64);
                 if chunk >= self.stripes() {
                     Content::Unused
                 } else {
@@ -501,24 +593,24 @@ impl Geometry {
                 out.data_count = 1;
             }
             Level::Raid5 | Level::Raid6 => {
-                let pd = n - 1 - (stripe % n as u64) as usize;
+                let pd = n - 1 - (stripe % nonzero(n as u64)) as usize;
                 let skip = if self.level == Level::Raid6 { 2 } else { 1 };
                 out.p = Some(pd);
                 if skip == 2 {
-                    out.q = Some((pd + 1) % n);
+                    out.q = Some((pd + 1) % nonzero_usize(n));
                 }
                 let dd = self.data_chunks();
                 for (k, slot) in out.data.iter_mut().take(dd).enumerate() {
-                    *slot = ((pd + skip + k) % n) as u8;
+                    *slot = ((pd + skip + k) % nonzero_usize(n)) as u8;
                 }
                 out.data_count = dd;
                 out.member_sector = stripe * cs;
             }
             Level::Raid10 { copies } => {
                 let pos = stripe * copies as u64;
-                out.data[0] = (pos % n as u64) as u8;
+                out.data[0] = (pos % nonzero(n as u64)) as u8;
                 out.data_count = 1;
-                out.member_sector = (pos / n as u64) * cs;
+                out.member_sector = (pos / nonzero(n as u64)) * cs;
             }
         }
         Ok(out)

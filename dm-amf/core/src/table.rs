@@ -12,12 +12,15 @@
 
 use core::ffi::CStr;
 
-use super::geometry::{Level, MAX_MEMBERS};
+use super::geometry::{nonzero, Geometry, GeometryError, Level, MAX_MEMBERS};
 
 /// Smallest chunk: one 4 KiB page.
 pub const MIN_CHUNK_SECTORS: u32 = 8;
 /// Largest chunk: 1 GiB.
 pub const MAX_CHUNK_SECTORS: u32 = 1 << 21;
+
+/// Copies of each chunk in raid10 when `raid10_copies` is not given (md's `n2`).
+pub const DEFAULT_RAID10_COPIES: u8 = 2;
 
 /// Why a table line was refused. Each maps to one documented message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,14 @@ pub enum TableError {
     ChunkOutOfRange,
     /// An optional parameter this version does not know.
     UnknownParam,
+    /// The same optional parameter given twice.
+    DuplicateParam,
+    /// `raid10_copies` with a level other than raid10.
+    CopiesNotRaid10,
+    /// `raid10_copies` missing its value, not a number, below 2 or above the member count.
+    BadCopies,
+    /// Fewer members than the level needs (raid1: 2, raid10: its copies).
+    TooFewDevices,
     /// `<#devs>` not a number, zero, or above [`MAX_MEMBERS`].
     BadDeviceCount,
     /// Fewer `<dev> <offset>` words than `<#devs>` says.
@@ -66,6 +77,10 @@ impl TableError {
             Self::ChunkNotPowerOfTwo => c"Chunk size must be a power of two",
             Self::ChunkOutOfRange => c"Chunk size out of range",
             Self::UnknownParam => c"Unknown optional parameter",
+            Self::DuplicateParam => c"Duplicate optional parameter",
+            Self::CopiesNotRaid10 => c"raid10_copies is only valid for raid10",
+            Self::BadCopies => c"Invalid raid10_copies",
+            Self::TooFewDevices => c"Too few devices for the RAID level",
             Self::BadDeviceCount => c"Invalid number of devices",
             Self::WrongDeviceArgs => c"Wrong number of device arguments",
             Self::TooManyArgs => c"Too many arguments",
@@ -138,7 +153,11 @@ pub fn parse_decimal(s: &str) -> Option<u64> {
 fn parse_level(word: &str) -> Result<Level, TableError> {
     match word {
         "raid0" => Ok(Level::Raid0),
-        "raid1" | "raid5" | "raid6" | "raid10" => Err(TableError::LevelNotSupported),
+        "raid1" => Ok(Level::Raid1),
+        "raid10" => Ok(Level::Raid10 {
+            copies: DEFAULT_RAID10_COPIES,
+        }),
+        "raid5" | "raid6" => Err(TableError::LevelNotSupported),
         _ => Err(TableError::UnknownLevel),
     }
 }
@@ -152,6 +171,81 @@ fn parse_chunk(word: &str) -> Result<u32, TableError> {
         return Err(TableError::ChunkOutOfRange);
     }
     u32::try_from(v).map_err(|_| TableError::ChunkOutOfRange)
+}
+
+/// Applies the optional parameters (the words after `<chunk_sectors>`) to `level`.
+fn parse_optional(words: &[&str], level: &mut Level) -> Result<(), TableError> {
+    let mut copies_seen = false;
+    let mut it = words.iter();
+    while let Some(&word) = it.next() {
+        match word {
+            "raid10_copies" => {
+                if copies_seen {
+                    return Err(TableError::DuplicateParam);
+                }
+                copies_seen = true;
+                let value = it.next().ok_or(TableError::BadCopies)?;
+                let Level::Raid10 { copies } = level else {
+                    return Err(TableError::CopiesNotRaid10);
+                };
+                *copies = parse_decimal(value)
+                    .filter(|c| (2..=MAX_MEMBERS as u64).contains(c))
+                    .ok_or(TableError::BadCopies)? as u8;
+            }
+            _ => return Err(TableError::UnknownParam),
+        }
+    }
+    Ok(())
+}
+
+/// Sectors each member must provide for a target of `target_len` sectors; checks the
+/// member count against the level and the length against the level's stripe.
+fn member_len(
+    level: Level,
+    nr_devs: usize,
+    chunk: u32,
+    target_len: u64,
+) -> Result<u64, TableError> {
+    let chunk = u64::from(chunk);
+    let n = nonzero(nr_devs as u64);
+    let (stripe, member_len) = match level {
+        Level::Raid0 => (chunk * n.get(), target_len / n),
+        Level::Raid1 => (chunk, target_len),
+        Level::Raid10 { copies } => {
+            // Device chunks needed, spread over the members row by row (md's near layout).
+            let rows = (target_len / nonzero(chunk))
+                .checked_mul(u64::from(copies))
+                .map(|c| c.div_ceil(n.get()))
+                .ok_or(TableError::DeviceTooSmall)?;
+            (
+                chunk,
+                rows.checked_mul(chunk).ok_or(TableError::DeviceTooSmall)?,
+            )
+        }
+        Level::Raid5 | Level::Raid6 => return Err(TableError::LevelNotSupported),
+    };
+    let min = match level {
+        Level::Raid1 => 2,
+        Level::Raid10 { copies } => usize::from(copies),
+        _ => 1,
+    };
+    if nr_devs < min {
+        return Err(if matches!(level, Level::Raid10 { .. }) && nr_devs >= 2 {
+            TableError::BadCopies
+        } else {
+            TableError::TooFewDevices
+        });
+    }
+    if target_len == 0 || target_len % nonzero(stripe) != 0 {
+        return Err(TableError::LengthNotStripeMultiple);
+    }
+    // The layout must really hold the target: the core's geometry is the judge.
+    match Geometry::new(level, nr_devs, chunk, member_len) {
+        Ok(g) if g.logical_sectors() >= target_len => Ok(member_len),
+        Ok(_) | Err(GeometryError::Overflow) => Err(TableError::DeviceTooSmall),
+        Err(GeometryError::BadCopies) => Err(TableError::BadCopies),
+        Err(_) => Err(TableError::TooFewDevices),
+    }
 }
 
 /// Parses the constructor arguments of a target `target_len` sectors long.
@@ -168,10 +262,8 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
     let nr_params = nr_params as usize;
 
     let chunk_sectors = parse_chunk(word(2)?)?;
-    // Optional parameters: none are defined yet.
-    if nr_params > 1 {
-        return Err(TableError::UnknownParam);
-    }
+    let mut level = level;
+    parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
 
     let devs_at = 2 + nr_params;
     let nr_devs = parse_decimal(word(devs_at)?).ok_or(TableError::BadDeviceCount)?;
@@ -187,17 +279,7 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
         return Err(TableError::TooManyArgs);
     }
 
-    let data_members = match level {
-        Level::Raid0 => nr_devs as u64,
-        // Only RAID0 parses today; the other levels are refused above.
-        _ => return Err(TableError::LevelNotSupported),
-    };
-    let stripe = u64::from(chunk_sectors) * data_members;
-    if target_len == 0 || target_len % stripe != 0 {
-        return Err(TableError::LengthNotStripeMultiple);
-    }
-    let member_len = target_len / data_members;
-
+    let member_len = member_len(level, nr_devs, chunk_sectors, target_len)?;
     let mut members = [MemberArg::default(); MAX_MEMBERS];
     for (i, pair) in dev_words.chunks_exact(2).enumerate() {
         let (path, offset) = (pair[0], pair[1]);
@@ -263,6 +345,7 @@ mod tests {
         assert_eq!(err("raid0", len), NotEnoughArgs);
         assert_eq!(err("raid9 1 128 1 /dev/a 0", len), UnknownLevel);
         assert_eq!(err("raid5 1 128 1 /dev/a 0", len), LevelNotSupported);
+        assert_eq!(err("raid6 1 128 1 /dev/a 0", len), LevelNotSupported);
         assert_eq!(err("raid0 x 128 1 /dev/a 0", len), BadParamCount);
         assert_eq!(err("raid0 0 128 1 /dev/a 0", len), BadParamCount);
         assert_eq!(err("raid0 9 128 1 /dev/a 0", len), BadParamCount);
@@ -293,6 +376,65 @@ mod tests {
     }
 
     #[test]
+    fn mirrored_levels() {
+        use TableError::*;
+        let w = words("raid1 1 128 3 /dev/a 0 /dev/b 0 /dev/c 8");
+        let t = parse(&w, 128 * 10).unwrap();
+        assert_eq!(t.level, Level::Raid1);
+        assert!(t.members().iter().all(|m| m.len == 1280));
+
+        let w = words("raid10 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
+        let t = parse(&w, 128 * 10).unwrap();
+        assert_eq!(t.level, Level::Raid10 { copies: 2 });
+        // 10 chunks x 2 copies over 4 members: 5 rows.
+        assert_eq!(t.members()[0].len, 5 * 128);
+
+        let w = words("raid10 3 128 raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
+        let t = parse(&w, 128 * 7).unwrap();
+        assert_eq!(t.level, Level::Raid10 { copies: 3 });
+        assert_eq!(t.members()[0].len, 7 * 128);
+
+        // 3 members, 2 copies, 3 chunks: 6 device chunks in 2 rows.
+        let w = words("raid10 1 8 3 /dev/a 0 /dev/b 0 /dev/c 0");
+        assert_eq!(parse(&w, 24).unwrap().members()[0].len, 16);
+
+        let len = 128 * 4;
+        assert_eq!(err("raid1 1 128 1 /dev/a 0", len), TooFewDevices);
+        assert_eq!(
+            err("raid1 1 128 2 /dev/a 0 /dev/b 0", 100),
+            LengthNotStripeMultiple
+        );
+        assert_eq!(err("raid10 1 128 1 /dev/a 0", len), TooFewDevices);
+        assert_eq!(
+            err("raid10 3 128 raid10_copies 3 2 /dev/a 0 /dev/b 0", len),
+            BadCopies
+        );
+        assert_eq!(
+            err("raid10 3 128 raid10_copies 1 2 /dev/a 0 /dev/b 0", len),
+            BadCopies
+        );
+        assert_eq!(
+            err("raid10 3 128 raid10_copies x 2 /dev/a 0 /dev/b 0", len),
+            BadCopies
+        );
+        assert_eq!(
+            err("raid10 2 128 raid10_copies 2 /dev/a 0 /dev/b 0", len),
+            BadCopies
+        );
+        assert_eq!(
+            err(
+                "raid10 5 128 raid10_copies 2 raid10_copies 2 2 /dev/a 0 /dev/b 0",
+                len
+            ),
+            DuplicateParam
+        );
+        assert_eq!(
+            err("raid1 3 128 raid10_copies 2 2 /dev/a 0 /dev/b 0", len),
+            CopiesNotRaid10
+        );
+    }
+
+    #[test]
     fn messages_are_distinct_and_documented() {
         let doc = include_str!("../../../Documentation/table-syntax.rst");
         let all = [
@@ -304,6 +446,10 @@ mod tests {
             TableError::ChunkNotPowerOfTwo,
             TableError::ChunkOutOfRange,
             TableError::UnknownParam,
+            TableError::DuplicateParam,
+            TableError::CopiesNotRaid10,
+            TableError::BadCopies,
+            TableError::TooFewDevices,
             TableError::BadDeviceCount,
             TableError::WrongDeviceArgs,
             TableError::TooManyArgs,

@@ -11,10 +11,12 @@ CASES="Not enough arguments|0 1024 amf
 Not enough arguments|0 1024 amf raid0 1 128
 Unknown RAID level|0 1024 amf raid9 1 128 1 /dev/vda 0
 Unknown RAID level|0 1024 amf mirror 1 128 1 /dev/vda 0
-RAID level not supported by this version|0 1024 amf raid1 1 128 1 /dev/vda 0
 RAID level not supported by this version|0 1024 amf raid5 1 128 1 /dev/vda 0
 RAID level not supported by this version|0 1024 amf raid6 1 128 1 /dev/vda 0
-RAID level not supported by this version|0 1024 amf raid10 1 128 1 /dev/vda 0
+Too few devices for the RAID level|0 1024 amf raid1 1 128 1 /dev/vda 0
+Too few devices for the RAID level|0 1024 amf raid10 1 128 1 /dev/vda 0
+Unknown optional parameter|0 1024 amf raid10 3 128 copies 2 2 /dev/vda 0 /dev/vdb 0
+Duplicate optional parameter|0 1024 amf raid10 5 128 raid10_copies 2 raid10_copies 2 2 /dev/vda 0 /dev/vdb 0
 Invalid number of parameters|0 1024 amf raid0 x 128 1 /dev/vda 0
 Invalid number of parameters|0 1024 amf raid0 0 1 /dev/vda 0
 Invalid number of parameters|0 1024 amf raid0 9 128 1 /dev/vda 0
