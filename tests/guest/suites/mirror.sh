@@ -19,13 +19,13 @@ chunk_copy() { dd if="$1" bs=512 skip="$2" count="$3" 2>/dev/null; }
 # device chunk p = c*COPIES + k sits on member p % n at OFF + (p / n) * CHUNK (raid1 is the
 # case COPIES = n, where p % n = k and p / n = c).
 check_copies() {
-	_name=$1 _cs=$2 _copies=$3 _members=$4 _chunks=$5
+	_dmn=$1 _cs=$2 _copies=$3 _members=$4 _chunks=$5
 	set -- $_members
 	_n=$#
 	drop_caches
 	_bad=0 _c=0
 	while [ $_c -lt "$_chunks" ]; do
-		chunk_copy "/dev/mapper/$_name" $((_c * _cs)) "$_cs" >/tmp/want
+		chunk_copy "/dev/mapper/$_dmn" $((_c * _cs)) "$_cs" >/tmp/want
 		_k=0
 		while [ $_k -lt "$_copies" ]; do
 			_p=$((_c * _copies + _k))
