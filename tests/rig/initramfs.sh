@@ -87,6 +87,8 @@ if [ ! -f "$base" ]; then
 	mv "$base.tmp" "$base"
 	rm -rf "$stage"
 	trap - EXIT
+	# Keep the cache bounded: the 6 newest base layers.
+	ls -1t "$cache"/base-*.cpio.gz 2>/dev/null | tail -n +7 | xargs -r rm -f
 	log "base layer $(du -h "$base" | cut -f1) (${extras[*]:-no extras}) in $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
 fi
 
