@@ -15,7 +15,7 @@
 #   --initrd FILE      use this initramfs instead of building one
 #   --kernel FILE      bzImage (default: the cached `build-kernel.sh debug` kernel)
 #   --mem MB           guest memory (default 1024; 768 with more than 2 guests)
-#   --cpus N           vCPUs per guest (default 2)
+#   --cpus N           vCPUs per guest (default 2; the kernel without ACPI brings up only 1)
 #   --timeout SEC      hard timeout of the whole run (default 600)
 #   --suite-timeout S  per-suite timeout inside the guest (default: the hard timeout)
 #   --append ARGS      extra kernel command line
