@@ -3,9 +3,10 @@
 //! The no_std protocol core (`dm-amf/core`), compiled into the module from the very files
 //! that cargo tests in userspace. Sibling modules refer to each other with `super::`.
 //!
-//! The data path uses `geometry` and `table` today; `parity`, `wire`, `lock`, `op` and
-//! `recovery` are compiled in so the kernel build proves they stay kernel-clean, and are used
-//! as the RAID5/6 data path, the lock arbiter and the replication channel arrive.
+//! The data path uses `geometry`, `table` and `parity` today. `superblock`, `wire`, `lock`,
+//! `op` and `recovery` are compiled in so that the kernel build proves they stay
+//! kernel-clean; they come into use with the metadata, the lock arbiter and the replication
+//! channel.
 
 #![allow(dead_code, unreachable_pub, clippy::all)]
 
@@ -19,6 +20,8 @@ pub(crate) mod op;
 pub(crate) mod parity;
 #[path = "core/src/recovery.rs"]
 pub(crate) mod recovery;
+#[path = "core/src/superblock.rs"]
+pub(crate) mod superblock;
 #[path = "core/src/table.rs"]
 pub(crate) mod table;
 #[path = "core/src/wire.rs"]
