@@ -73,7 +73,7 @@ while IFS= read -r line; do
 done <"$frag"
 [ $bad -eq 0 ] || { log "config fragment not honoured (see above)"; exit 1; }
 
-log "building bzImage + rust + modules_prepare on $(nproc) cores (4-8 min)"
+log "building bzImage + rust + modules_prepare on $(nproc) cores (15-20 min the first time)"
 make -s -C "$src" O="$out" -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1 || {
 	tail -40 "$out/build.log" >&2
 	exit 1
