@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `amfctl`, the dm-amf administrator's tool, as a library: table lines, member devices,
-//! status parsing and the `dmsetup` calls. The binary (`main.rs`) is the command line over
-//! these.
+//! status parsing, the `dmsetup` calls and member superblocks. The binary (`main.rs`) is the
+//! command line over these.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -9,4 +9,5 @@ pub mod device;
 pub mod dmsetup;
 pub mod size;
 pub mod status;
+pub mod superblock;
 pub mod table;

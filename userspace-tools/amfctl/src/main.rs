@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `amfctl`: build, create and inspect dm-amf volumes. See `Documentation/amfctl.rst`.
+//! `amfctl`: build, create and inspect dm-amf volumes, format and examine their members. See
+//! `Documentation/amfctl.rst` and `Documentation/on-disk-format.rst`.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -13,6 +14,7 @@ use amfctl::device::{self, DevArg};
 use amfctl::dmsetup;
 use amfctl::size::parse_sectors;
 use amfctl::status::{self, AmfStatus};
+use amfctl::superblock::{self as sb, FormatRequest};
 use amfctl::table::{self, DeviceCheck, TableLine, TableRequest};
 
 /// Configure dm-amf volumes (device-mapper target `amf`).
@@ -55,6 +57,52 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write amf superblocks to the member devices of a new group (see
+    /// Documentation/on-disk-format.rst): zeroes each member's reserved area and writes its
+    /// superblock to both slots. Refuses devices that already hold an amf superblock.
+    Format {
+        #[command(flatten)]
+        opts: FormatOpts,
+    },
+    /// Print the superblock of one member device.
+    Examine {
+        /// The member device (block device or regular file).
+        dev: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct FormatOpts {
+    /// RAID level: raid0, raid1, raid5, raid6 or raid10.
+    #[arg(long, value_name = "LEVEL")]
+    level: String,
+    /// Copies of each chunk, for raid10.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    copies: u8,
+    /// Chunk size: sectors, or bytes with a K/M/G suffix (64K = 128 sectors).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    chunk: u64,
+    /// Group UUID (default: a random one).
+    #[arg(long, value_name = "UUID")]
+    uuid: Option<String>,
+    /// Where the data area starts on every member (default 4M; at least 3M).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    data_offset: Option<u64>,
+    /// Data area size per member (default: the most whole chunks that fit every member).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    size: Option<u64>,
+    /// Member sectors per write-intent bitmap bit (default: 64M, or more for large members).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    region: Option<u64>,
+    /// Overwrite devices that already hold an amf superblock.
+    #[arg(long)]
+    force: bool,
+    /// Member devices (block devices or regular files), in member order.
+    #[arg(value_name = "DEV", required = true)]
+    devs: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +191,54 @@ fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool) -> Result
     Ok(())
 }
 
+fn format(opts: FormatOpts) -> Result<()> {
+    let level = sb::parse_level(&opts.level, opts.copies)?;
+    let uuid = opts.uuid.as_deref().map(sb::parse_uuid).transpose()?;
+    let ctime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let req = FormatRequest {
+        level,
+        chunk_sectors: opts.chunk,
+        uuid,
+        data_offset: opts.data_offset,
+        data_sectors: opts.size,
+        region_sectors: opts.region,
+        force: opts.force,
+        ctime,
+    };
+    let done = sb::format(&req, &opts.devs)?;
+    let s = &done.superblock;
+    println!(
+        "formatted {} {} members, group {}",
+        s.member_count(),
+        amf_core::table::level_name(s.level),
+        sb::format_uuid(&s.group_uuid)
+    );
+    println!(
+        "data area: sector {} on every member, {} sectors ({}) each",
+        s.data_offset,
+        s.data_sectors,
+        amfctl::size::human(s.data_sectors)
+    );
+    for (role, (dev, m)) in done.devs.iter().zip(s.members()).enumerate() {
+        println!("  role {role}: {dev} (member {})", sb::format_uuid(&m.uuid));
+    }
+    Ok(())
+}
+
+fn examine(dev: &str, json: bool) -> Result<()> {
+    let e = sb::examine(dev)?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &e)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", sb::examine_text(&e))?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Table { opts, offline } => {
@@ -177,6 +273,8 @@ fn run(cli: Cli) -> Result<()> {
             from_file,
             json,
         } => status(name.as_deref(), from_file.as_ref(), json)?,
+        Cmd::Format { opts } => format(opts)?,
+        Cmd::Examine { dev, json } => examine(&dev, json)?,
     }
     Ok(())
 }
