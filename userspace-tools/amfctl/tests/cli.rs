@@ -8,38 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// A scratch directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("amfctl-test-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    /// A file of `len` bytes (sparse).
-    fn file(&self, name: &str, len: u64) -> String {
-        let p = self.0.join(name);
-        fs::File::create(&p).unwrap().set_len(len).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn amfctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amfctl"))
-        .args(args)
-        .env_remove("AMFCTL_DMSETUP")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{amfctl, TempDir};
 
 /// `amfctl table --level <level> --chunk <chunk>` followed by `rest`.
 fn table(level: &str, chunk: &str, rest: &[&str]) -> Output {

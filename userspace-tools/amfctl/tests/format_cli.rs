@@ -1,46 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Runs `amfctl format` and `amfctl examine` with regular files as member devices.
 
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-/// A scratch directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("amfctl-format-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    /// A sparse file of `len` bytes.
-    fn file(&self, name: &str, len: u64) -> String {
-        let p = self.0.join(name);
-        fs::File::create(&p).unwrap().set_len(len).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-
-    fn files(&self, n: usize, len: u64) -> Vec<String> {
-        (0..n).map(|i| self.file(&format!("m{i}"), len)).collect()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn amfctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amfctl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{amfctl, TempDir};
 
 fn ok(args: &[&str]) -> String {
     let o = amfctl(args);
