@@ -29,8 +29,6 @@ pub enum TableError {
     NotEnoughArgs,
     /// `<level>` is not a level name.
     UnknownLevel,
-    /// A level this version reserves but does not implement.
-    LevelNotSupported,
     /// `<#params>` not a number, zero, or more than the words that follow.
     BadParamCount,
     /// `<chunk_sectors>` not a decimal number.
@@ -47,7 +45,7 @@ pub enum TableError {
     CopiesNotRaid10,
     /// `raid10_copies` missing its value, not a number, below 2 or above the member count.
     BadCopies,
-    /// Fewer members than the level needs (raid1: 2, raid10: its copies).
+    /// Fewer members than the level needs (raid1 and raid5: 2, raid6: 4, raid10: its copies).
     TooFewDevices,
     /// `<#devs>` not a number, zero, or above [`MAX_MEMBERS`].
     BadDeviceCount,
@@ -71,7 +69,6 @@ impl TableError {
         match self {
             Self::NotEnoughArgs => c"Not enough arguments",
             Self::UnknownLevel => c"Unknown RAID level",
-            Self::LevelNotSupported => c"RAID level not supported by this version",
             Self::BadParamCount => c"Invalid number of parameters",
             Self::BadChunk => c"Invalid chunk size",
             Self::ChunkNotPowerOfTwo => c"Chunk size must be a power of two",
@@ -157,7 +154,8 @@ fn parse_level(word: &str) -> Result<Level, TableError> {
         "raid10" => Ok(Level::Raid10 {
             copies: DEFAULT_RAID10_COPIES,
         }),
-        "raid5" | "raid6" => Err(TableError::LevelNotSupported),
+        "raid5" => Ok(Level::Raid5),
+        "raid6" => Ok(Level::Raid6),
         _ => Err(TableError::UnknownLevel),
     }
 }
@@ -222,10 +220,17 @@ fn member_len(
                 rows.checked_mul(chunk).ok_or(TableError::DeviceTooSmall)?,
             )
         }
-        Level::Raid5 | Level::Raid6 => return Err(TableError::LevelNotSupported),
+        Level::Raid5 | Level::Raid6 => {
+            // Data chunks per stripe (too few members is caught below): the full stripe is
+            // that many chunks, and each member holds one chunk of every stripe.
+            let parity = if level == Level::Raid6 { 2 } else { 1 };
+            let data = nonzero(n.get().saturating_sub(parity));
+            (chunk * data.get(), target_len / data)
+        }
     };
     let min = match level {
-        Level::Raid1 => 2,
+        Level::Raid1 | Level::Raid5 => 2,
+        Level::Raid6 => 4,
         Level::Raid10 { copies } => usize::from(copies),
         _ => 1,
     };
@@ -344,8 +349,6 @@ mod tests {
         assert_eq!(err("", len), NotEnoughArgs);
         assert_eq!(err("raid0", len), NotEnoughArgs);
         assert_eq!(err("raid9 1 128 1 /dev/a 0", len), UnknownLevel);
-        assert_eq!(err("raid5 1 128 1 /dev/a 0", len), LevelNotSupported);
-        assert_eq!(err("raid6 1 128 1 /dev/a 0", len), LevelNotSupported);
         assert_eq!(err("raid0 x 128 1 /dev/a 0", len), BadParamCount);
         assert_eq!(err("raid0 0 128 1 /dev/a 0", len), BadParamCount);
         assert_eq!(err("raid0 9 128 1 /dev/a 0", len), BadParamCount);
@@ -435,12 +438,107 @@ mod tests {
     }
 
     #[test]
+    fn parity_levels() {
+        use TableError::*;
+        // raid5 over 4 members: 3 data chunks per stripe.
+        let w = words("raid5 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 2048");
+        let t = parse(&w, 3 * 128 * 10).unwrap();
+        assert_eq!(t.level, Level::Raid5);
+        assert_eq!(t.level_name(), "raid5");
+        assert_eq!(t.members().len(), 4);
+        assert!(t.members().iter().all(|m| m.len == 128 * 10));
+        assert_eq!(t.members()[3].offset, 2048);
+
+        // raid6 over 5 members: 3 data chunks per stripe.
+        let w = words("raid6 1 64 5 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0 /dev/e 0");
+        let t = parse(&w, 3 * 64 * 7).unwrap();
+        assert_eq!(t.level, Level::Raid6);
+        assert_eq!(t.level_name(), "raid6");
+        assert!(t.members().iter().all(|m| m.len == 64 * 7));
+
+        // The examples of table-syntax.rst: 256 MiB per member.
+        let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0");
+        assert_eq!(parse(&w, 1_572_864).unwrap().members()[0].len, 524_288);
+        let w = words("raid6 1 128 5 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0 /dev/vdf 0");
+        assert_eq!(parse(&w, 1_572_864).unwrap().members()[0].len, 524_288);
+
+        // The smallest groups: raid5 over 2 members (1 data chunk), raid6 over 4 (2).
+        let w = words("raid5 1 8 2 /dev/a 0 /dev/b 0");
+        assert_eq!(parse(&w, 80).unwrap().members()[0].len, 80);
+        let w = words("raid6 1 8 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
+        assert_eq!(parse(&w, 80).unwrap().members()[0].len, 40);
+
+        let len = 128 * 6;
+        assert_eq!(err("raid5 1 128 1 /dev/a 0", len), TooFewDevices);
+        assert_eq!(
+            err("raid6 1 128 3 /dev/a 0 /dev/b 0 /dev/c 0", len),
+            TooFewDevices
+        );
+        assert_eq!(err("raid6 1 128 1 /dev/a 0", len), TooFewDevices);
+        // The full stripe of raid5 over 3 members is 2 chunks: 3 chunks do not fit.
+        assert_eq!(
+            err("raid5 1 128 3 /dev/a 0 /dev/b 0 /dev/c 0", 3 * 128),
+            LengthNotStripeMultiple
+        );
+        // A multiple of chunk * #devs is not enough either (4 chunks over 3 data chunks).
+        assert_eq!(
+            err("raid5 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0", 4 * 128),
+            LengthNotStripeMultiple
+        );
+        assert_eq!(
+            err(
+                "raid6 1 128 5 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0 /dev/e 0",
+                1024
+            ),
+            LengthNotStripeMultiple
+        );
+        assert_eq!(
+            err(
+                "raid5 3 128 raid10_copies 2 3 /dev/a 0 /dev/b 0 /dev/c 0",
+                len
+            ),
+            CopiesNotRaid10
+        );
+        assert_eq!(
+            err(
+                "raid6 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 18446744073709551615",
+                256
+            ),
+            DeviceTooSmall
+        );
+    }
+
+    #[test]
+    fn parity_member_len_matches_geometry() {
+        // Whatever the member count, the geometry built from the member length holds exactly
+        // the target, and too few members map to TooFewDevices, never to another error.
+        for n in 1..=8usize {
+            for (level, parity, min) in [(Level::Raid5, 1, 2), (Level::Raid6, 2, 4)] {
+                let data = n.saturating_sub(parity).max(1) as u64;
+                let len = 8 * data * 5;
+                match member_len(level, n, 8, len) {
+                    Ok(m) => {
+                        assert!(n >= min);
+                        assert_eq!(m, 8 * 5);
+                        let g = Geometry::new(level, n, 8, m).unwrap();
+                        assert_eq!(g.logical_sectors(), len);
+                        assert_eq!(g.data_chunks() as u64, data);
+                    }
+                    Err(e) => {
+                        assert!(n < min, "{level:?} {n}: {e:?}");
+                        assert_eq!(e, TableError::TooFewDevices);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn messages_are_distinct_and_documented() {
         let doc = include_str!("../../../Documentation/table-syntax.rst");
         let all = [
             TableError::NotEnoughArgs,
             TableError::UnknownLevel,
-            TableError::LevelNotSupported,
             TableError::BadParamCount,
             TableError::BadChunk,
             TableError::ChunkNotPowerOfTwo,
@@ -455,6 +553,7 @@ mod tests {
             TableError::TooManyArgs,
             TableError::BadOffset,
             TableError::DuplicateDevice,
+            TableError::LengthNotStripeMultiple,
             TableError::DeviceTooSmall,
         ];
         for (i, a) in all.iter().enumerate() {

@@ -11,8 +11,8 @@ CASES="Not enough arguments|0 1024 amf
 Not enough arguments|0 1024 amf raid0 1 128
 Unknown RAID level|0 1024 amf raid9 1 128 1 /dev/vda 0
 Unknown RAID level|0 1024 amf mirror 1 128 1 /dev/vda 0
-RAID level not supported by this version|0 1024 amf raid5 1 128 1 /dev/vda 0
-RAID level not supported by this version|0 1024 amf raid6 1 128 1 /dev/vda 0
+Too few devices for the RAID level|0 1024 amf raid5 1 128 1 /dev/vda 0
+Too few devices for the RAID level|0 1024 amf raid6 1 128 3 /dev/vda 0 /dev/vdb 0 /dev/vdc 0
 Too few devices for the RAID level|0 1024 amf raid1 1 128 1 /dev/vda 0
 Too few devices for the RAID level|0 1024 amf raid10 1 128 1 /dev/vda 0
 Unknown optional parameter|0 1024 amf raid10 3 128 copies 2 2 /dev/vda 0 /dev/vdb 0
@@ -39,6 +39,8 @@ Duplicate device|0 1024 amf raid0 1 128 2 /dev/vda 0 /dev/vda 4096
 Duplicate device|0 1024 amf raid0 1 128 2 /dev/vda 0 $VDA_MM 8192
 Target length is not a multiple of the full stripe|0 1000 amf raid0 1 128 2 /dev/vda 0 /dev/vdb 0
 Target length is not a multiple of the full stripe|0 384 amf raid0 1 128 2 /dev/vda 0 /dev/vdb 0
+Target length is not a multiple of the full stripe|0 384 amf raid5 1 128 3 /dev/vda 0 /dev/vdb 0 /dev/vdc 0
+Target length is not a multiple of the full stripe|0 1024 amf raid6 1 128 5 /dev/vda 0 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0
 Device lookup failed|0 1024 amf raid0 1 128 1 /dev/nonexistent 0
 Device lookup failed|0 1024 amf raid0 1 128 2 /dev/vda 0 /dev/vdz 0
 Device too small|0 131072 amf raid0 1 128 1 /dev/vda 0

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `amfctl`, the dm-amf administrator's tool, as a library: table lines, member devices,
-//! status parsing, the `dmsetup` calls and member superblocks. The binary (`main.rs`) is the
-//! command line over these.
+//! status parsing, the `dmsetup` calls, member superblocks and the offline parity check. The
+//! binary (`main.rs`) is the command line over these.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod device;
 pub mod dmsetup;
+pub mod scrub;
 pub mod size;
 pub mod status;
 pub mod superblock;

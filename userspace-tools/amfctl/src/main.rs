@@ -7,11 +7,13 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use amf_core::geometry::{Geometry, Level};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use amfctl::device::{self, DevArg};
 use amfctl::dmsetup;
+use amfctl::scrub;
 use amfctl::size::parse_sectors;
 use amfctl::status::{self, AmfStatus};
 use amfctl::superblock::{self as sb, FormatRequest};
@@ -64,6 +66,13 @@ enum Cmd {
         #[command(flatten)]
         opts: FormatOpts,
     },
+    /// Check a group offline: recompute every stripe's parity (raid5/6) or compare its
+    /// copies (raid1/10) from the members, read-only. Prints one line per chunk that does
+    /// not match, then a summary. Exit status: 0 consistent, 1 mismatches, 2 error.
+    Scrub {
+        #[command(flatten)]
+        opts: TableOpts,
+    },
     /// Print the superblock of one member device.
     Examine {
         /// The member device (block device or regular file).
@@ -107,7 +116,7 @@ struct FormatOpts {
 
 #[derive(Args, Debug)]
 struct TableOpts {
-    /// RAID level (implemented: raid0).
+    /// RAID level: raid0, raid1, raid5, raid6 or raid10 (2 copies).
     #[arg(long, value_name = "LEVEL")]
     level: String,
     /// Chunk size: sectors, or bytes with a K/M/G suffix (64K = 128 sectors).
@@ -239,7 +248,57 @@ fn examine(dev: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Opens a member read-only: a path, or `major:minor` through `/dev/block`.
+fn open_member(path: &str) -> Result<std::fs::File> {
+    let p = std::path::Path::new(path);
+    let real = if !p.exists() && device::is_major_minor(path) {
+        PathBuf::from(format!("/dev/block/{path}"))
+    } else {
+        p.to_path_buf()
+    };
+    std::fs::File::open(&real).with_context(|| format!("opening {path}"))
+}
+
+fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
+    // The group as the kernel would see it: the same checks and sizes as `amfctl table`.
+    let line = opts.build(DeviceCheck::AllowFiles)?;
+    let words: Vec<&str> = line.args.iter().map(String::as_str).collect();
+    let spec = amf_core::table::parse(&words, line.len)
+        .map_err(|e| anyhow::anyhow!(table::kernel_message(e)))?;
+    let members = spec.members();
+    let member_len = members.first().map_or(0, |m| m.len);
+    let chunk = u64::from(spec.chunk_sectors);
+    let g = Geometry::new(spec.level, members.len(), chunk, member_len)
+        .map_err(|e| anyhow::anyhow!("geometry: {e:?}"))?;
+    if spec.level == Level::Raid0 {
+        println!("scrub: raid0 has no redundancy, nothing to check");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let files = members
+        .iter()
+        .map(|m| open_member(m.path))
+        .collect::<Result<Vec<_>>>()?;
+    let members: Vec<scrub::Member> = members
+        .iter()
+        .zip(&files)
+        .map(|(m, f)| scrub::Member {
+            path: m.path.to_string(),
+            offset: m.offset,
+            data: f,
+        })
+        .collect();
+    let stripes = line.len / g.stripe_sectors().unwrap_or(1).max(1);
+    let mut out = io::stdout().lock();
+    let summary = scrub::scrub(&g, stripes, &members, &mut |m| writeln!(out, "{m}"))?;
+    writeln!(out, "{summary}")?;
+    Ok(if summary.mismatched == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Table { opts, offline } => {
             let check = if offline {
@@ -274,22 +333,28 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => status(name.as_deref(), from_file.as_ref(), json)?,
         Cmd::Format { opts } => format(opts)?,
+        Cmd::Scrub { opts } => return run_scrub(&opts),
         Cmd::Examine { dev, json } => examine(&dev, json)?,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // scrub keeps exit status 1 for "mismatches found"; its errors are 2.
+    let failure = match cli.cmd {
+        Cmd::Scrub { .. } => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             let mut msg = format!("amfctl: {e}");
             for cause in e.chain().skip(1) {
                 msg.push_str(&format!("\n  caused by: {cause}"));
             }
             eprintln!("{msg}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }

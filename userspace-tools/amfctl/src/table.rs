@@ -137,12 +137,14 @@ pub fn build(
     let args = args_for(req);
     let n = req.devs.len() as u64;
 
-    // 1. Syntax. One full stripe is a valid RAID0 length whatever else is wrong, so the
-    //    parser reports the first real problem of the line.
+    // 1. Syntax. One full stripe of the level is a valid length whatever else is wrong, so
+    //    the parser reports the first real problem of the line.
     //    With a size given, this is the kernel's own check, in its order.
-    let placeholder = req
-        .size
-        .unwrap_or_else(|| req.chunk_sectors.max(1).saturating_mul(n.max(1)));
+    let placeholder = req.size.unwrap_or_else(|| {
+        req.chunk_sectors
+            .max(1)
+            .saturating_mul(stripe_chunks(&req.level, n))
+    });
     let spec =
         parse_args(&args, placeholder).map_err(|e| table_err(e, detail(e, req, placeholder)))?;
 
@@ -257,12 +259,22 @@ fn largest_fit(
     }
 }
 
+/// Data chunks in one full stripe of `level` over `n` members (at least 1): `n` for raid0,
+/// `n - 1` for raid5, `n - 2` for raid6, one chunk for the mirrored levels.
+fn stripe_chunks(level: &str, n: u64) -> u64 {
+    match level {
+        "raid0" => n,
+        "raid5" => n.saturating_sub(1),
+        "raid6" => n.saturating_sub(2),
+        _ => 1,
+    }
+    .max(1)
+}
+
 /// What exactly was wrong, in terms of the options.
 fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
     match err {
-        TableError::UnknownLevel | TableError::LevelNotSupported => {
-            format!("--level {}", req.level)
-        }
+        TableError::UnknownLevel => format!("--level {}", req.level),
         TableError::BadChunk | TableError::ChunkNotPowerOfTwo | TableError::ChunkOutOfRange => {
             format!(
                 "--chunk is {} sectors; it must be a power of two from {} to {} sectors (4K to 1G)",
@@ -278,12 +290,15 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
         ),
         TableError::DuplicateDevice => "the same --dev path given twice".to_string(),
         TableError::LengthNotStripeMultiple => {
-            let stripe = req.chunk_sectors.saturating_mul(req.devs.len() as u64);
-            let mut d = format!(
-                "--size is {len} sectors, the full stripe {stripe} sectors ({} x {})",
-                req.chunk_sectors,
-                req.devs.len()
-            );
+            let chunks = stripe_chunks(&req.level, req.devs.len() as u64);
+            let stripe = req.chunk_sectors.saturating_mul(chunks);
+            let how = match req.level.as_str() {
+                "raid0" => format!("{} x {}", req.chunk_sectors, req.devs.len()),
+                "raid5" | "raid6" => format!("{} x {chunks} data chunks", req.chunk_sectors),
+                _ => "one chunk".to_string(),
+            };
+            let mut d =
+                format!("--size is {len} sectors, the full stripe {stripe} sectors ({how})");
             if stripe > 0 && len >= stripe {
                 d.push_str(&format!("; {} would fit", len - len % stripe));
             }
@@ -402,7 +417,7 @@ mod tests {
         r.level = "raid5".to_string();
         assert_eq!(
             kernel_err(build(&r, DeviceCheck::None, &none)),
-            TableError::LevelNotSupported
+            TableError::TooFewDevices
         );
         r.level = "raid7".to_string();
         assert_eq!(
@@ -495,6 +510,73 @@ mod tests {
     }
 
     #[test]
+    fn parity_levels() {
+        let none = fake(&[]);
+        // raid5 over four members: 3 data chunks per stripe, a third of the size per member.
+        let mut r = req(128, Some(1_572_864), FOUR);
+        r.level = "raid5".to_string();
+        let line = build(&r, DeviceCheck::None, &none).unwrap();
+        assert_eq!(
+            line.to_string(),
+            "0 1572864 amf raid5 1 128 4 /dev/vda 2048 /dev/vdb 2048 /dev/vdc 2048 /dev/vdd 2048"
+        );
+        assert_eq!(
+            parse_args(&line.args, line.len).unwrap().members()[0].len,
+            524_288
+        );
+        // Without a size: the largest fit, in whole stripes of 3 data chunks.
+        r.size = None;
+        let line = build(
+            &r,
+            DeviceCheck::AllowFiles,
+            &fake(&[200_000, 100_000, 150_000, 100_001]),
+        )
+        .unwrap();
+        assert_eq!(line.len, 3 * 97_920);
+        // A member one chunk short of the requested size.
+        r.size = Some(3 * 97_920 + 3 * 128);
+        let e = build(
+            &r,
+            DeviceCheck::AllowFiles,
+            &fake(&[200_000, 100_000, 150_000, 100_001]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Device too small (/dev/vdb has 100000 sectors, needs 100096"),
+            "{e}"
+        );
+
+        // raid6 over five members; over three it is refused.
+        let five = &[
+            ("/dev/vda", 0),
+            ("/dev/vdb", 0),
+            ("/dev/vdc", 0),
+            ("/dev/vdd", 0),
+            ("/dev/vde", 0),
+        ];
+        let mut r = req(8, None, five);
+        r.level = "raid6".to_string();
+        let line = build(&r, DeviceCheck::AllowFiles, &fake(&[80; 5])).unwrap();
+        assert_eq!(line.len, 3 * 80);
+        assert_eq!(
+            line.to_string(),
+            "0 240 amf raid6 1 8 5 /dev/vda 0 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0"
+        );
+        let mut r = req(8, None, &five[..3]);
+        r.level = "raid6".to_string();
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::AllowFiles, &fake(&[80; 5]))),
+            TableError::TooFewDevices
+        );
+        r.size = Some(24);
+        assert_eq!(
+            kernel_err(build(&r, DeviceCheck::None, &none)),
+            TableError::TooFewDevices
+        );
+    }
+
+    #[test]
     fn error_text_starts_with_the_documented_message() {
         let r = req(24, Some(24), &[("/dev/vda", 0)]);
         let e = build(&r, DeviceCheck::None, &fake(&[])).unwrap_err();
@@ -508,6 +590,24 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Target length is not a multiple of the full stripe (--size is 20 sectors, the full stripe 16 sectors (8 x 2); 16 would fit)"
+        );
+        let mut r = req(
+            8,
+            Some(40),
+            &[("/dev/vda", 0), ("/dev/vdb", 0), ("/dev/vdc", 0)],
+        );
+        r.level = "raid5".to_string();
+        let e = build(&r, DeviceCheck::None, &fake(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Target length is not a multiple of the full stripe (--size is 40 sectors, the full stripe 16 sectors (8 x 2 data chunks); 32 would fit)"
+        );
+        r.level = "raid1".to_string();
+        r.size = Some(12);
+        let e = build(&r, DeviceCheck::None, &fake(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Target length is not a multiple of the full stripe (--size is 12 sectors, the full stripe 8 sectors (one chunk); 8 would fit)"
         );
     }
 }

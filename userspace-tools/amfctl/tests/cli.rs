@@ -102,8 +102,14 @@ fn table_refusals_carry_the_kernel_messages() {
         );
         assert!(stdout(&o).is_empty());
     }
-    let o = table("raid5", "64K", &["--dev", &a, "--dev", &b]);
-    assert!(stderr(&o).starts_with("amfctl: RAID level not supported by this version"));
+    let o = table("raid6", "64K", &["--dev", &a, "--dev", &b]);
+    assert!(stderr(&o).starts_with("amfctl: Too few devices for the RAID level"));
+    let o = table("raid5", "64K", &["--size", "200", "--dev", &a, "--dev", &b]);
+    assert!(
+        stderr(&o).starts_with("amfctl: Target length is not a multiple of the full stripe"),
+        "{}",
+        stderr(&o)
+    );
     let o = table("raid3", "64K", &["--dev", &a]);
     assert!(stderr(&o).starts_with("amfctl: Unknown RAID level"));
     let o = table("raid0", "2M", &["--dev", &a, "--dev", &small]);
@@ -125,6 +131,37 @@ fn table_refusals_carry_the_kernel_messages() {
     let missing = format!("{}/missing", d.0.display());
     let o = table("raid0", "64K", &["--dev", &missing]);
     assert!(stderr(&o).starts_with(&format!("amfctl: Device lookup failed: {missing}: ")));
+}
+
+#[test]
+fn table_parity_levels() {
+    let d = TempDir::new("parity");
+    // Four members of 4 MiB, data from 1 MiB: 3 MiB = 6144 sectors = 48 chunks of 64K each.
+    let m = d.files(5, 4 * MIB);
+    let devs: Vec<String> = m.iter().map(|p| format!("{p}:1M")).collect();
+    let mut args = vec!["--dev", &devs[0], "--dev", &devs[1], "--dev", &devs[2]];
+    args.extend_from_slice(&["--dev", &devs[3]]);
+    let o = table("raid5", "64K", &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "0 {} amf raid5 1 128 4 {} 2048 {} 2048 {} 2048 {} 2048\n",
+            3 * 6144,
+            m[0],
+            m[1],
+            m[2],
+            m[3]
+        )
+    );
+    args.extend_from_slice(&["--dev", &devs[4]]);
+    let o = table("raid6", "64K", &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with(&format!("0 {} amf raid6 1 128 5 ", 3 * 6144)),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
