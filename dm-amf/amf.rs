@@ -12,7 +12,11 @@ use kernel::prelude::*;
 mod kernel_ext;
 
 mod core_proto;
+mod group;
 mod parity_check;
+mod stripe_buf;
+mod stripe_worker;
+mod stripe_write;
 mod target;
 
 use kernel_ext::device_mapper::Registration;

@@ -2,45 +2,41 @@
 
 //! The `amf` target: table handling, status and the bio routing of a redundancy group.
 //!
-//! This version implements RAID0, RAID1 and RAID10 (near). dm core splits every bio at chunk
-//! boundaries, so each piece lives in one chunk and mapping it is arithmetic on the group
-//! geometry of the core crate. Reads go to one copy; a write to a mirrored level goes to
-//! every copy: the bio itself to the first, chained copies to the others, so it completes
-//! when all have (and fails if any failed). Flushes, and for raid0/raid1 discards, are
-//! duplicated by dm core, one per member (as dm-stripe does).
+//! This version implements RAID0, RAID1, RAID10 (near), RAID5 and RAID6. dm core splits every
+//! bio at chunk boundaries (at stripe boundaries for RAID5/6, whose reads are then trimmed to
+//! their chunk), so mapping a read is arithmetic on the group geometry of the core crate.
+//! Reads go to one copy; a write to a mirrored level goes to every copy: the bio itself to
+//! the first, chained copies to the others, so it completes when all have (and fails if any
+//! failed). A RAID5/6 write goes to the stripe worker, which computes parity. Flushes, and
+//! for raid0/raid1 discards, are duplicated by dm core, one per member (as dm-stripe does).
 
 use core::{ffi::CStr, fmt::Write};
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 use crate::core_proto::{
     geometry::{nonzero, Geometry, Level},
     table::{self, TableError},
 };
+use crate::group::{Group, Member};
 use crate::kernel_ext::{
     bio::{Bio, BioOp, BioSet, BlkStatus},
     device_mapper::{
-        CtrError, DeviceVisitor, DmDev, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
+        CtrError, DeviceVisitor, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
         TargetCtr, TargetOperations,
     },
 };
+use crate::stripe_worker::StripeService;
 
 /// Target version reported by `dmsetup targets`.
-pub(crate) const VERSION: [u32; 3] = [0, 2, 0];
-
-/// One member device and where its data area starts.
-struct Member {
-    dev: DmDev,
-    offset: u64,
-}
+pub(crate) const VERSION: [u32; 3] = [0, 3, 0];
 
 /// A constructed `amf` target.
 pub(crate) struct AmfTarget {
-    geometry: Geometry,
-    chunk_sectors: u32,
-    /// Sectors each member contributes (from `offset`).
-    member_len: u64,
-    members: KVec<Member>,
+    /// The RAID5/6 stripe worker. Declared first so that it is torn down (waiting for a
+    /// running worker) before the group it writes to.
+    stripes: Option<StripeService>,
+    group: Arc<Group>,
     /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
     copies: Option<BioSet>,
 }
@@ -53,20 +49,46 @@ impl From<TableError> for CtrError {
 
 impl AmfTarget {
     fn member(&self, i: usize) -> Option<&Member> {
-        self.members.get(i)
+        self.group.member(i)
     }
 
     fn mirrored(&self) -> bool {
-        matches!(self.geometry.level(), Level::Raid1 | Level::Raid10 { .. })
+        self.copies.is_some()
     }
 
     /// Copies of each sector: 1, all members (raid1), or `copies` (raid10).
     fn copy_count(&self) -> u64 {
-        match self.geometry.level() {
-            Level::Raid1 => self.members.len() as u64,
+        match self.group.geometry.level() {
+            Level::Raid1 => self.group.members.len() as u64,
             Level::Raid10 { copies } => u64::from(copies),
             _ => 1,
         }
+    }
+
+    /// A RAID5/6 read: trimmed to its chunk (dm core resubmits the rest), then sent to the
+    /// member holding that chunk.
+    fn map_parity_read(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
+        let Ok(loc) = self.group.geometry.map(logical) else {
+            return MapAction::Kill;
+        };
+        let Some(m) = self.member(loc.member) else {
+            return MapAction::Kill;
+        };
+        let left_in_chunk = u64::from(self.group.chunk_sectors) - loc.offset;
+        bio.accept_partial(left_in_chunk.min(u64::from(u32::MAX)) as u32);
+        bio.set_dev(&m.dev);
+        bio.set_sector(m.offset + loc.member_sector);
+        MapAction::Remap
+    }
+
+    /// A RAID5/6 write: handed to the stripe worker with its target-relative sector.
+    fn map_parity_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
+        let Some(stripes) = self.stripes.as_ref() else {
+            return MapAction::Kill;
+        };
+        bio.set_sector(logical);
+        stripes.submit(bio.defer());
+        MapAction::Deferred
     }
 
     /// Sends a flush/discard copy `nr` to member `nr`, trimming a range bio to the part of
@@ -84,7 +106,7 @@ impl AmfTarget {
             return MapAction::Kill;
         };
         let end = start.saturating_add(bio.sectors());
-        let (begin, end) = match self.geometry.level() {
+        let (begin, end) = match self.group.geometry.level() {
             Level::Raid1 => (start, end),
             // Only raid0 and raid1 ask dm core for per-member range bios.
             _ => (
@@ -106,8 +128,8 @@ impl AmfTarget {
     /// The first sector on member `nr` at or after logical `sector` (RAID0, dm-stripe's
     /// `stripe_map_range_sector`).
     fn member_range_bound(&self, sector: u64, nr: usize) -> u64 {
-        let cs = nonzero(u64::from(self.chunk_sectors));
-        let n = nonzero(self.members.len() as u64);
+        let cs = nonzero(u64::from(self.group.chunk_sectors));
+        let n = nonzero(self.group.members.len() as u64);
         let chunk = sector / cs;
         let row_start = (chunk / n) * cs.get();
         let member = (chunk % n) as usize;
@@ -124,10 +146,11 @@ impl AmfTarget {
     /// Points a read at one copy: copy `chunk % copies`, which spreads sequential reads over
     /// the members.
     fn map_read(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let Ok(mut places) = self.geometry.copy_iter(logical) else {
+        let Ok(mut places) = self.group.geometry.copy_iter(logical) else {
             return MapAction::Kill;
         };
-        let pick = (logical / nonzero(u64::from(self.chunk_sectors))) % nonzero(self.copy_count());
+        let pick =
+            (logical / nonzero(u64::from(self.group.chunk_sectors))) % nonzero(self.copy_count());
         match places
             .nth(pick as usize)
             .and_then(|p| Some((self.member(p.member)?, p.sector)))
@@ -143,7 +166,7 @@ impl AmfTarget {
 
     /// Sends a write to every copy: chained copies first, then the bio itself to the first.
     fn map_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let Ok(mut places) = self.geometry.copy_iter(logical) else {
+        let Ok(mut places) = self.group.geometry.copy_iter(logical) else {
             return MapAction::Kill;
         };
         let Some(first) = places.next() else {
@@ -202,12 +225,13 @@ impl TargetOperations for AmfTarget {
 
         let geometry = Geometry::new(spec.level, nr, u64::from(spec.chunk_sectors), member_len)
             .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
-        let (mirrored, ranged_per_member) = match spec.level {
-            Level::Raid0 => (false, true),
-            Level::Raid1 => (true, true),
+        let (mirrored, ranged_per_member, parity) = match spec.level {
+            Level::Raid0 => (false, true, false),
+            Level::Raid1 => (true, true, false),
+            Level::Raid5 | Level::Raid6 => (false, false, true),
             // A raid10 range interleaves its copies over the members; range operations are
             // not passed down until they are split per member.
-            _ => (true, false),
+            Level::Raid10 { .. } => (true, false, false),
         };
         let copies = if mirrored {
             // One write needs at most `nr - 1` extra bios at once.
@@ -218,8 +242,32 @@ impl TargetOperations for AmfTarget {
         } else {
             None
         };
+        let group = Arc::new(
+            Group {
+                geometry,
+                chunk_sectors: spec.chunk_sectors,
+                member_len,
+                members,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
+        let stripes = if parity {
+            Some(
+                StripeService::new(group.clone(), spec.level == Level::Raid6)
+                    .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate stripe buffers"))?,
+            )
+        } else {
+            None
+        };
 
-        ti.set_max_io_len(u64::from(spec.chunk_sectors))?;
+        // dm core splits every bio at this boundary: a chunk, or for RAID5/6 a stripe, so
+        // that one bio can be a full-stripe write.
+        let max_io = match geometry.stripe_sectors() {
+            Some(stripe) if parity => stripe,
+            _ => u64::from(spec.chunk_sectors),
+        };
+        ti.set_max_io_len(max_io)?;
         ti.set_num_flush_bios(nr as u32);
         let range_bios = if ranged_per_member { nr as u32 } else { 0 };
         ti.set_num_discard_bios(range_bios);
@@ -228,10 +276,8 @@ impl TargetOperations for AmfTarget {
 
         KBox::new(
             Self {
-                geometry,
-                chunk_sectors: spec.chunk_sectors,
-                member_len,
-                members,
+                stripes,
+                group,
                 copies,
             },
             GFP_KERNEL,
@@ -255,6 +301,13 @@ impl TargetOperations for AmfTarget {
         let Some(logical) = bio.sector().checked_sub(ti.begin()) else {
             return MapAction::Kill;
         };
+        if self.stripes.is_some() {
+            return if op == BioOp::Write {
+                self.map_parity_write(bio, logical)
+            } else {
+                self.map_parity_read(bio, logical)
+            };
+        }
         if self.mirrored() {
             return if op == BioOp::Write {
                 self.map_write(bio, logical)
@@ -262,7 +315,7 @@ impl TargetOperations for AmfTarget {
                 self.map_read(bio, logical)
             };
         }
-        let Ok(loc) = self.geometry.map(logical) else {
+        let Ok(loc) = self.group.geometry.map(logical) else {
             return MapAction::Kill;
         };
         let Some(m) = self.member(loc.member) else {
@@ -274,8 +327,9 @@ impl TargetOperations for AmfTarget {
     }
 
     fn status(&self, ti: &Target, kind: StatusKind, out: &mut StatusWriter<'_>) {
-        let level = table::level_name(self.geometry.level());
-        let n = self.members.len();
+        let g = &*self.group;
+        let level = table::level_name(g.geometry.level());
+        let n = g.members.len();
         match kind {
             StatusKind::Info => {
                 let _ = write!(out, "{level} {n} ");
@@ -285,15 +339,15 @@ impl TargetOperations for AmfTarget {
                 let _ = write!(out, " {0}/{0} idle 0", ti.len());
             }
             StatusKind::Table => {
-                let _ = match self.geometry.level() {
+                let _ = match g.geometry.level() {
                     Level::Raid10 { copies } => write!(
                         out,
                         "{level} 3 {} raid10_copies {copies} {n}",
-                        self.chunk_sectors
+                        g.chunk_sectors
                     ),
-                    _ => write!(out, "{level} 1 {} {n}", self.chunk_sectors),
+                    _ => write!(out, "{level} 1 {} {n}", g.chunk_sectors),
                 };
-                for m in self.members.iter() {
+                for m in g.members.iter() {
                     let _ = write!(out, " {} {}", m.dev.name(), m.offset);
                 }
             }
@@ -301,15 +355,15 @@ impl TargetOperations for AmfTarget {
                 let _ = write!(
                     out,
                     "level={level},chunk_sectors={},members={n};",
-                    self.chunk_sectors
+                    g.chunk_sectors
                 );
             }
         }
     }
 
     fn iterate_devices(&self, _ti: &Target, visit: &mut DeviceVisitor<'_>) -> i32 {
-        for m in self.members.iter() {
-            let r = visit.visit(&m.dev, m.offset, self.member_len);
+        for m in self.group.members.iter() {
+            let r = visit.visit(&m.dev, m.offset, self.group.member_len);
             if r != 0 {
                 return r;
             }
@@ -318,10 +372,13 @@ impl TargetOperations for AmfTarget {
     }
 
     fn io_hints(&self, _ti: &Target, limits: &mut QueueLimits<'_>) {
-        let chunk_bytes = self.chunk_sectors.checked_mul(512);
-        let stripe_bytes =
-            chunk_bytes.and_then(|c| c.checked_mul(self.geometry.data_chunks() as u32));
-        limits.set_chunk_sectors(self.chunk_sectors);
+        let g = &*self.group;
+        let chunk_bytes = g.chunk_sectors.checked_mul(512);
+        let stripe_bytes = chunk_bytes.and_then(|c| c.checked_mul(g.geometry.data_chunks() as u32));
+        if self.stripes.is_none() {
+            // RAID5/6 want whole stripes in one bio: no boundary at chunks.
+            limits.set_chunk_sectors(g.chunk_sectors);
+        }
         if let (Some(c), Some(s)) = (chunk_bytes, stripe_bytes) {
             limits.set_io_min(c);
             limits.set_io_opt(s);

@@ -6,7 +6,10 @@
 
 use super::bindings as b;
 use super::device_mapper::DmDev;
-use core::{marker::PhantomData, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    ptr::{self, NonNull},
+};
 use kernel::{
     alloc::flags::{__GFP_ZERO, GFP_KERNEL},
     error::{to_result, Result},
@@ -44,6 +47,11 @@ impl BlkStatus {
     /// The operation is not supported.
     pub(crate) const NOTSUPP: Self = Self(b::AMF_CONST_BLK_STS_NOTSUPP);
 
+    /// A status the block layer reported.
+    pub(crate) fn from_raw(raw: b::blk_status_t) -> Self {
+        Self(raw)
+    }
+
     /// The raw value.
     pub(crate) fn raw(self) -> b::blk_status_t {
         self.0
@@ -55,6 +63,7 @@ impl BlkStatus {
 /// It is not `Send`: the target may only look at and remap the bio while dm core lends it.
 pub(crate) struct Bio<'a> {
     raw: NonNull<b::bio>,
+    deferred: bool,
     _lent: PhantomData<&'a mut b::bio>,
 }
 
@@ -68,7 +77,31 @@ impl<'a> Bio<'a> {
     pub(crate) unsafe fn from_raw(ptr: NonNull<b::bio>) -> Self {
         Self {
             raw: ptr,
+            deferred: false,
             _lent: PhantomData,
+        }
+    }
+
+    /// Takes the bio over from dm core: `map` then reports it as submitted and the target
+    /// must end it (through the returned handle) exactly once, from any context.
+    pub(crate) fn defer(&mut self) -> DeferredBio {
+        self.deferred = true;
+        DeferredBio { raw: self.raw }
+    }
+
+    /// Whether [`Bio::defer`] was called.
+    pub(super) fn is_deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// Keeps only the first `sectors` sectors of a read or write: dm core sends the rest to
+    /// the target again as a new bio (`dm_accept_partial_bio`).
+    pub(crate) fn accept_partial(&mut self, sectors: u32) {
+        if u64::from(sectors) < self.sectors() && sectors > 0 {
+            // SAFETY: the bio is a dm clone of a normal read or write lent to `map`, which is
+            // the only place `dm_accept_partial_bio` may be called; `sectors` is smaller than
+            // its size.
+            unsafe { b::dm_accept_partial_bio(self.raw.as_ptr(), sectors) }
         }
     }
 
@@ -188,6 +221,192 @@ impl<'a> Bio<'a> {
     }
 }
 
+/// A bio a target took over in `map` ([`Bio::defer`]) to complete later, e.g. from a worker.
+///
+/// Dropping it without [`DeferredBio::end`] fails the bio with an I/O error, so a bio is
+/// never leaked.
+pub(crate) struct DeferredBio {
+    raw: NonNull<b::bio>,
+}
+
+// SAFETY: the bio was handed over by dm core; the target owns it until `bio_endio`, and
+// nothing else touches it, so it may be completed on any CPU.
+unsafe impl Send for DeferredBio {}
+
+impl DeferredBio {
+    fn get(&self) -> &b::bio {
+        // SAFETY: owned by us until `end`, see the type's invariant.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// First sector the bio addresses (on the dm device).
+    pub(crate) fn sector(&self) -> u64 {
+        self.get().bi_iter.bi_sector
+    }
+
+    /// Size in 512-byte sectors.
+    pub(crate) fn sectors(&self) -> u64 {
+        u64::from(self.get().bi_iter.bi_size >> 9)
+    }
+
+    /// The operation.
+    pub(crate) fn op(&self) -> BioOp {
+        // SAFETY: a valid lent bio that lives as long as `self`.
+        unsafe { Bio::from_raw(self.raw) }.op()
+    }
+
+    /// Whether the write must be on stable media when it completes (`REQ_FUA`).
+    pub(crate) fn is_fua(&self) -> bool {
+        self.get().bi_opf & b::AMF_CONST_REQ_FUA != 0
+    }
+
+    /// Copies the bio's data from byte `skip` on into `buf` (at most `buf.len()` bytes).
+    ///
+    /// `buf` must be in the kernel's direct map (kmalloc memory, as [`KVec`] uses).
+    pub(crate) fn copy_to_buf(&self, skip: u32, buf: &mut [u8]) -> Result {
+        self.copy(skip, buf.as_mut_ptr(), buf.len(), true)
+    }
+
+    /// Copies `buf` into the bio's data pages from byte `skip` on (a read's result).
+    pub(crate) fn copy_from_buf(&mut self, skip: u32, buf: &[u8]) -> Result {
+        self.copy(skip, buf.as_ptr().cast_mut(), buf.len(), false)
+    }
+
+    /// Both copies: a one-segment bio over the buffer on the stack, and `bio_copy_data_iter`
+    /// between it and ours, which walks the pages (and maps highmem) for us.
+    fn copy(&self, skip: u32, buf: *mut u8, len: usize, to_buf: bool) -> Result {
+        if skip > self.get().bi_iter.bi_size || len > u32::MAX as usize {
+            return Err(EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: all-zero is a valid initial state for both C structs; `bio_init` sets up
+        // the bio on the one-entry table.
+        let mut vec: b::bio_vec = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let mut kb: b::bio = unsafe { core::mem::zeroed() };
+        let page_mask = (kernel::page::PAGE_SIZE - 1) as usize;
+        // SAFETY: `kb` and `vec` live on this stack frame until after `bio_uninit`; `buf` is
+        // `len` bytes of direct-mapped memory (caller's contract), so `virt_to_page` and the
+        // in-page offset describe it as one physically contiguous segment; the bio is never
+        // submitted, only used as a copy endpoint.
+        unsafe {
+            b::bio_init(&mut kb, ptr::null_mut(), &mut vec, 1, 0);
+            let added = b::bio_add_page(
+                &mut kb,
+                b::amf_virt_to_page(buf.cast()),
+                len as u32,
+                (buf as usize & page_mask) as u32,
+            );
+            if added as usize != len {
+                b::bio_uninit(&mut kb);
+                return Err(EINVAL);
+            }
+            let mut ours = self.get().bi_iter;
+            b::amf_bio_advance_iter(self.raw.as_ptr(), &mut ours, skip);
+            let mut theirs = kb.bi_iter;
+            if to_buf {
+                b::bio_copy_data_iter(&mut kb, &mut theirs, self.raw.as_ptr(), &mut ours);
+            } else {
+                b::bio_copy_data_iter(self.raw.as_ptr(), &mut ours, &mut kb, &mut theirs);
+            }
+            b::bio_uninit(&mut kb);
+        }
+        Ok(())
+    }
+
+    /// Completes the bio with `status`, handing it back to dm core.
+    pub(crate) fn end(self, status: BlkStatus) {
+        let raw = self.raw;
+        core::mem::forget(self);
+        // SAFETY: we own the bio (type invariant) and end it once: `self` is forgotten.
+        unsafe {
+            (*raw.as_ptr()).bi_status = status.raw();
+            b::bio_endio(raw.as_ptr());
+        }
+    }
+
+    /// Links bios into a FIFO without allocating: the raw `bi_next` chain that `bio_list`
+    /// uses, which is the owner's to use while it holds the bio.
+    fn next_mut(&mut self) -> &mut *mut b::bio {
+        // SAFETY: owned by us, see the type's invariant.
+        unsafe { &mut (*self.raw.as_ptr()).bi_next }
+    }
+}
+
+impl Drop for DeferredBio {
+    fn drop(&mut self) {
+        // SAFETY: we own the bio and this is its only completion (`end` forgets `self`).
+        unsafe {
+            (*self.raw.as_ptr()).bi_status = BlkStatus::IOERR.raw();
+            b::bio_endio(self.raw.as_ptr());
+        }
+    }
+}
+
+/// A FIFO of deferred bios chained through `bi_next` (`struct bio_list` in Rust), so queueing
+/// a bio never allocates.
+pub(crate) struct BioQueue {
+    head: Option<NonNull<b::bio>>,
+    tail: Option<NonNull<b::bio>>,
+    len: usize,
+}
+
+// SAFETY: the queue owns the deferred bios on it, which are `Send`.
+unsafe impl Send for BioQueue {}
+
+impl BioQueue {
+    /// An empty queue.
+    pub(crate) const fn new() -> Self {
+        Self {
+            head: None,
+            tail: None,
+            len: 0,
+        }
+    }
+
+    /// Bios queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `bio`.
+    pub(crate) fn push(&mut self, mut bio: DeferredBio) {
+        *bio.next_mut() = ptr::null_mut();
+        let raw = bio.raw;
+        core::mem::forget(bio);
+        match self.tail {
+            // SAFETY: `tail` is a bio this queue owns.
+            Some(t) => unsafe { (*t.as_ptr()).bi_next = raw.as_ptr() },
+            None => self.head = Some(raw),
+        }
+        self.tail = Some(raw);
+        self.len += 1;
+    }
+
+    /// Takes the oldest bio.
+    pub(crate) fn pop(&mut self) -> Option<DeferredBio> {
+        let head = self.head?;
+        // SAFETY: `head` is a bio this queue owns; ownership moves to the returned handle.
+        let mut bio = DeferredBio { raw: head };
+        let next = core::mem::replace(bio.next_mut(), ptr::null_mut());
+        self.head = NonNull::new(next);
+        if self.head.is_none() {
+            self.tail = None;
+        }
+        self.len -= 1;
+        Some(bio)
+    }
+}
+
+impl Drop for BioQueue {
+    fn drop(&mut self) {
+        // Bios still queued fail rather than leak.
+        while self.pop().is_some() {}
+    }
+}
+
 /// A pool of bios for copies (`struct bio_set`), torn down on drop.
 pub(crate) struct BioSet {
     raw: NonNull<b::bio_set>,
@@ -199,13 +418,23 @@ unsafe impl Send for BioSet {}
 unsafe impl Sync for BioSet {}
 
 impl BioSet {
-    /// A pool that can always hand out `reserve` bios without memory allocation succeeding.
+    /// A pool of clones (which share their data pages) that can always hand out `reserve`
+    /// bios without memory allocation succeeding.
     pub(crate) fn new(reserve: u32) -> Result<Self> {
+        Self::init(reserve, b::BIOSET_NEED_RESCUER)
+    }
+
+    /// A pool of bios that carry their own page vectors (for I/O on the target's buffers).
+    pub(crate) fn with_bvecs(reserve: u32) -> Result<Self> {
+        Self::init(reserve, b::BIOSET_NEED_RESCUER | b::BIOSET_NEED_BVECS)
+    }
+
+    fn init(reserve: u32, flags: u32) -> Result<Self> {
         let bs = KBox::<b::bio_set>::new_uninit(GFP_KERNEL | __GFP_ZERO)?;
         let raw = NonNull::new(KBox::into_raw(bs).cast::<b::bio_set>()).ok_or(ENOMEM)?;
         // SAFETY: `raw` is a zeroed, exclusively owned bio_set at a stable address, which is
         // what bioset_init expects.
-        let r = unsafe { b::bioset_init(raw.as_ptr(), reserve, 0, b::BIOSET_NEED_RESCUER as i32) };
+        let r = unsafe { b::bioset_init(raw.as_ptr(), reserve, 0, flags as i32) };
         if let Err(e) = to_result(r) {
             // SAFETY: bioset_init failed and cleaned up after itself; the memory is ours.
             drop(unsafe { KBox::from_raw(raw.as_ptr()) });
@@ -214,7 +443,7 @@ impl BioSet {
         Ok(Self { raw })
     }
 
-    fn as_ptr(&self) -> *mut b::bio_set {
+    pub(super) fn as_ptr(&self) -> *mut b::bio_set {
         self.raw.as_ptr()
     }
 }

@@ -60,6 +60,8 @@ pub(crate) enum MapAction {
     Complete(BlkStatus),
     /// Fail the bio with an I/O error.
     Kill,
+    /// The target took the bio over with [`Bio::defer`] and completes it later.
+    Deferred,
 }
 
 /// Which `dmsetup` query a status call answers.
@@ -536,7 +538,13 @@ unsafe extern "C" fn map_callback<T: TargetOperations>(
     // SAFETY: dm core calls map on a constructed target with a bio it lends to us.
     let (t, target, mut bio) =
         unsafe { (private::<T>(ti), Target::from_raw(ti), Bio::from_raw(raw)) };
-    match t.map(target, &mut bio) {
+    let action = t.map(target, &mut bio);
+    if bio.is_deferred() {
+        // The target owns the bio now and ends it itself, whatever it answered.
+        return b::DM_MAPIO_SUBMITTED as c_int;
+    }
+    match action {
+        MapAction::Deferred => b::DM_MAPIO_KILL as c_int,
         MapAction::Remap => b::DM_MAPIO_REMAPPED as c_int,
         MapAction::Complete(status) => {
             bio.complete(status);

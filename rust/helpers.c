@@ -22,3 +22,28 @@ void amf_bio_io_error(struct bio *bio)
 {
 	bio_io_error(bio);
 }
+
+struct page *amf_virt_to_page(const void *addr)
+{
+	return virt_to_page(addr);
+}
+
+void amf_bio_advance_iter(const struct bio *bio, struct bvec_iter *iter, unsigned int bytes)
+{
+	bio_advance_iter(bio, iter, bytes);
+}
+
+void amf_init_completion(struct completion *x)
+{
+	init_completion(x);
+}
+
+unsigned int amf_memalloc_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void amf_memalloc_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}

@@ -9,10 +9,18 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/completion.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
 
 void amf_bio_set_dev(struct bio *bio, struct block_device *bdev);
 enum req_op amf_bio_op(const struct bio *bio);
 sector_t amf_bdev_nr_sectors(struct block_device *bdev);
 void amf_bio_io_error(struct bio *bio);
+struct page *amf_virt_to_page(const void *addr);
+void amf_bio_advance_iter(const struct bio *bio, struct bvec_iter *iter, unsigned int bytes);
+void amf_init_completion(struct completion *x);
+unsigned int amf_memalloc_noio_save(void);
+void amf_memalloc_noio_restore(unsigned int flags);
 
 #endif /* DM_AMF_RUST_HELPERS_H */

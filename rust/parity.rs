@@ -109,6 +109,58 @@ pub(crate) fn gen_syndrome(blocks: &mut [&mut [u8]]) -> Result<(), BlockError> {
     Ok(())
 }
 
+/// Whether the selected raid6 routines can update P and Q in place ([`xor_syndrome`]); md
+/// disables read-modify-write for RAID6 when they cannot.
+pub(crate) fn has_xor_syndrome() -> bool {
+    // SAFETY: see `gen_syndrome`.
+    unsafe { ptr::addr_of!(b::raid6_call).read() }
+        .xor_syndrome
+        .is_some()
+}
+
+/// Read-modify-write of RAID6 parity: `data` holds one block per data chunk, where blocks
+/// `start..=stop` are the *change* (old XOR new) of each chunk (a zero block for a chunk that
+/// did not change); `p` and `q` hold the old parity and become the new. Data blocks outside
+/// `start..=stop` are not read, and the same block may be passed several times.
+pub(crate) fn xor_syndrome(
+    data: &[&[u8]],
+    p: &mut [u8],
+    q: &mut [u8],
+    start: usize,
+    stop: usize,
+) -> Result<(), BlockError> {
+    let disks = data.len() + 2;
+    if start > stop || stop >= data.len() {
+        return Err(BlockError::Index);
+    }
+    if disks < 4 || disks > MAX_BLOCKS {
+        return Err(BlockError::Count);
+    }
+    let len = check(data.iter().copied().chain([&*p, &*q]))?;
+    let mut ptrs = [ptr::null_mut::<c_void>(); MAX_BLOCKS];
+    for (ptr, blk) in ptrs.iter_mut().zip(data) {
+        *ptr = blk.as_ptr().cast_mut().cast();
+    }
+    ptrs[disks - 2] = p.as_mut_ptr().cast();
+    ptrs[disks - 1] = q.as_mut_ptr().cast();
+    // SAFETY: see `gen_syndrome`.
+    let calls = unsafe { ptr::addr_of!(b::raid6_call).read() };
+    let xor = calls.xor_syndrome.ok_or(BlockError::Count)?;
+    // SAFETY: every pointer is a valid, aligned `len`-byte block; the routine only reads the
+    // data blocks (so shared and repeated ones are fine) and writes P and Q, which are
+    // unique borrows distinct from the data.
+    unsafe {
+        xor(
+            disks as c_int,
+            start as c_int,
+            stop as c_int,
+            len,
+            ptrs.as_mut_ptr(),
+        )
+    };
+    Ok(())
+}
+
 /// Rebuilds data blocks `a` and `b` (both data, `a != b`) of a RAID6 stripe from the others.
 pub(crate) fn recover_two_data(
     blocks: &mut [&mut [u8]],

@@ -157,6 +157,10 @@ impl<T: Copy + Default, const N: usize> BoundedList<T, N> {
         }
     }
 
+    pub(super) fn clear(&mut self) {
+        self.len = 0;
+    }
+
     pub(super) fn push(&mut self, item: T) {
         if let Some(slot) = self.items.get_mut(self.len) {
             *slot = item;

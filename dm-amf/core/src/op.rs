@@ -138,6 +138,28 @@ pub struct Plan {
     pub q: bool,
 }
 
+impl Plan {
+    /// A plan with nothing to do (what [`plan_write_into`] starts from).
+    pub fn empty() -> Plan {
+        Plan {
+            kind: OpKind::Mirror,
+            reads: IoList::new(),
+            writes: IoList::new(),
+            p: false,
+            q: false,
+        }
+    }
+
+    /// Empties the plan in place.
+    fn clear(&mut self) {
+        self.kind = OpKind::Mirror;
+        self.reads.clear();
+        self.writes.clear();
+        self.p = false;
+        self.q = false;
+    }
+}
+
 /// Cut the first operation off a host write of `sectors` sectors at logical `sector`.
 /// Returns the request and how many logical sectors it covers; call again with the rest.
 ///
@@ -239,14 +261,24 @@ pub fn costs(g: &Geometry, req: &WriteRequest, failed: MemberSet) -> Result<Cost
 /// `rmw_level`, ties go to reconstruct-write), else reconstruct-write. Failed members are
 /// neither read nor written. Other levels: write every copy.
 pub fn plan_write(g: &Geometry, req: &WriteRequest, failed: MemberSet) -> Result<Plan, OpError> {
+    let mut plan = Plan::empty();
+    plan_write_into(&mut plan, g, req, failed, true)?;
+    Ok(plan)
+}
+
+/// [`plan_write`] into a caller's `plan` (a plan is a few KiB: the kernel keeps one on the
+/// heap instead of on its small stack), with read-modify-write allowed or not (md turns it
+/// off for RAID6 when the CPU's raid6 routines cannot update the syndrome in place).
+#[inline(never)]
+pub fn plan_write_into(
+    plan: &mut Plan,
+    g: &Geometry,
+    req: &WriteRequest,
+    failed: MemberSet,
+    rmw_allowed: bool,
+) -> Result<(), OpError> {
     check(g, req)?;
-    let mut plan = Plan {
-        kind: OpKind::Mirror,
-        reads: IoList::new(),
-        writes: IoList::new(),
-        p: false,
-        q: false,
-    };
+    plan.clear();
     if g.parity_chunks() == 0 {
         let cs = g.chunk_sectors();
         match g.level() {
@@ -280,7 +312,7 @@ pub fn plan_write(g: &Geometry, req: &WriteRequest, failed: MemberSet) -> Result
         if plan.writes.as_slice().is_empty() {
             return Err(OpError::TooManyFailures);
         }
-        return Ok(plan);
+        return Ok(());
     }
     let layout = g.layout(req.stripe)?;
     let sector = layout.member_sector + req.offset;
@@ -297,7 +329,7 @@ pub fn plan_write(g: &Geometry, req: &WriteRequest, failed: MemberSet) -> Result
     plan.q = live_q.is_some();
     plan.kind = if c.rcw == 0 {
         OpKind::FullStripe
-    } else if c.rmw < c.rcw && c.rmw > 0 {
+    } else if rmw_allowed && c.rmw < c.rcw && c.rmw > 0 {
         OpKind::ReadModifyWrite
     } else {
         OpKind::ReconstructWrite
@@ -335,7 +367,7 @@ pub fn plan_write(g: &Geometry, req: &WriteRequest, failed: MemberSet) -> Result
     if let Some(q) = live_q {
         plan.writes.push(io(q, Block::Q));
     }
-    Ok(plan)
+    Ok(())
 }
 
 /// Check a received record against the group before storing it: the extent must fit the

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One RAID5/6 write, run by the stripe worker: the host bio is cut into per-stripe
+//! requests (`op::split_write`), each planned by the core (`op::plan_write_with`: full
+//! stripe, read-modify-write or reconstruct-write, by read count) and driven through the
+//! core's `WriteOp` state machine: pre-reads, parity, writes. With no peers the machine
+//! acknowledges the host only after the member writes; the cluster adds its replication
+//! steps between the same states.
+
+use core::ops::Range;
+
+use kernel::prelude::*;
+
+use crate::core_proto::{
+    geometry::{Level, MemberSet},
+    op::{self, Block, Plan, WriteOp, WriteRequest},
+    wire::OpKind,
+};
+use crate::group::Group;
+use crate::kernel_ext::{
+    bio::{BioSet, DeferredBio},
+    block_io::{self, MemberIo},
+    parity::{self, BlockError, MAX_BLOCKS},
+};
+use crate::stripe_buf::StripeBuffers;
+
+/// Member I/Os submitted at once; larger steps go in several batches (bounds the stack).
+const BATCH: usize = 16;
+
+/// Why a write failed; the host bio fails with an I/O error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteError {
+    /// The core refused to plan or advance the operation.
+    Plan,
+    /// The bio's data could not be copied.
+    Copy,
+    /// A parity routine refused its blocks.
+    Parity,
+    /// A member read or write failed.
+    Io,
+}
+
+/// What the worker keeps between writes, on the heap: the stripe buffers, the plan (a few
+/// KiB, too big for a kernel stack) and the operation counter.
+pub(crate) struct Scratch {
+    pub(crate) bufs: StripeBuffers,
+    pub(crate) plan: KBox<Plan>,
+    pub(crate) op_id: u64,
+}
+
+impl Scratch {
+    /// Scratch space for stripes of `data_chunks` chunks of `chunk_bytes` (constructor only).
+    pub(crate) fn new(data_chunks: usize, chunk_bytes: usize, raid6: bool) -> Result<Self> {
+        Ok(Self {
+            bufs: StripeBuffers::new(data_chunks, chunk_bytes, raid6)?,
+            plan: KBox::new(Plan::empty(), GFP_KERNEL)?,
+            op_id: 0,
+        })
+    }
+}
+
+/// What a stripe write needs besides its scratch space.
+pub(crate) struct StripeWriter<'a> {
+    pub(crate) group: &'a Group,
+    pub(crate) pool: &'a BioSet,
+    /// Whether RAID6 may use read-modify-write (the CPU's raid6 routines have
+    /// `xor_syndrome`).
+    pub(crate) raid6_rmw: bool,
+}
+
+impl StripeWriter<'_> {
+    /// Writes the whole `bio`, whose sector is the target-relative `logical`.
+    pub(crate) fn write_bio(
+        &self,
+        scratch: &mut Scratch,
+        bio: &DeferredBio,
+        logical: u64,
+    ) -> Result<(), WriteError> {
+        let g = &self.group.geometry;
+        let (mut sector, mut left, mut skip) = (logical, bio.sectors(), 0u64);
+        while left > 0 {
+            let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
+            scratch.op_id = scratch.op_id.wrapping_add(1);
+            let Scratch { bufs, plan, op_id } = &mut *scratch;
+            self.write_request(bufs, plan, bio, skip, &req, *op_id)?;
+            sector += covered;
+            left -= covered;
+            skip += covered * 512;
+        }
+        Ok(())
+    }
+
+    /// One operation: `bio` bytes from `skip` on are the new data of `req`'s chunks, in
+    /// chunk order.
+    #[inline(never)]
+    fn write_request(
+        &self,
+        bufs: &mut StripeBuffers,
+        plan: &mut Plan,
+        bio: &DeferredBio,
+        skip: u64,
+        req: &WriteRequest,
+        id: u64,
+    ) -> Result<(), WriteError> {
+        let g = &self.group.geometry;
+        let rmw_allowed = g.level() != Level::Raid6 || self.raid6_rmw;
+        op::plan_write_into(plan, g, req, MemberSet::EMPTY, rmw_allowed)
+            .map_err(|_| WriteError::Plan)?;
+        let plan = &*plan;
+        let r = byte_range(req)?;
+        let mut skip = u32::try_from(skip).map_err(|_| WriteError::Copy)?;
+        for (k, buf) in bufs.data.iter_mut().enumerate() {
+            if req.chunks.contains(k) {
+                let dst = buf.get_mut(r.clone()).ok_or(WriteError::Copy)?;
+                bio.copy_to_buf(skip, dst).map_err(|_| WriteError::Copy)?;
+                skip += r.len() as u32;
+            }
+        }
+
+        let (mut state, fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
+        let mut fx = fx;
+        if fx.read {
+            self.run_ios(bufs, plan, &r, false, false)?;
+            fx = state.reads_done().map_err(|_| WriteError::Plan)?;
+        }
+        if !fx.compute {
+            return Err(WriteError::Plan);
+        }
+        compute(bufs, plan, req, &r).map_err(|_| WriteError::Parity)?;
+        fx = state.computed(0).map_err(|_| WriteError::Plan)?;
+        if !fx.write {
+            return Err(WriteError::Plan);
+        }
+        self.run_ios(bufs, plan, &r, true, bio.is_fua())?;
+        let fx = state.writes_done(0).map_err(|_| WriteError::Plan)?;
+        if fx.ack_host && fx.retire {
+            Ok(())
+        } else {
+            Err(WriteError::Plan)
+        }
+    }
+
+    /// Issues the plan's reads (into the buffers the computation expects them in) or its
+    /// writes, `BATCH` at a time, and waits for them.
+    #[inline(never)]
+    fn run_ios(
+        &self,
+        bufs: &mut StripeBuffers,
+        plan: &Plan,
+        r: &Range<usize>,
+        write: bool,
+        fua: bool,
+    ) -> Result<(), WriteError> {
+        let list = if write { &plan.writes } else { &plan.reads };
+        let rmw = plan.kind == OpKind::ReadModifyWrite;
+        for part in list.as_slice().chunks(BATCH) {
+            let mut ios: [MemberIo<'_>; BATCH] = core::array::from_fn(|_| MemberIo::empty());
+            let n = part.len();
+            // Each buffer is borrowed by at most one I/O of a step: a plan names each block
+            // once.
+            let StripeBuffers {
+                data, old, p, q, ..
+            } = &mut *bufs;
+            let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] = core::array::from_fn(|_| None);
+            let source = if rmw && !write { old } else { data };
+            for (slot, buf) in data_bufs.iter_mut().zip(source.iter_mut()) {
+                *slot = buf.get_mut(r.clone());
+            }
+            let (mut p_buf, mut q_buf) = (p.get_mut(r.clone()), q.get_mut(r.clone()));
+            for (io, step) in ios.iter_mut().zip(part) {
+                let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
+                let buf = match step.what {
+                    Block::Data(k) => data_bufs.get_mut(usize::from(k)).and_then(Option::take),
+                    Block::P => p_buf.take(),
+                    Block::Q => q_buf.take(),
+                }
+                .ok_or(WriteError::Plan)?;
+                let sector = member.offset + step.sector;
+                *io = if write {
+                    MemberIo::write(&member.dev, sector, buf, fua)
+                } else {
+                    MemberIo::read(&member.dev, sector, buf)
+                };
+            }
+            if !block_io::submit_all(self.pool, &mut ios[..n]) {
+                return Err(WriteError::Io);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of a chunk that `req` covers.
+fn byte_range(req: &WriteRequest) -> Result<Range<usize>, WriteError> {
+    let start = usize::try_from(req.offset * 512).map_err(|_| WriteError::Plan)?;
+    let len = usize::try_from(req.sectors * 512).map_err(|_| WriteError::Plan)?;
+    Ok(start..start + len)
+}
+
+/// New P (and Q) over `r` from what the reads left in the buffers.
+#[inline(never)]
+fn compute(
+    bufs: &mut StripeBuffers,
+    plan: &Plan,
+    req: &WriteRequest,
+    r: &Range<usize>,
+) -> Result<(), BlockError> {
+    let StripeBuffers {
+        data,
+        old,
+        p,
+        q,
+        zero,
+    } = bufs;
+    let p = p.get_mut(r.clone()).ok_or(BlockError::Length)?;
+    let q = q.get_mut(r.clone()).filter(|_| plan.q);
+    if plan.kind == OpKind::ReadModifyWrite {
+        return read_modify_write(data, old, zero, p, q, req, r);
+    }
+    // Full stripe or reconstruct-write: every data chunk's range is in `data`.
+    match q {
+        Some(q) => {
+            let mut blocks: [&mut [u8]; MAX_BLOCKS] = core::array::from_fn(|_| Default::default());
+            let mut n = 0;
+            let parity = [p, q];
+            let all = Iterator::chain(
+                data.iter_mut().map(|d| d.get_mut(r.clone())),
+                parity.into_iter().map(Some),
+            );
+            for (slot, blk) in blocks.iter_mut().zip(all) {
+                *slot = blk.ok_or(BlockError::Length)?;
+                n += 1;
+            }
+            parity::gen_syndrome(blocks.get_mut(..n).ok_or(BlockError::Count)?)
+        }
+        None => {
+            let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
+            let mut n = 0;
+            for (s, d) in srcs.iter_mut().zip(data.iter()) {
+                *s = d.get(r.clone()).ok_or(BlockError::Length)?;
+                n += 1;
+            }
+            let (first, rest) = srcs.get(..n).and_then(|s| s.split_first()).ok_or(BlockError::Count)?;
+            // Element-wise so that no length-mismatch panic path is compiled in.
+            for (d, s) in p.iter_mut().zip(*first) {
+                *d = *s;
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
+            parity::xor_into(p, rest)
+        }
+    }
+}
+
+/// Read-modify-write: `old` holds the old data of the written chunks, `p` (and `q`) the old
+/// parity. Each written chunk's change (old XOR new) is folded into the parity.
+#[inline(never)]
+fn read_modify_write(
+    data: &[KVec<u8>],
+    old: &mut [KVec<u8>],
+    zero: &[u8],
+    p: &mut [u8],
+    q: Option<&mut [u8]>,
+    req: &WriteRequest,
+    r: &Range<usize>,
+) -> Result<(), BlockError> {
+    let dc = data.len();
+    let (mut first, mut last) = (None, 0);
+    for (k, (o, n)) in old.iter_mut().zip(data).enumerate() {
+        if req.chunks.contains(k) {
+            let (Some(o), Some(n)) = (o.get_mut(r.clone()), n.get(r.clone())) else {
+                return Err(BlockError::Length);
+            };
+            parity::xor_into(o, &[n])?;
+            first.get_or_insert(k);
+            last = k;
+        }
+    }
+    let first = first.ok_or(BlockError::Count)?;
+    let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
+    let mut n = 0;
+    match q {
+        Some(q) => {
+            // The syndrome routine wants every data position from `first` to `last`: a
+            // chunk that did not change contributes zeroes.
+            let zero = zero.get(r.clone()).ok_or(BlockError::Length)?;
+            for (k, (s, o)) in srcs.iter_mut().zip(old.iter()).enumerate() {
+                *s = if req.chunks.contains(k) {
+                    o.get(r.clone()).ok_or(BlockError::Length)?
+                } else {
+                    zero
+                };
+                n += 1;
+            }
+            let srcs = srcs.get(..n).filter(|_| n == dc).ok_or(BlockError::Count)?;
+            parity::xor_syndrome(srcs, p, q, first, last)
+        }
+        None => {
+            let changed = old.iter().enumerate().filter(|(k, _)| req.chunks.contains(*k));
+            for (s, (_, o)) in srcs.iter_mut().zip(changed) {
+                *s = o.get(r.clone()).ok_or(BlockError::Length)?;
+                n += 1;
+            }
+            parity::xor_into(p, srcs.get(..n).ok_or(BlockError::Count)?)
+        }
+    }
+}

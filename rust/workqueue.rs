@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A workqueue a driver owns (`alloc_workqueue`/`destroy_workqueue`), for work that storage
+//! I/O depends on: `WQ_MEM_RECLAIM` gives it a rescuer thread, so it makes progress when
+//! memory is short and reclaim itself waits for our writes. The kernel crate only offers
+//! the shared system queues.
+//!
+//! C header: [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
+
+use core::{ops::Deref, ptr::NonNull};
+use kernel::{bindings, prelude::*, workqueue::Queue};
+
+/// An owned workqueue; dropping it waits for every queued and running item
+/// (`destroy_workqueue` drains it first).
+pub(crate) struct OwnedQueue {
+    raw: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: a workqueue is used from any CPU through its own locking.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: see `Send`; `&OwnedQueue` only enqueues.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// A reclaim-safe queue named `name` running at most `max_active` items at once.
+    pub(crate) fn new_reclaim(name: &core::ffi::CStr, max_active: i32) -> Result<Self> {
+        // SAFETY: the format is the constant "%s" and its one argument a NUL-terminated
+        // string that `alloc_workqueue` copies.
+        let raw = unsafe {
+            bindings::alloc_workqueue(
+                c"%s".as_ptr().cast(),
+                bindings::wq_flags_WQ_MEM_RECLAIM,
+                max_active,
+                name.as_ptr(),
+            )
+        };
+        Ok(Self {
+            raw: NonNull::new(raw).ok_or(ENOMEM)?,
+        })
+    }
+}
+
+impl Deref for OwnedQueue {
+    type Target = Queue;
+
+    fn deref(&self) -> &Queue {
+        // SAFETY: the queue lives until `self` is dropped, which outlives the borrow.
+        unsafe { Queue::from_raw(self.raw.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new_reclaim` and destroyed once; it drains pending work.
+        unsafe { bindings::destroy_workqueue(self.raw.as_ptr()) };
+    }
+}
