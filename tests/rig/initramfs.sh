@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build the test guests' initramfs (gzip cpio) and print its path on the last stdout line.
 #
-#   initramfs.sh [--module FILE] [--extra fio|cluster]... [--iotool FILE]
+#   initramfs.sh [--module FILE] [--extra fio|cluster]... [--iotool FILE] [--amfctl FILE]
 #
 # Two layers, each cached under ~/.cache/dm-amf/initramfs/ by a key of its content:
 #   base: busybox-static + dmsetup (+ extras: fio; corosync, corosync-quorumtool,
 #         corosync-cfgtool, dlm_controld, dlm_tool) with the shared libraries ldd finds.
 #         Keyed by the binaries' names, sizes and mtimes: rebuilt only when packages change.
-#   top:  tests/guest (init, lib, suites), amf-iotool, the module as /lib/modules/dm-amf.ko.
-#         Keyed by content: a few hundred KiB, built in well under a second.
+#   top:  tests/guest (init, lib, suites), amf-iotool and amfctl (static builds of the
+#         workspace's crates, /usr/bin), the module as /lib/modules/dm-amf.ko.
+#         Keyed by content: a few MiB, built in about a second (after cargo).
 # The kernel unpacks concatenated gzip cpio archives in order, so the image is base + top.
 # fio is an extra because it drags ~80 MB of libraries (ceph, icu) into the guest.
 set -euo pipefail
@@ -22,13 +23,15 @@ die() { log "$*"; exit 2; }
 
 module=
 iotool=
+amfctl=
 extras=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--module) module=$2; shift 2 ;;
 	--iotool) iotool=$2; shift 2 ;;
+	--amfctl) amfctl=$2; shift 2 ;;
 	--extra) extras+=("$2"); shift 2 ;;
-	-h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,15p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1'" ;;
 	esac
 done
@@ -93,30 +96,38 @@ if [ ! -f "$base" ]; then
 fi
 
 # ------------------------------------------------------------------ top layer
-if [ -z "$iotool" ]; then
+pkgs=()
+[ -n "$iotool" ] || pkgs+=(-p amf-iotool)
+[ -n "$amfctl" ] || pkgs+=(-p amfctl)
+if [ ${#pkgs[@]} -gt 0 ]; then
 	export PATH="$HOME/.cargo/bin:$PATH"
-	# Static, so it needs nothing from the base layer.
+	# Static, so they need nothing from the base layer.
 	(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release \
-		-p amf-iotool --target x86_64-unknown-linux-gnu) >&2 || die "building amf-iotool failed"
-	iotool=$repo/target/x86_64-unknown-linux-gnu/release/amf-iotool
+		"${pkgs[@]}" --target x86_64-unknown-linux-gnu) >&2 || die "building ${pkgs[*]} failed"
 fi
+: "${iotool:=$repo/target/x86_64-unknown-linux-gnu/release/amf-iotool}"
+: "${amfctl:=$repo/target/x86_64-unknown-linux-gnu/release/amfctl}"
 [ -x "$iotool" ] || die "no amf-iotool at $iotool"
+[ -x "$amfctl" ] || die "no amfctl at $amfctl"
 
-topkey=$( { echo v2; cat "$0"; tar -C "$repo/tests/guest" -cf - --sort=name --mtime=@0 --owner=0 --group=0 .;
-	cat "$iotool"; if [ -n "$module" ]; then cat "$module"; fi; } | sha256sum | cut -c1-16)
+topkey=$( { echo v3; cat "$0"; tar -C "$repo/tests/guest" -cf - --sort=name --mtime=@0 --owner=0 --group=0 .;
+	cat "$iotool" "$amfctl"; if [ -n "$module" ]; then cat "$module"; fi; } | sha256sum | cut -c1-16)
 img=$cache/amf-$basekey-$topkey.cpio.gz
 if [ ! -f "$img" ]; then
 	stage=$(mktemp -d "$cache/stage.XXXXXX")
-	trap 'rm -rf "$stage"' EXIT
+	trap 'rm -rf "$stage" "$stage.top"' EXIT
 	mkdir -p "$stage/amf" "$stage/usr/bin" "$stage/lib/modules"
 	cp "$repo/tests/guest/init" "$stage/init"
 	cp -r "$repo/tests/guest/lib" "$repo/tests/guest/suites" "$stage/amf/"
 	[ -d "$repo/tests/guest/files" ] && cp -r "$repo/tests/guest/files" "$stage/amf/"
 	chmod 755 "$stage/init"
 	cp "$iotool" "$stage/usr/bin/amf-iotool"
+	cp "$amfctl" "$stage/usr/bin/amfctl"
 	[ -n "$module" ] && cp "$module" "$stage/lib/modules/dm-amf.ko"
-	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$stage/top.cpio.gz"
-	cat "$base" "$stage/top.cpio.gz" >"$img.tmp"
+	# The archive goes outside the staged tree, or find would pack it into itself.
+	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$stage.top"
+	cat "$base" "$stage.top" >"$img.tmp"
+	rm -f "$stage.top"
 	mv "$img.tmp" "$img"
 	rm -rf "$stage"
 	trap - EXIT
