@@ -15,6 +15,7 @@ mod core_proto;
 mod group;
 mod parity_check;
 mod stripe_buf;
+mod stripe_read;
 mod stripe_worker;
 mod stripe_write;
 mod target;

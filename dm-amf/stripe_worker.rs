@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The stripe worker of a RAID5/6 group: `map` queues every write here (a write needs reads
-//! and parity before it may touch the members, which `map` must not wait for), and one work
-//! item on the group's reclaim-safe workqueue runs the queued writes one after another.
+//! and parity before it may touch the members, which `map` must not wait for), and so do
+//! `map` and `end_io` for reads that must be rebuilt from the other members (a failed
+//! member). One work item on the group's reclaim-safe workqueue runs them one after another.
 //!
 //! Running one stripe operation at a time is this version's per-stripe serialization: two
 //! writes to one stripe never interleave their read, compute and write steps, so parity is
@@ -10,20 +11,20 @@
 //! bio_set (GFP_NOIO, inside a NOIO scope), so it makes progress under memory pressure.
 
 use kernel::{
-    new_mutex, new_spinlock,
+    new_mutex,
     prelude::*,
-    sync::{Arc, Mutex, SpinLock},
+    sync::{Arc, Mutex},
     workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
 use crate::group::Group;
 use crate::kernel_ext::{
-    bio::{BioQueue, BioSet, BlkStatus, DeferredBio},
+    bio::{BioOp, BioSet, BlkStatus, DeferredBio, DeferredList},
     block_io::NoIoScope,
     parity,
     workqueue::OwnedQueue,
 };
-use crate::stripe_write::{Scratch, StripeWriter};
+use crate::stripe_write::{Scratch, StripeEngine};
 
 /// Queue and state of the stripe worker.
 #[pin_data]
@@ -32,8 +33,7 @@ pub(crate) struct StripeWorker {
     /// Bios for member I/O: a step submits at most one per member.
     pool: BioSet,
     raid6_rmw: bool,
-    #[pin]
-    pending: SpinLock<BioQueue>,
+    pending: DeferredList,
     #[pin]
     scratch: Mutex<Scratch>,
     #[pin]
@@ -64,7 +64,7 @@ impl StripeService {
                 group,
                 pool,
                 raid6_rmw: parity::has_xor_syndrome(),
-                pending <- new_spinlock!(BioQueue::new(), "amf:stripe_queue"),
+                pending: DeferredList::new(),
                 scratch <- new_mutex!(scratch, "amf:stripe_scratch"),
                 work <- new_work!("amf:stripe_worker"),
             }),
@@ -76,16 +76,12 @@ impl StripeService {
         })
     }
 
-    /// Queues a write whose sector was set to the target-relative sector; never sleeps.
+    /// Queues a bio whose sector was set to the target-relative sector; never sleeps, safe
+    /// in interrupt context.
     pub(crate) fn submit(&self, bio: DeferredBio) {
-        self.worker.pending.lock().push(bio);
+        self.worker.pending.push(bio);
         // Already queued (and not yet running) is fine: that run will see this bio.
         let _ = self.queue.enqueue(self.worker.clone());
-    }
-
-    /// Writes waiting for the worker.
-    pub(crate) fn queued(&self) -> usize {
-        self.worker.pending.lock().len()
     }
 }
 
@@ -95,23 +91,29 @@ impl WorkItem for StripeWorker {
     fn run(this: Arc<StripeWorker>) {
         let _noio = NoIoScope::enter();
         let mut scratch = this.scratch.lock();
-        let writer = StripeWriter {
+        let writer = StripeEngine {
             group: &this.group,
             pool: &this.pool,
             raid6_rmw: this.raid6_rmw,
         };
         loop {
-            // A statement of its own: the queue lock is dropped before the write sleeps.
-            let next = this.pending.lock().pop();
-            let Some(bio) = next else {
+            let mut batch = this.pending.take_all().peekable();
+            if batch.peek().is_none() {
                 break;
-            };
-            let logical = bio.sector();
-            let status = match writer.write_bio(&mut scratch, &bio, logical) {
-                Ok(()) => BlkStatus::OK,
-                Err(_) => BlkStatus::IOERR,
-            };
-            bio.end(status);
+            }
+            for mut bio in batch {
+                let logical = bio.sector();
+                let done = if bio.op() == BioOp::Read {
+                    writer.read_bio(&mut scratch, &mut bio, logical)
+                } else {
+                    writer.write_bio(&mut scratch, &bio, logical)
+                };
+                bio.end(if done.is_ok() {
+                    BlkStatus::OK
+                } else {
+                    BlkStatus::IOERR
+                });
+            }
         }
     }
 }

@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One RAID5/6 write, run by the stripe worker: the host bio is cut into per-stripe
+//! One RAID5/6 write, run by the stripe worker (reads that need the parity are in
+//! `stripe_read`): the host bio is cut into per-stripe
 //! requests (`op::split_write`), each planned by the core (`op::plan_write_with`: full
 //! stripe, read-modify-write or reconstruct-write, by read count) and driven through the
 //! core's `WriteOp` state machine: pre-reads, parity, writes. With no peers the machine
 //! acknowledges the host only after the member writes; the cluster adds its replication
 //! steps between the same states.
+//!
+//! Failed members are left out of the plan (the core picks the method that does not need
+//! them). A member that fails a pre-read is marked failed and the operation re-planned; one
+//! that fails a write is marked failed, and the write still succeeds while the group holds
+//! all data (the stripe is consistent without that member), as md does.
 
 use core::ops::Range;
 
@@ -13,12 +19,12 @@ use kernel::prelude::*;
 
 use crate::core_proto::{
     geometry::{Level, MemberSet},
-    op::{self, Block, Plan, WriteOp, WriteRequest},
+    op::{self, Block, Io, Plan, WriteOp, WriteRequest},
     wire::OpKind,
 };
 use crate::group::Group;
 use crate::kernel_ext::{
-    bio::{BioSet, DeferredBio},
+    bio::{BioSet, BlkStatus, DeferredBio},
     block_io::{self, MemberIo},
     parity::{self, BlockError, MAX_BLOCKS},
 };
@@ -60,7 +66,7 @@ impl Scratch {
 }
 
 /// What a stripe write needs besides its scratch space.
-pub(crate) struct StripeWriter<'a> {
+pub(crate) struct StripeEngine<'a> {
     pub(crate) group: &'a Group,
     pub(crate) pool: &'a BioSet,
     /// Whether RAID6 may use read-modify-write (the CPU's raid6 routines have
@@ -68,7 +74,7 @@ pub(crate) struct StripeWriter<'a> {
     pub(crate) raid6_rmw: bool,
 }
 
-impl StripeWriter<'_> {
+impl StripeEngine<'_> {
     /// Writes the whole `bio`, whose sector is the target-relative `logical`.
     pub(crate) fn write_bio(
         &self,
@@ -104,9 +110,6 @@ impl StripeWriter<'_> {
     ) -> Result<(), WriteError> {
         let g = &self.group.geometry;
         let rmw_allowed = g.level() != Level::Raid6 || self.raid6_rmw;
-        op::plan_write_into(plan, g, req, MemberSet::EMPTY, rmw_allowed)
-            .map_err(|_| WriteError::Plan)?;
-        let plan = &*plan;
         let r = byte_range(req)?;
         let mut skip = u32::try_from(skip).map_err(|_| WriteError::Copy)?;
         for (k, buf) in bufs.data.iter_mut().enumerate() {
@@ -116,44 +119,67 @@ impl StripeWriter<'_> {
                 skip += r.len() as u32;
             }
         }
-
-        let (mut state, fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
-        let mut fx = fx;
-        if fx.read {
-            self.run_ios(bufs, plan, &r, false, false)?;
-            fx = state.reads_done().map_err(|_| WriteError::Plan)?;
+        // A member failing during the pre-reads changes the plan: start again without it.
+        // Each round fails one more member, so this ends.
+        for _ in 0..=g.members() {
+            op::plan_write_into(plan, g, req, self.group.failed(), rmw_allowed)
+                .map_err(|_| WriteError::Io)?;
+            let plan = &*plan;
+            let (mut state, mut fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
+            if fx.read {
+                let bad = self.run_ios(bufs, plan.reads.as_slice(), plan.kind, &r, IoDir::Read)?;
+                if !bad.is_empty() {
+                    self.group.mark_failed(bad);
+                    continue;
+                }
+                fx = state.reads_done().map_err(|_| WriteError::Plan)?;
+            }
+            if !fx.compute {
+                return Err(WriteError::Plan);
+            }
+            compute(bufs, plan, req, &r).map_err(|_| WriteError::Parity)?;
+            fx = state.computed(0).map_err(|_| WriteError::Plan)?;
+            if !fx.write {
+                return Err(WriteError::Plan);
+            }
+            let dir = if bio.is_fua() {
+                IoDir::WriteFua
+            } else {
+                IoDir::Write
+            };
+            let bad = self.run_ios(bufs, plan.writes.as_slice(), plan.kind, &r, dir)?;
+            if !bad.is_empty() {
+                // What reached the other members is consistent without the failed ones.
+                self.group.mark_failed(bad);
+                if !self.group.can_serve() {
+                    return Err(WriteError::Io);
+                }
+            }
+            let fx = state.writes_done(0).map_err(|_| WriteError::Plan)?;
+            return if fx.ack_host && fx.retire {
+                Ok(())
+            } else {
+                Err(WriteError::Plan)
+            };
         }
-        if !fx.compute {
-            return Err(WriteError::Plan);
-        }
-        compute(bufs, plan, req, &r).map_err(|_| WriteError::Parity)?;
-        fx = state.computed(0).map_err(|_| WriteError::Plan)?;
-        if !fx.write {
-            return Err(WriteError::Plan);
-        }
-        self.run_ios(bufs, plan, &r, true, bio.is_fua())?;
-        let fx = state.writes_done(0).map_err(|_| WriteError::Plan)?;
-        if fx.ack_host && fx.retire {
-            Ok(())
-        } else {
-            Err(WriteError::Plan)
-        }
+        Err(WriteError::Io)
     }
 
-    /// Issues the plan's reads (into the buffers the computation expects them in) or its
-    /// writes, `BATCH` at a time, and waits for them.
+    /// Issues `ios` (reads into the buffers the computation expects them in, or writes from
+    /// them), `BATCH` at a time, and waits for them. Returns the members whose I/O failed.
     #[inline(never)]
-    fn run_ios(
+    pub(crate) fn run_ios(
         &self,
         bufs: &mut StripeBuffers,
-        plan: &Plan,
+        list: &[Io],
+        kind: OpKind,
         r: &Range<usize>,
-        write: bool,
-        fua: bool,
-    ) -> Result<(), WriteError> {
-        let list = if write { &plan.writes } else { &plan.reads };
-        let rmw = plan.kind == OpKind::ReadModifyWrite;
-        for part in list.as_slice().chunks(BATCH) {
+        dir: IoDir,
+    ) -> Result<MemberSet, WriteError> {
+        // Read-modify-write reads old data beside the new; everything else uses `data`.
+        let into_old = kind == OpKind::ReadModifyWrite && dir == IoDir::Read;
+        let mut bad = MemberSet::EMPTY;
+        for part in list.chunks(BATCH) {
             let mut ios: [MemberIo<'_>; BATCH] = core::array::from_fn(|_| MemberIo::empty());
             let n = part.len();
             // Each buffer is borrowed by at most one I/O of a step: a plan names each block
@@ -162,7 +188,7 @@ impl StripeWriter<'_> {
                 data, old, p, q, ..
             } = &mut *bufs;
             let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] = core::array::from_fn(|_| None);
-            let source = if rmw && !write { old } else { data };
+            let source = if into_old { old } else { data };
             for (slot, buf) in data_bufs.iter_mut().zip(source.iter_mut()) {
                 *slot = buf.get_mut(r.clone());
             }
@@ -176,18 +202,31 @@ impl StripeWriter<'_> {
                 }
                 .ok_or(WriteError::Plan)?;
                 let sector = member.offset + step.sector;
-                *io = if write {
-                    MemberIo::write(&member.dev, sector, buf, fua)
-                } else {
-                    MemberIo::read(&member.dev, sector, buf)
+                *io = match dir {
+                    IoDir::Read => MemberIo::read(&member.dev, sector, buf),
+                    IoDir::Write => MemberIo::write(&member.dev, sector, buf, false),
+                    IoDir::WriteFua => MemberIo::write(&member.dev, sector, buf, true),
                 };
             }
-            if !block_io::submit_all(self.pool, &mut ios[..n]) {
-                return Err(WriteError::Io);
+            let ios = ios.get_mut(..n).ok_or(WriteError::Plan)?;
+            if !block_io::submit_all(self.pool, ios) {
+                for (io, step) in ios.iter().zip(part) {
+                    if io.status() != BlkStatus::OK {
+                        bad = bad.with(step.member);
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(bad)
     }
+}
+
+/// Which way [`StripeEngine::run_ios`] moves data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IoDir {
+    Read,
+    Write,
+    WriteFua,
 }
 
 /// The bytes of a chunk that `req` covers.

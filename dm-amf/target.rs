@@ -15,12 +15,12 @@ use core::{ffi::CStr, fmt::Write};
 use kernel::{prelude::*, sync::Arc};
 
 use crate::core_proto::{
-    geometry::{nonzero, Geometry, Level},
+    geometry::{nonzero, Geometry, Level, MemberSet},
     table::{self, TableError},
 };
 use crate::group::{Group, Member};
 use crate::kernel_ext::{
-    bio::{Bio, BioOp, BioSet, BlkStatus},
+    bio::{Bio, BioOp, BioSet, BlkStatus, SavedIter},
     device_mapper::{
         CtrError, DeviceVisitor, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
         TargetCtr, TargetOperations,
@@ -30,6 +30,17 @@ use crate::stripe_worker::StripeService;
 
 /// Target version reported by `dmsetup targets`.
 pub(crate) const VERSION: [u32; 3] = [0, 3, 0];
+
+/// What `map` notes about a bio for `end_io`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BioNote {
+    /// A RAID5/6 read sent straight to this member: on error, rebuild it from the others.
+    direct_read_from: Option<usize>,
+    /// Target-relative first sector.
+    logical: u64,
+    /// The bio's range before it was remapped.
+    iter: SavedIter,
+}
 
 /// A constructed `amf` target.
 pub(crate) struct AmfTarget {
@@ -66,9 +77,11 @@ impl AmfTarget {
     }
 
     /// A RAID5/6 read: trimmed to its chunk (dm core resubmits the rest), then sent to the
-    /// member holding that chunk.
-    fn map_parity_read(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let Ok(loc) = self.group.geometry.map(logical) else {
+    /// member holding that chunk, or to the stripe worker to be rebuilt if that member
+    /// failed. `note` keeps what a retry after a read error needs.
+    fn map_parity_read(&self, bio: &mut Bio<'_>, logical: u64, note: &mut BioNote) -> MapAction {
+        let (Ok(loc), Some(stripes)) = (self.group.geometry.map(logical), self.stripes.as_ref())
+        else {
             return MapAction::Kill;
         };
         let Some(m) = self.member(loc.member) else {
@@ -76,6 +89,16 @@ impl AmfTarget {
         };
         let left_in_chunk = u64::from(self.group.chunk_sectors) - loc.offset;
         bio.accept_partial(left_in_chunk.min(u64::from(u32::MAX)) as u32);
+        if self.group.failed().contains(loc.member) {
+            bio.set_sector(logical);
+            stripes.submit(bio.defer());
+            return MapAction::Deferred;
+        }
+        *note = BioNote {
+            direct_read_from: Some(loc.member),
+            logical,
+            iter: bio.save_iter(),
+        };
         bio.set_dev(&m.dev);
         bio.set_sector(m.offset + loc.member_sector);
         MapAction::Remap
@@ -195,6 +218,8 @@ impl AmfTarget {
 impl TargetOperations for AmfTarget {
     const NAME: &'static CStr = c"amf";
     const VERSION: [u32; 3] = VERSION;
+    const HAS_END_IO: bool = true;
+    type PerBio = BioNote;
 
     fn ctr(ti: &mut TargetCtr<'_>, args: &[&str]) -> Result<KBox<Self>, CtrError> {
         let spec = table::parse(args, ti.len())?;
@@ -243,12 +268,7 @@ impl TargetOperations for AmfTarget {
             None
         };
         let group = Arc::new(
-            Group {
-                geometry,
-                chunk_sectors: spec.chunk_sectors,
-                member_len,
-                members,
-            },
+            Group::new(geometry, spec.chunk_sectors, member_len, members),
             GFP_KERNEL,
         )
         .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
@@ -285,7 +305,7 @@ impl TargetOperations for AmfTarget {
         .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))
     }
 
-    fn map(&self, ti: &Target, bio: &mut Bio<'_>) -> MapAction {
+    fn map(&self, ti: &Target, bio: &mut Bio<'_>, note: &mut BioNote) -> MapAction {
         if bio.is_preflush() && bio.sectors() == 0 {
             return self.map_per_member(ti, bio, false);
         }
@@ -305,7 +325,7 @@ impl TargetOperations for AmfTarget {
             return if op == BioOp::Write {
                 self.map_parity_write(bio, logical)
             } else {
-                self.map_parity_read(bio, logical)
+                self.map_parity_read(bio, logical, note)
             };
         }
         if self.mirrored() {
@@ -326,6 +346,32 @@ impl TargetOperations for AmfTarget {
         MapAction::Remap
     }
 
+    fn end_io(
+        &self,
+        _ti: &Target,
+        bio: &mut Bio<'_>,
+        note: &mut BioNote,
+        status: BlkStatus,
+    ) -> BlkStatus {
+        let (Some(member), Some(stripes)) = (note.direct_read_from, self.stripes.as_ref()) else {
+            return status;
+        };
+        if status == BlkStatus::OK {
+            return status;
+        }
+        // The member failed this read: take it out of service and rebuild the data from
+        // the others. The retry's completion comes back here with no member noted.
+        self.group.mark_failed(MemberSet::single(member));
+        if !self.group.can_serve() {
+            return status;
+        }
+        note.direct_read_from = None;
+        bio.restore_iter(note.iter);
+        bio.set_sector(note.logical);
+        stripes.submit(bio.defer());
+        BlkStatus::OK
+    }
+
     fn status(&self, ti: &Target, kind: StatusKind, out: &mut StatusWriter<'_>) {
         let g = &*self.group;
         let level = table::level_name(g.geometry.level());
@@ -333,8 +379,9 @@ impl TargetOperations for AmfTarget {
         match kind {
             StatusKind::Info => {
                 let _ = write!(out, "{level} {n} ");
-                for _ in 0..n {
-                    let _ = out.write_char('A');
+                let failed = g.failed();
+                for m in 0..n {
+                    let _ = out.write_char(if failed.contains(m) { 'D' } else { 'A' });
                 }
                 let _ = write!(out, " {0}/{0} idle 0", ti.len());
             }

@@ -9,6 +9,7 @@ use super::device_mapper::DmDev;
 use core::{
     marker::PhantomData,
     ptr::{self, NonNull},
+    sync::atomic::{AtomicPtr, Ordering},
 };
 use kernel::{
     alloc::flags::{__GFP_ZERO, GFP_KERNEL},
@@ -58,6 +59,21 @@ impl BlkStatus {
     }
 }
 
+/// A bio's data position and range (`struct bvec_iter`), see [`Bio::save_iter`].
+#[derive(Clone, Copy)]
+pub(crate) struct SavedIter(b::bvec_iter);
+
+impl Default for SavedIter {
+    fn default() -> Self {
+        Self(b::bvec_iter {
+            bi_sector: 0,
+            bi_size: 0,
+            bi_idx: 0,
+            bi_bvec_done: 0,
+        })
+    }
+}
+
 /// A bio lent to a target callback for the duration of that call.
 ///
 /// It is not `Send`: the target may only look at and remap the bio while dm core lends it.
@@ -87,6 +103,23 @@ impl<'a> Bio<'a> {
     pub(crate) fn defer(&mut self) -> DeferredBio {
         self.deferred = true;
         DeferredBio { raw: self.raw }
+    }
+
+    /// The raw bio (for the device-mapper glue).
+    pub(super) fn as_ptr(&self) -> *mut b::bio {
+        self.raw.as_ptr()
+    }
+
+    /// Remembers where the bio's data and range are, before `map` points it elsewhere: the
+    /// completed bio has its iterator advanced by the lower device, and a retry restores it
+    /// (as dm's `dm_bio_record`/`dm_bio_restore` do).
+    pub(crate) fn save_iter(&self) -> SavedIter {
+        SavedIter(self.get().bi_iter)
+    }
+
+    /// Puts back a [`SavedIter`] taken from this bio in `map`.
+    pub(crate) fn restore_iter(&mut self, saved: SavedIter) {
+        self.get_mut().bi_iter = saved.0;
     }
 
     /// Whether [`Bio::defer`] was called.
@@ -345,65 +378,92 @@ impl Drop for DeferredBio {
     }
 }
 
-/// A FIFO of deferred bios chained through `bi_next` (`struct bio_list` in Rust), so queueing
-/// a bio never allocates.
-pub(crate) struct BioQueue {
-    head: Option<NonNull<b::bio>>,
-    tail: Option<NonNull<b::bio>>,
-    len: usize,
+/// Deferred bios waiting for a worker: a lock-free list chained through `bi_next` (the
+/// kernel's `llist`), so that `map` and `end_io` (which may run in interrupt context) can
+/// queue a bio without a lock or an allocation. One consumer takes the whole list at once.
+pub(crate) struct DeferredList {
+    head: AtomicPtr<b::bio>,
 }
 
-// SAFETY: the queue owns the deferred bios on it, which are `Send`.
-unsafe impl Send for BioQueue {}
-
-impl BioQueue {
-    /// An empty queue.
+impl DeferredList {
+    /// An empty list.
     pub(crate) const fn new() -> Self {
         Self {
-            head: None,
-            tail: None,
-            len: 0,
+            head: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// Bios queued.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Appends `bio`.
-    pub(crate) fn push(&mut self, mut bio: DeferredBio) {
-        *bio.next_mut() = ptr::null_mut();
-        let raw = bio.raw;
+    /// Adds `bio`; safe from any context.
+    pub(crate) fn push(&self, mut bio: DeferredBio) {
+        let raw = bio.raw.as_ptr();
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            *bio.next_mut() = head;
+            match self
+                .head
+                .compare_exchange_weak(head, raw, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+        // The list owns it now.
         core::mem::forget(bio);
-        match self.tail {
-            // SAFETY: `tail` is a bio this queue owns.
-            Some(t) => unsafe { (*t.as_ptr()).bi_next = raw.as_ptr() },
-            None => self.head = Some(raw),
-        }
-        self.tail = Some(raw);
-        self.len += 1;
     }
 
-    /// Takes the oldest bio.
-    pub(crate) fn pop(&mut self) -> Option<DeferredBio> {
-        let head = self.head?;
-        // SAFETY: `head` is a bio this queue owns; ownership moves to the returned handle.
-        let mut bio = DeferredBio { raw: head };
-        let next = core::mem::replace(bio.next_mut(), ptr::null_mut());
-        self.head = NonNull::new(next);
-        if self.head.is_none() {
-            self.tail = None;
+    /// Takes every queued bio, oldest first. Only one task may call this at a time (the
+    /// worker): that is what makes the list free of ABA races.
+    pub(crate) fn take_all(&self) -> DeferredBatch {
+        let mut newest = self.head.swap(ptr::null_mut(), Ordering::AcqRel);
+        // Reverse the LIFO chain into arrival order.
+        let mut oldest = ptr::null_mut::<b::bio>();
+        while let Some(cur) = NonNull::new(newest) {
+            // SAFETY: every bio on the chain is owned by the list, now by this batch.
+            unsafe {
+                newest = (*cur.as_ptr()).bi_next;
+                (*cur.as_ptr()).bi_next = oldest;
+            }
+            oldest = cur.as_ptr();
         }
-        self.len -= 1;
+        DeferredBatch {
+            head: NonNull::new(oldest),
+        }
+    }
+}
+
+// SAFETY: the list only holds deferred bios, which are `Send`, behind an atomic pointer.
+unsafe impl Sync for DeferredList {}
+// SAFETY: see `Sync`.
+unsafe impl Send for DeferredList {}
+
+impl Drop for DeferredList {
+    fn drop(&mut self) {
+        // Bios still queued fail rather than leak.
+        drop(self.take_all());
+    }
+}
+
+/// Bios taken off a [`DeferredList`], oldest first.
+pub(crate) struct DeferredBatch {
+    head: Option<NonNull<b::bio>>,
+}
+
+impl Iterator for DeferredBatch {
+    type Item = DeferredBio;
+
+    fn next(&mut self) -> Option<DeferredBio> {
+        let head = self.head?;
+        // SAFETY: the batch owns its chain; ownership of `head` moves to the handle.
+        let mut bio = DeferredBio { raw: head };
+        self.head = NonNull::new(core::mem::replace(bio.next_mut(), ptr::null_mut()));
         Some(bio)
     }
 }
 
-impl Drop for BioQueue {
+impl Drop for DeferredBatch {
     fn drop(&mut self) {
-        // Bios still queued fail rather than leak.
-        while self.pop().is_some() {}
+        // Bios not handed out fail rather than leak.
+        for _ in self.by_ref() {}
     }
 }
 

@@ -81,11 +81,6 @@ impl<'a> MemberIo<'a> {
     pub(crate) fn status(&self) -> BlkStatus {
         self.status
     }
-
-    /// The device it went to.
-    pub(crate) fn dev(&self) -> Option<&DmDev> {
-        self.dev
-    }
 }
 
 /// What the completions of one batch share: the count of I/Os in flight and the completion

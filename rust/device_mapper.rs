@@ -89,8 +89,29 @@ pub(crate) trait TargetOperations: Sized + Send + Sync {
     /// Builds a target from its table arguments.
     fn ctr(ti: &mut TargetCtr<'_>, args: &[&str]) -> Result<KBox<Self>, CtrError>;
 
+    /// What the target remembers about each bio between `map` and `end_io` (dm core keeps
+    /// it next to the bio: `per_io_data_size`). `map` starts from `Default::default()`.
+    type PerBio: Copy + Default;
+
+    /// Whether dm core should call [`TargetOperations::end_io`] (an indirect call per bio).
+    const HAS_END_IO: bool = false;
+
     /// Routes one bio.
-    fn map(&self, ti: &Target, bio: &mut Bio<'_>) -> MapAction;
+    fn map(&self, ti: &Target, bio: &mut Bio<'_>, note: &mut Self::PerBio) -> MapAction;
+
+    /// Called when a bio that `map` remapped (or deferred and ended) completes, with its
+    /// status; returns the status to complete it with. A target that wants to finish the
+    /// bio itself (e.g. retry a failed read) calls [`Bio::defer`] and ends it later; dm
+    /// core then calls `end_io` again for that completion.
+    fn end_io(
+        &self,
+        _ti: &Target,
+        _bio: &mut Bio<'_>,
+        _note: &mut Self::PerBio,
+        status: BlkStatus,
+    ) -> BlkStatus {
+        status
+    }
 
     /// Writes the status line (`dmsetup status`/`table`).
     fn status(&self, ti: &Target, kind: StatusKind, out: &mut StatusWriter<'_>);
@@ -400,6 +421,11 @@ impl<T: TargetOperations> Registration<T> {
             ctr: Some(ctr_callback::<T>),
             dtr: Some(dtr_callback::<T>),
             map: Some(map_callback::<T>),
+            end_io: if T::HAS_END_IO {
+                Some(end_io_callback::<T>)
+            } else {
+                None
+            },
             status: Some(status_callback::<T>),
             message: Some(message_callback::<T>),
             iterate_devices: Some(iterate_devices_callback::<T>),
@@ -489,6 +515,8 @@ unsafe extern "C" fn ctr_callback<T: TargetOperations>(
         ti: raw,
         _ctr: PhantomData,
     };
+    // Fits: a `PerBio` is a small struct, not gigabytes.
+    ctx.get_mut().per_io_data_size = size_of::<T::PerBio>() as c_uint;
     // SAFETY: dm core passes `argc` valid strings that outlive the constructor.
     let result = unsafe { collect_args(argc, argv) }.and_then(|args| T::ctr(&mut ctx, &args));
     match result {
@@ -538,7 +566,15 @@ unsafe extern "C" fn map_callback<T: TargetOperations>(
     // SAFETY: dm core calls map on a constructed target with a bio it lends to us.
     let (t, target, mut bio) =
         unsafe { (private::<T>(ti), Target::from_raw(ti), Bio::from_raw(raw)) };
-    let action = t.map(target, &mut bio);
+    // SAFETY: the constructor set `per_io_data_size` to the size of `T::PerBio`, so dm core
+    // reserved that much (aligned for its own pointers, enough for a `Copy` note) next to
+    // this bio for as long as it lives; nothing else uses it. It is initialised here.
+    let note = unsafe {
+        let p = b::dm_per_bio_data(bio_ptr(&bio), size_of::<T::PerBio>()).cast::<T::PerBio>();
+        p.write(T::PerBio::default());
+        &mut *p
+    };
+    let action = t.map(target, &mut bio, note);
     if bio.is_deferred() {
         // The target owns the bio now and ends it itself, whatever it answered.
         return b::DM_MAPIO_SUBMITTED as c_int;
@@ -552,6 +588,44 @@ unsafe extern "C" fn map_callback<T: TargetOperations>(
         }
         MapAction::Kill => b::DM_MAPIO_KILL as c_int,
     }
+}
+
+/// dm core's `end_io` hook for target type `T` (installed only if `T::HAS_END_IO`).
+///
+/// # Safety
+///
+/// Only dm core calls this, through the `target_type` that [`Registration`] registered,
+/// with the arguments its contract in `device-mapper.h` guarantees.
+unsafe extern "C" fn end_io_callback<T: TargetOperations>(
+    ti: *mut b::dm_target,
+    bio: *mut bindings::bio,
+    error: *mut b::blk_status_t,
+) -> c_int {
+    let (Some(raw), false) = (NonNull::new(bio), error.is_null()) else {
+        return b::DM_ENDIO_DONE as c_int;
+    };
+    // SAFETY: dm core lends the completed clone to end_io on a constructed target; the
+    // per-bio note was initialised by `map_callback` for this bio.
+    let (t, target, mut bio, note) = unsafe {
+        let bio = Bio::from_raw(raw);
+        let note = &mut *b::dm_per_bio_data(raw.as_ptr(), size_of::<T::PerBio>())
+            .cast::<T::PerBio>();
+        (private::<T>(ti), Target::from_raw(ti), bio, note)
+    };
+    // SAFETY: `error` is dm core's status of this completion, valid for the call.
+    let status = BlkStatus::from_raw(unsafe { *error });
+    let status = t.end_io(target, &mut bio, note, status);
+    if bio.is_deferred() {
+        return b::DM_ENDIO_INCOMPLETE as c_int;
+    }
+    // SAFETY: as above.
+    unsafe { *error = status.raw() };
+    b::DM_ENDIO_DONE as c_int
+}
+
+/// The raw bio behind a lent one (for dm core calls the glue makes itself).
+fn bio_ptr(bio: &Bio<'_>) -> *mut bindings::bio {
+    bio.as_ptr()
 }
 
 /// dm core's `status` hook for target type `T`.

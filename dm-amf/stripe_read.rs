@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Degraded RAID5/6 reads, run by the stripe worker (so never beside a write to the same
+//! stripe): the core's `read_plan` names the surviving members to read, and the lost data
+//! is rebuilt with the kernel's parity routines: XOR with P, or the raid6 recovery
+//! routines when Q is needed.
+
+use core::ops::Range;
+
+use kernel::prelude::*;
+
+use crate::core_proto::{
+    geometry::{MemberSet, ReadPlan, StripeLayout},
+    op::{Block, Io},
+    wire::OpKind,
+};
+use crate::kernel_ext::{
+    bio::DeferredBio,
+    parity::{self, BlockError, MAX_BLOCKS},
+};
+use crate::stripe_buf::StripeBuffers;
+use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
+
+impl StripeEngine<'_> {
+    /// Reads `bio` (within one chunk, at target-relative `logical`) while some members are
+    /// out of service.
+    pub(crate) fn read_bio(
+        &self,
+        scratch: &mut Scratch,
+        bio: &mut DeferredBio,
+        logical: u64,
+    ) -> Result<(), WriteError> {
+        let g = &self.group.geometry;
+        let loc = g.map(logical).map_err(|_| WriteError::Plan)?;
+        let start = usize::try_from(loc.offset * 512).map_err(|_| WriteError::Plan)?;
+        let len = usize::try_from(bio.sectors() * 512).map_err(|_| WriteError::Plan)?;
+        let r = start..start + len;
+        let bufs = &mut scratch.bufs;
+        // Each round fails one more member or ends.
+        for _ in 0..=g.members() {
+            let failed = self.group.failed();
+            let mut ios = [Io::default(); MAX_BLOCKS];
+            let mut n = 0;
+            let plan = g.read_plan(logical, failed).map_err(|_| WriteError::Io)?;
+            let layout = g.layout(loc.stripe).map_err(|_| WriteError::Plan)?;
+            let sectors = bio.sectors();
+            match plan {
+                ReadPlan::Direct(place) => {
+                    ios[0] = Io {
+                        member: place.member,
+                        sector: place.sector,
+                        sectors,
+                        what: Block::Data(loc.chunk as u8),
+                    };
+                    n = 1;
+                }
+                ReadPlan::Reconstruct {
+                    sources,
+                    member_sector,
+                    ..
+                } => {
+                    for (io, m) in ios.iter_mut().zip(sources.iter()) {
+                        let what = block_of(&layout, m).ok_or(WriteError::Plan)?;
+                        *io = Io {
+                            member: m,
+                            sector: member_sector,
+                            sectors,
+                            what,
+                        };
+                        n += 1;
+                    }
+                }
+            }
+            let ios = ios.get(..n).ok_or(WriteError::Plan)?;
+            let bad = self.run_ios(bufs, ios, OpKind::Mirror, &r, IoDir::Read)?;
+            if !bad.is_empty() {
+                self.group.mark_failed(bad);
+                continue;
+            }
+            if let ReadPlan::Reconstruct { chunk, .. } = plan {
+                rebuild(bufs, &layout, failed, chunk, &r).map_err(|_| WriteError::Parity)?;
+            }
+            let data = bufs
+                .data
+                .get(loc.chunk)
+                .and_then(|d| d.get(r.clone()))
+                .ok_or(WriteError::Plan)?;
+            return bio.copy_from_buf(0, data).map_err(|_| WriteError::Copy);
+        }
+        Err(WriteError::Io)
+    }
+}
+
+/// The block member `m` holds in a stripe.
+fn block_of(layout: &StripeLayout, m: usize) -> Option<Block> {
+    if layout.p == Some(m) {
+        Some(Block::P)
+    } else if layout.q == Some(m) {
+        Some(Block::Q)
+    } else {
+        layout.chunk_of(m).map(|k| Block::Data(k as u8))
+    }
+}
+
+/// Rebuilds data chunk `want` over `r` from the blocks read (every surviving data chunk and
+/// P, or Q where P or a second data chunk is lost).
+#[inline(never)]
+fn rebuild(
+    bufs: &mut StripeBuffers,
+    layout: &StripeLayout,
+    failed: MemberSet,
+    want: usize,
+    r: &Range<usize>,
+) -> Result<(), BlockError> {
+    let lost_data = |k: &usize| layout.data_member(*k).is_some_and(|m| failed.contains(m));
+    let other_lost = (0..bufs.data.len()).find(|k| *k != want && lost_data(k));
+    let p_alive = layout.p.is_some_and(|m| !failed.contains(m));
+    let StripeBuffers { data, p, q, .. } = bufs;
+    if other_lost.is_none() && p_alive {
+        // RAID5, or RAID6 with P: the chunk is P XOR the other data chunks.
+        let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
+        let mut n = 0;
+        let mut target = None;
+        for (k, d) in data.iter_mut().enumerate() {
+            let blk = d.get_mut(r.clone()).ok_or(BlockError::Length)?;
+            if k == want {
+                target = Some(blk);
+            } else if let Some(s) = srcs.get_mut(n) {
+                *s = blk;
+                n += 1;
+            }
+        }
+        if let Some(s) = srcs.get_mut(n) {
+            *s = p.get(r.clone()).ok_or(BlockError::Length)?;
+            n += 1;
+        }
+        let target = target.ok_or(BlockError::Index)?;
+        target.fill(0);
+        return parity::xor_into(target, srcs.get(..n).ok_or(BlockError::Count)?);
+    }
+    // RAID6 with Q: every data block, P and Q, the lost ones rebuilt in place.
+    let mut blocks: [&mut [u8]; MAX_BLOCKS] = core::array::from_fn(|_| Default::default());
+    let mut n = 0;
+    let all = Iterator::chain(
+        data.iter_mut().map(|d| d.get_mut(r.clone())),
+        [p.get_mut(r.clone()), q.get_mut(r.clone())],
+    );
+    for (slot, blk) in blocks.iter_mut().zip(all) {
+        *slot = blk.ok_or(BlockError::Length)?;
+        n += 1;
+    }
+    let blocks = blocks.get_mut(..n).ok_or(BlockError::Count)?;
+    match other_lost {
+        Some(other) => parity::recover_two_data(blocks, want, other),
+        None => parity::recover_data_and_p(blocks, want),
+    }
+}
