@@ -9,10 +9,14 @@
 //! ```text
 //! <level> <#params> <chunk_sectors> [<param>...] <#devs> <dev> <offset> [<dev> <offset>]...
 //! ```
+//!
+//! A `<dev>` of `-` is a missing member; `rebuild <idx>` names a member to be rebuilt from
+//! the others. The parser refuses a group that cannot serve its data (more missing and
+//! rebuilding members than the level tolerates).
 
 use core::ffi::CStr;
 
-use super::geometry::{nonzero, Geometry, GeometryError, Level, MAX_MEMBERS};
+use super::geometry::{nonzero, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
 
 /// Smallest chunk: one 4 KiB page.
 pub const MIN_CHUNK_SECTORS: u32 = 8;
@@ -21,6 +25,9 @@ pub const MAX_CHUNK_SECTORS: u32 = 1 << 21;
 
 /// Copies of each chunk in raid10 when `raid10_copies` is not given (md's `n2`).
 pub const DEFAULT_RAID10_COPIES: u8 = 2;
+
+/// The `<dev>` word of a missing member (dm-raid's spelling).
+pub const MISSING_DEVICE: &str = "-";
 
 /// Why a table line was refused. Each maps to one documented message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +68,14 @@ pub enum TableError {
     LengthNotStripeMultiple,
     /// A member's data area would end beyond the largest sector number.
     DeviceTooSmall,
+    /// `rebuild` missing its value, not a number, or not below `<#devs>`.
+    BadRebuild,
+    /// The same `rebuild` index given twice.
+    DuplicateRebuild,
+    /// `rebuild` with raid0, which has nothing to rebuild from.
+    RebuildNotRedundant,
+    /// More members missing or to be rebuilt than the level tolerates.
+    TooManyFailed,
 }
 
 impl TableError {
@@ -85,6 +100,12 @@ impl TableError {
             Self::DuplicateDevice => c"Duplicate device",
             Self::LengthNotStripeMultiple => c"Target length is not a multiple of the full stripe",
             Self::DeviceTooSmall => c"Device too small",
+            Self::BadRebuild => c"Invalid rebuild index",
+            Self::DuplicateRebuild => c"Duplicate rebuild index",
+            Self::RebuildNotRedundant => {
+                c"rebuild is only valid for raid1, raid5, raid6 and raid10"
+            }
+            Self::TooManyFailed => c"Too many failed members for the RAID level",
         }
     }
 }
@@ -92,12 +113,14 @@ impl TableError {
 /// One member as the table names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MemberArg<'a> {
-    /// Path or `major:minor`.
+    /// Path or `major:minor`; [`MISSING_DEVICE`] (`-`) for a missing member.
     pub path: &'a str,
-    /// First sector of the member's data area.
+    /// First sector of the member's data area (parsed and kept for missing members too).
     pub offset: u64,
     /// Sectors of the member the target uses from `offset` on.
     pub len: u64,
+    /// The member is missing (`path` is `-`): there is no device to look up.
+    pub missing: bool,
 }
 
 /// A parsed, self-consistent table line.
@@ -107,6 +130,9 @@ pub struct TableSpec<'a> {
     pub level: Level,
     /// Chunk size in sectors (a power of two).
     pub chunk_sectors: u32,
+    /// Members given by `rebuild <idx>`: they hold no valid data yet and are to be rebuilt
+    /// from the others. Every index is below the member count; a member may also be missing.
+    pub rebuild: MemberSet,
     members: [MemberArg<'a>; MAX_MEMBERS],
     nr_members: usize,
 }
@@ -115,6 +141,21 @@ impl<'a> TableSpec<'a> {
     /// The members, in member order.
     pub fn members(&self) -> &[MemberArg<'a>] {
         self.members.get(..self.nr_members).unwrap_or(&[])
+    }
+
+    /// The missing members (`-` in the table).
+    pub fn missing(&self) -> MemberSet {
+        self.members()
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.missing)
+            .fold(MemberSet::EMPTY, |set, (i, _)| set.with(i))
+    }
+
+    /// The members that hold no valid data: missing or to be rebuilt, each counted once.
+    /// Never more than the level tolerates ([`Geometry::tolerated_failures`]).
+    pub fn unavailable(&self) -> MemberSet {
+        MemberSet(self.missing().0 | self.rebuild.0)
     }
 
     /// Level name as written in tables.
@@ -171,9 +212,11 @@ fn parse_chunk(word: &str) -> Result<u32, TableError> {
     u32::try_from(v).map_err(|_| TableError::ChunkOutOfRange)
 }
 
-/// Applies the optional parameters (the words after `<chunk_sectors>`) to `level`.
-fn parse_optional(words: &[&str], level: &mut Level) -> Result<(), TableError> {
+/// Applies the optional parameters (the words after `<chunk_sectors>`) to `level`; returns
+/// the `rebuild` indexes (checked against `<#devs>` by the caller, which parses it later).
+fn parse_optional(words: &[&str], level: &mut Level) -> Result<MemberSet, TableError> {
     let mut copies_seen = false;
+    let mut rebuild = MemberSet::EMPTY;
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -190,20 +233,35 @@ fn parse_optional(words: &[&str], level: &mut Level) -> Result<(), TableError> {
                     .filter(|c| (2..=MAX_MEMBERS as u64).contains(c))
                     .ok_or(TableError::BadCopies)? as u8;
             }
+            // Repeatable, one index each time (dm-raid's `rebuild <idx>`).
+            "rebuild" => {
+                let value = it.next().ok_or(TableError::BadRebuild)?;
+                if *level == Level::Raid0 {
+                    return Err(TableError::RebuildNotRedundant);
+                }
+                let idx = parse_decimal(value)
+                    .filter(|&i| i < MAX_MEMBERS as u64)
+                    .ok_or(TableError::BadRebuild)? as usize;
+                if rebuild.contains(idx) {
+                    return Err(TableError::DuplicateRebuild);
+                }
+                rebuild = rebuild.with(idx);
+            }
             _ => return Err(TableError::UnknownParam),
         }
     }
-    Ok(())
+    Ok(rebuild)
 }
 
-/// Sectors each member must provide for a target of `target_len` sectors; checks the
-/// member count against the level and the length against the level's stripe.
+/// Sectors each member must provide for a target of `target_len` sectors, and the geometry
+/// they make; checks the member count against the level and the length against the level's
+/// stripe.
 fn member_len(
     level: Level,
     nr_devs: usize,
     chunk: u32,
     target_len: u64,
-) -> Result<u64, TableError> {
+) -> Result<(u64, Geometry), TableError> {
     let chunk = u64::from(chunk);
     let n = nonzero(nr_devs as u64);
     let (stripe, member_len) = match level {
@@ -246,7 +304,7 @@ fn member_len(
     }
     // The layout must really hold the target: the core's geometry is the judge.
     match Geometry::new(level, nr_devs, chunk, member_len) {
-        Ok(g) if g.logical_sectors() >= target_len => Ok(member_len),
+        Ok(g) if g.logical_sectors() >= target_len => Ok((member_len, g)),
         Ok(_) | Err(GeometryError::Overflow) => Err(TableError::DeviceTooSmall),
         Err(GeometryError::BadCopies) => Err(TableError::BadCopies),
         Err(_) => Err(TableError::TooFewDevices),
@@ -268,7 +326,7 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
 
     let chunk_sectors = parse_chunk(word(2)?)?;
     let mut level = level;
-    parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
+    let rebuild = parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
 
     let devs_at = 2 + nr_params;
     let nr_devs = parse_decimal(word(devs_at)?).ok_or(TableError::BadDeviceCount)?;
@@ -283,16 +341,21 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
     if dev_words.len() > 2 * nr_devs {
         return Err(TableError::TooManyArgs);
     }
+    // Now that `<#devs>` is known: every rebuild index names a member.
+    if rebuild.iter().any(|i| i >= nr_devs) {
+        return Err(TableError::BadRebuild);
+    }
 
-    let member_len = member_len(level, nr_devs, chunk_sectors, target_len)?;
+    let (member_len, geometry) = member_len(level, nr_devs, chunk_sectors, target_len)?;
     let mut members = [MemberArg::default(); MAX_MEMBERS];
     for (i, pair) in dev_words.chunks_exact(2).enumerate() {
         let (path, offset) = (pair[0], pair[1]);
+        let missing = path == MISSING_DEVICE;
         let offset = parse_decimal(offset).ok_or(TableError::BadOffset)?;
         if offset.checked_add(member_len).is_none() {
             return Err(TableError::DeviceTooSmall);
         }
-        if members[..i].iter().any(|m| m.path == path) {
+        if !missing && members[..i].iter().any(|m| m.path == path) {
             return Err(TableError::DuplicateDevice);
         }
         if let Some(slot) = members.get_mut(i) {
@@ -300,16 +363,25 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
                 path,
                 offset,
                 len: member_len,
+                missing,
             };
         }
     }
 
-    Ok(TableSpec {
+    let spec = TableSpec {
         level,
         chunk_sectors,
+        rebuild,
         members,
         nr_members: nr_devs,
-    })
+    };
+    // The group must be able to serve every sector from the members that hold valid data.
+    // For raid10 `tolerated_failures` is `copies - 1`: the copies of a chunk are on `copies`
+    // distinct members, so no chunk can lose all of them.
+    if spec.unavailable().len() > geometry.tolerated_failures() {
+        return Err(TableError::TooManyFailed);
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -336,10 +408,14 @@ mod tests {
             MemberArg {
                 path: "/dev/b",
                 offset: 2048,
-                len: 1280
+                len: 1280,
+                missing: false,
             }
         );
         assert_eq!(t.members()[2].path, "8:16");
+        assert_eq!(t.rebuild, MemberSet::EMPTY);
+        assert_eq!(t.missing(), MemberSet::EMPTY);
+        assert_eq!(t.unavailable(), MemberSet::EMPTY);
     }
 
     #[test]
@@ -517,10 +593,10 @@ mod tests {
                 let data = n.saturating_sub(parity).max(1) as u64;
                 let len = 8 * data * 5;
                 match member_len(level, n, 8, len) {
-                    Ok(m) => {
+                    Ok((m, g)) => {
                         assert!(n >= min);
                         assert_eq!(m, 8 * 5);
-                        let g = Geometry::new(level, n, 8, m).unwrap();
+                        assert_eq!(g, Geometry::new(level, n, 8, m).unwrap());
                         assert_eq!(g.logical_sectors(), len);
                         assert_eq!(g.data_chunks() as u64, data);
                     }
@@ -555,12 +631,245 @@ mod tests {
             TableError::DuplicateDevice,
             TableError::LengthNotStripeMultiple,
             TableError::DeviceTooSmall,
+            TableError::BadRebuild,
+            TableError::DuplicateRebuild,
+            TableError::RebuildNotRedundant,
+            TableError::TooManyFailed,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();
             assert!(doc.contains(&std::format!("``{m}``")), "undocumented: {m}");
             for b in &all[i + 1..] {
                 assert_ne!(a.message(), b.message());
+            }
+        }
+    }
+
+    #[test]
+    fn missing_members() {
+        // The raid5 of table-syntax.rst with member 2 missing.
+        let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 - 0 /dev/vde 0");
+        let t = parse(&w, 1_572_864).unwrap();
+        assert_eq!(
+            t.members()[2],
+            MemberArg {
+                path: "-",
+                offset: 0,
+                len: 524_288,
+                missing: true,
+            }
+        );
+        assert!(!t.members()[1].missing && !t.members()[3].missing);
+        assert_eq!(t.missing(), MemberSet::single(2));
+        assert_eq!(t.rebuild, MemberSet::EMPTY);
+        assert_eq!(t.unavailable(), MemberSet::single(2));
+
+        // The offset of a missing member is parsed and kept; several `-` are no duplicates.
+        let w = words("raid1 1 128 3 - 2048 /dev/b 0 - 8");
+        let t = parse(&w, 128 * 10).unwrap();
+        assert_eq!(t.members()[0].offset, 2048);
+        assert_eq!(t.members()[2].offset, 8);
+        assert_eq!(t.members()[2].path, "-");
+        assert_eq!(t.missing(), MemberSet(0b101));
+
+        let w = words("raid6 1 128 5 /dev/a 0 - 0 /dev/c 0 - 0 /dev/e 0");
+        assert_eq!(parse(&w, 3 * 128).unwrap().missing(), MemberSet(0b01010));
+        let w = words("raid10 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 - 0");
+        assert_eq!(parse(&w, 128 * 2).unwrap().missing(), MemberSet::single(3));
+        let w = words("raid10 3 128 raid10_copies 3 3 - 0 /dev/b 0 - 0");
+        assert_eq!(parse(&w, 128).unwrap().missing(), MemberSet(0b101));
+
+        // `-` is only a whole word; a missing member still needs a valid offset.
+        let w = words("raid1 1 128 2 /dev/- 0 -- 0");
+        assert_eq!(parse(&w, 128).unwrap().missing(), MemberSet::EMPTY);
+        assert_eq!(
+            err("raid1 1 128 2 - x /dev/b 0", 128),
+            TableError::BadOffset
+        );
+        assert_eq!(
+            err("raid1 1 128 2 - 18446744073709551615 /dev/b 0", 128),
+            TableError::DeviceTooSmall
+        );
+        // Real devices are still compared with each other.
+        assert_eq!(
+            err("raid1 1 128 3 - 0 /dev/b 0 /dev/b 8", 128),
+            TableError::DuplicateDevice
+        );
+    }
+
+    #[test]
+    fn rebuild_members() {
+        // The reload of table-syntax.rst: a fresh device at index 2.
+        let w = words("raid5 3 128 rebuild 2 4 /dev/vdb 0 /dev/vdc 0 /dev/vdf 0 /dev/vde 0");
+        let t = parse(&w, 1_572_864).unwrap();
+        assert_eq!(t.rebuild, MemberSet::single(2));
+        assert_eq!(t.missing(), MemberSet::EMPTY);
+        assert_eq!(t.unavailable(), MemberSet::single(2));
+        assert_eq!(t.members()[2].path, "/dev/vdf");
+
+        // Repeatable, in any order with the other parameters.
+        let w = words("raid1 5 128 rebuild 2 rebuild 0 3 /dev/a 0 /dev/b 0 /dev/c 0");
+        assert_eq!(parse(&w, 128).unwrap().rebuild, MemberSet(0b101));
+        let w = words("raid10 5 128 rebuild 1 raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
+        let t = parse(&w, 128).unwrap();
+        assert_eq!(t.level, Level::Raid10 { copies: 3 });
+        assert_eq!(t.rebuild, MemberSet::single(1));
+        let w = words("raid6 5 128 rebuild 0 rebuild 3 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
+        assert_eq!(parse(&w, 256).unwrap().rebuild, MemberSet(0b1001));
+
+        // A member both missing and to be rebuilt counts once.
+        let w = words("raid5 3 128 rebuild 1 3 /dev/a 0 - 0 /dev/c 0");
+        let t = parse(&w, 256).unwrap();
+        assert_eq!(t.rebuild, MemberSet::single(1));
+        assert_eq!(t.missing(), MemberSet::single(1));
+        assert_eq!(t.unavailable(), MemberSet::single(1));
+        let w = words("raid6 5 128 rebuild 0 rebuild 3 4 - 0 /dev/b 0 /dev/c 0 - 0");
+        assert_eq!(parse(&w, 256).unwrap().unavailable(), MemberSet(0b1001));
+    }
+
+    #[test]
+    fn rebuild_errors() {
+        use TableError::*;
+        let three = "3 /dev/a 0 /dev/b 0 /dev/c 0";
+        let e = |params: &str| err(&std::format!("raid5 {params} {three}"), 256);
+        // No value, not a number, not a member.
+        assert_eq!(e("2 128 rebuild"), BadRebuild);
+        assert_eq!(e("3 128 rebuild x"), BadRebuild);
+        assert_eq!(e("3 128 rebuild -1"), BadRebuild);
+        assert_eq!(e("3 128 rebuild 0x1"), BadRebuild);
+        assert_eq!(e("3 128 rebuild 3"), BadRebuild);
+        assert_eq!(e("3 128 rebuild 63"), BadRebuild);
+        assert_eq!(e("3 128 rebuild 64"), BadRebuild);
+        assert_eq!(e("3 128 rebuild 18446744073709551616"), BadRebuild);
+        assert_eq!(e("5 128 rebuild 0 rebuild 3"), BadRebuild);
+        // The index is checked against <#devs> after the device words are counted.
+        assert_eq!(
+            err("raid5 3 128 rebuild 3 3 /dev/a 0 /dev/b 0", 256),
+            WrongDeviceArgs
+        );
+        // The same index twice, however written; other parameters stay single.
+        assert_eq!(e("5 128 rebuild 1 rebuild 1"), DuplicateRebuild);
+        assert_eq!(e("5 128 rebuild 1 rebuild 01"), DuplicateRebuild);
+        assert_eq!(
+            err(
+                "raid10 5 128 raid10_copies 2 raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0",
+                128
+            ),
+            DuplicateParam
+        );
+        // raid0 has nothing to rebuild from.
+        assert_eq!(
+            err("raid0 3 128 rebuild 0 2 /dev/a 0 /dev/b 0", 256),
+            RebuildNotRedundant
+        );
+        assert_eq!(
+            err("raid0 2 128 rebuild 2 /dev/a 0 /dev/b 0", 256),
+            BadRebuild
+        );
+    }
+
+    #[test]
+    fn too_many_failed_members() {
+        use TableError::*;
+        let e = err;
+        // raid0 tolerates nothing.
+        assert_eq!(e("raid0 1 128 2 /dev/a 0 - 0", 256), TooManyFailed);
+        assert_eq!(e("raid0 1 128 1 - 0", 128), TooManyFailed);
+        // raid1: n - 1.
+        assert_eq!(e("raid1 1 128 2 - 0 - 0", 128), TooManyFailed);
+        assert_eq!(
+            e("raid1 5 128 rebuild 0 rebuild 1 2 /dev/a 0 /dev/b 0", 128),
+            TooManyFailed
+        );
+        assert_eq!(
+            e("raid1 3 128 rebuild 1 3 - 0 /dev/b 0 - 0", 128),
+            TooManyFailed
+        );
+        // raid5: 1; missing and rebuilding add up.
+        assert_eq!(e("raid5 1 128 3 - 0 /dev/b 0 - 0", 256), TooManyFailed);
+        assert_eq!(
+            e("raid5 3 128 rebuild 1 3 - 0 /dev/b 0 /dev/c 0", 256),
+            TooManyFailed
+        );
+        // raid6: 2.
+        assert_eq!(
+            e("raid6 3 128 rebuild 3 4 - 0 - 0 /dev/c 0 /dev/d 0", 256),
+            TooManyFailed
+        );
+        // raid10: copies - 1.
+        assert_eq!(
+            e("raid10 1 128 4 - 0 /dev/b 0 - 0 /dev/d 0", 256),
+            TooManyFailed
+        );
+        assert_eq!(
+            e(
+                "raid10 5 128 raid10_copies 3 rebuild 0 3 /dev/a 0 - 0 - 0",
+                128
+            ),
+            TooManyFailed
+        );
+    }
+
+    #[test]
+    fn accepted_failures_leave_every_sector_readable() {
+        // Every set of members missing or to be rebuilt is refused exactly when it exceeds
+        // what the level tolerates, and every accepted set leaves each sector readable
+        // (directly or by reconstruction), whatever members it names.
+        let levels = [
+            Level::Raid0,
+            Level::Raid1,
+            Level::Raid5,
+            Level::Raid6,
+            Level::Raid10 { copies: 2 },
+            Level::Raid10 { copies: 3 },
+        ];
+        for level in levels {
+            for n in 1..=6usize {
+                let Ok(g0) = Geometry::new(level, n, 8, 8) else {
+                    continue;
+                };
+                // A few rows, so that every layout rotation is exercised.
+                let len = 8 * g0.data_chunks() as u64 * 2 * n as u64;
+                let Ok((_, g)) = member_len(level, n, 8, len) else {
+                    continue; // too few members for a table of this level
+                };
+                for set in 0..(1u64 << n) {
+                    // Odd members are missing, even ones are rebuilt (raid0 can only miss
+                    // members): both kinds count.
+                    let failed = MemberSet(set);
+                    let missing = |i: usize| level == Level::Raid0 || i % 2 == 1;
+                    let mut params = std::vec![std::string::String::from("8")];
+                    if let Level::Raid10 { copies } = level {
+                        params.push(std::format!("raid10_copies {copies}"));
+                    }
+                    for i in failed.iter().filter(|&i| !missing(i)) {
+                        params.push(std::format!("rebuild {i}"));
+                    }
+                    let nr_params = words(&params.join(" ")).len();
+                    let mut line =
+                        std::format!("{} {nr_params} {} {n}", level_name(level), params.join(" "));
+                    for i in 0..n {
+                        if failed.contains(i) && missing(i) {
+                            line.push_str(" - 0");
+                        } else {
+                            line.push_str(&std::format!(" /dev/m{i} 0"));
+                        }
+                    }
+                    let w = words(&line);
+                    match parse(&w, len) {
+                        Ok(t) => {
+                            assert_eq!(t.unavailable(), failed, "{line}");
+                            assert!(failed.len() <= g.tolerated_failures(), "{line}");
+                            for s in 0..len {
+                                assert!(g.read_plan(s, failed).is_ok(), "{line}: sector {s}");
+                            }
+                        }
+                        Err(e) => {
+                            assert_eq!(e, TableError::TooManyFailed, "{line}");
+                            assert!(failed.len() > g.tolerated_failures(), "{line}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -23,9 +23,9 @@ use crate::size::human;
 pub enum MemberHealth {
     /// `A`: alive and in sync.
     InSync,
-    /// `a`: alive but not in sync.
+    /// `a`: alive but being rebuilt (`rebuild <idx>`), not in sync yet.
     OutOfSync,
-    /// `D`: dead/failed.
+    /// `D`: failed (an I/O error) or missing (`-` in the table).
     Failed,
 }
 
@@ -50,7 +50,8 @@ pub enum VolumeState {
     Resyncing,
     /// Some members failed, but no more than the level tolerates.
     Degraded,
-    /// More members failed than the level tolerates: data is lost or unreachable.
+    /// More members failed or still being rebuilt than the level tolerates: data is lost or
+    /// unreachable (a member being rebuilt does not hold all its data yet).
     Failed,
     /// A level this version of amfctl does not know.
     Unknown,
@@ -198,13 +199,17 @@ fn state_of(level: &str, members: &[MemberHealth], done: u64, total: u64) -> Vol
         .iter()
         .filter(|&&m| m == MemberHealth::Failed)
         .count();
-    let behind = members.contains(&MemberHealth::OutOfSync) || done < total;
+    let rebuilding = members
+        .iter()
+        .filter(|&&m| m == MemberHealth::OutOfSync)
+        .count();
+    let behind = rebuilding > 0 || done < total;
     let tolerated = known_level(level)
         .and_then(|l| Geometry::new(l, members.len(), 1, 0).ok())
         .map(|g| g.tolerated_failures());
     match tolerated {
         None => VolumeState::Unknown,
-        Some(t) if failed > t => VolumeState::Failed,
+        Some(t) if failed + rebuilding > t => VolumeState::Failed,
         Some(_) if failed > 0 => VolumeState::Degraded,
         Some(_) if behind => VolumeState::Resyncing,
         Some(_) => VolumeState::Optimal,
@@ -461,6 +466,23 @@ mod tests {
             one("0 16 amf raid5 3 AaA 8/16 recover 0").state,
             VolumeState::Resyncing
         );
+        // A member being rebuilt has no redundancy to give yet.
+        assert_eq!(
+            one("0 16 amf raid5 3 aDA 8/16 recover 0").state,
+            VolumeState::Failed
+        );
+        assert_eq!(
+            one("0 16 amf raid1 3 AaD 8/16 recover 0").state,
+            VolumeState::Degraded
+        );
+        assert_eq!(
+            one("0 16 amf raid6 4 AaDA 8/16 recover 0").state,
+            VolumeState::Degraded
+        );
+        assert_eq!(
+            one("0 16 amf raid0 2 Aa 8/16 recover 0").state,
+            VolumeState::Failed
+        );
         assert_eq!(
             one("0 16 amf raid6 4 AADD 16/16 idle 0").state,
             VolumeState::Degraded
@@ -606,6 +628,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("recover, 8/16 sectors (50.0%)"), "{s}");
+        assert!(s.lines().next().unwrap().ends_with(", degraded"), "{s}");
         assert!(s.contains("more:       x"), "{s}");
     }
 }
