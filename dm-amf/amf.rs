@@ -16,6 +16,7 @@ mod group;
 mod parity_check;
 mod stripe_buf;
 mod stripe_read;
+mod stripe_rebuild;
 mod stripe_worker;
 mod stripe_write;
 mod target;

@@ -10,10 +10,18 @@ use kernel::prelude::*;
 use crate::core_proto::geometry::{Geometry, MemberSet};
 use crate::kernel_ext::device_mapper::DmDev;
 
-/// One member device and where its data area starts.
+/// One member device (none if the table names it missing: `-`) and where its data area
+/// starts.
 pub(crate) struct Member {
-    pub(crate) dev: DmDev,
+    pub(crate) dev: Option<DmDev>,
     pub(crate) offset: u64,
+}
+
+impl Member {
+    /// Its name for logs and `dmsetup table`: `major:minor`, or `-` when missing.
+    pub(crate) fn name(&self) -> &str {
+        self.dev.as_ref().map_or("-", |d| d.name())
+    }
 }
 
 /// Geometry and members of the group.
@@ -26,28 +34,44 @@ pub(crate) struct Group {
     /// Members that returned an I/O error (bit i = member i). Never cleared while the table
     /// lives: a failed member is out until the administrator replaces it.
     failed: AtomicU64,
+    /// Members being rebuilt (bit i = member i): in sync below stripe `cursor` only.
+    rebuilding: AtomicU64,
+    /// First stripe not rebuilt yet; only the stripe worker advances it.
+    cursor: AtomicU64,
 }
 
 impl Group {
-    /// A group with every member in service.
+    /// A group whose members `failed` are out of service from the start (missing).
     pub(crate) fn new(
         geometry: Geometry,
         chunk_sectors: u32,
         member_len: u64,
         members: KVec<Member>,
+        failed: MemberSet,
     ) -> Self {
         Self {
             geometry,
             chunk_sectors,
             member_len,
             members,
-            failed: AtomicU64::new(0),
+            failed: AtomicU64::new(failed.0),
+            rebuilding: AtomicU64::new(0),
+            cursor: AtomicU64::new(0),
         }
     }
 
     /// Member `i`, if the group has it.
     pub(crate) fn member(&self, i: usize) -> Option<&Member> {
         self.members.get(i)
+    }
+
+    /// Member `i`'s device and data offset, if it is present and has not failed.
+    pub(crate) fn live(&self, i: usize) -> Option<(&DmDev, u64)> {
+        if self.failed().contains(i) {
+            return None;
+        }
+        let m = self.members.get(i)?;
+        Some((m.dev.as_ref()?, m.offset))
     }
 
     /// The members out of service.
@@ -59,13 +83,64 @@ impl Group {
     pub(crate) fn mark_failed(&self, set: MemberSet) {
         let before = MemberSet(self.failed.fetch_or(set.0, Ordering::AcqRel));
         for m in set.iter().filter(|m| !before.contains(*m)) {
-            let name = self.member(m).map_or("?", |x| x.dev.name());
+            let name = self.member(m).map_or("?", Member::name);
             pr_err!("member {m} ({name}) failed: I/O error; the group runs degraded\n");
         }
     }
 
     /// Whether the group still holds all its data.
     pub(crate) fn can_serve(&self) -> bool {
-        self.failed().len() <= self.geometry.tolerated_failures()
+        MemberSet(self.failed().0 | self.rebuilding().0).len() <= self.geometry.tolerated_failures()
+    }
+
+    /// Members being rebuilt.
+    pub(crate) fn rebuilding(&self) -> MemberSet {
+        MemberSet(self.rebuilding.load(Ordering::Acquire))
+    }
+
+    /// First stripe that the rebuild has not reached.
+    pub(crate) fn rebuild_cursor(&self) -> u64 {
+        self.cursor.load(Ordering::Acquire)
+    }
+
+    /// Members out of service for `stripe`: failed ones, and ones being rebuilt if the
+    /// rebuild has not reached the stripe yet (neither read nor written there: the rebuild
+    /// will write their block from the others).
+    pub(crate) fn unavailable(&self, stripe: u64) -> MemberSet {
+        let behind = if stripe >= self.rebuild_cursor() {
+            self.rebuilding().0
+        } else {
+            0
+        };
+        MemberSet(self.failed().0 | behind)
+    }
+
+    /// Starts rebuilding `set` from stripe 0 (the members get no reads of stripes the
+    /// rebuild has not reached; a failed member put back in service is no longer failed).
+    /// Refused with `EBUSY` while a rebuild runs.
+    pub(crate) fn start_rebuild(&self, set: MemberSet) -> Result {
+        if !self.rebuilding().is_empty() {
+            return Err(EBUSY);
+        }
+        self.cursor.store(0, Ordering::Release);
+        self.rebuilding.store(set.0, Ordering::Release);
+        self.failed.fetch_and(!set.0, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The stripe worker finished stripe `stripe` of the rebuild.
+    pub(crate) fn rebuild_advanced(&self, stripe: u64) {
+        self.cursor.store(stripe + 1, Ordering::Release);
+        if stripe + 1 >= self.geometry.stripes() {
+            let done = MemberSet(self.rebuilding.swap(0, Ordering::AcqRel));
+            for m in done.iter() {
+                pr_info!("member {m}: rebuild complete\n");
+            }
+        }
+    }
+
+    /// Drops members `set` from the rebuild (they failed while being rebuilt).
+    pub(crate) fn abandon_rebuild(&self, set: MemberSet) {
+        self.rebuilding.fetch_and(!set.0, Ordering::AcqRel);
     }
 }

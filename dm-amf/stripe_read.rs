@@ -38,7 +38,7 @@ impl StripeEngine<'_> {
         let bufs = &mut scratch.bufs;
         // Each round fails one more member or ends.
         for _ in 0..=g.members() {
-            let failed = self.group.failed();
+            let failed = self.group.unavailable(loc.stripe);
             let mut ios = [Io::default(); MAX_BLOCKS];
             let mut n = 0;
             let plan = g.read_plan(logical, failed).map_err(|_| WriteError::Io)?;
@@ -92,7 +92,7 @@ impl StripeEngine<'_> {
 }
 
 /// The block member `m` holds in a stripe.
-fn block_of(layout: &StripeLayout, m: usize) -> Option<Block> {
+pub(crate) fn block_of(layout: &StripeLayout, m: usize) -> Option<Block> {
     if layout.p == Some(m) {
         Some(Block::P)
     } else if layout.q == Some(m) {
@@ -105,7 +105,7 @@ fn block_of(layout: &StripeLayout, m: usize) -> Option<Block> {
 /// Rebuilds data chunk `want` over `r` from the blocks read (every surviving data chunk and
 /// P, or Q where P or a second data chunk is lost).
 #[inline(never)]
-fn rebuild(
+pub(crate) fn rebuild(
     bufs: &mut StripeBuffers,
     layout: &StripeLayout,
     failed: MemberSet,

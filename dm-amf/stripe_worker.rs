@@ -3,12 +3,15 @@
 //! The stripe worker of a RAID5/6 group: `map` queues every write here (a write needs reads
 //! and parity before it may touch the members, which `map` must not wait for), and so do
 //! `map` and `end_io` for reads that must be rebuilt from the other members (a failed
-//! member). One work item on the group's reclaim-safe workqueue runs them one after another.
+//! member). One work item on the group's reclaim-safe workqueue runs them one after another,
+//! and between them rebuilds members a few stripes at a time.
 //!
 //! Running one stripe operation at a time is this version's per-stripe serialization: two
 //! writes to one stripe never interleave their read, compute and write steps, so parity is
 //! never torn. Its buffers are preallocated; its only allocations are bios from its own
 //! bio_set (GFP_NOIO, inside a NOIO scope), so it makes progress under memory pressure.
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::{
     new_mutex,
@@ -17,14 +20,18 @@ use kernel::{
     workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
+use crate::core_proto::geometry::MemberSet;
 use crate::group::Group;
 use crate::kernel_ext::{
     bio::{BioOp, BioSet, BlkStatus, DeferredBio, DeferredList},
     block_io::NoIoScope,
     parity,
-    workqueue::OwnedQueue,
+    workqueue::{OwnedQueue, QueueHandle},
 };
-use crate::stripe_write::{Scratch, StripeEngine};
+use crate::stripe_write::{Scratch, StripeEngine, WriteError};
+
+/// Stripes rebuilt per run of the worker before it lets queued host I/O go first.
+const REBUILD_BATCH: usize = 8;
 
 /// Queue and state of the stripe worker.
 #[pin_data]
@@ -33,6 +40,10 @@ pub(crate) struct StripeWorker {
     /// Bios for member I/O: a step submits at most one per member.
     pool: BioSet,
     raid6_rmw: bool,
+    /// The queue it runs on, to queue itself again while a rebuild goes on.
+    wq: QueueHandle,
+    /// Set while the device is suspended or going away: no rebuild steps.
+    paused: AtomicBool,
     pending: DeferredList,
     #[pin]
     scratch: Mutex<Scratch>,
@@ -53,35 +64,109 @@ pub(crate) struct StripeService {
 }
 
 impl StripeService {
-    /// Allocates the worker for `group` with buffers for one stripe.
+    /// Allocates the worker for `group` with buffers for one stripe. It starts paused:
+    /// `resume` lets a rebuild run.
     pub(crate) fn new(group: Arc<Group>, raid6: bool) -> Result<Self> {
         let g = group.geometry;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
         let scratch = Scratch::new(g.data_chunks(), chunk_bytes, raid6)?;
         let pool = BioSet::with_bvecs(g.members() as u32)?;
+        let queue = OwnedQueue::new_reclaim(c"amf_stripe", 1)?;
+        let wq = queue.handle();
         let worker = Arc::pin_init(
             pin_init!(StripeWorker {
                 group,
                 pool,
                 raid6_rmw: parity::has_xor_syndrome(),
+                wq,
+                paused: AtomicBool::new(true),
                 pending: DeferredList::new(),
                 scratch <- new_mutex!(scratch, "amf:stripe_scratch"),
                 work <- new_work!("amf:stripe_worker"),
             }),
             GFP_KERNEL,
         )?;
-        Ok(Self {
-            queue: OwnedQueue::new_reclaim(c"amf_stripe", 1)?,
-            worker,
-        })
+        Ok(Self { queue, worker })
     }
 
     /// Queues a bio whose sector was set to the target-relative sector; never sleeps, safe
     /// in interrupt context.
     pub(crate) fn submit(&self, bio: DeferredBio) {
         self.worker.pending.push(bio);
-        // Already queued (and not yet running) is fine: that run will see this bio.
+        self.kick();
+    }
+
+    /// Makes the worker run (host I/O or rebuild steps waiting).
+    pub(crate) fn kick(&self) {
+        // Already queued (and not yet running) is fine: that run will see the work.
         let _ = self.queue.enqueue(self.worker.clone());
+    }
+
+    /// Stops rebuild steps and waits for the worker's current run (device suspend).
+    pub(crate) fn pause(&self) {
+        self.worker.paused.store(true, Ordering::Release);
+        self.queue.flush();
+    }
+
+    /// Lets rebuild steps run again (device resume).
+    pub(crate) fn unpause(&self) {
+        self.worker.paused.store(false, Ordering::Release);
+        self.kick();
+    }
+}
+
+impl Drop for StripeService {
+    fn drop(&mut self) {
+        // No more self-requeueing: lets `destroy_workqueue` finish its drain.
+        self.worker.paused.store(true, Ordering::Release);
+    }
+}
+
+impl StripeWorker {
+    /// Runs every queued bio, oldest first, until none is left.
+    fn drain(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) {
+        loop {
+            let mut batch = self.pending.take_all().peekable();
+            if batch.peek().is_none() {
+                return;
+            }
+            for mut bio in batch {
+                let logical = bio.sector();
+                let done = if bio.op() == BioOp::Read {
+                    engine.read_bio(scratch, &mut bio, logical)
+                } else {
+                    engine.write_bio(scratch, &bio, logical)
+                };
+                bio.end(if done.is_ok() {
+                    BlkStatus::OK
+                } else {
+                    BlkStatus::IOERR
+                });
+            }
+        }
+    }
+
+    /// Rebuilds up to [`REBUILD_BATCH`] stripes; returns whether a rebuild goes on.
+    fn rebuild_some(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) -> bool {
+        let group = &*self.group;
+        for _ in 0..REBUILD_BATCH {
+            let targets = group.rebuilding();
+            if targets.is_empty() || self.paused.load(Ordering::Acquire) {
+                break;
+            }
+            let stripe = group.rebuild_cursor();
+            match engine.rebuild_stripe(scratch, stripe, targets) {
+                Ok(()) => group.rebuild_advanced(stripe),
+                // A member failed: the next round re-evaluates what is left.
+                Err(WriteError::Io) if group.can_serve() => break,
+                Err(e) => {
+                    pr_err!("rebuild stopped at stripe {stripe}: {e:?}\n");
+                    group.abandon_rebuild(MemberSet(u64::MAX));
+                    break;
+                }
+            }
+        }
+        !group.rebuilding().is_empty()
     }
 }
 
@@ -90,30 +175,20 @@ impl WorkItem for StripeWorker {
 
     fn run(this: Arc<StripeWorker>) {
         let _noio = NoIoScope::enter();
-        let mut scratch = this.scratch.lock();
-        let writer = StripeEngine {
-            group: &this.group,
-            pool: &this.pool,
-            raid6_rmw: this.raid6_rmw,
+        let more = {
+            let mut scratch = this.scratch.lock();
+            let engine = StripeEngine {
+                group: &this.group,
+                pool: &this.pool,
+                raid6_rmw: this.raid6_rmw,
+            };
+            this.drain(&engine, &mut scratch);
+            !this.paused.load(Ordering::Acquire) && this.rebuild_some(&engine, &mut scratch)
         };
-        loop {
-            let mut batch = this.pending.take_all().peekable();
-            if batch.peek().is_none() {
-                break;
-            }
-            for mut bio in batch {
-                let logical = bio.sector();
-                let done = if bio.op() == BioOp::Read {
-                    writer.read_bio(&mut scratch, &mut bio, logical)
-                } else {
-                    writer.write_bio(&mut scratch, &bio, logical)
-                };
-                bio.end(if done.is_ok() {
-                    BlkStatus::OK
-                } else {
-                    BlkStatus::IOERR
-                });
-            }
+        if more {
+            let wq = this.wq;
+            // SAFETY: we are in `run` of an item of that queue.
+            let _ = unsafe { wq.get() }.enqueue(this);
         }
     }
 }

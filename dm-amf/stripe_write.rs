@@ -122,7 +122,7 @@ impl StripeEngine<'_> {
         // A member failing during the pre-reads changes the plan: start again without it.
         // Each round fails one more member, so this ends.
         for _ in 0..=g.members() {
-            op::plan_write_into(plan, g, req, self.group.failed(), rmw_allowed)
+            op::plan_write_into(plan, g, req, self.group.unavailable(req.stripe), rmw_allowed)
                 .map_err(|_| WriteError::Io)?;
             let plan = &*plan;
             let (mut state, mut fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
@@ -202,10 +202,15 @@ impl StripeEngine<'_> {
                 }
                 .ok_or(WriteError::Plan)?;
                 let sector = member.offset + step.sector;
+                // A missing member is never planned (it starts failed); if it were, its I/O
+                // fails without being sent.
+                let Some(dev) = member.dev.as_ref() else {
+                    continue;
+                };
                 *io = match dir {
-                    IoDir::Read => MemberIo::read(&member.dev, sector, buf),
-                    IoDir::Write => MemberIo::write(&member.dev, sector, buf, false),
-                    IoDir::WriteFua => MemberIo::write(&member.dev, sector, buf, true),
+                    IoDir::Read => MemberIo::read(dev, sector, buf),
+                    IoDir::Write => MemberIo::write(dev, sector, buf, false),
+                    IoDir::WriteFua => MemberIo::write(dev, sector, buf, true),
                 };
             }
             let ios = ios.get_mut(..n).ok_or(WriteError::Plan)?;
@@ -257,6 +262,16 @@ fn compute(
         return read_modify_write(data, old, zero, p, q, req, r);
     }
     // Full stripe or reconstruct-write: every data chunk's range is in `data`.
+    full_parity(data, p, q, r)
+}
+
+/// P (and Q, if given) over `r` of every data chunk in `data`.
+pub(crate) fn full_parity(
+    data: &mut [KVec<u8>],
+    p: &mut [u8],
+    q: Option<&mut [u8]>,
+    r: &Range<usize>,
+) -> Result<(), BlockError> {
     match q {
         Some(q) => {
             let mut blocks: [&mut [u8]; MAX_BLOCKS] = core::array::from_fn(|_| Default::default());
@@ -279,7 +294,10 @@ fn compute(
                 *s = d.get(r.clone()).ok_or(BlockError::Length)?;
                 n += 1;
             }
-            let (first, rest) = srcs.get(..n).and_then(|s| s.split_first()).ok_or(BlockError::Count)?;
+            let (first, rest) = srcs
+                .get(..n)
+                .and_then(|s| s.split_first())
+                .ok_or(BlockError::Count)?;
             // Element-wise so that no length-mismatch panic path is compiled in.
             for (d, s) in p.iter_mut().zip(*first) {
                 *d = *s;

@@ -59,10 +59,6 @@ impl From<TableError> for CtrError {
 }
 
 impl AmfTarget {
-    fn member(&self, i: usize) -> Option<&Member> {
-        self.group.member(i)
-    }
-
     fn mirrored(&self) -> bool {
         self.copies.is_some()
     }
@@ -84,24 +80,50 @@ impl AmfTarget {
         else {
             return MapAction::Kill;
         };
-        let Some(m) = self.member(loc.member) else {
-            return MapAction::Kill;
-        };
         let left_in_chunk = u64::from(self.group.chunk_sectors) - loc.offset;
         bio.accept_partial(left_in_chunk.min(u64::from(u32::MAX)) as u32);
-        if self.group.failed().contains(loc.member) {
+        let in_service = !self.group.unavailable(loc.stripe).contains(loc.member);
+        let Some((dev, offset)) = self.group.live(loc.member).filter(|_| in_service) else {
             bio.set_sector(logical);
             stripes.submit(bio.defer());
             return MapAction::Deferred;
-        }
+        };
         *note = BioNote {
             direct_read_from: Some(loc.member),
             logical,
             iter: bio.save_iter(),
         };
-        bio.set_dev(&m.dev);
-        bio.set_sector(m.offset + loc.member_sector);
+        bio.set_dev(dev);
+        bio.set_sector(offset + loc.member_sector);
         MapAction::Remap
+    }
+
+    /// `rebuild <idx>`: member `idx` (back in service, or its device replaced underneath)
+    /// is rewritten from the others, stripe by stripe.
+    fn start_rebuild(&self, idx: &str) -> Result {
+        let Some(stripes) = self.stripes.as_ref() else {
+            pr_warn!("rebuild: only raid5 and raid6 rebuild members in this version\n");
+            return Err(EINVAL);
+        };
+        let m = match idx.parse::<usize>() {
+            Ok(m) if m < self.group.members.len() => m,
+            _ => {
+                pr_warn!("rebuild: invalid member index '{idx}'\n");
+                return Err(EINVAL);
+            }
+        };
+        let set = MemberSet::single(m);
+        let others_failed = MemberSet(self.group.failed().0 & !set.0);
+        if others_failed.len() + 1 > self.group.geometry.tolerated_failures() {
+            pr_warn!("rebuild: member {m}: too many other members failed\n");
+            return Err(EINVAL);
+        }
+        self.group.start_rebuild(set).inspect_err(|_| {
+            pr_warn!("rebuild: a rebuild is already running\n");
+        })?;
+        pr_info!("member {m}: rebuild started\n");
+        stripes.kick();
+        Ok(())
     }
 
     /// A RAID5/6 write: handed to the stripe worker with its target-relative sector.
@@ -118,11 +140,12 @@ impl AmfTarget {
     /// it that lives on that member.
     fn map_per_member(&self, ti: &Target, bio: &mut Bio<'_>, ranged: bool) -> MapAction {
         let nr = bio.target_bio_nr() as usize;
-        let Some(m) = self.member(nr) else {
-            return MapAction::Kill;
+        let Some((dev, offset)) = self.group.live(nr) else {
+            // Nothing to flush or discard on a member out of service.
+            return MapAction::Complete(BlkStatus::OK);
         };
         if !ranged {
-            bio.set_dev(&m.dev);
+            bio.set_dev(dev);
             return MapAction::Remap;
         }
         let Some(start) = bio.sector().checked_sub(ti.begin()) else {
@@ -141,8 +164,8 @@ impl AmfTarget {
             // Nothing of this range is on member `nr`.
             return MapAction::Complete(BlkStatus::OK);
         }
-        bio.set_dev(&m.dev);
-        bio.set_sector(m.offset + begin);
+        bio.set_dev(dev);
+        bio.set_sector(offset + begin);
         // The range is at most the original bio's, whose byte size fit in u32.
         bio.set_sectors((end - begin) as u32);
         MapAction::Remap
@@ -167,38 +190,46 @@ impl AmfTarget {
     }
 
     /// Points a read at one copy: copy `chunk % copies`, which spreads sequential reads over
-    /// the members.
-    fn map_read(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let Ok(mut places) = self.group.geometry.copy_iter(logical) else {
+    /// the members, or the next live one after it if that member is out of service.
+    fn map_read(&self, bio: &mut Bio<'_>, logical: u64, note: &mut BioNote) -> MapAction {
+        let copies = self.copy_count();
+        let pick = (logical / nonzero(u64::from(self.group.chunk_sectors))) % nonzero(copies);
+        let (Ok(later), Ok(earlier)) = (
+            self.group.geometry.copy_iter(logical),
+            self.group.geometry.copy_iter(logical),
+        ) else {
             return MapAction::Kill;
         };
-        let pick =
-            (logical / nonzero(u64::from(self.group.chunk_sectors))) % nonzero(self.copy_count());
-        match places
-            .nth(pick as usize)
-            .and_then(|p| Some((self.member(p.member)?, p.sector)))
-        {
-            Some((m, sector)) => {
-                bio.set_dev(&m.dev);
-                bio.set_sector(m.offset + sector);
-                MapAction::Remap
-            }
-            None => MapAction::Kill,
-        }
+        let mut order = Iterator::chain(later.skip(pick as usize), earlier.take(pick as usize));
+        let Some((place, dev, offset)) = order.find_map(|p| {
+            let (dev, offset) = self.group.live(p.member)?;
+            Some((p, dev, offset))
+        }) else {
+            return MapAction::Complete(BlkStatus::IOERR);
+        };
+        note.direct_read_from = Some(place.member);
+        bio.set_dev(dev);
+        bio.set_sector(offset + place.sector);
+        MapAction::Remap
     }
 
-    /// Sends a write to every copy: chained copies first, then the bio itself to the first.
+    /// Sends a write to every live copy: chained copies first, then the bio itself to the
+    /// first.
     fn map_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let Ok(mut places) = self.group.geometry.copy_iter(logical) else {
+        let Ok(places) = self.group.geometry.copy_iter(logical) else {
             return MapAction::Kill;
         };
-        let Some(first) = places.next() else {
-            return MapAction::Kill;
+        let mut live = places.filter_map(|p| {
+            let (dev, offset) = self.group.live(p.member)?;
+            Some((dev, offset + p.sector))
+        });
+        let Some((first_dev, first_sector)) = live.next() else {
+            return MapAction::Complete(BlkStatus::IOERR);
         };
-        for p in places {
-            let sent = match (self.member(p.member), self.copies.as_ref()) {
-                (Some(m), Some(pool)) => bio.submit_chained_copy(&m.dev, m.offset + p.sector, pool),
-                _ => Err(EINVAL),
+        for (dev, sector) in live {
+            let sent = match self.copies.as_ref() {
+                Some(pool) => bio.submit_chained_copy(dev, sector, pool),
+                None => Err(EINVAL),
             };
             if sent.is_err() {
                 // Copies already chained hold a reference on the bio: it must be completed
@@ -206,11 +237,8 @@ impl AmfTarget {
                 return MapAction::Complete(BlkStatus::IOERR);
             }
         }
-        let Some(m) = self.member(first.member) else {
-            return MapAction::Complete(BlkStatus::IOERR);
-        };
-        bio.set_dev(&m.dev);
-        bio.set_sector(m.offset + first.sector);
+        bio.set_dev(first_dev);
+        bio.set_sector(first_sector);
         MapAction::Remap
     }
 }
@@ -229,14 +257,19 @@ impl TargetOperations for AmfTarget {
         let mut members = KVec::with_capacity(nr, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate member table"))?;
         for m in spec.members() {
-            let dev = ti.get_device(m.path)?;
-            if members.iter().any(|o: &Member| o.dev.name() == dev.name()) {
-                return Err(TableError::DuplicateDevice.into());
-            }
-            // `parse` checked that offset + len does not overflow.
-            if dev.sectors() < m.offset + m.len {
-                return Err(TableError::DeviceTooSmall.into());
-            }
+            let dev = if m.missing {
+                None
+            } else {
+                let dev = ti.get_device(m.path)?;
+                if members.iter().any(|o: &Member| o.name() == dev.name()) {
+                    return Err(TableError::DuplicateDevice.into());
+                }
+                // `parse` checked that offset + len does not overflow.
+                if dev.sectors() < m.offset + m.len {
+                    return Err(TableError::DeviceTooSmall.into());
+                }
+                Some(dev)
+            };
             members
                 .push(
                     Member {
@@ -267,10 +300,22 @@ impl TargetOperations for AmfTarget {
         } else {
             None
         };
-        let group = Arc::new(
-            Group::new(geometry, spec.chunk_sectors, member_len, members),
-            GFP_KERNEL,
-        )
+        let rebuild = MemberSet(spec.rebuild.0 & !spec.missing().0);
+        if !rebuild.is_empty() && !parity {
+            return Err(CtrError::inval(c"rebuild is only implemented for raid5 and raid6"));
+        }
+        let group = Group::new(
+            geometry,
+            spec.chunk_sectors,
+            member_len,
+            members,
+            spec.missing(),
+        );
+        // Members named by `rebuild` are rewritten from the others once the device resumes.
+        group
+            .start_rebuild(rebuild)
+            .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
+        let group = Arc::new(group, GFP_KERNEL)
         .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
         let stripes = if parity {
             Some(
@@ -332,17 +377,17 @@ impl TargetOperations for AmfTarget {
             return if op == BioOp::Write {
                 self.map_write(bio, logical)
             } else {
-                self.map_read(bio, logical)
+                self.map_read(bio, logical, note)
             };
         }
         let Ok(loc) = self.group.geometry.map(logical) else {
             return MapAction::Kill;
         };
-        let Some(m) = self.member(loc.member) else {
-            return MapAction::Kill;
+        let Some((dev, offset)) = self.group.live(loc.member) else {
+            return MapAction::Complete(BlkStatus::IOERR);
         };
-        bio.set_dev(&m.dev);
-        bio.set_sector(m.offset + loc.member_sector);
+        bio.set_dev(dev);
+        bio.set_sector(offset + loc.member_sector);
         MapAction::Remap
     }
 
@@ -353,12 +398,14 @@ impl TargetOperations for AmfTarget {
         note: &mut BioNote,
         status: BlkStatus,
     ) -> BlkStatus {
-        let (Some(member), Some(stripes)) = (note.direct_read_from, self.stripes.as_ref()) else {
+        let Some(member) = note.direct_read_from.filter(|_| status != BlkStatus::OK) else {
             return status;
         };
-        if status == BlkStatus::OK {
+        let Some(stripes) = self.stripes.as_ref() else {
+            // A mirror copy failed a read: later reads go to the other copies.
+            self.group.mark_failed(MemberSet::single(member));
             return status;
-        }
+        };
         // The member failed this read: take it out of service and rebuild the data from
         // the others. The retry's completion comes back here with no member noted.
         self.group.mark_failed(MemberSet::single(member));
@@ -379,11 +426,25 @@ impl TargetOperations for AmfTarget {
         match kind {
             StatusKind::Info => {
                 let _ = write!(out, "{level} {n} ");
-                let failed = g.failed();
+                let (failed, rebuilding) = (g.failed(), g.rebuilding());
                 for m in 0..n {
-                    let _ = out.write_char(if failed.contains(m) { 'D' } else { 'A' });
+                    let c = if failed.contains(m) {
+                        'D'
+                    } else if rebuilding.contains(m) {
+                        'a'
+                    } else {
+                        'A'
+                    };
+                    let _ = out.write_char(c);
                 }
-                let _ = write!(out, " {0}/{0} idle 0", ti.len());
+                let total = ti.len();
+                if rebuilding.is_empty() {
+                    let _ = write!(out, " {total}/{total} idle 0");
+                } else {
+                    let per_stripe = g.geometry.stripe_sectors().unwrap_or(0);
+                    let done = g.rebuild_cursor().saturating_mul(per_stripe).min(total);
+                    let _ = write!(out, " {done}/{total} recover 0");
+                }
             }
             StatusKind::Table => {
                 let _ = match g.geometry.level() {
@@ -395,7 +456,7 @@ impl TargetOperations for AmfTarget {
                     _ => write!(out, "{level} 1 {} {n}", g.chunk_sectors),
                 };
                 for m in g.members.iter() {
-                    let _ = write!(out, " {} {}", m.dev.name(), m.offset);
+                    let _ = write!(out, " {} {}", m.name(), m.offset);
                 }
             }
             StatusKind::Ima => {
@@ -408,9 +469,34 @@ impl TargetOperations for AmfTarget {
         }
     }
 
+    fn message(&self, _ti: &Target, args: &[&str], _out: &mut StatusWriter<'_>) -> Result {
+        match args {
+            ["rebuild", idx] => self.start_rebuild(idx),
+            _ => {
+                pr_warn!("unknown message; expected: rebuild <idx>\n");
+                Err(EINVAL)
+            }
+        }
+    }
+
+    fn postsuspend(&self, _ti: &Target) {
+        if let Some(stripes) = self.stripes.as_ref() {
+            stripes.pause();
+        }
+    }
+
+    fn resume(&self, _ti: &Target) {
+        if let Some(stripes) = self.stripes.as_ref() {
+            stripes.unpause();
+        }
+    }
+
     fn iterate_devices(&self, _ti: &Target, visit: &mut DeviceVisitor<'_>) -> i32 {
         for m in self.group.members.iter() {
-            let r = visit.visit(&m.dev, m.offset, self.group.member_len);
+            let Some(dev) = m.dev.as_ref() else {
+                continue;
+            };
+            let r = visit.visit(dev, m.offset, self.group.member_len);
             if r != 0 {
                 return r;
             }

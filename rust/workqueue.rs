@@ -40,6 +40,45 @@ impl OwnedQueue {
     }
 }
 
+impl OwnedQueue {
+    /// Waits until every item queued so far has run.
+    pub(crate) fn flush(&self) {
+        // SAFETY: the queue is alive while `self` is.
+        unsafe { bindings::__flush_workqueue(self.raw.as_ptr()) };
+    }
+
+    /// A handle for work items that queue themselves again (see [`QueueHandle`]).
+    pub(crate) fn handle(&self) -> QueueHandle {
+        QueueHandle { raw: self.raw }
+    }
+}
+
+/// The address of an [`OwnedQueue`], for a work item that queues itself again from its own
+/// `run`: the queue cannot be destroyed while one of its items runs (`destroy_workqueue`
+/// drains it first, and allows an item to requeue itself while draining), so using the
+/// handle from inside `run` of an item of that queue is sound.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueHandle {
+    raw: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: only an address; see the type's rule for when it may be used.
+unsafe impl Send for QueueHandle {}
+// SAFETY: see `Send`.
+unsafe impl Sync for QueueHandle {}
+
+impl QueueHandle {
+    /// The queue.
+    ///
+    /// # Safety
+    ///
+    /// Call only from the `run` of a work item running on this queue.
+    pub(crate) unsafe fn get(&self) -> &Queue {
+        // SAFETY: per the contract the queue is alive for the duration of that `run`.
+        unsafe { Queue::from_raw(self.raw.as_ptr()) }
+    }
+}
+
 impl Deref for OwnedQueue {
     type Target = Queue;
 
