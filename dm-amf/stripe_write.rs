@@ -122,8 +122,14 @@ impl StripeEngine<'_> {
         // A member failing during the pre-reads changes the plan: start again without it.
         // Each round fails one more member, so this ends.
         for _ in 0..=g.members() {
-            op::plan_write_into(plan, g, req, self.group.unavailable(req.stripe), rmw_allowed)
-                .map_err(|_| WriteError::Io)?;
+            op::plan_write_into(
+                plan,
+                g,
+                req,
+                self.group.unavailable(req.stripe),
+                rmw_allowed,
+            )
+            .map_err(|_| WriteError::Io)?;
             let plan = &*plan;
             let (mut state, mut fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
             if fx.read {
@@ -354,7 +360,10 @@ fn read_modify_write(
             parity::xor_syndrome(srcs, p, q, first, last)
         }
         None => {
-            let changed = old.iter().enumerate().filter(|(k, _)| req.chunks.contains(*k));
+            let changed = old
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| req.chunks.contains(*k));
             for (s, (_, o)) in srcs.iter_mut().zip(changed) {
                 *s = o.get(r.clone()).ok_or(BlockError::Length)?;
                 n += 1;

@@ -302,7 +302,9 @@ impl TargetOperations for AmfTarget {
         };
         let rebuild = MemberSet(spec.rebuild.0 & !spec.missing().0);
         if !rebuild.is_empty() && !parity {
-            return Err(CtrError::inval(c"rebuild is only implemented for raid5 and raid6"));
+            return Err(CtrError::inval(
+                c"rebuild is only implemented for raid5 and raid6",
+            ));
         }
         let group = Group::new(
             geometry,
@@ -316,7 +318,7 @@ impl TargetOperations for AmfTarget {
             .start_rebuild(rebuild)
             .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
         let group = Arc::new(group, GFP_KERNEL)
-        .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
+            .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
         let stripes = if parity {
             Some(
                 StripeService::new(group.clone(), spec.level == Level::Raid6)

@@ -319,7 +319,7 @@ impl DeferredBio {
         let mut vec: b::bio_vec = unsafe { core::mem::zeroed() };
         // SAFETY: as above.
         let mut kb: b::bio = unsafe { core::mem::zeroed() };
-        let page_mask = (kernel::page::PAGE_SIZE - 1) as usize;
+        let page_mask = kernel::page::PAGE_SIZE - 1;
         // SAFETY: `kb` and `vec` live on this stack frame until after `bio_uninit`; `buf` is
         // `len` bytes of direct-mapped memory (caller's contract), so `virt_to_page` and the
         // in-page offset describe it as one physically contiguous segment; the bio is never
@@ -453,7 +453,7 @@ impl Iterator for DeferredBatch {
 
     fn next(&mut self) -> Option<DeferredBio> {
         let head = self.head?;
-        // SAFETY: the batch owns its chain; ownership of `head` moves to the handle.
+        // INVARIANT: the batch owns its chain; ownership of `head` moves to the handle.
         let mut bio = DeferredBio { raw: head };
         self.head = NonNull::new(core::mem::replace(bio.next_mut(), ptr::null_mut()));
         Some(bio)

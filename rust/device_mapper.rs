@@ -608,8 +608,8 @@ unsafe extern "C" fn end_io_callback<T: TargetOperations>(
     // per-bio note was initialised by `map_callback` for this bio.
     let (t, target, mut bio, note) = unsafe {
         let bio = Bio::from_raw(raw);
-        let note = &mut *b::dm_per_bio_data(raw.as_ptr(), size_of::<T::PerBio>())
-            .cast::<T::PerBio>();
+        let note =
+            &mut *b::dm_per_bio_data(raw.as_ptr(), size_of::<T::PerBio>()).cast::<T::PerBio>();
         (private::<T>(ti), Target::from_raw(ti), bio, note)
     };
     // SAFETY: `error` is dm core's status of this completion, valid for the call.

@@ -133,7 +133,7 @@ pub(crate) fn xor_syndrome(
     if start > stop || stop >= data.len() {
         return Err(BlockError::Index);
     }
-    if disks < 4 || disks > MAX_BLOCKS {
+    if !(4..=MAX_BLOCKS).contains(&disks) {
         return Err(BlockError::Count);
     }
     let len = check(data.iter().copied().chain([&*p, &*q]))?;
