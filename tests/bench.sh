@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # `make bench`: builds the bench kernel (the test kernel without its debug options, so the
 # ratios measure dm-amf and not lockdep), dm-amf.ko against it in a scratch copy, and runs
-# tests/guest/suites/bench.sh in one guest on four RAM-backed disks. Prints the `bench:` lines.
+# tests/guest/suites/bench.sh in one guest on four RAM-backed disks. Prints the `bench:` lines
+# (raid0, raid1, raid10, raid5, raid6), the raw numbers under them, and any failed KTAP test.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -18,5 +19,6 @@ tests/rig/vm.sh --name bench --kernel "$kdir/arch/x86/boot/bzImage" --module "$s
 	--extra fio --disk 512M --disk 512M --disk 512M --disk 512M --test bench \
 	--timeout 1800 || rc=$?
 # The suite prints its lines as KTAP diagnostics: strip the '# '.
-sed -n 's/^ *# \(bench: .*\)$/\1/p; s/^ *# # \(raid.*\)$/  \1/p' tests/out/bench.g0.ktap
+sed -n 's/^ *# \(bench: .*\)$/\1/p; s/^ *# # \(raid.*\)$/  \1/p; s/^ *\(not ok .*\)$/\1/p' \
+	tests/out/bench.g0.ktap
 exit $rc
