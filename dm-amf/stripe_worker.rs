@@ -4,7 +4,8 @@
 //! and parity before it may touch the members, which `map` must not wait for), and so do
 //! `map` and `end_io` for reads that must be rebuilt from the other members (a failed
 //! member). One work item on the group's reclaim-safe workqueue runs them one after another,
-//! and between them rebuilds members a few stripes at a time.
+//! and between them rebuilds members a few stripes at a time. For a mirror it only
+//! resubmits reads that `end_io` pointed at another copy.
 //!
 //! Running one stripe operation at a time is this version's per-stripe serialization: two
 //! writes to one stripe never interleave their read, compute and write steps, so parity is
@@ -64,12 +65,17 @@ pub(crate) struct StripeService {
 }
 
 impl StripeService {
-    /// Allocates the worker for `group` with buffers for one stripe. It starts paused:
-    /// `resume` lets a rebuild run.
-    pub(crate) fn new(group: Arc<Group>, raid6: bool) -> Result<Self> {
+    /// Allocates the worker for `group`, with buffers for one stripe if it computes
+    /// `parity` (a mirror's worker only resubmits reads). It starts paused: `resume` lets a
+    /// rebuild run.
+    pub(crate) fn new(group: Arc<Group>, parity: bool, raid6: bool) -> Result<Self> {
         let g = group.geometry;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
-        let scratch = Scratch::new(g.data_chunks(), chunk_bytes, raid6)?;
+        let scratch = if parity {
+            Scratch::new(g.data_chunks(), chunk_bytes, raid6)?
+        } else {
+            Scratch::new(0, 0, false)?
+        };
         let pool = BioSet::with_bvecs(g.members() as u32)?;
         let queue = OwnedQueue::new_reclaim(c"amf_stripe", 1)?;
         let wq = queue.handle();
@@ -131,6 +137,11 @@ impl StripeWorker {
                 return;
             }
             for mut bio in batch {
+                if self.group.geometry.parity_chunks() == 0 {
+                    // A mirror read retry, already pointed at the next copy.
+                    bio.resubmit();
+                    continue;
+                }
                 let logical = bio.sector();
                 let done = if bio.op() == BioOp::Read {
                     engine.read_bio(scratch, &mut bio, logical)

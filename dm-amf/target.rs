@@ -22,7 +22,7 @@ use crate::group::{Group, Member};
 use crate::kernel_ext::{
     bio::{Bio, BioOp, BioSet, BlkStatus, SavedIter},
     device_mapper::{
-        CtrError, DeviceVisitor, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
+        CtrError, DeviceVisitor, DmDev, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
         TargetCtr, TargetOperations,
     },
 };
@@ -44,9 +44,12 @@ pub(crate) struct BioNote {
 
 /// A constructed `amf` target.
 pub(crate) struct AmfTarget {
-    /// The RAID5/6 stripe worker. Declared first so that it is torn down (waiting for a
-    /// running worker) before the group it writes to.
+    /// The worker: RAID5/6 writes, rebuilt reads and rebuilds; mirror read retries.
+    /// Declared first so that it is torn down (waiting for a running worker) before the
+    /// group it writes to. None for raid0.
     stripes: Option<StripeService>,
+    /// RAID5/6: writes and degraded reads go through the stripe worker.
+    parity: bool,
     group: Arc<Group>,
     /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
     copies: Option<BioSet>,
@@ -101,7 +104,7 @@ impl AmfTarget {
     /// `rebuild <idx>`: member `idx` (back in service, or its device replaced underneath)
     /// is rewritten from the others, stripe by stripe.
     fn start_rebuild(&self, idx: &str) -> Result {
-        let Some(stripes) = self.stripes.as_ref() else {
+        let Some(stripes) = self.stripes.as_ref().filter(|_| self.parity) else {
             pr_warn!("rebuild: only raid5 and raid6 rebuild members in this version\n");
             return Err(EINVAL);
         };
@@ -207,22 +210,29 @@ impl AmfTarget {
         }) else {
             return MapAction::Complete(BlkStatus::IOERR);
         };
-        note.direct_read_from = Some(place.member);
+        *note = BioNote {
+            direct_read_from: Some(place.member),
+            logical,
+            iter: bio.save_iter(),
+        };
         bio.set_dev(dev);
         bio.set_sector(offset + place.sector);
         MapAction::Remap
     }
 
+    /// The live copies of `logical`: member, device and sector on it.
+    fn live_copies(&self, logical: u64) -> impl Iterator<Item = (usize, &DmDev, u64)> {
+        let places = self.group.geometry.copy_iter(logical).ok().into_iter().flatten();
+        places.filter_map(|p| {
+            let (dev, offset) = self.group.live(p.member)?;
+            Some((p.member, dev, offset + p.sector))
+        })
+    }
+
     /// Sends a write to every live copy: chained copies first, then the bio itself to the
     /// first.
     fn map_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let Ok(places) = self.group.geometry.copy_iter(logical) else {
-            return MapAction::Kill;
-        };
-        let mut live = places.filter_map(|p| {
-            let (dev, offset) = self.group.live(p.member)?;
-            Some((dev, offset + p.sector))
-        });
+        let mut live = self.live_copies(logical).map(|(_, dev, sector)| (dev, sector));
         let Some((first_dev, first_sector)) = live.next() else {
             return MapAction::Complete(BlkStatus::IOERR);
         };
@@ -319,9 +329,9 @@ impl TargetOperations for AmfTarget {
             .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
         let group = Arc::new(group, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
-        let stripes = if parity {
+        let stripes = if parity || mirrored {
             Some(
-                StripeService::new(group.clone(), spec.level == Level::Raid6)
+                StripeService::new(group.clone(), parity, spec.level == Level::Raid6)
                     .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate stripe buffers"))?,
             )
         } else {
@@ -344,6 +354,7 @@ impl TargetOperations for AmfTarget {
         KBox::new(
             Self {
                 stripes,
+                parity,
                 group,
                 copies,
             },
@@ -368,7 +379,7 @@ impl TargetOperations for AmfTarget {
         let Some(logical) = bio.sector().checked_sub(ti.begin()) else {
             return MapAction::Kill;
         };
-        if self.stripes.is_some() {
+        if self.parity {
             return if op == BioOp::Write {
                 self.map_parity_write(bio, logical)
             } else {
@@ -404,18 +415,28 @@ impl TargetOperations for AmfTarget {
             return status;
         };
         let Some(stripes) = self.stripes.as_ref() else {
-            // A mirror copy failed a read: later reads go to the other copies.
-            self.group.mark_failed(MemberSet::single(member));
             return status;
         };
-        // The member failed this read: take it out of service and rebuild the data from
-        // the others. The retry's completion comes back here with no member noted.
         self.group.mark_failed(MemberSet::single(member));
+        bio.restore_iter(note.iter);
+        if !self.parity {
+            // A mirror copy failed this read: send it to the next live copy (from the
+            // worker, since this may be interrupt context); that completion comes back here.
+            let Some((next, dev, sector)) = self.live_copies(note.logical).next() else {
+                return status;
+            };
+            note.direct_read_from = Some(next);
+            bio.set_dev(dev);
+            bio.set_sector(sector);
+            stripes.submit(bio.defer());
+            return BlkStatus::OK;
+        }
+        // The member failed this read: rebuild the data from the others. The retry's
+        // completion comes back here with no member noted.
         if !self.group.can_serve() {
             return status;
         }
         note.direct_read_from = None;
-        bio.restore_iter(note.iter);
         bio.set_sector(note.logical);
         stripes.submit(bio.defer());
         BlkStatus::OK
@@ -510,7 +531,7 @@ impl TargetOperations for AmfTarget {
         let g = &*self.group;
         let chunk_bytes = g.chunk_sectors.checked_mul(512);
         let stripe_bytes = chunk_bytes.and_then(|c| c.checked_mul(g.geometry.data_chunks() as u32));
-        if self.stripes.is_none() {
+        if !self.parity {
             // RAID5/6 want whole stripes in one bio: no boundary at chunks.
             limits.set_chunk_sectors(g.chunk_sectors);
         }

@@ -349,6 +349,21 @@ impl DeferredBio {
         Ok(())
     }
 
+    /// Submits the bio again, to the device and sector its owner set (a retry of a read
+    /// elsewhere); its completion goes through dm core's `end_io` as before.
+    pub(crate) fn resubmit(self) {
+        let raw = self.raw;
+        core::mem::forget(self);
+        // SAFETY: we own this dm clone (type invariant) and hand it back to the block layer
+        // once (clearing its status first); `dm_submit_bio_remap` is the call for bios a
+        // target took over.
+        unsafe {
+            // The failed attempt's status would otherwise stay and fail the retry.
+            (*raw.as_ptr()).bi_status = BlkStatus::OK.raw();
+            b::dm_submit_bio_remap(raw.as_ptr(), ptr::null_mut());
+        }
+    }
+
     /// Completes the bio with `status`, handing it back to dm core.
     pub(crate) fn end(self, status: BlkStatus) {
         let raw = self.raw;
