@@ -13,7 +13,8 @@ use kernel::prelude::*;
 use crate::core_proto::parity as reference;
 use crate::kernel_ext::parity::{self as kparity, BlockError};
 
-const BLOCK: usize = 4096;
+/// Longest block: several pages, since the raid6 recovery routines work a page at a time.
+const BLOCK: usize = 16384;
 /// Data blocks at most; the buffer then holds kernel P, Q and reference P, Q.
 const DATA: usize = 4;
 
@@ -152,10 +153,10 @@ fn recover(
     f(&mut set).map_err(Mismatch::Kernel)
 }
 
-/// Runs the comparison for 2..=4 data blocks and two block lengths.
+/// Runs the comparison for 2..=4 data blocks and three block lengths (up to four pages).
 pub(crate) fn self_test() -> Result {
-    // 8 x 4 KiB = 32 KiB: above the kmalloc caches, so page-aligned, which the SIMD routines
-    // need (the wrappers check it too).
+    // 8 x 16 KiB = 128 KiB: above the kmalloc caches, so page-aligned, which the SIMD
+    // routines need (the wrappers check it too).
     let mut buf = KVec::from_elem(0u8, (DATA + 4) * BLOCK, GFP_KERNEL)?;
     let mut v = KVec::with_capacity(DATA + 4, GFP_KERNEL)?;
     for blk in buf.chunks_exact_mut(BLOCK) {
@@ -163,7 +164,7 @@ pub(crate) fn self_test() -> Result {
     }
     let mut cases = 0;
     for k in 2..=DATA {
-        for (n, len) in [512, BLOCK].into_iter().enumerate() {
+        for (n, len) in [512, 4096, BLOCK].into_iter().enumerate() {
             let seed = (k * 16 + n) as u64;
             match check_stripe(&mut v, k, len, seed) {
                 Ok(c) => cases += c,

@@ -19,7 +19,7 @@ use kernel::prelude::*;
 
 use crate::core_proto::{
     geometry::{Level, MemberSet},
-    op::{self, Block, Io, Plan, WriteOp, WriteRequest},
+    op::{self, Block, ChunkSet, Io, OpError, Plan, WriteOp, WriteRequest},
     wire::OpKind,
 };
 use crate::group::Group;
@@ -29,6 +29,7 @@ use crate::kernel_ext::{
     parity::{self, BlockError, MAX_BLOCKS},
 };
 use crate::stripe_buf::StripeBuffers;
+use crate::stripe_read::{block_of, rebuild};
 
 /// Member I/Os submitted at once; larger steps go in several batches (bounds the stack).
 const BATCH: usize = 16;
@@ -122,15 +123,31 @@ impl StripeEngine<'_> {
         // A member failing during the pre-reads changes the plan: start again without it.
         // Each round fails one more member, so this ends.
         for _ in 0..=g.members() {
-            op::plan_write_into(
-                plan,
-                g,
-                req,
-                self.group.unavailable(req.stripe),
-                rmw_allowed,
-            )
-            .map_err(|_| WriteError::Io)?;
+            let unavailable = self.group.unavailable(req.stripe);
+            if unavailable.len() > g.tolerated_failures() {
+                // The new data could not be stored recoverably: refuse it.
+                return Err(WriteError::Io);
+            }
+            let mut req = *req;
+            match op::plan_write_into(plan, g, &req, unavailable, rmw_allowed) {
+                Ok(()) => {}
+                Err(OpError::TooManyFailures) => {
+                    // Neither method can read what it needs (e.g. RAID6 with a written and
+                    // an untouched data chunk lost): rebuild the old range first, then
+                    // write the stripe's range whole.
+                    let bad = self.reconstruct_untouched(bufs, &req, &r, unavailable)?;
+                    if !bad.is_empty() {
+                        self.group.mark_failed(bad);
+                        continue;
+                    }
+                    req.chunks = ChunkSet(all_chunks(g.data_chunks()));
+                    op::plan_write_into(plan, g, &req, unavailable, rmw_allowed)
+                        .map_err(|_| WriteError::Io)?;
+                }
+                Err(_) => return Err(WriteError::Io),
+            }
             let plan = &*plan;
+            let req = &req;
             let (mut state, mut fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
             if fx.read {
                 let bad = self.run_ios(bufs, plan.reads.as_slice(), plan.kind, &r, IoDir::Read)?;
@@ -169,6 +186,64 @@ impl StripeEngine<'_> {
             };
         }
         Err(WriteError::Io)
+    }
+
+    /// For a degraded write that no plan can serve: reads every available block of `req`'s
+    /// range into the scratch buffers, rebuilds the lost data chunks there, and copies the
+    /// old contents of every chunk `req` does not write into `data` beside the new data, so
+    /// that the whole range can be written as a full stripe. Returns members that failed.
+    fn reconstruct_untouched(
+        &self,
+        bufs: &mut StripeBuffers,
+        req: &WriteRequest,
+        r: &Range<usize>,
+        unavailable: MemberSet,
+    ) -> Result<MemberSet, WriteError> {
+        let g = &self.group.geometry;
+        let layout = g.layout(req.stripe).map_err(|_| WriteError::Plan)?;
+        let mut ios = [Io::default(); MAX_BLOCKS];
+        let mut n = 0;
+        let sources = (0..g.members()).filter(|m| !unavailable.contains(*m));
+        for (io, m) in ios.iter_mut().zip(sources) {
+            *io = Io {
+                member: m,
+                sector: layout.member_sector + req.offset,
+                sectors: req.sectors,
+                what: block_of(&layout, m).ok_or(WriteError::Plan)?,
+            };
+            n += 1;
+        }
+        let reads = ios.get(..n).ok_or(WriteError::Plan)?;
+        // The old contents go to `old` (swapped in as `data` for the read and the rebuild,
+        // which work on `data`), keeping the new data apart.
+        core::mem::swap(&mut bufs.data, &mut bufs.old);
+        let rebuilt = self
+            .run_ios(bufs, reads, OpKind::Mirror, r, IoDir::Read)
+            .and_then(|bad| {
+                let lost = layout
+                    .data_members()
+                    .iter()
+                    .position(|m| unavailable.contains(usize::from(*m)));
+                if let (true, Some(k)) = (bad.is_empty(), lost) {
+                    rebuild(bufs, &layout, unavailable, k, r).map_err(|_| WriteError::Parity)?;
+                }
+                Ok(bad)
+            });
+        core::mem::swap(&mut bufs.data, &mut bufs.old);
+        let bad = rebuilt?;
+        if bad.is_empty() {
+            for (k, (new, old)) in bufs.data.iter_mut().zip(bufs.old.iter()).enumerate() {
+                if !req.chunks.contains(k) {
+                    let (Some(d), Some(o)) = (new.get_mut(r.clone()), old.get(r.clone())) else {
+                        return Err(WriteError::Plan);
+                    };
+                    for (d, o) in d.iter_mut().zip(o) {
+                        *d = *o;
+                    }
+                }
+            }
+        }
+        Ok(bad)
     }
 
     /// Issues `ios` (reads into the buffers the computation expects them in, or writes from
@@ -238,6 +313,11 @@ pub(crate) enum IoDir {
     Read,
     Write,
     WriteFua,
+}
+
+/// The set of all `n` data chunks of a stripe.
+fn all_chunks(n: usize) -> u64 {
+    1u64.checked_shl(n as u32).map_or(u64::MAX, |b| b - 1)
 }
 
 /// The bytes of a chunk that `req` covers.

@@ -175,17 +175,42 @@ pub(crate) fn recover_two_data(
     let len = raid6_ptrs(blocks, &mut ptrs)?;
     // SAFETY: the raid6 library sets its recovery routine once at boot.
     let recov = unsafe { ptr::addr_of!(b::raid6_2data_recov).read() }.ok_or(BlockError::Count)?;
-    // SAFETY: as in `gen_syndrome`; the routine wants `faila < failb`.
-    unsafe {
-        recov(
-            blocks.len() as c_int,
-            len,
-            a.min(b) as c_int,
-            a.max(b) as c_int,
-            ptrs.as_mut_ptr(),
-        )
-    };
+    per_page(&ptrs, blocks.len(), len, |page, bytes| {
+        // SAFETY: as in `gen_syndrome`, for one page of every block; the routine wants
+        // `faila < failb`.
+        unsafe {
+            recov(
+                blocks.len() as c_int,
+                bytes,
+                a.min(b) as c_int,
+                a.max(b) as c_int,
+                page.as_mut_ptr(),
+            )
+        }
+    });
     Ok(())
+}
+
+/// Runs a recovery routine page by page: the raid6 recovery routines stand the shared zero
+/// page (`raid6_empty_zero_page`, one page long) in for the lost blocks, so, as md does, they
+/// must never be given more than a page at once.
+fn per_page(
+    ptrs: &[*mut c_void; MAX_BLOCKS],
+    n: usize,
+    len: usize,
+    mut f: impl FnMut(&mut [*mut c_void; MAX_BLOCKS], usize),
+) {
+    let page = kernel::page::PAGE_SIZE;
+    let mut off = 0;
+    while off < len {
+        let bytes = page.min(len - off);
+        let mut piece = [ptr::null_mut::<c_void>(); MAX_BLOCKS];
+        for (dst, src) in piece.iter_mut().zip(ptrs.iter()).take(n) {
+            *dst = src.cast::<u8>().wrapping_add(off).cast();
+        }
+        f(&mut piece, bytes);
+        off += bytes;
+    }
 }
 
 /// Rebuilds data block `a` and P of a RAID6 stripe from the other data blocks and Q.
@@ -197,8 +222,10 @@ pub(crate) fn recover_data_and_p(blocks: &mut [&mut [u8]], a: usize) -> Result<(
     let len = raid6_ptrs(blocks, &mut ptrs)?;
     // SAFETY: the raid6 library sets its recovery routine once at boot.
     let recov = unsafe { ptr::addr_of!(b::raid6_datap_recov).read() }.ok_or(BlockError::Count)?;
-    // SAFETY: as in `gen_syndrome`.
-    unsafe { recov(blocks.len() as c_int, len, a as c_int, ptrs.as_mut_ptr()) };
+    per_page(&ptrs, blocks.len(), len, |page, bytes| {
+        // SAFETY: as in `gen_syndrome`, for one page of every block.
+        unsafe { recov(blocks.len() as c_int, bytes, a as c_int, page.as_mut_ptr()) }
+    });
     Ok(())
 }
 

@@ -23,8 +23,8 @@
 
 N_R5=17
 N_R6=23
-N_R6D=9
-N_R5W=8
+N_R6D=12
+N_R5W=12
 ktap_plan $((2 + N_R5 + N_R6 + N_R6D + N_R5W + 1))
 
 D_WRITES=100 # random writes each time the volume runs degraded
@@ -273,15 +273,9 @@ d_teardown() {
 	return $d_bad
 }
 
-# Rebuild of a member (not implemented in the kernel yet; NOT called). The lead adds, after
-# a scenario's degraded writes (before its next failure):
-#   d_check "$d_t: member 1 replaced by a fresh disk and rebuilt" d_rebuild 1 vdf
-#   d_check "$d_t: status all A, idle"                            d_health AAAA
-#   d_check "$d_t: scrub clean after the rebuild"                 p_scrub_live
-#   d_check "$d_t: whole volume = reference after the rebuild"    p_compare
-# (and the N_* counts). d_rebuild I DISK: mI becomes a linear device over DISK (same
-# maj:min, so the volume's table still names it), the volume is reloaded with `rebuild I`,
-# and the rebuild runs to the end: status `recover` then `idle` with every member A.
+# d_rebuild I DISK: mI becomes a linear device over DISK (same maj:min, so the volume's
+# table still names it), the volume is reloaded with `rebuild I`, and the rebuild runs to
+# the end: status `recover` then `idle` with every member A.
 d_rebuild() {
 	if ! dmsetup suspend "m$1" ||
 		! dmsetup load "m$1" --table "0 $(dev_sectors "$2") linear /dev/$2 0" ||
@@ -300,6 +294,33 @@ d_rebuild() {
 	while [ $d_w -lt 600 ]; do
 		d_st=$(dmsetup status "$P_NAME")
 		case $d_st in *" $d_all $P_LEN/$P_LEN idle 0") echo "$d_st"; return 0 ;; esac
+		sleep 1
+		d_w=$((d_w + 1))
+	done
+	echo "no end of the rebuild after 600 s: $d_st"
+	return 1
+}
+
+# d_remap I DISK: member mI becomes a linear device over DISK (same maj:min).
+d_remap() {
+	dmsetup suspend "m$1" &&
+		dmsetup load "m$1" --table "0 $(dev_sectors "$2") linear /dev/$2 0" &&
+		dmsetup resume "m$1"
+}
+
+# d_rebuild_msg I DISK: mI moves to DISK (stale data on it) and the live volume is told
+# `dmsetup message <vol> 0 rebuild I`; waits until the status shows no member `a` and
+# `idle` again, after having seen `recover` or the end.
+d_rebuild_msg() {
+	d_remap "$1" "$2" || { echo "m$1 over $2 failed"; return 1; }
+	dmsetup message "$P_NAME" 0 rebuild "$1" || { echo "message rebuild $1 refused"; return 1; }
+	d_w=0
+	while [ $d_w -lt 600 ]; do
+		d_st=$(dmsetup status "$P_NAME")
+		case $d_st in
+		*a*" recover 0") ;;
+		*" $P_LEN/$P_LEN idle 0") echo "$d_st"; return 0 ;;
+		esac
 		sleep 1
 		d_w=$((d_w + 1))
 	done
@@ -377,6 +398,10 @@ d_check "$d_t: members 1 and 3 fail ($D_FAILTGT under m1, m3), no write since th
 d_check "$d_t: whole volume = reference (members 1 and 3 rebuilt from P and Q)" p_compare
 d_check "$d_t: status health ADADA" d_health ADADA
 d_check "$d_t: kernel log: members 1 and 3 failed, once each" d_logged 1 3
+d_check "$d_t: member 3 moved to a disk with stale data (vdf), 'dmsetup message rebuild 3'" \
+	d_rebuild_msg 3 vdf
+d_check "$d_t: status health ADAAA after the rebuild" d_health ADAAA
+d_check "$d_t: whole volume = reference after the rebuild (member 1 still failed)" p_compare
 ktap_check "$d_t: volume and members removed" d_teardown
 
 # ------------------------------------------------------------------ raid5, failing while written (N_R5W checks)
@@ -392,6 +417,11 @@ d_check "$d_t: $D_WRITES random writes straight away (the first to reach member 
 	d_random $D_WRITES
 d_check "$d_t: status health DAAA" d_health DAAA
 d_check "$d_t: kernel log: member 0 failed, exactly once" d_logged 0
+d_check "$d_t: member 0 replaced by a fresh disk (vdf), reload with rebuild 0, rebuilt" \
+	d_rebuild 0 vdf
+d_check "$d_t: status health AAAA after the rebuild" d_health AAAA
+d_check "$d_t: scrub clean after the rebuild" p_scrub_live
+d_check "$d_t: whole volume = reference after the rebuild" p_compare
 ktap_check "$d_t: volume and members removed" d_teardown
 
 # shellcheck disable=SC2016 # expanded by that sh
