@@ -105,6 +105,57 @@ pub const LAYOUT_DEFAULT: u8 = 0;
 /// A 128-bit identifier (group or member).
 pub type Uuid = [u8; 16];
 
+/// Parses a UUID as `amfctl format --uuid` and the table's `group <uuid>` take it: 32 hex
+/// digits (either case), either in the canonical 8-4-4-4-12 groups
+/// (`01234567-89ab-cdef-0123-456789abcdef`) or without any dash. Nothing else: no braces, no
+/// spaces, no other dash positions. Only the syntax is checked: the all-zero UUID parses,
+/// and the callers refuse it where a UUID must not be zero.
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    let text = s.as_bytes();
+    let dashed = match text.len() {
+        36 => true,
+        32 => false,
+        _ => return None,
+    };
+    let mut out = [0u8; 16];
+    let mut digits = 0usize;
+    for (i, &c) in text.iter().enumerate() {
+        if dashed && matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        let byte = out.get_mut(digits / 2)?;
+        *byte = (*byte << 4) | v;
+        digits += 1;
+    }
+    (digits == 32).then_some(out)
+}
+
+/// A UUID in the canonical form, lower case (`01234567-89ab-cdef-0123-456789abcdef`):
+/// `format!("{}", UuidText(&uuid))`. What [`parse_uuid`] reads back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UuidText<'a>(pub &'a Uuid);
+
+impl core::fmt::Display for UuidText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// State of one member as the group records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemberState {
@@ -1324,6 +1375,72 @@ mod tests {
                 second: 1
             })
         );
+    }
+
+    const U: Uuid = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd,
+        0xef,
+    ];
+
+    #[test]
+    fn uuid_syntax() {
+        for good in [
+            "01234567-89ab-cdef-0123-456789abcdef",
+            "01234567-89AB-CDEF-0123-456789ABCDEF",
+            "0123456789abcdef0123456789ABCDEF",
+        ] {
+            assert_eq!(parse_uuid(good), Some(U), "{good}");
+        }
+        assert_eq!(
+            parse_uuid("00000000-0000-0000-0000-000000000000"),
+            Some([0; 16])
+        );
+        assert_eq!(
+            parse_uuid("ffffffffffffffffffffffffffffffff"),
+            Some([0xff; 16])
+        );
+        for bad in [
+            "",
+            "0123",
+            "0123456789abcdef0123456789abcdeg",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789abcdef0123456789abcde",
+            "0123-456789abcdef0123456789abcdef",
+            "+123456789abcdef0123456789abcdef",
+            "01234567-89ab-cdef-0123-456789abcdeg",
+            "01234567-89ab-cdef-0123-456789abcde",
+            "01234567-89ab-cdef-0123-456789abcdef0",
+            "0123456789ab-cdef-0123-456789abcdef",
+            "01234567-89abc-def-0123-456789abcdef",
+            "01234567_89ab_cdef_0123_456789abcdef",
+            "{1234567-89ab-cdef-0123-456789abcde}",
+            " 1234567-89ab-cdef-0123-456789abcdef",
+            "0123456789abcdef0123456789abcd\u{e9}",
+            "01234567-89ab-cdef-0123-456789abcd\u{e9}",
+        ] {
+            assert_eq!(parse_uuid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uuid_text_is_canonical() {
+        struct Buf([u8; 40], usize);
+        impl core::fmt::Write for Buf {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                let end = self.1 + s.len();
+                self.0
+                    .get_mut(self.1..end)
+                    .ok_or(core::fmt::Error)?
+                    .copy_from_slice(s.as_bytes());
+                self.1 = end;
+                Ok(())
+            }
+        }
+        let mut b = Buf([0; 40], 0);
+        core::fmt::Write::write_fmt(&mut b, format_args!("{}", UuidText(&U))).unwrap();
+        let text = core::str::from_utf8(&b.0[..b.1]).unwrap();
+        assert_eq!(text, "01234567-89ab-cdef-0123-456789abcdef");
+        assert_eq!(parse_uuid(text), Some(U));
     }
 
     #[test]

@@ -12,11 +12,14 @@
 //!
 //! A `<dev>` of `-` is a missing member; `rebuild <idx>` names a member to be rebuilt from
 //! the others. The parser refuses a group that cannot serve its data (more missing and
-//! rebuilding members than the level tolerates).
+//! rebuilding members than the level tolerates). `group <uuid>` names the group whose
+//! superblocks the members hold ([`TableSpec::group`]); reading and checking them is the
+//! kernel's part (`super::superblock::validate_member_set`).
 
 use core::ffi::CStr;
 
 use super::geometry::{nonzero, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
+use super::superblock::{parse_uuid, Superblock, Uuid};
 
 /// Smallest chunk: one 4 KiB page.
 pub const MIN_CHUNK_SECTORS: u32 = 8;
@@ -76,6 +79,14 @@ pub enum TableError {
     RebuildNotRedundant,
     /// More members missing or to be rebuilt than the level tolerates.
     TooManyFailed,
+    /// `group` missing its value, the value not a UUID, or the all-zero UUID.
+    BadGroup,
+    /// With `group`: the table's level, chunk size or member count is not the group's, or
+    /// its members' data areas are longer than the group's ([`TableSpec::check_group`]).
+    GroupMismatch,
+    /// With `group`: a member's `<offset>` is not the data offset of its superblock
+    /// ([`TableSpec::check_data_offset`]).
+    WrongDataOffset,
 }
 
 impl TableError {
@@ -106,6 +117,9 @@ impl TableError {
                 c"rebuild is only valid for raid1, raid5, raid6 and raid10"
             }
             Self::TooManyFailed => c"Too many failed members for the RAID level",
+            Self::BadGroup => c"Invalid group UUID",
+            Self::GroupMismatch => c"Table does not match the group's superblock",
+            Self::WrongDataOffset => c"Member offset is not its superblock's data offset",
         }
     }
 }
@@ -133,6 +147,10 @@ pub struct TableSpec<'a> {
     /// Members given by `rebuild <idx>`: they hold no valid data yet and are to be rebuilt
     /// from the others. Every index is below the member count; a member may also be missing.
     pub rebuild: MemberSet,
+    /// The group UUID given by `group <uuid>` (never all zero): the constructor assembles
+    /// the group from the members' superblocks, and each member's `offset` must be the data
+    /// offset its superblock records. `None`: no metadata is read.
+    pub group: Option<Uuid>,
     members: [MemberArg<'a>; MAX_MEMBERS],
     nr_members: usize,
 }
@@ -161,6 +179,34 @@ impl<'a> TableSpec<'a> {
     /// Level name as written in tables.
     pub fn level_name(&self) -> &'static str {
         level_name(self.level)
+    }
+
+    /// With `group <uuid>`: checks the table against the group's newest superblock (the
+    /// authority `validate_member_set` picks): the same level (with raid10's copies), chunk
+    /// size and member count, and a member length (the sectors each member serves from its
+    /// offset) within the group's data area. The group UUID is `validate_member_set`'s.
+    pub fn check_group(&self, authority: &Superblock) -> Result<(), TableError> {
+        let fits = self
+            .members()
+            .iter()
+            .all(|m| m.len <= authority.data_sectors);
+        if self.level != authority.level
+            || self.chunk_sectors != authority.chunk_sectors
+            || self.nr_members != authority.member_count()
+            || !fits
+        {
+            return Err(TableError::GroupMismatch);
+        }
+        Ok(())
+    }
+
+    /// With `group <uuid>`: the `<offset>` of the member at `position` must be the data
+    /// offset recorded in that member's own superblock `sb`.
+    pub fn check_data_offset(&self, position: usize, sb: &Superblock) -> Result<(), TableError> {
+        match self.members().get(position) {
+            Some(m) if m.offset == sb.data_offset => Ok(()),
+            _ => Err(TableError::WrongDataOffset),
+        }
     }
 }
 
@@ -212,11 +258,20 @@ fn parse_chunk(word: &str) -> Result<u32, TableError> {
     u32::try_from(v).map_err(|_| TableError::ChunkOutOfRange)
 }
 
-/// Applies the optional parameters (the words after `<chunk_sectors>`) to `level`; returns
-/// the `rebuild` indexes (checked against `<#devs>` by the caller, which parses it later).
-fn parse_optional(words: &[&str], level: &mut Level) -> Result<MemberSet, TableError> {
+/// The optional parameters that are not folded into the level.
+struct Optional {
+    /// `rebuild` indexes, checked against `<#devs>` by the caller (which parses it later).
+    rebuild: MemberSet,
+    /// `group <uuid>`.
+    group: Option<Uuid>,
+}
+
+/// Applies the optional parameters (the words after `<chunk_sectors>`) to `level` and
+/// returns the others.
+fn parse_optional(words: &[&str], level: &mut Level) -> Result<Optional, TableError> {
     let mut copies_seen = false;
     let mut rebuild = MemberSet::EMPTY;
+    let mut group = None;
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -247,10 +302,20 @@ fn parse_optional(words: &[&str], level: &mut Level) -> Result<MemberSet, TableE
                 }
                 rebuild = rebuild.with(idx);
             }
+            "group" => {
+                if group.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                let value = it.next().ok_or(TableError::BadGroup)?;
+                let uuid = parse_uuid(value)
+                    .filter(|u| *u != [0; 16])
+                    .ok_or(TableError::BadGroup)?;
+                group = Some(uuid);
+            }
             _ => return Err(TableError::UnknownParam),
         }
     }
-    Ok(rebuild)
+    Ok(Optional { rebuild, group })
 }
 
 /// Sectors each member must provide for a target of `target_len` sectors, and the geometry
@@ -326,7 +391,8 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
 
     let chunk_sectors = parse_chunk(word(2)?)?;
     let mut level = level;
-    let rebuild = parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
+    let Optional { rebuild, group } =
+        parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
 
     let devs_at = 2 + nr_params;
     let nr_devs = parse_decimal(word(devs_at)?).ok_or(TableError::BadDeviceCount)?;
@@ -372,6 +438,7 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
         level,
         chunk_sectors,
         rebuild,
+        group,
         members,
         nr_members: nr_devs,
     };
@@ -635,6 +702,9 @@ mod tests {
             TableError::DuplicateRebuild,
             TableError::RebuildNotRedundant,
             TableError::TooManyFailed,
+            TableError::BadGroup,
+            TableError::GroupMismatch,
+            TableError::WrongDataOffset,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();
@@ -643,6 +713,61 @@ mod tests {
                 assert_ne!(a.message(), b.message());
             }
         }
+    }
+
+    #[test]
+    fn group_messages_are_documented() {
+        // The superblock messages a constructor with `group <uuid>` can return, verbatim in
+        // the "With group <uuid>" part of the errors table.
+        use super::super::superblock::{ChooseError, SetError};
+        let doc = include_str!("../../../Documentation/table-syntax.rst");
+        let (_, part) = doc.split_once("With ``group <uuid>`` (see").unwrap();
+        let p = 0;
+        let all = [
+            ChooseError::Conflict.message(),
+            ChooseError::UnknownVersion(2).message(),
+            SetError::NoSuperblock.message(),
+            SetError::ForeignMember { position: p }.message(),
+            SetError::WrongMemberCount {
+                devices: 1,
+                members: 2,
+            }
+            .message(),
+            SetError::DuplicateRole {
+                role: 0,
+                first: 0,
+                second: 1,
+            }
+            .message(),
+            SetError::WrongRole {
+                position: 1,
+                role: 0,
+            }
+            .message(),
+            SetError::Inconsistent { position: p }.message(),
+            SetError::ReplacedMember { position: p }.message(),
+            SetError::Diverged { position: p }.message(),
+            SetError::TooManyFailed {
+                failed: 2,
+                tolerated: 1,
+            }
+            .message(),
+            TableError::GroupMismatch.message(),
+            TableError::WrongDataOffset.message(),
+        ];
+        for m in all {
+            let m = m.to_str().unwrap();
+            assert!(part.contains(&std::format!("``{m}``")), "undocumented: {m}");
+        }
+        // The same message for the same refusal, with or without `group`.
+        assert_eq!(
+            SetError::TooManyFailed {
+                failed: 2,
+                tolerated: 1
+            }
+            .message(),
+            TableError::TooManyFailed.message()
+        );
     }
 
     #[test]
@@ -872,6 +997,178 @@ mod tests {
                 }
             }
         }
+    }
+
+    const GROUP: &str = "01234567-89ab-cdef-0123-456789abcdef";
+    const GROUP_BYTES: Uuid = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd,
+        0xef,
+    ];
+
+    #[test]
+    fn group_parameter() {
+        let four = "4 /dev/a 8192 /dev/b 8192 /dev/c 8192 /dev/d 8192";
+        let line = |params: &str| std::format!("raid5 {params} {four}");
+        // Without it: no group.
+        let w = words("raid5 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
+        assert_eq!(parse(&w, 384).unwrap().group, None);
+        // Two words in <#params>; either case, with or without the dashes.
+        for uuid in [
+            GROUP,
+            "01234567-89AB-CDEF-0123-456789ABCDEF",
+            "0123456789abcdef0123456789abcdef",
+        ] {
+            let l = line(&std::format!("3 128 group {uuid}"));
+            let t = parse(&words(&l), 384).unwrap();
+            assert_eq!(t.group, Some(GROUP_BYTES), "{l}");
+            assert_eq!(t.members()[3].offset, 8192);
+        }
+        // In any order with the other parameters.
+        let l =
+            std::format!("raid10 5 128 group {GROUP} raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
+        let t = parse(&words(&l), 128).unwrap();
+        assert_eq!(t.level, Level::Raid10 { copies: 3 });
+        assert_eq!(t.group, Some(GROUP_BYTES));
+        let l = line(&std::format!("5 128 rebuild 2 group {GROUP}"));
+        let t = parse(&words(&l), 384).unwrap();
+        assert_eq!(
+            (t.rebuild, t.group),
+            (MemberSet::single(2), Some(GROUP_BYTES))
+        );
+        // Every level, and with missing members.
+        let l = std::format!("raid0 3 128 group {GROUP} 2 /dev/a 8192 /dev/b 8192");
+        assert_eq!(parse(&words(&l), 256).unwrap().group, Some(GROUP_BYTES));
+        let l = line(&std::format!("3 128 group {GROUP}")).replace("/dev/c", "-");
+        let t = parse(&words(&l), 384).unwrap();
+        assert_eq!(
+            (t.missing(), t.group),
+            (MemberSet::single(2), Some(GROUP_BYTES))
+        );
+        let l = std::format!("raid1 3 128 group {GROUP} 3 - 8192 /dev/b 8192 - 8192");
+        assert_eq!(parse(&words(&l), 128).unwrap().missing(), MemberSet(0b101));
+        // The member offsets are not checked against anything here (the kernel compares
+        // them with the superblocks).
+        let l = std::format!("raid1 3 128 group {GROUP} 2 /dev/a 0 /dev/b 7");
+        assert_eq!(parse(&words(&l), 128).unwrap().members()[1].offset, 7);
+        // The usual member checks still apply.
+        let l = std::format!("raid5 3 128 group {GROUP} 3 - 0 /dev/b 0 - 0");
+        assert_eq!(err(&l, 256), TableError::TooManyFailed);
+    }
+
+    #[test]
+    fn group_errors() {
+        use TableError::*;
+        let e = |params: &str| {
+            err(
+                &std::format!("raid1 {params} 2 /dev/a 8192 /dev/b 8192"),
+                128,
+            )
+        };
+        // No value: <#params> counts only the keyword, the UUID would be <#devs>.
+        assert_eq!(e("2 128 group"), BadGroup);
+        assert_eq!(
+            err(
+                "raid1 2 128 group 01234567-89ab-cdef-0123-456789abcdef 1 /dev/a 0",
+                128
+            ),
+            BadGroup
+        );
+        // Bad syntax.
+        for bad in [
+            "x",
+            "0123456789abcdef",
+            "01234567-89ab-cdef-0123-456789abcdeg",
+            "01234567-89ab-cdef-0123-456789abcdef0",
+            "0123456789ab-cdef-0123-456789abcdef",
+            "{01234567-89ab-cdef-0123-456789abcdef}",
+            "0x0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(e(&std::format!("3 128 group {bad}")), BadGroup, "{bad}");
+        }
+        // The all-zero UUID, in both spellings.
+        assert_eq!(
+            e("3 128 group 00000000-0000-0000-0000-000000000000"),
+            BadGroup
+        );
+        assert_eq!(e("3 128 group 00000000000000000000000000000000"), BadGroup);
+        // At most once, even with the same UUID; the duplicate is found before its value.
+        assert_eq!(
+            e(&std::format!("5 128 group {GROUP} group {GROUP}")),
+            DuplicateParam
+        );
+        assert_eq!(
+            e(&std::format!("5 128 group {GROUP} group x")),
+            DuplicateParam
+        );
+        assert_eq!(
+            e(&std::format!("4 128 group {GROUP} group")),
+            DuplicateParam
+        );
+        // A bad value before anything else wrong in the parameters.
+        assert_eq!(e("5 128 group x raid10_copies 2"), BadGroup);
+        // Still case-sensitive as a keyword.
+        assert_eq!(e(&std::format!("3 128 GROUP {GROUP}")), UnknownParam);
+    }
+
+    #[test]
+    fn table_against_the_group() {
+        use super::super::superblock::{FormatParams, DATA_OFFSET_DEFAULT};
+        use TableError::*;
+        let members = [[1u8; 16], [2; 16], [3; 16], [4; 16]];
+        let p = FormatParams {
+            group_uuid: GROUP_BYTES,
+            level: Level::Raid5,
+            chunk_sectors: 128,
+            member_uuids: &members,
+            data_offset: DATA_OFFSET_DEFAULT,
+            data_sectors: 128 * 100,
+            region_sectors: 1 << 17,
+            ctime: 1,
+        };
+        let sb = Superblock::new(&p).unwrap();
+        let line = |level: &str, params: &str, devs: &str| {
+            std::format!("{level} {params} group {GROUP} {devs}")
+        };
+        let four = "4 /dev/a 8192 /dev/b 8192 - 8192 /dev/d 4096";
+        // The whole data area: 100 stripes of 3 data chunks.
+        let l = line("raid5", "3 128", four);
+        let t = parse(&words(&l), 3 * 128 * 100).unwrap();
+        assert_eq!(t.check_group(&sb), Ok(()));
+        // Less of it is fine too.
+        let t2 = parse(&words(&l), 3 * 128).unwrap();
+        assert_eq!(t2.check_group(&sb), Ok(()));
+        // More is not.
+        let t3 = parse(&words(&l), 3 * 128 * 101).unwrap();
+        assert_eq!(t3.check_group(&sb), Err(GroupMismatch));
+        // Level, chunk size, member count.
+        let l = line("raid6", "3 128", four);
+        let t4 = parse(&words(&l), 2 * 128).unwrap();
+        assert_eq!(t4.check_group(&sb), Err(GroupMismatch));
+        let l = line("raid5", "3 64", four);
+        let t5 = parse(&words(&l), 3 * 64).unwrap();
+        assert_eq!(t5.check_group(&sb), Err(GroupMismatch));
+        let l = line("raid5", "3 128", "3 /dev/a 8192 /dev/b 8192 /dev/c 8192");
+        let t6 = parse(&words(&l), 2 * 128).unwrap();
+        assert_eq!(t6.check_group(&sb), Err(GroupMismatch));
+        // raid10's copies are part of the level.
+        let mut r10 = Superblock::new(&FormatParams {
+            level: Level::Raid10 { copies: 2 },
+            member_uuids: &members[..3],
+            ..p
+        })
+        .unwrap();
+        let l = line("raid10", "3 128", "3 /dev/a 8192 /dev/b 8192 /dev/c 8192");
+        let t7 = parse(&words(&l), 128).unwrap();
+        assert_eq!(t7.check_group(&r10), Ok(()));
+        r10.level = Level::Raid10 { copies: 3 };
+        assert_eq!(t7.check_group(&r10), Err(GroupMismatch));
+        // Offsets: each member against its own superblock.
+        assert_eq!(t.check_data_offset(0, &sb), Ok(()));
+        assert_eq!(t.check_data_offset(3, &sb), Err(WrongDataOffset));
+        let mut d = sb.for_role(3).unwrap();
+        d.data_offset = 4096;
+        assert_eq!(t.check_data_offset(3, &d), Ok(()));
+        assert_eq!(t.check_data_offset(4, &sb), Err(WrongDataOffset));
     }
 
     #[test]

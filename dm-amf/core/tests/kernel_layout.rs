@@ -13,6 +13,7 @@ mod core_proto {
     pub(crate) mod op;
     pub(crate) mod parity;
     pub(crate) mod recovery;
+    pub(crate) mod superblock;
     pub(crate) mod table;
     pub(crate) mod wire;
 }

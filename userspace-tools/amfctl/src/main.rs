@@ -33,6 +33,8 @@ enum Cmd {
     Table {
         #[command(flatten)]
         opts: TableOpts,
+        #[command(flatten)]
+        group: GroupOpt,
         /// Do not open the devices (the line is for another host); needs --size.
         #[arg(long, requires = "size")]
         offline: bool,
@@ -43,6 +45,8 @@ enum Cmd {
         name: String,
         #[command(flatten)]
         opts: TableOpts,
+        #[command(flatten)]
+        group: GroupOpt,
         /// Pass --noudevsync to dmsetup (no udev cookie wait; for hosts without udev).
         #[arg(long)]
         noudevsync: bool,
@@ -132,6 +136,15 @@ struct TableOpts {
     devs: Vec<DevArg>,
 }
 
+#[derive(Args, Debug)]
+struct GroupOpt {
+    /// The group's UUID (amfctl format printed it; amfctl examine shows it): adds
+    /// `group <uuid>` to the table, so that the kernel assembles the group from the members'
+    /// superblocks. Each --dev offset must then be the member's data offset (default 8192).
+    #[arg(long, value_name = "UUID")]
+    group: Option<String>,
+}
+
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_sectors(s).map_err(|e| e.to_string())
 }
@@ -141,12 +154,13 @@ fn dev_arg(s: &str) -> Result<DevArg, String> {
 }
 
 impl TableOpts {
-    fn build(&self, check: DeviceCheck) -> Result<TableLine> {
+    fn build(&self, check: DeviceCheck, group: Option<&str>) -> Result<TableLine> {
         let req = TableRequest {
             level: self.level.clone(),
             chunk_sectors: self.chunk,
             size: self.size,
             devs: self.devs.clone(),
+            group: group.map(str::to_string),
         };
         Ok(table::build(&req, check, &device::probe)?)
     }
@@ -261,7 +275,7 @@ fn open_member(path: &str) -> Result<std::fs::File> {
 
 fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
     // The group as the kernel would see it: the same checks and sizes as `amfctl table`.
-    let line = opts.build(DeviceCheck::AllowFiles)?;
+    let line = opts.build(DeviceCheck::AllowFiles, None)?;
     let words: Vec<&str> = line.args.iter().map(String::as_str).collect();
     let spec = amf_core::table::parse(&words, line.len)
         .map_err(|e| anyhow::anyhow!(table::kernel_message(e)))?;
@@ -300,21 +314,28 @@ fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Table { opts, offline } => {
+        Cmd::Table {
+            opts,
+            group,
+            offline,
+        } => {
             let check = if offline {
                 DeviceCheck::None
             } else {
                 DeviceCheck::AllowFiles
             };
-            let line = opts.build(check)?;
+            let line = opts.build(check, group.group.as_deref())?;
             println!("{line}");
         }
         Cmd::Create {
             name,
             opts,
+            group,
             noudevsync,
         } => {
-            let line = opts.build(DeviceCheck::BlockOnly)?.to_string();
+            let line = opts
+                .build(DeviceCheck::BlockOnly, group.group.as_deref())?
+                .to_string();
             let out = match dmsetup::run(&dmsetup::create_args(&name, &line, noudevsync)) {
                 Ok(out) => out,
                 Err(e @ dmsetup::DmsetupError::Failed { .. }) => bail!(
@@ -380,13 +401,56 @@ mod tests {
     fn offline_needs_size() {
         assert!(parse_table(&["--dev", "8:16", "--offline"]).is_err());
         let r = parse_table(&["--size", "1G", "--dev", "8:16:2048", "--offline"]).unwrap();
-        let Cmd::Table { opts, offline } = r.cmd else {
+        let Cmd::Table {
+            opts,
+            group,
+            offline,
+        } = r.cmd
+        else {
             panic!("not table")
         };
         assert!(offline);
+        assert_eq!(group.group, None);
         assert_eq!(
-            opts.build(DeviceCheck::None).unwrap().to_string(),
+            opts.build(DeviceCheck::None, None).unwrap().to_string(),
             "0 2097152 amf raid0 1 128 1 8:16 2048"
         );
+    }
+
+    #[test]
+    fn group_option() {
+        let r = parse_table(&[
+            "--size",
+            "1G",
+            "--dev",
+            "8:16:4M",
+            "--offline",
+            "--group",
+            "0123456789ABCDEF0123456789abcdef",
+        ])
+        .unwrap();
+        let Cmd::Table { opts, group, .. } = r.cmd else {
+            panic!("not table")
+        };
+        assert_eq!(
+            opts.build(DeviceCheck::None, group.group.as_deref())
+                .unwrap()
+                .to_string(),
+            "0 2097152 amf raid0 3 128 group 01234567-89ab-cdef-0123-456789abcdef 1 8:16 8192"
+        );
+        let r = Cli::try_parse_from([
+            "amfctl", "create", "v", "--level", "raid1", "--chunk", "8", "--dev", "8:16",
+            "--group", "x",
+        ])
+        .unwrap();
+        let Cmd::Create { group, .. } = r.cmd else {
+            panic!("not create")
+        };
+        assert_eq!(group.group.as_deref(), Some("x"));
+        // Not an option of scrub.
+        assert!(Cli::try_parse_from([
+            "amfctl", "scrub", "--level", "raid1", "--chunk", "8", "--dev", "a", "--group", "x",
+        ])
+        .is_err());
     }
 }

@@ -10,8 +10,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use amf_core::geometry::Level;
 use amf_core::superblock::{
     self, choose, default_region_sectors, ChooseError, FormatParams, MemberState, Superblock,
-    SuperblockError, Uuid, Which, DATA_OFFSET_DEFAULT, MAGIC, SLOT_A_SECTOR, SLOT_B_SECTOR,
-    SLOT_SIZE,
+    SuperblockError, Uuid, UuidText, Which, DATA_OFFSET_DEFAULT, MAGIC, SLOT_A_SECTOR,
+    SLOT_B_SECTOR, SLOT_SIZE,
 };
 use amf_core::table::level_name;
 use amf_core::wire::Crc32c;
@@ -44,7 +44,7 @@ pub enum SbError {
     #[error("unknown RAID level '{0}' (raid0, raid1, raid5, raid6, raid10)")]
     Level(String),
     /// `--uuid` is not a UUID.
-    #[error("bad UUID '{0}': expected 32 hex digits, optionally in 8-4-4-4-12 groups")]
+    #[error("bad UUID '{0}': expected 32 hex digits, in 8-4-4-4-12 groups or without dashes")]
     Uuid(String),
     /// The same device named twice.
     #[error("{0} is named twice")]
@@ -96,33 +96,16 @@ pub fn parse_level(name: &str, copies: u8) -> Result<Level, SbError> {
     })
 }
 
-/// Parses a UUID: 32 hex digits, with or without the usual dashes.
+/// Parses `--uuid` with the core's parser ([`superblock::parse_uuid`]: 32 hex digits, in
+/// the 8-4-4-4-12 groups or without dashes), which is also the syntax of the table's
+/// `group <uuid>`.
 pub fn parse_uuid(s: &str) -> Result<Uuid, SbError> {
-    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
-    let bad = || SbError::Uuid(s.to_string());
-    let dashes_ok = !s.contains('-')
-        || s.len() == 36 && [8, 13, 18, 23].iter().all(|i| s.as_bytes()[*i] == b'-');
-    if hex.len() != 32 || !dashes_ok || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return Err(bad());
-    }
-    let mut out = [0u8; 16];
-    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
-        let text = std::str::from_utf8(pair).map_err(|_| bad())?;
-        *o = u8::from_str_radix(text, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    superblock::parse_uuid(s).ok_or_else(|| SbError::Uuid(s.to_string()))
 }
 
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` ([`UuidText`]).
 pub fn format_uuid(u: &Uuid) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, b) in u.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    UuidText(u).to_string()
 }
 
 /// A random (version 4) UUID from the kernel's random source.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 
 use amf_core::geometry::Geometry;
+use amf_core::superblock::{parse_uuid, UuidText};
 use amf_core::table::{self, TableError, TableSpec};
 
 use crate::device::{DevArg, DevId, DevInfo, DevKind};
@@ -22,6 +23,8 @@ pub struct TableRequest {
     pub size: Option<u64>,
     /// Members in member order.
     pub devs: Vec<DevArg>,
+    /// `group <uuid>`: the group UUID as the administrator wrote it (`None`: no metadata).
+    pub group: Option<String>,
 }
 
 /// A table line: `<start> <len> amf <args...>`.
@@ -104,12 +107,16 @@ pub enum DeviceCheck {
 }
 
 fn args_for(req: &TableRequest) -> Vec<String> {
-    let mut args = vec![
-        req.level.clone(),
-        "1".to_string(),
-        req.chunk_sectors.to_string(),
-        req.devs.len().to_string(),
-    ];
+    let mut params = vec![req.chunk_sectors.to_string()];
+    if let Some(g) = &req.group {
+        // The canonical spelling when it is a UUID (as the kernel prints it back); anything
+        // else as given, for the parser to refuse.
+        let text = parse_uuid(g).map_or_else(|| g.clone(), |u| UuidText(&u).to_string());
+        params.extend(["group".to_string(), text]);
+    }
+    let mut args = vec![req.level.clone(), params.len().to_string()];
+    args.extend(params);
+    args.push(req.devs.len().to_string());
     for d in &req.devs {
         args.push(d.path.clone());
         args.push(d.offset.to_string());
@@ -307,6 +314,11 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
         TableError::DeviceTooSmall => {
             format!("--size {len} plus a device offset exceeds the largest sector number")
         }
+        TableError::BadGroup => format!(
+            "--group {}: expected 32 hex digits, in 8-4-4-4-12 groups or without dashes, \
+             not all zero",
+            req.group.as_deref().unwrap_or("")
+        ),
         _ => String::new(),
     }
 }
@@ -321,6 +333,7 @@ mod tests {
             chunk_sectors: chunk,
             size,
             devs: devs.iter().map(|&(p, o)| DevArg::new(p, o)).collect(),
+            group: None,
         }
     }
 
@@ -574,6 +587,63 @@ mod tests {
             kernel_err(build(&r, DeviceCheck::None, &none)),
             TableError::TooFewDevices
         );
+    }
+
+    #[test]
+    fn group_parameter() {
+        let none = fake(&[]);
+        let mut r = req(128, Some(3 * 128), &[("/dev/vda", 8192)]);
+        r.level = "raid1".to_string();
+        r.devs.push(DevArg::new("/dev/vdb", 8192));
+        r.devs.push(DevArg::new("-", 8192));
+        r.size = Some(128);
+        // Written canonically, whatever the spelling given.
+        for given in [
+            "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f",
+            "6A1F0C2E93B44D5E8F701A2B3C4D5E6F",
+        ] {
+            r.group = Some(given.to_string());
+            let line = build(&r, DeviceCheck::None, &none).unwrap();
+            assert_eq!(
+                line.to_string(),
+                "0 128 amf raid1 3 128 group 6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f \
+                 3 /dev/vda 8192 /dev/vdb 8192 - 8192"
+            );
+            let spec = parse_args(&line.args, line.len).unwrap();
+            assert_eq!(spec.group.map(|u| u[0]), Some(0x6a));
+        }
+        // The member devices are checked as without it.
+        let line = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 2]));
+        assert!(matches!(line, Err(BuildError::Lookup { .. })), "{line:?}");
+        r.devs.pop();
+        let line = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 2])).unwrap();
+        assert_eq!(line.args[..4], ["raid1", "3", "128", "group"]);
+        // Refused as the kernel refuses it.
+        for bad in [
+            "x",
+            "",
+            "00000000-0000-0000-0000-000000000000",
+            "6a1f0c2e-93b4",
+        ] {
+            r.group = Some(bad.to_string());
+            let e = build(&r, DeviceCheck::None, &none).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    BuildError::Table {
+                        err: TableError::BadGroup,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "Invalid group UUID (--group {bad}: expected 32 hex"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]

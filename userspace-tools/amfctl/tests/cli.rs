@@ -165,6 +165,36 @@ fn table_parity_levels() {
 }
 
 #[test]
+fn table_with_group() {
+    let d = TempDir::new("group");
+    let a = d.file("a", 8 * MIB);
+    let b = d.file("b", 8 * MIB);
+    let devs = ["--dev", &format!("{a}:4M"), "--dev", &format!("{b}:4M")];
+    let mut args = devs.to_vec();
+    args.extend_from_slice(&["--group", "6A1F0C2E-93B4-4D5E-8F70-1A2B3C4D5E6F"]);
+    let o = table("raid1", "64K", &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "0 8192 amf raid1 3 128 group 6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f 2 {a} 8192 {b} 8192\n"
+        )
+    );
+    // A bad UUID is the kernel's refusal (exit 1), with what was wrong.
+    for bad in ["6a1f0c2e", "00000000000000000000000000000000"] {
+        let mut args = devs.to_vec();
+        args.extend_from_slice(&["--group", bad]);
+        let o = table("raid1", "64K", &args);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).starts_with(&format!("amfctl: Invalid group UUID (--group {bad}: ")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
 fn table_usage_errors() {
     // Bad size syntax and a missing --dev are command-line errors (exit 2).
     let o = table("raid0", "64X", &["--dev", "/dev/null"]);
@@ -331,6 +361,29 @@ fn create_and_status_through_dmsetup() {
     assert_eq!(
         fs::read_to_string(&log).unwrap(),
         format!("create\ngood\n--noudevsync\n--table\n0 8 amf raid0 1 8 1 {blk} 0\n")
+    );
+    let o = run(&[
+        "create",
+        "grouped",
+        "--noudevsync",
+        "--level",
+        "raid0",
+        "--chunk",
+        "8",
+        "--size",
+        "8",
+        "--group",
+        "6a1f0c2e93b44d5e8f701a2b3c4d5e6f",
+        "--dev",
+        &blk,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        format!(
+            "create\ngrouped\n--noudevsync\n--table\n\
+             0 8 amf raid0 3 8 group 6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f 1 {blk} 0\n"
+        )
     );
     let o = run(&[
         "create", "bad", "--level", "raid0", "--chunk", "8", "--size", "8", "--dev", &blk,
