@@ -13,6 +13,7 @@ mod kernel_ext;
 
 mod core_proto;
 mod group;
+mod metadata;
 mod parity_check;
 mod stripe_buf;
 mod stripe_read;

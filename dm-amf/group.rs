@@ -5,10 +5,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Mutex};
 
 use crate::core_proto::geometry::{Geometry, MemberSet};
 use crate::kernel_ext::device_mapper::DmDev;
+use crate::metadata::GroupMeta;
 
 /// One member device (none if the table names it missing: `-`) and where its data area
 /// starts.
@@ -38,16 +39,24 @@ pub(crate) struct Group {
     rebuilding: AtomicU64,
     /// First stripe not rebuilt yet; only the stripe worker advances it.
     cursor: AtomicU64,
+    /// The superblocks, when the table names the group (`group <uuid>`).
+    meta: Option<Pin<KBox<Mutex<GroupMeta>>>>,
+    /// Failed and rebuilding members as last recorded in the superblocks (all ones: not
+    /// recorded yet, so the first check writes what the constructor found if it differs).
+    recorded: AtomicU64,
+    recorded_rebuilding: AtomicU64,
 }
 
 impl Group {
-    /// A group whose members `failed` are out of service from the start (missing).
+    /// A group whose members `failed` are out of service from the start (missing, or
+    /// failed according to its superblocks `meta`).
     pub(crate) fn new(
         geometry: Geometry,
         chunk_sectors: u32,
         member_len: u64,
         members: KVec<Member>,
         failed: MemberSet,
+        meta: Option<Pin<KBox<Mutex<GroupMeta>>>>,
     ) -> Self {
         Self {
             geometry,
@@ -57,7 +66,30 @@ impl Group {
             failed: AtomicU64::new(failed.0),
             rebuilding: AtomicU64::new(0),
             cursor: AtomicU64::new(0),
+            meta,
+            recorded: AtomicU64::new(u64::MAX),
+            recorded_rebuilding: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Records in the superblocks (if the table names the group) the member states as they
+    /// are now, if they changed since the last record: before a write relies on a failure,
+    /// and when a rebuild starts or ends. Sleeps: never from `map` or `end_io`.
+    pub(crate) fn record_state(&self) -> Result {
+        let Some(meta) = self.meta.as_ref() else {
+            return Ok(());
+        };
+        let (failed, rebuilding) = (self.failed(), self.rebuilding());
+        if self.recorded.load(Ordering::Acquire) == failed.0
+            && self.recorded_rebuilding.load(Ordering::Acquire) == rebuilding.0
+        {
+            return Ok(());
+        }
+        meta.lock().record(&self.members, failed, rebuilding)?;
+        self.recorded.store(failed.0, Ordering::Release);
+        self.recorded_rebuilding
+            .store(rebuilding.0, Ordering::Release);
+        Ok(())
     }
 
     /// Member `i`, if the group has it.

@@ -24,6 +24,7 @@ use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
 impl StripeEngine<'_> {
     /// Reads `bio` (within one chunk, at target-relative `logical`) while some members are
     /// out of service.
+    #[inline(never)]
     pub(crate) fn read_bio(
         &self,
         scratch: &mut Scratch,

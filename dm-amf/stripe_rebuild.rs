@@ -17,6 +17,7 @@ use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError}
 
 impl StripeEngine<'_> {
     /// Rebuilds the blocks of `stripe` on `targets`.
+    #[inline(never)]
     pub(crate) fn rebuild_stripe(
         &self,
         scratch: &mut Scratch,

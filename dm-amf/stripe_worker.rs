@@ -167,7 +167,15 @@ impl StripeWorker {
             }
             let stripe = group.rebuild_cursor();
             match engine.rebuild_stripe(scratch, stripe, targets) {
-                Ok(()) => group.rebuild_advanced(stripe),
+                Ok(()) => {
+                    group.rebuild_advanced(stripe);
+                    if group.rebuilding().is_empty() {
+                        // The end of the rebuild: the superblocks say in sync again.
+                        if let Err(e) = group.record_state() {
+                            pr_err!("cannot record the end of the rebuild: {e:?}\n");
+                        }
+                    }
+                }
                 // A member failed: the next round re-evaluates what is left.
                 Err(WriteError::Io) if group.can_serve() => break,
                 Err(e) => {

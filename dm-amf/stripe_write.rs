@@ -123,6 +123,8 @@ impl StripeEngine<'_> {
         // A member failing during the pre-reads changes the plan: start again without it.
         // Each round fails one more member, so this ends.
         for _ in 0..=g.members() {
+            // A write never relies on a failure the superblocks do not record yet.
+            self.group.record_state().map_err(|_| WriteError::Io)?;
             let unavailable = self.group.unavailable(req.stripe);
             if unavailable.len() > g.tolerated_failures() {
                 // The new data could not be stored recoverably: refuse it.
@@ -172,11 +174,13 @@ impl StripeEngine<'_> {
             };
             let bad = self.run_ios(bufs, plan.writes.as_slice(), plan.kind, &r, dir)?;
             if !bad.is_empty() {
-                // What reached the other members is consistent without the failed ones.
+                // What reached the other members is consistent without the failed ones,
+                // once the superblocks say they failed.
                 self.group.mark_failed(bad);
                 if !self.group.can_serve() {
                     return Err(WriteError::Io);
                 }
+                self.group.record_state().map_err(|_| WriteError::Io)?;
             }
             let fx = state.writes_done(0).map_err(|_| WriteError::Plan)?;
             return if fx.ack_host && fx.retire {
@@ -192,6 +196,7 @@ impl StripeEngine<'_> {
     /// range into the scratch buffers, rebuilds the lost data chunks there, and copies the
     /// old contents of every chunk `req` does not write into `data` beside the new data, so
     /// that the whole range can be written as a full stripe. Returns members that failed.
+    #[inline(never)]
     fn reconstruct_untouched(
         &self,
         bufs: &mut StripeBuffers,

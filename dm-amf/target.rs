@@ -12,10 +12,11 @@
 
 use core::{ffi::CStr, fmt::Write};
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{new_mutex, prelude::*, sync::Arc};
 
 use crate::core_proto::{
     geometry::{nonzero, Geometry, Level, MemberSet},
+    superblock::{Uuid, UuidText},
     table::{self, TableError},
 };
 use crate::group::{Group, Member};
@@ -26,6 +27,7 @@ use crate::kernel_ext::{
         TargetCtr, TargetOperations,
     },
 };
+use crate::metadata;
 use crate::stripe_worker::StripeService;
 
 /// Target version reported by `dmsetup targets`.
@@ -50,6 +52,8 @@ pub(crate) struct AmfTarget {
     stripes: Option<StripeService>,
     /// RAID5/6: writes and degraded reads go through the stripe worker.
     parity: bool,
+    /// The group named by the table (`group <uuid>`), whose superblocks the members hold.
+    uuid: Option<Uuid>,
     group: Arc<Group>,
     /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
     copies: Option<BioSet>,
@@ -125,6 +129,9 @@ impl AmfTarget {
             pr_warn!("rebuild: a rebuild is already running\n");
         })?;
         pr_info!("member {m}: rebuild started\n");
+        if let Err(e) = self.group.record_state() {
+            pr_err!("member {m}: cannot record the rebuild in the superblocks: {e:?}\n");
+        }
         stripes.kick();
         Ok(())
     }
@@ -222,7 +229,13 @@ impl AmfTarget {
 
     /// The live copies of `logical`: member, device and sector on it.
     fn live_copies(&self, logical: u64) -> impl Iterator<Item = (usize, &DmDev, u64)> {
-        let places = self.group.geometry.copy_iter(logical).ok().into_iter().flatten();
+        let places = self
+            .group
+            .geometry
+            .copy_iter(logical)
+            .ok()
+            .into_iter()
+            .flatten();
         places.filter_map(|p| {
             let (dev, offset) = self.group.live(p.member)?;
             Some((p.member, dev, offset + p.sector))
@@ -232,7 +245,9 @@ impl AmfTarget {
     /// Sends a write to every live copy: chained copies first, then the bio itself to the
     /// first.
     fn map_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let mut live = self.live_copies(logical).map(|(_, dev, sector)| (dev, sector));
+        let mut live = self
+            .live_copies(logical)
+            .map(|(_, dev, sector)| (dev, sector));
         let Some((first_dev, first_sector)) = live.next() else {
             return MapAction::Complete(BlkStatus::IOERR);
         };
@@ -310,7 +325,22 @@ impl TargetOperations for AmfTarget {
         } else {
             None
         };
-        let rebuild = MemberSet(spec.rebuild.0 & !spec.missing().0);
+        let mut failed = spec.missing();
+        let mut rebuild = MemberSet(spec.rebuild.0 & !failed.0);
+        let mut meta = None;
+        if let Some(uuid) = spec.group.as_ref() {
+            let found = metadata::assemble(uuid, &spec, &members)?;
+            // The table's `rebuild` wins over a recorded failure (a replaced member).
+            failed = MemberSet(failed.0 | (found.failed.0 & !spec.rebuild.0));
+            rebuild = MemberSet((rebuild.0 | found.rebuilding.0) & !failed.0);
+            meta = Some(
+                KBox::pin_init(new_mutex!(found.meta, "amf:group_meta"), GFP_KERNEL)
+                    .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?,
+            );
+        }
+        if MemberSet(failed.0 | rebuild.0).len() > geometry.tolerated_failures() {
+            return Err(TableError::TooManyFailed.into());
+        }
         if !rebuild.is_empty() && !parity {
             return Err(CtrError::inval(
                 c"rebuild is only implemented for raid5 and raid6",
@@ -321,7 +351,8 @@ impl TargetOperations for AmfTarget {
             spec.chunk_sectors,
             member_len,
             members,
-            spec.missing(),
+            failed,
+            meta,
         );
         // Members named by `rebuild` are rewritten from the others once the device resumes.
         group
@@ -355,6 +386,7 @@ impl TargetOperations for AmfTarget {
             Self {
                 stripes,
                 parity,
+                uuid: spec.group,
                 group,
                 copies,
             },
@@ -470,14 +502,20 @@ impl TargetOperations for AmfTarget {
                 }
             }
             StatusKind::Table => {
-                let _ = match g.geometry.level() {
-                    Level::Raid10 { copies } => write!(
-                        out,
-                        "{level} 3 {} raid10_copies {copies} {n}",
-                        g.chunk_sectors
-                    ),
-                    _ => write!(out, "{level} 1 {} {n}", g.chunk_sectors),
+                let copies = match g.geometry.level() {
+                    Level::Raid10 { copies } => Some(copies),
+                    _ => None,
                 };
+                let params =
+                    1 + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()));
+                let _ = write!(out, "{level} {params} {}", g.chunk_sectors);
+                if let Some(copies) = copies {
+                    let _ = write!(out, " raid10_copies {copies}");
+                }
+                if let Some(uuid) = self.uuid.as_ref() {
+                    let _ = write!(out, " group {}", UuidText(uuid));
+                }
+                let _ = write!(out, " {n}");
                 for m in g.members.iter() {
                     let _ = write!(out, " {} {}", m.name(), m.offset);
                 }
@@ -506,6 +544,12 @@ impl TargetOperations for AmfTarget {
         if let Some(stripes) = self.stripes.as_ref() {
             stripes.pause();
         }
+    }
+
+    fn preresume(&self, _ti: &Target) -> Result {
+        // Before the first write: the superblocks record what the constructor found and the
+        // rebuilds the table names.
+        self.group.record_state()
     }
 
     fn resume(&self, _ti: &Target) {

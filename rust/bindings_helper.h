@@ -4,6 +4,7 @@
  * files (allowlisted by name in Kbuild) into Rust; every type they use from elsewhere
  * (bio, block_device, queue_limits...) comes from `kernel::bindings`.
  */
+#include <linux/crc32c.h>
 #include <linux/device-mapper.h>
 #include <linux/raid/pq.h>
 #include <linux/raid/xor.h>

@@ -8,6 +8,7 @@
 pub(crate) mod bindings;
 pub(crate) mod bio;
 pub(crate) mod block_io;
+pub(crate) mod checksum;
 pub(crate) mod device_mapper;
 pub(crate) mod parity;
 pub(crate) mod workqueue;

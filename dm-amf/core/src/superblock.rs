@@ -376,6 +376,31 @@ pub struct FormatParams<'a> {
 }
 
 impl Superblock {
+    /// An all-zero placeholder (not a valid superblock), to decode into.
+    pub const BLANK: Superblock = Superblock {
+        group_uuid: [0; 16],
+        events: 0,
+        ctime: 0,
+        utime: 0,
+        level: Level::Raid0,
+        layout: 0,
+        chunk_sectors: 0,
+        role: 0,
+        data_offset: 0,
+        data_sectors: 0,
+        region_sectors: 0,
+        members: 0,
+        table: [MemberEntry::UNUSED; MAX_MEMBERS],
+    };
+
+    /// Equal in everything but the informational update time.
+    fn eq_except_utime(&self, other: &Superblock) -> bool {
+        Superblock {
+            utime: self.utime,
+            ..*other
+        } == *self
+    }
+
     /// A fresh group: every member in sync, event counter 1, role 0 (use
     /// [`Superblock::for_role`] per member). Refused exactly as decode would refuse it.
     pub fn new(p: &FormatParams<'_>) -> Result<Superblock, SuperblockError> {
@@ -669,6 +694,16 @@ pub fn encode<C: Crc32c>(
 /// ignored (they are covered by the CRC; see the format document for why they are not
 /// refused).
 pub fn decode<C: Crc32c>(buf: &[u8]) -> Result<Superblock, SuperblockError> {
+    let mut sb = Superblock::BLANK;
+    decode_into::<C>(buf, &mut sb)?;
+    Ok(sb)
+}
+
+/// [`decode`] into `out`, which the caller owns (a superblock is over 2 KiB: the kernel
+/// keeps them on the heap, not on its small stack). On error `out` holds no valid
+/// superblock.
+#[inline(never)]
+pub fn decode_into<C: Crc32c>(buf: &[u8], out: &mut Superblock) -> Result<(), SuperblockError> {
     let b: &[u8; SLOT_SIZE] = buf
         .get(..SLOT_SIZE)
         .and_then(|s| s.try_into().ok())
@@ -690,8 +725,9 @@ pub fn decode<C: Crc32c>(buf: &[u8]) -> Result<Superblock, SuperblockError> {
     if members == 0 || members as usize > MAX_MEMBERS {
         return Err(SuperblockError::BadMemberCount(members));
     }
-    let mut table = [MemberEntry::UNUSED; MAX_MEMBERS];
-    for (role, slot) in table.iter_mut().enumerate() {
+    out.table.fill(MemberEntry::UNUSED);
+    out.members = members;
+    for (role, slot) in out.table.iter_mut().enumerate() {
         let at = MEMBER_TABLE_OFFSET + role * MEMBER_ENTRY_SIZE;
         let state = get_u8(b, at + ENTRY_STATE);
         let checkpoint = get_u64(b, at + ENTRY_CHECKPOINT);
@@ -719,23 +755,18 @@ pub fn decode<C: Crc32c>(buf: &[u8]) -> Result<Superblock, SuperblockError> {
         }
         *slot = MemberEntry { state, uuid };
     }
-    let sb = Superblock {
-        group_uuid: get(b, OFF_GROUP_UUID),
-        events: get_u64(b, OFF_EVENTS),
-        ctime: get_u64(b, OFF_CTIME),
-        utime: get_u64(b, OFF_UTIME),
-        level,
-        layout: get_u8(b, OFF_LAYOUT),
-        chunk_sectors: get_u32(b, OFF_CHUNK),
-        role: get_u16(b, OFF_ROLE),
-        data_offset: get_u64(b, OFF_DATA_OFFSET),
-        data_sectors: get_u64(b, OFF_DATA_SECTORS),
-        region_sectors: get_u64(b, OFF_REGION),
-        members,
-        table,
-    };
-    sb.check()?;
-    Ok(sb)
+    out.group_uuid = get(b, OFF_GROUP_UUID);
+    out.events = get_u64(b, OFF_EVENTS);
+    out.ctime = get_u64(b, OFF_CTIME);
+    out.utime = get_u64(b, OFF_UTIME);
+    out.level = level;
+    out.layout = get_u8(b, OFF_LAYOUT);
+    out.chunk_sectors = get_u32(b, OFF_CHUNK);
+    out.role = get_u16(b, OFF_ROLE);
+    out.data_offset = get_u64(b, OFF_DATA_OFFSET);
+    out.data_sectors = get_u64(b, OFF_DATA_SECTORS);
+    out.region_sectors = get_u64(b, OFF_REGION);
+    out.check()
 }
 
 /// The winning slot of a member.
@@ -787,6 +818,46 @@ impl ChooseError {
 /// [`SLOT_SIZE`] bytes): see [`choose_decoded`].
 pub fn choose<C: Crc32c>(a: &[u8], b: &[u8]) -> Result<Chosen, ChooseError> {
     choose_decoded(decode::<C>(a), decode::<C>(b))
+}
+
+/// [`choose`] without moving superblocks around: decodes slot `a` into `sa` and slot `b`
+/// into `sb` (the caller's, e.g. on the heap) and says which holds the winner, and why the
+/// other lost if it is invalid.
+#[inline(never)]
+pub fn choose_into<C: Crc32c>(
+    a: &[u8],
+    b: &[u8],
+    sa: &mut Superblock,
+    sb: &mut Superblock,
+) -> Result<(Which, Option<SuperblockError>), ChooseError> {
+    let ra = decode_into::<C>(a, sa);
+    let rb = decode_into::<C>(b, sb);
+    for r in [&ra, &rb] {
+        if let Err(SuperblockError::UnknownVersion(v)) = r {
+            return Err(ChooseError::UnknownVersion(*v));
+        }
+    }
+    match (ra, rb) {
+        (Err(a), Err(b)) => Err(ChooseError::NoValidSlot { a, b }),
+        (Ok(()), Err(e)) => Ok((Which::A, Some(e))),
+        (Err(e), Ok(())) => Ok((Which::B, Some(e))),
+        (Ok(()), Ok(())) => {
+            if sa.group_uuid != sb.group_uuid || sa.ctime != sb.ctime {
+                return Err(ChooseError::Conflict);
+            }
+            if sa.events == sb.events && !sa.eq_except_utime(sb) {
+                return Err(ChooseError::Conflict);
+            }
+            Ok((
+                if sb.events > sa.events {
+                    Which::B
+                } else {
+                    Which::A
+                },
+                None,
+            ))
+        }
+    }
 }
 
 /// Pick the winner of two decoded slots: the valid one if only one is; if both are, the

@@ -377,6 +377,7 @@ fn member_len(
 }
 
 /// Parses the constructor arguments of a target `target_len` sectors long.
+#[inline(never)]
 pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, TableError> {
     let word = |i: usize| args.get(i).copied().ok_or(TableError::NotEnoughArgs);
 
