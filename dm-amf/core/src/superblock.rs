@@ -1525,6 +1525,46 @@ mod tests {
     }
 
     #[test]
+    fn choose_into_agrees_with_choose() {
+        let s1 = group(Level::Raid6, 5);
+        let mut s2 = s1;
+        s2.events = 2;
+        s2.utime = 9;
+        let mut s1b = s1;
+        s1b.set_member(
+            1,
+            MemberEntry {
+                state: MemberState::Failed,
+                uuid: [2; 16],
+            },
+        );
+        let (a, b, c) = (enc(&s1), enc(&s2), enc(&s1b));
+        let mut torn = b;
+        torn[1000..].copy_from_slice(&a[1000..]);
+        let mut future = a;
+        future[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+        let zero = [0u8; SLOT_SIZE];
+        let slots: [&[u8]; 6] = [&a, &b, &c, &torn, &future, &zero];
+        for x in slots {
+            for y in slots {
+                let (mut sa, mut sb) = (Superblock::BLANK, Superblock::BLANK);
+                let got = choose_into::<Crc>(x, y, &mut sa, &mut sb);
+                match (choose::<Crc>(x, y), got) {
+                    (Ok(want), Ok((which, other))) => {
+                        let sb_got = if which == Which::A { sa } else { sb };
+                        assert_eq!(
+                            (want.which, want.superblock, want.other),
+                            (which, sb_got, other)
+                        );
+                    }
+                    (Err(want), Err(e)) => assert_eq!(want, e),
+                    (want, got) => panic!("choose {want:?} but choose_into {got:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn choose_newer_valid_slot() {
         let s1 = group(Level::Raid5, 4);
         let mut s2 = s1;
