@@ -544,6 +544,10 @@ impl TargetOperations for AmfTarget {
         if let Some(stripes) = self.stripes.as_ref() {
             stripes.pause();
         }
+        // Quiesced: leave the superblocks saying what happened (a reload reads them next).
+        if let Err(e) = self.group.record_state() {
+            pr_err!("cannot record the member states in the superblocks: {e:?}\n");
+        }
     }
 
     fn preresume(&self, _ti: &Target) -> Result {
