@@ -22,7 +22,7 @@ PER_CASE=11
 NTABLE=6
 ktap_plan $((2 + NCASES * PER_CASE + NTABLE))
 
-P_WRITES=200 # random writes per volume
+P_WRITES=120 # random writes per volume
 P_TMP=$KTAP_TMP
 
 amf_load >"$KTAP_TMP/ld" 2>&1
