@@ -23,6 +23,10 @@
 //!   members --chunk C --len L --member PATH:OFFSET... --seed S --gen G [--start N] [--count N]
 //!           the logical range written by `write` sits at the modelled member sectors.
 //!   layout  --chunk C --ndevs N --sector X         print member and member sector
+//!   copies  --target D --chunk C --copies K --chunks N --member PATH:OFFSET...
+//!           mirrored levels (table-syntax.rst): copy k of chunk c is device chunk
+//!           p = c * K + k, on member p % n at OFFSET + (p / n) * C; every copy of the first
+//!           N chunks must equal what D returns (raid1 is K = n)
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -659,10 +663,50 @@ fn cmd_layout(a: &Args) -> Res<u64> {
     Ok(0)
 }
 
+/// `copies`: every copy of every chunk where the mirrored layout puts it.
+fn cmd_copies(a: &Args) -> Res<u64> {
+    let target = Dev::open(a.str("target")?)?;
+    let chunk = a.num("chunk")?;
+    let copies = a.num("copies")?;
+    let chunks = a.num("chunks")?;
+    let members = a.members()?;
+    let devs = members
+        .iter()
+        .map(|(p, _)| Dev::open(p))
+        .collect::<Res<Vec<_>>>()?;
+    let n = devs.len() as u64;
+    if chunk == 0 || copies == 0 || copies > n {
+        fail!("--chunk and --copies must be at least 1, --copies at most the members");
+    }
+    let bytes = (chunk as usize) * SECTOR;
+    let (mut want, mut got) = (ABuf::new(bytes), ABuf::new(bytes));
+    let mut bad = 0u64;
+    for c in 0..chunks {
+        target.read(c * chunk, want.get(bytes))?;
+        for k in 0..copies {
+            let p = c * copies + k;
+            let i = (p % n) as usize;
+            let at = members[i].1 + (p / n) * chunk;
+            devs[i].read(at, got.get(bytes))?;
+            if got.get(bytes) != want.get(bytes) {
+                if bad < SHOW_MAX {
+                    println!(
+                        "chunk {c} copy {k}: member {i} ({}) sector {at} differs",
+                        devs[i].path
+                    );
+                }
+                bad += 1;
+            }
+        }
+    }
+    println!("{chunks} chunks x {copies} copies checked, {bad} differ");
+    Ok(bad)
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|zero|mapping|members|layout --help");
+        eprintln!("usage: amf-iotool write|verify|zero|mapping|members|layout|copies --help");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -672,6 +716,7 @@ fn main() -> ExitCode {
         "mapping" => cmd_mapping(&a),
         "members" => cmd_members(&a),
         "layout" => cmd_layout(&a),
+        "copies" => cmd_copies(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
     match r {
