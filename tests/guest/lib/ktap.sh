@@ -10,6 +10,7 @@
 #   kmsg_mark                   write a unique marker to the kernel log
 #   dmesg_since_mark            the kernel log after the last marker
 #   dm_create NAME TABLE        dmsetup create without udev; output in $DM_OUT
+#   dm_refused MESSAGE TABLE    a device with TABLE is refused, the kernel log has MESSAGE
 #   splat_scan FILE             lines of FILE that look like a kernel splat (status 1: none)
 #
 # Every test prints exactly one result line; a suite that dies early leaves its plan short,
@@ -111,6 +112,18 @@ dm_create() {
 	_rc=$?
 	[ $_rc -eq 0 ] && dmsetup mknodes "$1" >/dev/null 2>&1
 	return $_rc
+}
+
+# dm_refused MESSAGE TABLE: `dmsetup create` with TABLE fails (a device it did create is
+# removed), and the kernel log since then has "amf: MESSAGE (-EINVAL)" (or "(-22)").
+dm_refused() {
+	kmsg_mark
+	if dmsetup create bad --table "$2" >/dev/null 2>&1; then
+		dmsetup remove bad
+		echo "accepted"
+		return 1
+	fi
+	dmesg_since_mark | grep -E ": amf: $1 \((-EINVAL|-22)\)"
 }
 
 dm_remove_all() { dmsetup remove_all >/dev/null 2>&1; }

@@ -18,6 +18,11 @@
 #   scrub_ok LEVEL CHUNK SIZE DEV:OFFSET...   `amfctl scrub` of members finds no mismatch
 #   p_scrub_live                scrub_ok of the volume's members, the volume suspended
 #   p_expect GOT WANT           GOT = WANT, or both printed
+#   p_members DISK...           dm-linear members m0, m1... each over a whole disk
+#   p_majmin I / p_swap I TABLE member mI's maj:min / mI gets TABLE (volume live on it)
+#   p_health CHARS              the volume's status line with these health characters
+#   p_logged SHOW I...          the kernel log says once of each member I that it failed
+#   p_teardown FILE...          the volume, every member and these files removed
 # shellcheck shell=sh
 
 P_TMP=${P_TMP:-$KTAP_TMP}
@@ -141,6 +146,73 @@ p_expect() {
 	if [ "$1" = "$2" ]; then echo "$1"; else echo "got:  $1"; echo "want: $2"; return 1; fi
 }
 
+# ------------------------------------------------------------------ members m0, m1...
+# dm-linear devices over the disks, so that one can be failed under a live volume by
+# swapping its table (degraded.sh, metadata.sh).
+
+# p_members DISK...: dm-linear members m0, m1... each over a whole disk.
+p_members() {
+	p_i=0
+	for p_disk in "$@"; do
+		dm_create "m$p_i" "0 $(dev_sectors "$p_disk") linear /dev/$p_disk 0" ||
+			{ echo "creating m$p_i over $p_disk failed: $DM_OUT"; return 1; }
+		echo "m$p_i ($(p_majmin "$p_i")): $(dmsetup table "m$p_i")"
+		p_i=$((p_i + 1))
+	done
+}
+
+p_majmin() { dmsetup info -c --noheadings -o major,minor "m$1" | tr -d ' '; }
+
+# p_swap I TABLE: member device mI gets TABLE (the volume may be live on it).
+p_swap() {
+	dmsetup suspend "m$1" || { echo "suspend m$1 failed"; return 1; }
+	dmsetup load "m$1" --table "$2" || { echo "load m$1 failed"; dmsetup resume "m$1"; return 1; }
+	dmsetup resume "m$1" || { echo "resume m$1 failed"; return 1; }
+	echo "m$1: $(dmsetup table "m$1")"
+}
+
+# p_health CHARS: dmsetup status of the volume is exactly the documented line with these
+# health characters.
+p_health() {
+	p_expect "$(dmsetup status "$P_NAME" 2>&1)" "0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0"
+}
+
+# p_logged SHOW I...: the kernel log since the mark (kept in $P_TMP/p_log; its lines with
+# SHOW printed) says exactly once of each member I "dm_amf: member I (<maj:min of mI>)
+# failed: I/O error; the group runs degraded", and of no other member.
+p_logged() {
+	dmesg_since_mark >"$P_TMP/p_log"
+	grep -F "$1" "$P_TMP/p_log"
+	shift
+	p_lbad=0 p_want=0
+	for p_lm in "$@"; do
+		p_line="dm_amf: member $p_lm ($(p_majmin "$p_lm")) failed: I/O error; the group runs degraded"
+		p_c=$(grep -cF "$p_line" "$P_TMP/p_log")
+		[ "$p_c" -eq 1 ] || { echo "'$p_line': $p_c times"; p_lbad=1; }
+		p_want=$((p_want + 1))
+	done
+	p_c=$(grep -c 'dm_amf: member [0-9]* (.*) failed' "$P_TMP/p_log")
+	[ "$p_c" -eq "$p_want" ] || { echo "$p_c member failure lines, want $p_want"; p_lbad=1; }
+	return $p_lbad
+}
+
+# p_teardown FILE...: the volume and every member removed (also after a failed check), and
+# the reference, the device's copy, the kernel log and FILE... in $P_TMP.
+p_teardown() {
+	p_tbad=0
+	if dmsetup info "$P_NAME" >/dev/null 2>&1; then
+		dmsetup resume "$P_NAME" >/dev/null 2>&1
+		dmsetup remove "$P_NAME" || { echo "remove $P_NAME failed"; p_tbad=1; }
+	fi
+	for p_tm in $(dmsetup ls 2>/dev/null | awk '$1 ~ /^m[0-9]+$/ { print $1 }'); do
+		dmsetup resume "$p_tm" >/dev/null 2>&1
+		dmsetup remove "$p_tm" || { echo "remove $p_tm failed"; p_tbad=1; }
+	done
+	rm -f "$P_TMP/ref" "$P_TMP/p_dev" "$P_TMP/p_log"
+	for p_tf in "$@"; do rm -f "$P_TMP/$p_tf"; done
+	dmsetup ls
+	return $p_tbad
+}
 
 # p_setup NAME LEVEL CHUNK LEN SEED DEV:OFFSET...: the state of a volume (above); P_TABLE
 # is its table line with member paths.

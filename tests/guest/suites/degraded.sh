@@ -56,19 +56,6 @@ d_check() {
 	if [ -n "$D_FAILTGT" ]; then ktap_check "$@"; else ktap_skip "$1" "$D_WHY"; fi
 }
 
-# d_members DISK...: dm-linear members m0, m1... each over a whole disk.
-d_members() {
-	d_i=0
-	for d_disk in "$@"; do
-		dm_create "m$d_i" "0 $(dev_sectors "$d_disk") linear /dev/$d_disk 0" ||
-			{ echo "creating m$d_i over $d_disk failed: $DM_OUT"; return 1; }
-		echo "m$d_i ($(d_majmin "$d_i")): $(dmsetup table "m$d_i")"
-		d_i=$((d_i + 1))
-	done
-}
-
-d_majmin() { dmsetup info -c --noheadings -o major,minor "m$1"; }
-
 # d_fail I: member I's device (mI) starts failing every I/O: its table swapped to the error
 # target (or always-down flakey over the same disk) with the volume live on it.
 d_fail() {
@@ -77,38 +64,15 @@ d_fail() {
 	error) d_tab="0 $d_sz error" ;;
 	*) d_tab="0 $d_sz flakey $(dmsetup table "m$1" | awk '{ print $4 }') 0 0 1" ;;
 	esac
-	dmsetup suspend "m$1" || { echo "suspend m$1 failed"; return 1; }
-	dmsetup load "m$1" --table "$d_tab" || { echo "load m$1 failed"; dmsetup resume "m$1"; return 1; }
-	dmsetup resume "m$1" || { echo "resume m$1 failed"; return 1; }
+	p_swap "$1" "$d_tab" || return 1
 	D_FAILED="$D_FAILED $1"
-	echo "m$1: $(dmsetup table "m$1")"
 }
 
 d_fail_all() { for d_a in "$@"; do d_fail "$d_a" || return 1; done; }
 
-# d_health CHARS: dmsetup status of the volume is exactly the documented line with these
-# health characters.
-d_health() {
-	p_expect "$(dmsetup status "$P_NAME" 2>&1)" "0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0"
-}
-
 # d_logged I...: since the scenario began the kernel log says exactly once of each member
-# I "dm_amf: member I (<maj:min of mI>) failed: I/O error; the group runs degraded", and of
-# no other member.
-d_logged() {
-	dmesg_since_mark >"$P_TMP/d_log"
-	grep -F 'dm_amf: member' "$P_TMP/d_log"
-	d_bad=0 d_want=0
-	for d_m in "$@"; do
-		d_line="dm_amf: member $d_m ($(d_majmin "$d_m")) failed: I/O error; the group runs degraded"
-		d_c=$(grep -cF "$d_line" "$P_TMP/d_log")
-		[ "$d_c" -eq 1 ] || { echo "'$d_line': $d_c times"; d_bad=1; }
-		d_want=$((d_want + 1))
-	done
-	d_c=$(grep -c 'dm_amf: member [0-9]* (.*) failed' "$P_TMP/d_log")
-	[ "$d_c" -eq "$d_want" ] || { echo "$d_c member failure lines, want $d_want"; d_bad=1; }
-	return $d_bad
-}
+# I that it failed, and of no other member (p_logged).
+d_logged() { p_logged 'dm_amf: member' "$@"; }
 
 # d_chunk_on I [P]: d_sec = the first sector of a data chunk on member I (whose stripe has
 # P on member P, if given), searched from a random chunk on.
@@ -258,31 +222,13 @@ d_io_fails() {
 d_fill() { p_fill && p_compare; }
 
 # d_teardown: the volume and every member removed (also after a failed check).
-d_teardown() {
-	d_bad=0
-	if dmsetup info "$P_NAME" >/dev/null 2>&1; then
-		dmsetup resume "$P_NAME" >/dev/null 2>&1
-		dmsetup remove "$P_NAME" || { echo "remove $P_NAME failed"; d_bad=1; }
-	fi
-	for d_m in $(dmsetup ls 2>/dev/null | awk '$1 ~ /^m[0-9]+$/ { print $1 }'); do
-		dmsetup resume "$d_m" >/dev/null 2>&1
-		dmsetup remove "$d_m" || { echo "remove $d_m failed"; d_bad=1; }
-	done
-	rm -f "$P_TMP/ref" "$P_TMP/p_dev" "$P_TMP/d_log" "$P_TMP/d_err" "$P_TMP/d_rand"
-	dmsetup ls
-	return $d_bad
-}
+d_teardown() { p_teardown d_err d_rand; }
 
 # d_rebuild I DISK: mI becomes a linear device over DISK (same maj:min, so the volume's
 # table still names it), the volume is reloaded with `rebuild I`, and the rebuild runs to
 # the end: status `recover` then `idle` with every member A.
 d_rebuild() {
-	if ! dmsetup suspend "m$1" ||
-		! dmsetup load "m$1" --table "0 $(dev_sectors "$2") linear /dev/$2 0" ||
-		! dmsetup resume "m$1"; then
-		echo "m$1 over $2 failed"
-		return 1
-	fi
+	d_remap "$1" "$2" || { echo "m$1 over $2 failed"; return 1; }
 	d_rt=$(echo "$P_TABLE" | sed "s/ amf $P_LEVEL 1 $P_CHUNK / amf $P_LEVEL 3 $P_CHUNK rebuild $1 /")
 	echo "reload: $d_rt"
 	if ! dmsetup load "$P_NAME" --table "$d_rt" || ! dmsetup suspend "$P_NAME" ||
@@ -328,18 +274,28 @@ d_rebuild_msg() {
 	return 1
 }
 
+# d_begin TITLE "DISK..." NAME LEVEL CHUNK LEN SEED DEV:OFFSET...: a scenario's first two
+# checks: members m0.. over the disks (p_members), then the volume (p_setup) zeroed, created
+# and read as zeroes; its table as a diagnostic in between.
+d_begin() {
+	d_t=$1 D_FAILED='' d_disks=$2
+	shift 2
+	kmsg_mark
+	p_setup "$@"
+	# shellcheck disable=SC2086 # a word list
+	ktap_check "$d_t: members m0..m$((P_N - 1)), dm-linear over ${d_disks%% *}..${d_disks##* }" \
+		p_members $d_disks
+	ktap_diag "$d_t: $P_TABLE"
+	ktap_check "$d_t: members zeroed, created, reads as zeroes" p_create
+}
+
 # ------------------------------------------------------------------ raid5 x4 (N_R5 checks)
-d_t="raid5 x4" D_FAILED=''
-kmsg_mark
-ktap_check "$d_t: members m0..m3, dm-linear over vda..vdd" d_members vda vdb vdc vdd
-p_setup d5 raid5 64 12288 801 mapper/m0:0 mapper/m1:2048 mapper/m2:8 mapper/m3:64
-ktap_diag "$d_t: $P_TABLE"
-ktap_check "$d_t: members zeroed, created, reads as zeroes" p_create
-ktap_check "$d_t: status AAAA" d_health AAAA
+d_begin "raid5 x4" "vda vdb vdc vdd" d5 raid5 64 12288 801 mapper/m0:0 mapper/m1:2048 mapper/m2:8 mapper/m3:64
+ktap_check "$d_t: status AAAA" p_health AAAA
 ktap_check "$d_t: filled with random data = reference" d_fill
 d_check "$d_t: member 1 fails ($D_FAILTGT under m1), no write since the fill" d_fail 1
 d_check "$d_t: whole volume = reference (member 1's chunks rebuilt from the others)" p_compare
-d_check "$d_t: status health ADAA" d_health ADAA
+d_check "$d_t: status health ADAA" p_health ADAA
 d_check "$d_t: kernel log: member 1 failed, exactly once" d_logged 1
 d_check "$d_t: $D_WRITES degraded random writes, whole volume = reference" d_random $D_WRITES
 d_check "$d_t: member 3 fails too ($D_FAILTGT under m3)" d_fail 3
@@ -349,77 +305,62 @@ d_check "$d_t: write of a data chunk on member 3, P on live member 0, fails with
 	d_io_fails write 3 0
 d_check "$d_t: write of a data chunk on member 3, P on failed member 1, fails with EIO, no hang" \
 	d_io_fails write 3 1
-d_check "$d_t: status health ADAD" d_health ADAD
+d_check "$d_t: status health ADAD" p_health ADAD
 d_check "$d_t: kernel log: members 1 and 3 failed, once each" d_logged 1 3
 ktap_check "$d_t: volume and members removed" d_teardown
 
 # ------------------------------------------------------------------ raid6 x5 (N_R6 checks)
-d_t="raid6 x5" D_FAILED=''
-kmsg_mark
-ktap_check "$d_t: members m0..m4, dm-linear over vda..vde" d_members vda vdb vdc vdd vde
-p_setup d6 raid6 64 12288 802 mapper/m0:16 mapper/m1:0 mapper/m2:4096 mapper/m3:8 mapper/m4:0
-ktap_diag "$d_t: $P_TABLE"
-ktap_check "$d_t: members zeroed, created, reads as zeroes" p_create
-ktap_check "$d_t: status AAAAA" d_health AAAAA
+d_begin "raid6 x5" "vda vdb vdc vdd vde" d6 raid6 64 12288 802 mapper/m0:16 mapper/m1:0 mapper/m2:4096 mapper/m3:8 mapper/m4:0
+ktap_check "$d_t: status AAAAA" p_health AAAAA
 ktap_check "$d_t: filled with random data = reference" d_fill
 d_check "$d_t: member 1 fails ($D_FAILTGT under m1), no write since the fill" d_fail 1
 d_check "$d_t: whole volume = reference (member 1's chunks rebuilt)" p_compare
-d_check "$d_t: status health ADAAA" d_health ADAAA
+d_check "$d_t: status health ADAAA" p_health ADAAA
 d_check "$d_t: kernel log: member 1 failed, exactly once" d_logged 1
 d_check "$d_t: $D_WRITES random writes, one member failed, whole volume = reference" d_random $D_WRITES
 d_check "$d_t: member 3 fails too ($D_FAILTGT under m3)" d_fail 3
 d_check "$d_t: whole volume = reference (members 1 and 3 rebuilt from P and Q)" p_compare
-d_check "$d_t: status health ADADA" d_health ADADA
+d_check "$d_t: status health ADADA" p_health ADADA
 d_check "$d_t: kernel log: members 1 and 3 failed, once each" d_logged 1 3
 d_check "$d_t: $D_WRITES random writes, two members failed, whole volume = reference" d_random $D_WRITES
-d_check "$d_t: status health still ADADA" d_health ADADA
+d_check "$d_t: status health still ADADA" p_health ADADA
 d_check "$d_t: member 0 fails as well, a third ($D_FAILTGT under m0)" d_fail 0
 d_check "$d_t: read of a data chunk on member 0 fails with EIO, no hang" d_io_fails read 0
 d_check "$d_t: read of a data chunk on member 1 fails with EIO, no hang" d_io_fails read 1
 d_check "$d_t: read of a data chunk on member 3 fails with EIO, no hang" d_io_fails read 3
 d_check "$d_t: write of a data chunk on member 0 fails with EIO, no hang" d_io_fails write 0
-d_check "$d_t: status health DDADA" d_health DDADA
+d_check "$d_t: status health DDADA" p_health DDADA
 d_check "$d_t: kernel log: members 0, 1 and 3 failed, once each" d_logged 0 1 3
 ktap_check "$d_t: volume and members removed" d_teardown
 
 # ------------------------------------------------------------------ raid6 x5, two at once (N_R6D checks)
 # Reconstruction from P and Q alone: parity verified on the members (scrub) after the fill,
 # then two members fail with no write in between.
-d_t="raid6 x5 double" D_FAILED=''
-kmsg_mark
-ktap_check "$d_t: members m0..m4, dm-linear over vda..vde" d_members vda vdb vdc vdd vde
-p_setup d6d raid6 64 12288 804 mapper/m0:0 mapper/m1:8 mapper/m2:0 mapper/m3:2048 mapper/m4:64
-ktap_diag "$d_t: $P_TABLE"
-ktap_check "$d_t: members zeroed, created, reads as zeroes" p_create
+d_begin "raid6 x5 double" "vda vdb vdc vdd vde" d6d raid6 64 12288 804 mapper/m0:0 mapper/m1:8 mapper/m2:0 mapper/m3:2048 mapper/m4:64
 ktap_check "$d_t: filled with random data = reference" d_fill
 ktap_check "$d_t: scrub clean after the fill (P and Q right on the members)" p_scrub_live
 d_check "$d_t: members 1 and 3 fail ($D_FAILTGT under m1, m3), no write since the fill" \
 	d_fail_all 1 3
 d_check "$d_t: whole volume = reference (members 1 and 3 rebuilt from P and Q)" p_compare
-d_check "$d_t: status health ADADA" d_health ADADA
+d_check "$d_t: status health ADADA" p_health ADADA
 d_check "$d_t: kernel log: members 1 and 3 failed, once each" d_logged 1 3
 d_check "$d_t: member 3 moved to a disk with stale data (vdf), 'dmsetup message rebuild 3'" \
 	d_rebuild_msg 3 vdf
-d_check "$d_t: status health ADAAA after the rebuild" d_health ADAAA
+d_check "$d_t: status health ADAAA after the rebuild" p_health ADAAA
 d_check "$d_t: whole volume = reference after the rebuild (member 1 still failed)" p_compare
 ktap_check "$d_t: volume and members removed" d_teardown
 
 # ------------------------------------------------------------------ raid5, failing while written (N_R5W checks)
-d_t="raid5 x4 written" D_FAILED=''
-kmsg_mark
-ktap_check "$d_t: members m0..m3, dm-linear over vdb..vde" d_members vdb vdc vdd vde
-p_setup d5w raid5 64 12288 803 mapper/m0:8 mapper/m1:0 mapper/m2:64 mapper/m3:2048
-ktap_diag "$d_t: $P_TABLE"
-ktap_check "$d_t: members zeroed, created, reads as zeroes" p_create
+d_begin "raid5 x4 written" "vdb vdc vdd vde" d5w raid5 64 12288 803 mapper/m0:8 mapper/m1:0 mapper/m2:64 mapper/m3:2048
 ktap_check "$d_t: filled with random data = reference" d_fill
 d_check "$d_t: member 0 fails ($D_FAILTGT under m0)" d_fail 0
 d_check "$d_t: $D_WRITES random writes straight away (the first to reach member 0 marks it), = reference" \
 	d_random $D_WRITES
-d_check "$d_t: status health DAAA" d_health DAAA
+d_check "$d_t: status health DAAA" p_health DAAA
 d_check "$d_t: kernel log: member 0 failed, exactly once" d_logged 0
 d_check "$d_t: member 0 replaced by a fresh disk (vdf), reload with rebuild 0, rebuilt" \
 	d_rebuild 0 vdf
-d_check "$d_t: status health AAAA after the rebuild" d_health AAAA
+d_check "$d_t: status health AAAA after the rebuild" p_health AAAA
 d_check "$d_t: scrub clean after the rebuild" p_scrub_live
 d_check "$d_t: whole volume = reference after the rebuild" p_compare
 ktap_check "$d_t: volume and members removed" d_teardown

@@ -38,28 +38,9 @@ ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
 
 # ------------------------------------------------------------------ helpers
 
-# g_members DISK...: dm-linear members m0, m1... each over a whole disk.
-g_members() {
-	g_i=0
-	for g_d in "$@"; do
-		dm_create "m$g_i" "0 $(dev_sectors "$g_d") linear /dev/$g_d 0" ||
-			{ echo "creating m$g_i over $g_d failed: $DM_OUT"; return 1; }
-		echo "m$g_i ($(g_majmin "$g_i")): $(dmsetup table "m$g_i")"
-		g_i=$((g_i + 1))
-	done
-}
-
-g_majmin() { dmsetup info -c --noheadings -o major,minor "m$1" | tr -d ' '; }
-
-# g_swap I TABLE: member device mI gets TABLE (the volume may be live on it).
-g_swap() {
-	dmsetup suspend "m$1" || { echo "suspend m$1 failed"; return 1; }
-	dmsetup load "m$1" --table "$2" || { echo "load m$1 failed"; dmsetup resume "m$1"; return 1; }
-	dmsetup resume "m$1" || { echo "resume m$1 failed"; return 1; }
-	echo "m$1: $(dmsetup table "m$1")"
-}
-g_fail() { g_swap "$1" "0 $(blockdev --getsz "/dev/mapper/m$1") error"; }
-g_remap() { g_swap "$1" "0 $(dev_sectors "$2") linear /dev/$2 0"; }
+# Members m0, m1...: p_members, p_majmin, p_swap (lib/raid.sh).
+g_fail() { p_swap "$1" "0 $(blockdev --getsz "/dev/mapper/m$1") error"; }
+g_remap() { p_swap "$1" "0 $(dev_sectors "$2") linear /dev/$2 0"; }
 
 # g_ex DEV: `amfctl examine --json DEV` -> EX_EVENTS, EX_ROLE, EX_SLOT, EX_OTHER (why the
 # other slot lost, or "valid"), EX_STATES (member table states, "in_sync failed ..."), and
@@ -104,11 +85,6 @@ g_states() {
 	echo "${g_o# }"
 }
 
-# g_health CHARS: the volume's status is the documented line with these health characters.
-g_health() {
-	p_expect "$(dmsetup status "$P_NAME" 2>&1)" "0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0"
-}
-
 # g_create CHARS: the volume created from $G_TABLE, status with CHARS.
 g_create() {
 	echo "table: $G_TABLE"
@@ -118,7 +94,7 @@ g_create() {
 		dmesg_since_mark | grep -F 'amf'
 		return 1
 	fi
-	g_health "$1"
+	p_health "$1"
 }
 
 # g_remove: the volume removed.
@@ -155,6 +131,17 @@ g_refused() {
 	return $g_rc
 }
 
+# g_amftable LEVEL CHUNK SIZE UUID I...: g_t = `amfctl table --group UUID` of members mI
+# (4M data offset each); printed when amfctl fails.
+g_amftable() {
+	g_al=$1 g_ac=$2 g_as=$3 g_au=$4 g_ad=''
+	shift 4
+	for g_i in "$@"; do g_ad="$g_ad --dev /dev/mapper/m$g_i:4M"; done
+	# shellcheck disable=SC2086 # g_ad is a word list
+	g_t=$(amfctl table --level "$g_al" --chunk "$g_ac" --size "$g_as" --group "$g_au" $g_ad 2>&1) ||
+		{ echo "$g_t"; return 1; }
+}
+
 # g_wait CHARS: the volume's status reaches health CHARS and idle (after `message
 # rebuild`), within G_WAIT seconds.
 g_wait() {
@@ -180,21 +167,12 @@ g_rebuild() {
 	return 0
 }
 
-# g_logged I...: the kernel log since the mark says once of each member I "dm_amf: member I
-# (<maj:min of mI>) failed: I/O error; the group runs degraded", and of no other member.
+# g_logged I...: the kernel log since the mark says once of each member I that it failed,
+# and of no other member (p_logged), and has no superblock update failure.
 g_logged() {
-	dmesg_since_mark >"$P_TMP/g_log"
-	grep -F 'dm_amf: ' "$P_TMP/g_log"
-	g_bad=0 g_want=0
-	for g_m in "$@"; do
-		g_line="dm_amf: member $g_m ($(g_majmin "$g_m")) failed: I/O error; the group runs degraded"
-		g_c=$(grep -cF "$g_line" "$P_TMP/g_log")
-		[ "$g_c" -eq 1 ] || { echo "'$g_line': $g_c times"; g_bad=1; }
-		g_want=$((g_want + 1))
-	done
-	g_c=$(grep -c 'dm_amf: member [0-9]* (.*) failed' "$P_TMP/g_log")
-	[ "$g_c" -eq "$g_want" ] || { echo "$g_c member failure lines, want $g_want"; g_bad=1; }
-	grep -E 'superblock update failed|cannot record' "$P_TMP/g_log" && g_bad=1
+	p_logged 'dm_amf: ' "$@"
+	g_bad=$?
+	grep -E 'superblock update failed|cannot record' "$P_TMP/p_log" && g_bad=1
 	return $g_bad
 }
 
@@ -232,7 +210,7 @@ u5=0123abcd-4567-89ef-fedc-ba9876543210
 p_setup r5 raid5 64 24576 901 mapper/m0:8192 mapper/m1:8192 mapper/m2:8192 mapper/m3:8192
 
 g_format5() {
-	g_members vda vdb vdc vdd || return 1
+	p_members vda vdb vdc vdd || return 1
 	amfctl format --level raid5 --chunk 32K --uuid "$U5" --size 4M \
 		/dev/mapper/m0 /dev/mapper/m1 /dev/mapper/m2 /dev/mapper/m3 || return 1
 	g_meta "" "$(g_states)" 0 1 2 3 || return 1
@@ -246,9 +224,9 @@ ktap_check "$t: members m0..m3 (dm-linear over vda..vdd) formatted (upper-case -
 	g_format5
 
 g_table5() {
-	G_TABLE=$(amfctl table --level raid5 --chunk 32K --size "$P_LEN" --group "$U5" \
-		--dev /dev/mapper/m0:4M --dev /dev/mapper/m1:4M --dev /dev/mapper/m2:4M \
-		--dev /dev/mapper/m3:4M 2>&1) || { echo "$G_TABLE"; return 1; }
+	g_amftable raid5 32K "$P_LEN" "$U5" 0 1 2 3
+	g_r=$? G_TABLE=$g_t
+	[ $g_r -eq 0 ] || return 1
 	p_expect "$G_TABLE" "0 $P_LEN amf raid5 3 64 group $u5 4 /dev/mapper/m0 8192 /dev/mapper/m1 8192 /dev/mapper/m2 8192 /dev/mapper/m3 8192"
 }
 ktap_check "$t: amfctl table --group: 'group <uuid>' in lower case, members at 8192" g_table5
@@ -257,7 +235,7 @@ ktap_check "$t: created from the superblocks: status AAAA" g_create AAAA
 
 g_dmtable() {
 	p_expect "$(dmsetup table "$P_NAME")" \
-		"0 $P_LEN amf raid5 3 64 group $u5 4 $(g_majmin 0) 8192 $(g_majmin 1) 8192 $(g_majmin 2) 8192 $(g_majmin 3) 8192"
+		"0 $P_LEN amf raid5 3 64 group $u5 4 $(p_majmin 0) 8192 $(p_majmin 1) 8192 $(p_majmin 2) 8192 $(p_majmin 3) 8192"
 }
 ktap_check "$t: dmsetup table: 3 params, 'group $u5'" g_dmtable
 
@@ -296,17 +274,13 @@ ktap_check "$t: refused: member 1 at offset 8200, not its data offset" g_refused
 	"Member offset is not its superblock's data offset"
 
 g_chunk() {
-	g_t=$(amfctl table --level raid5 --chunk 64K --size "$P_LEN" --group "$U5" \
-		--dev /dev/mapper/m0:4M --dev /dev/mapper/m1:4M --dev /dev/mapper/m2:4M \
-		--dev /dev/mapper/m3:4M 2>&1) || { echo "$g_t"; return 1; }
+	g_amftable raid5 64K "$P_LEN" "$U5" 0 1 2 3 || return 1
 	g_refused "$g_t" "Table does not match the group's superblock"
 }
 ktap_check "$t: refused: chunk 64K, the group's is 32K" g_chunk
 
 g_three() {
-	g_t=$(amfctl table --level raid5 --chunk 32K --size 16384 --group "$U5" \
-		--dev /dev/mapper/m0:4M --dev /dev/mapper/m1:4M --dev /dev/mapper/m2:4M 2>&1) ||
-		{ echo "$g_t"; return 1; }
+	g_amftable raid5 32K 16384 "$U5" 0 1 2 || return 1
 	g_refused "$g_t" "Wrong number of members for the group"
 }
 ktap_check "$t: refused: members 0..2 only, as a raid5 of three" g_three
@@ -386,7 +360,7 @@ g_runtime() {
 }
 ktap_check "$t: member 2 fails (error under m2): a full-stripe and $G_WRITES random writes succeed, volume = reference" \
 	g_runtime
-ktap_check "$t: status AADA" g_health AADA
+ktap_check "$t: status AADA" p_health AADA
 ktap_check "$t: kernel log: member 2 failed, once; no superblock update failure" g_logged 2
 
 g_recorded() {
@@ -477,21 +451,7 @@ g_end5() {
 }
 ktap_check "$t: removed: every member at event $((G_E0 + 6)), all in sync" g_end5
 
-g_teardown() {
-	g_bad=0
-	if dmsetup info "$P_NAME" >/dev/null 2>&1; then
-		dmsetup resume "$P_NAME" >/dev/null 2>&1
-		dmsetup remove "$P_NAME" || { echo "remove $P_NAME failed"; g_bad=1; }
-	fi
-	for g_m in $(dmsetup ls 2>/dev/null | awk '$1 ~ /^m[0-9]+$/ { print $1 }'); do
-		dmsetup resume "$g_m" >/dev/null 2>&1
-		dmsetup remove "$g_m" || { echo "remove $g_m failed"; g_bad=1; }
-	done
-	rm -f "$P_TMP/ref" "$P_TMP/p_dev" "$P_TMP/g_log" "$P_TMP/g_ref" "$P_TMP/g_m1old"
-	dmsetup ls
-	return $g_bad
-}
-ktap_check "$t: members removed" g_teardown
+ktap_check "$t: members removed" p_teardown g_ref g_m1old
 
 # ------------------------------------------------------------------ raid6 x5 (N_R6 checks)
 t="raid6 x5"
@@ -501,12 +461,12 @@ p_setup r6 raid6 64 24576 902 mapper/m0:8192 mapper/m1:8192 mapper/m2:8192 mappe
 	mapper/m4:8192
 
 g_start6() {
-	g_members vda vdb vdc vdd vde || return 1
+	p_members vda vdb vdc vdd vde || return 1
 	amfctl format --force --level raid6 --chunk 32K --uuid "$U6" --size 4M \
 		/dev/mapper/m0 /dev/mapper/m1 /dev/mapper/m2 /dev/mapper/m3 /dev/mapper/m4 || return 1
-	G_TABLE=$(amfctl table --level raid6 --chunk 32K --size "$P_LEN" --group "$U6" \
-		--dev /dev/mapper/m0:4M --dev /dev/mapper/m1:4M --dev /dev/mapper/m2:4M \
-		--dev /dev/mapper/m3:4M --dev /dev/mapper/m4:4M 2>&1) || { echo "$G_TABLE"; return 1; }
+	g_amftable raid6 32K "$P_LEN" "$U6" 0 1 2 3 4
+	g_r=$? G_TABLE=$g_t
+	[ $g_r -eq 0 ] || return 1
 	g_create AAAAA || return 1
 	p_expect "$(dmsetup table "$P_NAME" | cut -d' ' -f1-8)" "0 $P_LEN amf raid6 3 64 group $u6"
 }
@@ -524,7 +484,7 @@ g_runtime6() {
 	kmsg_mark
 	g_fail 1 && g_fail 3 || return 1
 	g_degraded_writes || return 1
-	g_health ADADA || return 1
+	p_health ADADA || return 1
 	g_logged 1 3
 }
 ktap_check "$t: members 1 and 3 fail: writes succeed, volume = reference, ADADA, each failure logged once" \
@@ -555,7 +515,7 @@ ktap_check "$t: removed: every member in sync at event $((G_EF + 4)) (two rebuil
 	g_rebuilt6
 
 ktap_check "$t: recreated: AAAAA, scrub clean, volume = reference" g_restart AAAAA
-ktap_check "$t: volume and members removed" g_teardown
+ktap_check "$t: volume and members removed" p_teardown g_ref g_m1old
 
 # shellcheck disable=SC2016 # expanded by that sh
 ktap_check "no device left behind" sh -c '[ "$(dmsetup ls 2>&1)" = "No devices found" ]'

@@ -127,23 +127,14 @@ flush_discard() {
 }
 ktap_check "raid1: fsync flushes every member; blkdiscard discards the range on each" flush_discard
 
-# check_bad MESSAGE TABLE: refused with the documented message.
-check_bad() {
-	kmsg_mark
-	if dmsetup create bad --table "$2" >/dev/null 2>&1; then
-		dmsetup remove bad
-		echo "accepted"
-		return 1
-	fi
-	dmesg_since_mark | grep -E ": amf: $1 \((-EINVAL|-22)\)"
-}
-ktap_check "raid1 with one member refused" check_bad "Too few devices for the RAID level" \
+# dm_refused MESSAGE TABLE (lib/ktap.sh): refused with the documented message.
+ktap_check "raid1 with one member refused" dm_refused "Too few devices for the RAID level" \
 	"0 1024 amf raid1 1 8 1 /dev/vda 0"
-ktap_check "raid10 copies above the member count refused" check_bad "Invalid raid10_copies" \
+ktap_check "raid10 copies above the member count refused" dm_refused "Invalid raid10_copies" \
 	"0 1024 amf raid10 3 8 raid10_copies 3 2 /dev/vda 0 /dev/vdb 0"
-ktap_check "raid10_copies on raid1 refused" check_bad "raid10_copies is only valid for raid10" \
+ktap_check "raid10_copies on raid1 refused" dm_refused "raid10_copies is only valid for raid10" \
 	"0 1024 amf raid1 3 8 raid10_copies 2 2 /dev/vda 0 /dev/vdb 0"
 ktap_check "raid1 length not a multiple of the chunk refused" \
-	check_bad "Target length is not a multiple of the full stripe" "0 1020 amf raid1 1 8 2 /dev/vda 0 /dev/vdb 0"
+	dm_refused "Target length is not a multiple of the full stripe" "0 1020 amf raid1 1 8 2 /dev/vda 0 /dev/vdb 0"
 ktap_check "no device left behind" sh -c '[ "$(dmsetup ls 2>&1)" = "No devices found" ]'
 ktap_done

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{amfctl, TempDir};
+use common::{amfctl, stderr, stdout, TempDir};
 
 /// `amfctl table --level <level> --chunk <chunk>` followed by `rest`.
 fn table(level: &str, chunk: &str, rest: &[&str]) -> Output {
@@ -23,14 +23,6 @@ fn raid0_line(chunk: &str, rest: &[&str]) -> String {
     let o = table("raid0", chunk, rest);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
 }
 
 const MIB: u64 = 1 << 20;
@@ -344,46 +336,38 @@ fn create_and_status_through_dmsetup() {
         eprintln!("no readable block device; create path not exercised");
         return;
     };
-    let o = run(&[
-        "create",
+    // `create NAME --noudevsync` of an 8-sector raid0 on blk (`extra` before `--dev`)
+    // succeeds, and dmsetup was given `want`.
+    let create_ok = |name: &str, extra: &[&str], want: String| {
+        let mut args = vec![
+            "create",
+            name,
+            "--noudevsync",
+            "--level",
+            "raid0",
+            "--chunk",
+            "8",
+            "--size",
+            "8",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--dev", &blk]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(fs::read_to_string(&log).unwrap(), want);
+    };
+    create_ok(
         "good",
-        "--noudevsync",
-        "--level",
-        "raid0",
-        "--chunk",
-        "8",
-        "--size",
-        "8",
-        "--dev",
-        &blk,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        fs::read_to_string(&log).unwrap(),
-        format!("create\ngood\n--noudevsync\n--table\n0 8 amf raid0 1 8 1 {blk} 0\n")
+        &[],
+        format!("create\ngood\n--noudevsync\n--table\n0 8 amf raid0 1 8 1 {blk} 0\n"),
     );
-    let o = run(&[
-        "create",
+    create_ok(
         "grouped",
-        "--noudevsync",
-        "--level",
-        "raid0",
-        "--chunk",
-        "8",
-        "--size",
-        "8",
-        "--group",
-        "6a1f0c2e93b44d5e8f701a2b3c4d5e6f",
-        "--dev",
-        &blk,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        fs::read_to_string(&log).unwrap(),
+        &["--group", "6a1f0c2e93b44d5e8f701a2b3c4d5e6f"],
         format!(
             "create\ngrouped\n--noudevsync\n--table\n\
              0 8 amf raid0 3 8 group 6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f 1 {blk} 0\n"
-        )
+        ),
     );
     let o = run(&[
         "create", "bad", "--level", "raid0", "--chunk", "8", "--size", "8", "--dev", &blk,

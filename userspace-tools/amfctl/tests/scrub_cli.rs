@@ -11,7 +11,7 @@ use amf_core::geometry::{Geometry, Level};
 use amf_core::parity;
 
 mod common;
-use common::{amfctl, TempDir};
+use common::{amfctl, stderr, stdout, TempDir};
 
 const SECTOR: u64 = 512;
 /// Chunk size of every group here: 8 sectors (4K).
@@ -20,14 +20,6 @@ const CS: u64 = 8;
 const OFF: u64 = 16;
 /// Stripes (rows) on every member.
 const ROWS: u64 = 12;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
 
 /// `n` zeroed member files of `OFF + ROWS * CS` sectors: their paths, and the same as
 /// `--dev <path>:<OFF>` arguments.
@@ -66,28 +58,32 @@ fn assert_run(o: &Output, code: i32, out: &str) {
     assert_eq!(stderr(o), "");
 }
 
+/// A line of `amfctl scrub`: stripe `stripe` mismatched in `what` (P, Q, copy) on `member`.
+fn mismatch(stripe: u64, what: &str, member: usize, sector: u64) -> String {
+    format!("mismatch: stripe {stripe} {what} member {member} sector {sector}\n")
+}
+
+/// `amfctl scrub` of `devs` (no more options) prints `mismatches` (whole lines), then that
+/// `stripes` were checked and `bad` mismatched; exits 1 if any did, else 0.
+fn assert_scrub(level: &str, devs: &[String], mismatches: &str, stripes: u64, bad: u64) {
+    assert_run(
+        &scrub(level, devs, &[]),
+        if bad == 0 { 0 } else { 1 },
+        &format!("{mismatches}scrub: {stripes} stripes checked, {bad} mismatched\n"),
+    );
+}
+
 #[test]
 fn zeroed_raid5_is_clean_and_a_flip_is_found_where_the_layout_says() {
     let d = TempDir::new("scrub-r5");
     let (paths, devs) = members(&d, 4);
-    assert_run(
-        &scrub("raid5", &devs, &[]),
-        0,
-        "scrub: 12 stripes checked, 0 mismatched\n",
-    );
+    assert_scrub("raid5", &devs, "", 12, 0);
     // Stripe 5 of 4 members: P on member 4 - 1 - 5 % 4 = 2, data chunk k on (2 + 1 + k) % 4:
     // chunk 1 on member 0. Corrupt its sector 3: P of stripe 5 differs from sector 3 on.
     let stripe = 5;
     flip(&paths[0], OFF + stripe * CS + 3, 100, 0x01);
     let bad = OFF + stripe * CS + 3;
-    assert_run(
-        &scrub("raid5", &devs, &[]),
-        1,
-        &format!(
-            "mismatch: stripe 5 P member 2 sector {bad}\n\
-             scrub: 12 stripes checked, 1 mismatched\n"
-        ),
-    );
+    assert_scrub("raid5", &devs, &mismatch(5, "P", 2, bad), 12, 1);
     // Only the first two stripes: the damage is beyond them.
     assert_run(
         &scrub("raid5", &devs, &["--size", "48"]),
@@ -96,14 +92,12 @@ fn zeroed_raid5_is_clean_and_a_flip_is_found_where_the_layout_says() {
     );
     // A flip in the P chunk of stripe 0 (member 3) as well.
     flip(&paths[3], OFF, 0, 0x80);
-    assert_run(
-        &scrub("raid5", &devs, &[]),
-        1,
-        &format!(
-            "mismatch: stripe 0 P member 3 sector {OFF}\n\
-             mismatch: stripe 5 P member 2 sector {bad}\n\
-             scrub: 12 stripes checked, 2 mismatched\n"
-        ),
+    assert_scrub(
+        "raid5",
+        &devs,
+        &(mismatch(0, "P", 3, OFF) + &mismatch(5, "P", 2, bad)),
+        12,
+        2,
     );
 }
 
@@ -111,35 +105,27 @@ fn zeroed_raid5_is_clean_and_a_flip_is_found_where_the_layout_says() {
 fn zeroed_raid6_q_and_data_flips() {
     let d = TempDir::new("scrub-r6");
     let (paths, devs) = members(&d, 5);
-    assert_run(
-        &scrub("raid6", &devs, &[]),
-        0,
-        "scrub: 12 stripes checked, 0 mismatched\n",
-    );
+    assert_scrub("raid6", &devs, "", 12, 0);
     // Stripe 2 of 5 members: P on 5 - 1 - 2 = 2, Q on 3. A flip in Q: only Q differs.
     flip(&paths[3], OFF + 2 * CS + 7, 511, 0x10);
-    assert_run(
-        &scrub("raid6", &devs, &[]),
+    assert_scrub(
+        "raid6",
+        &devs,
+        &mismatch(2, "Q", 3, OFF + 2 * CS + 7),
+        12,
         1,
-        &format!(
-            "mismatch: stripe 2 Q member 3 sector {}\n\
-             scrub: 12 stripes checked, 1 mismatched\n",
-            OFF + 2 * CS + 7
-        ),
     );
     flip(&paths[3], OFF + 2 * CS + 7, 511, 0x10);
     // Stripe 6: P on 5 - 1 - 1 = 3, Q on 4, data chunk k on (3 + 2 + k) % 5: chunk 1 on
     // member 1. A flip in data: both P and Q differ, one stripe mismatched.
     flip(&paths[1], OFF + 6 * CS, 0, 0xff);
     let s = OFF + 6 * CS;
-    assert_run(
-        &scrub("raid6", &devs, &[]),
+    assert_scrub(
+        "raid6",
+        &devs,
+        &(mismatch(6, "P", 3, s) + &mismatch(6, "Q", 4, s)),
+        12,
         1,
-        &format!(
-            "mismatch: stripe 6 P member 3 sector {s}\n\
-             mismatch: stripe 6 Q member 4 sector {s}\n\
-             scrub: 12 stripes checked, 1 mismatched\n"
-        ),
     );
 }
 
@@ -199,40 +185,22 @@ fn random_groups_with_correct_parity_are_clean() {
         let d = TempDir::new(&format!("scrub-rand-{name}-{n}"));
         let (paths, devs) = members(&d, n);
         let g = write_group(level, &paths, 0x5eed + n as u64);
-        assert_run(
-            &scrub(name, &devs, &[]),
-            0,
-            "scrub: 12 stripes checked, 0 mismatched\n",
-        );
+        assert_scrub(name, &devs, "", 12, 0);
         // One byte of data chunk 0 of stripe 9.
         let l = g.layout(9).unwrap();
         let m = l.data_member(0).unwrap();
         let sector = OFF + l.member_sector + 5;
         flip(&paths[m], sector, 3, 0x04);
-        let mut expect = format!(
-            "mismatch: stripe 9 P member {} sector {sector}\n",
-            l.p.unwrap()
-        );
+        let mut expect = mismatch(9, "P", l.p.unwrap(), sector);
         if let Some(q) = l.q {
-            expect.push_str(&format!(
-                "mismatch: stripe 9 Q member {q} sector {sector}\n"
-            ));
+            expect.push_str(&mismatch(9, "Q", q, sector));
         }
-        expect.push_str("scrub: 12 stripes checked, 1 mismatched\n");
-        assert_run(&scrub(name, &devs, &[]), 1, &expect);
+        assert_scrub(name, &devs, &expect, 12, 1);
         flip(&paths[m], sector, 3, 0x04);
         // One byte of the Q chunk of stripe 4 (raid6).
         if let Some(q) = g.layout(4).unwrap().q {
             flip(&paths[q], OFF + 4 * CS, 0, 0x01);
-            assert_run(
-                &scrub(name, &devs, &[]),
-                1,
-                &format!(
-                    "mismatch: stripe 4 Q member {q} sector {}\n\
-                     scrub: 12 stripes checked, 1 mismatched\n",
-                    OFF + 4 * CS
-                ),
-            );
+            assert_scrub(name, &devs, &mismatch(4, "Q", q, OFF + 4 * CS), 12, 1);
         }
     }
 }
@@ -242,38 +210,26 @@ fn mirrors_and_raid0() {
     let d = TempDir::new("scrub-mirror");
     let (paths, devs) = members(&d, 3);
     // raid1: 12 chunks per member, member 2 differs in chunk 7.
-    assert_run(
-        &scrub("raid1", &devs, &[]),
-        0,
-        "scrub: 12 stripes checked, 0 mismatched\n",
-    );
+    assert_scrub("raid1", &devs, "", 12, 0);
     flip(&paths[2], OFF + 7 * CS + 1, 9, 0x02);
-    assert_run(
-        &scrub("raid1", &devs, &[]),
+    assert_scrub(
+        "raid1",
+        &devs,
+        &mismatch(7, "copy", 2, OFF + 7 * CS + 1),
+        12,
         1,
-        &format!(
-            "mismatch: stripe 7 copy member 2 sector {}\n\
-             scrub: 12 stripes checked, 1 mismatched\n",
-            OFF + 7 * CS + 1
-        ),
     );
     // raid10, 2 copies over 3 members: 36 device chunks, 18 logical chunks. Row 2 of
     // member 1 is device chunk 2 * 3 + 1 = 7: copy 1 of chunk 3 (copy 0 is on member 0).
     flip(&paths[2], OFF + 7 * CS + 1, 9, 0x02);
-    assert_run(
-        &scrub("raid10", &devs, &[]),
-        0,
-        "scrub: 18 stripes checked, 0 mismatched\n",
-    );
+    assert_scrub("raid10", &devs, "", 18, 0);
     flip(&paths[1], OFF + 2 * CS, 0, 0x02);
-    assert_run(
-        &scrub("raid10", &devs, &[]),
+    assert_scrub(
+        "raid10",
+        &devs,
+        &mismatch(3, "copy", 1, OFF + 2 * CS),
+        18,
         1,
-        &format!(
-            "mismatch: stripe 3 copy member 1 sector {}\n\
-             scrub: 18 stripes checked, 1 mismatched\n",
-            OFF + 2 * CS
-        ),
     );
     assert_run(
         &scrub("raid0", &devs, &[]),

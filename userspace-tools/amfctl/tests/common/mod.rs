@@ -46,3 +46,15 @@ pub fn amfctl(args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// A command's standard output as text.
+#[allow(dead_code)]
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A command's standard error as text.
+#[allow(dead_code)]
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
