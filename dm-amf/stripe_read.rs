@@ -40,39 +40,21 @@ impl StripeEngine<'_> {
         // Each round fails one more member or ends.
         for _ in 0..=g.members() {
             let failed = self.group.unavailable(loc.stripe);
-            let mut ios = [Io::default(); MAX_BLOCKS];
-            let mut n = 0;
             let plan = g.read_plan(logical, failed).map_err(|_| WriteError::Io)?;
             let layout = g.layout(loc.stripe).map_err(|_| WriteError::Plan)?;
-            let sectors = bio.sectors();
-            match plan {
-                ReadPlan::Direct(place) => {
-                    ios[0] = Io {
-                        member: place.member,
-                        sector: place.sector,
-                        sectors,
-                        what: Block::Data(loc.chunk as u8),
-                    };
-                    n = 1;
-                }
-                ReadPlan::Reconstruct {
-                    sources,
-                    member_sector,
-                    ..
-                } => {
-                    for (io, m) in ios.iter_mut().zip(sources.iter()) {
-                        let what = block_of(&layout, m).ok_or(WriteError::Plan)?;
-                        *io = Io {
-                            member: m,
-                            sector: member_sector,
-                            sectors,
-                            what,
-                        };
-                        n += 1;
-                    }
-                }
-            }
-            let ios = ios.get(..n).ok_or(WriteError::Plan)?;
+            // Either way every source is read at the chunk offset of the wanted sector.
+            let sources = match plan {
+                ReadPlan::Direct(place) => MemberSet::single(place.member),
+                ReadPlan::Reconstruct { sources, .. } => sources,
+            };
+            let mut ios = [Io::default(); MAX_BLOCKS];
+            let ios = stripe_ios(
+                &mut ios,
+                &layout,
+                loc.member_sector,
+                bio.sectors(),
+                sources.iter(),
+            )?;
             let bad = self.run_ios(bufs, ios, OpKind::Mirror, &r, IoDir::Read)?;
             if !bad.is_empty() {
                 self.group.mark_failed(bad);
@@ -90,6 +72,29 @@ impl StripeEngine<'_> {
         }
         Err(WriteError::Io)
     }
+}
+
+/// Fills `ios` with one I/O per member of `members`, each `sectors` long from `sector` of
+/// the member's data area, carrying the block the member holds in the stripe of `layout`;
+/// returns them.
+pub(crate) fn stripe_ios<'a>(
+    ios: &'a mut [Io; MAX_BLOCKS],
+    layout: &StripeLayout,
+    sector: u64,
+    sectors: u64,
+    members: impl Iterator<Item = usize>,
+) -> Result<&'a [Io], WriteError> {
+    let mut n = 0;
+    for (io, m) in ios.iter_mut().zip(members) {
+        *io = Io {
+            member: m,
+            sector,
+            sectors,
+            what: block_of(layout, m).ok_or(WriteError::Plan)?,
+        };
+        n += 1;
+    }
+    ios.get(..n).ok_or(WriteError::Plan)
 }
 
 /// The block member `m` holds in a stripe.

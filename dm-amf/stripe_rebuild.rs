@@ -6,13 +6,9 @@
 
 use kernel::prelude::*;
 
-use crate::core_proto::{
-    geometry::{MemberSet, StripeLayout},
-    op::Io,
-    wire::OpKind,
-};
+use crate::core_proto::{geometry::MemberSet, op::Io, wire::OpKind};
 use crate::kernel_ext::parity::MAX_BLOCKS;
-use crate::stripe_read::{block_of, rebuild};
+use crate::stripe_read::{rebuild, stripe_ios};
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
 
 impl StripeEngine<'_> {
@@ -33,7 +29,13 @@ impl StripeEngine<'_> {
 
         let mut ios = [Io::default(); MAX_BLOCKS];
         let sources = (0..g.members()).filter(|m| !lost.contains(*m));
-        let reads = whole_chunks(&mut ios, &layout, g.chunk_sectors(), sources)?;
+        let reads = stripe_ios(
+            &mut ios,
+            &layout,
+            layout.member_sector,
+            g.chunk_sectors(),
+            sources,
+        )?;
         let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);
@@ -52,7 +54,13 @@ impl StripeEngine<'_> {
             full_parity(&mut bufs.data, p, q, &r).map_err(|_| WriteError::Parity)?;
         }
 
-        let writes = whole_chunks(&mut ios, &layout, g.chunk_sectors(), targets.iter())?;
+        let writes = stripe_ios(
+            &mut ios,
+            &layout,
+            layout.member_sector,
+            g.chunk_sectors(),
+            targets.iter(),
+        )?;
         let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
         if !bad.is_empty() {
             // A new member that fails its writes is no use: it stays failed.
@@ -62,24 +70,4 @@ impl StripeEngine<'_> {
         }
         Ok(())
     }
-}
-
-/// Fills `ios` with one whole-chunk I/O of the stripe per member of `members`; returns them.
-fn whole_chunks<'a>(
-    ios: &'a mut [Io; MAX_BLOCKS],
-    layout: &StripeLayout,
-    chunk_sectors: u64,
-    members: impl Iterator<Item = usize>,
-) -> Result<&'a [Io], WriteError> {
-    let mut n = 0;
-    for (io, m) in ios.iter_mut().zip(members) {
-        *io = Io {
-            member: m,
-            sector: layout.member_sector,
-            sectors: chunk_sectors,
-            what: block_of(layout, m).ok_or(WriteError::Plan)?,
-        };
-        n += 1;
-    }
-    ios.get(..n).ok_or(WriteError::Plan)
 }

@@ -29,7 +29,7 @@ use crate::kernel_ext::{
     parity::{self, BlockError, MAX_BLOCKS},
 };
 use crate::stripe_buf::StripeBuffers;
-use crate::stripe_read::{block_of, rebuild};
+use crate::stripe_read::{rebuild, stripe_ios};
 
 /// Member I/Os submitted at once; larger steps go in several batches (bounds the stack).
 const BATCH: usize = 16;
@@ -207,18 +207,14 @@ impl StripeEngine<'_> {
         let g = &self.group.geometry;
         let layout = g.layout(req.stripe).map_err(|_| WriteError::Plan)?;
         let mut ios = [Io::default(); MAX_BLOCKS];
-        let mut n = 0;
         let sources = (0..g.members()).filter(|m| !unavailable.contains(*m));
-        for (io, m) in ios.iter_mut().zip(sources) {
-            *io = Io {
-                member: m,
-                sector: layout.member_sector + req.offset,
-                sectors: req.sectors,
-                what: block_of(&layout, m).ok_or(WriteError::Plan)?,
-            };
-            n += 1;
-        }
-        let reads = ios.get(..n).ok_or(WriteError::Plan)?;
+        let reads = stripe_ios(
+            &mut ios,
+            &layout,
+            layout.member_sector + req.offset,
+            req.sectors,
+            sources,
+        )?;
         // The old contents go to `old` (swapped in as `data` for the read and the rebuild,
         // which work on `data`), keeping the new data apart.
         core::mem::swap(&mut bufs.data, &mut bufs.old);
