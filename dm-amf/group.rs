@@ -49,13 +49,14 @@ pub(crate) struct Group {
 
 impl Group {
     /// A group whose members `failed` are out of service from the start (missing, or
-    /// failed according to its superblocks `meta`).
+    /// failed according to its superblocks `meta`) and whose members `rebuilding` are
+    /// rewritten from the others from stripe 0 once the worker runs.
     pub(crate) fn new(
         geometry: Geometry,
         chunk_sectors: u32,
         member_len: u64,
         members: KVec<Member>,
-        failed: MemberSet,
+        (failed, rebuilding): (MemberSet, MemberSet),
         meta: Option<Pin<KBox<Mutex<GroupMeta>>>>,
     ) -> Self {
         Self {
@@ -64,7 +65,7 @@ impl Group {
             member_len,
             members,
             failed: AtomicU64::new(failed.0),
-            rebuilding: AtomicU64::new(0),
+            rebuilding: AtomicU64::new(rebuilding.0),
             cursor: AtomicU64::new(0),
             meta,
             recorded: AtomicU64::new(u64::MAX),

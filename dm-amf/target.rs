@@ -351,13 +351,9 @@ impl TargetOperations for AmfTarget {
             spec.chunk_sectors,
             member_len,
             members,
-            failed,
+            (failed, rebuild),
             meta,
         );
-        // Members named by `rebuild` are rewritten from the others once the device resumes.
-        group
-            .start_rebuild(rebuild)
-            .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
         let group = Arc::new(group, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
         let stripes = if parity || mirrored {
