@@ -254,6 +254,28 @@ impl<'a> Bio<'a> {
     }
 }
 
+/// Adds `len` bytes at `buf` to `bio` as one segment; false if the bio has no room.
+///
+/// # Safety
+///
+/// `bio` must be a valid bio its caller owns and has not submitted; `buf` must be `len`
+/// bytes of direct-mapped, physically contiguous memory (kmalloc memory, as [`KVec`] uses)
+/// that outlives the bio's use of it: `virt_to_page` and the in-page offset then describe
+/// it as one (multi-page) segment.
+pub(super) unsafe fn add_kernel_buf(bio: *mut b::bio, buf: *mut u8, len: u32) -> bool {
+    let page_mask = kernel::page::PAGE_SIZE - 1;
+    // SAFETY: the caller's contract.
+    let added = unsafe {
+        b::bio_add_page(
+            bio,
+            b::amf_virt_to_page(buf.cast()),
+            len,
+            (buf as usize & page_mask) as u32,
+        )
+    };
+    added == len as i32
+}
+
 /// A bio a target took over in `map` ([`Bio::defer`]) to complete later, e.g. from a worker.
 ///
 /// Dropping it without [`DeferredBio::end`] fails the bio with an I/O error, so a bio is
@@ -319,20 +341,12 @@ impl DeferredBio {
         let mut vec: b::bio_vec = unsafe { core::mem::zeroed() };
         // SAFETY: as above.
         let mut kb: b::bio = unsafe { core::mem::zeroed() };
-        let page_mask = kernel::page::PAGE_SIZE - 1;
         // SAFETY: `kb` and `vec` live on this stack frame until after `bio_uninit`; `buf` is
-        // `len` bytes of direct-mapped memory (caller's contract), so `virt_to_page` and the
-        // in-page offset describe it as one physically contiguous segment; the bio is never
+        // `len` bytes of direct-mapped memory (caller's contract); the bio is never
         // submitted, only used as a copy endpoint.
         unsafe {
             b::bio_init(&mut kb, ptr::null_mut(), &mut vec, 1, 0);
-            let added = b::bio_add_page(
-                &mut kb,
-                b::amf_virt_to_page(buf.cast()),
-                len as u32,
-                (buf as usize & page_mask) as u32,
-            );
-            if added as usize != len {
+            if !add_kernel_buf(&mut kb, buf, len as u32) {
                 b::bio_uninit(&mut kb);
                 return Err(EINVAL);
             }

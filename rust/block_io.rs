@@ -7,7 +7,7 @@
 //! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
 
 use super::bindings as b;
-use super::bio::{BioSet, BlkStatus};
+use super::bio::{add_kernel_buf, BioSet, BlkStatus};
 use super::device_mapper::DmDev;
 use core::{
     ptr::{self, NonNull},
@@ -127,20 +127,12 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
             io.status = BlkStatus::IOERR;
             continue;
         };
-        let page_mask = kernel::page::PAGE_SIZE - 1;
-        let addr = io.buf.as_ptr();
         // SAFETY: `bio` is ours until submitted; `io.buf` is `io.len` bytes of direct-mapped,
         // physically contiguous memory (constructor contract) that the caller keeps borrowed
         // until this function returns, i.e. until the I/O completed; `io` itself stays in
         // place (the slice is borrowed mutably) so the completion may write its status.
         unsafe {
-            let added = b::bio_add_page(
-                bio.as_ptr(),
-                b::amf_virt_to_page(addr.cast()),
-                io.len,
-                (addr as usize & page_mask) as u32,
-            );
-            if added != io.len as i32 {
+            if !add_kernel_buf(bio.as_ptr(), io.buf.as_ptr(), io.len) {
                 bindings::bio_put(bio.as_ptr());
                 io.status = BlkStatus::IOERR;
                 continue;
