@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `amfctl`, the dm-amf administrator's tool, as a library: table lines, member devices,
-//! status parsing, the `dmsetup` calls, member superblocks and the offline parity check. The
-//! binary (`main.rs`) is the command line over these.
+//! status parsing, the `dmsetup` calls, member superblocks, the offline parity check and the
+//! cluster's corosync.conf. The binary (`main.rs`) is the command line over these.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod device;
 pub mod dmsetup;
 pub mod scrub;

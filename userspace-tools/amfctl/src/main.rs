@@ -11,6 +11,7 @@ use amf_core::geometry::{Geometry, Level};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use amfctl::cluster::{self, ClusterSpec, Node};
 use amfctl::device::{self, DevArg};
 use amfctl::dmsetup;
 use amfctl::scrub;
@@ -85,6 +86,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the corosync.conf (corosync 3, knet) of a cluster of storage servers. Every
+    /// node runs with the same file. Exit status 2 when the description is refused.
+    ClusterConf {
+        #[command(flatten)]
+        opts: ClusterOpts,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ClusterOpts {
+    /// The cluster name (corosync totem.cluster_name, which the kernel DLM checks): 1 to 63
+    /// letters, digits, '-', '_' or '.'.
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// A node: its corosync node id (1 to 65535; the DLM's node id too) and its ring0
+    /// address (IP address or host name). Repeat for each node, at least 2.
+    #[arg(long = "node", value_name = "ID=ADDR", value_parser = node_arg)]
+    nodes: Vec<Node>,
+    /// Token timeout in milliseconds: how long a silent node has before it is declared dead.
+    #[arg(long, value_name = "MS", default_value_t = cluster::DEFAULT_TOKEN_MS)]
+    token: u32,
+    /// Let corosync log to this file (default: no logging at all).
+    #[arg(long, value_name = "PATH")]
+    logfile: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -151,6 +176,10 @@ fn size_arg(s: &str) -> Result<u64, String> {
 
 fn dev_arg(s: &str) -> Result<DevArg, String> {
     device::parse_dev_arg(s).map_err(|e| e.to_string())
+}
+
+fn node_arg(s: &str) -> Result<Node, String> {
+    cluster::parse_node(s).map_err(|e| e.to_string())
 }
 
 impl TableOpts {
@@ -356,15 +385,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Format { opts } => format(opts)?,
         Cmd::Scrub { opts } => return run_scrub(&opts),
         Cmd::Examine { dev, json } => examine(&dev, json)?,
+        Cmd::ClusterConf { opts } => {
+            let spec = ClusterSpec {
+                name: opts.name,
+                nodes: opts.nodes,
+                token_ms: opts.token,
+                logfile: opts.logfile,
+            };
+            print!("{}", cluster::corosync_conf(&spec)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // scrub keeps exit status 1 for "mismatches found"; its errors are 2.
+    // scrub keeps exit status 1 for "mismatches found"; its errors are 2. cluster-conf only
+    // refuses its arguments, which is a command-line error (2) like clap's.
     let failure = match cli.cmd {
-        Cmd::Scrub { .. } => ExitCode::from(2),
+        Cmd::Scrub { .. } | Cmd::ClusterConf { .. } => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     };
     match run(cli) {
