@@ -6,6 +6,7 @@
  */
 #include <linux/crc32c.h>
 #include <linux/device-mapper.h>
+#include <linux/dlm.h>
 #include <linux/raid/pq.h>
 #include <linux/raid/xor.h>
 #include "helpers.h"

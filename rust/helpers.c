@@ -38,6 +38,11 @@ void amf_init_completion(struct completion *x)
 	init_completion(x);
 }
 
+void amf_reinit_completion(struct completion *x)
+{
+	reinit_completion(x);
+}
+
 unsigned int amf_memalloc_noio_save(void)
 {
 	return memalloc_noio_save();

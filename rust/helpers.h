@@ -20,6 +20,7 @@ void amf_bio_io_error(struct bio *bio);
 struct page *amf_virt_to_page(const void *addr);
 void amf_bio_advance_iter(const struct bio *bio, struct bvec_iter *iter, unsigned int bytes);
 void amf_init_completion(struct completion *x);
+void amf_reinit_completion(struct completion *x);
 unsigned int amf_memalloc_noio_save(void);
 void amf_memalloc_noio_restore(unsigned int flags);
 

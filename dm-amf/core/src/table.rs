@@ -29,6 +29,14 @@ pub const MAX_CHUNK_SECTORS: u32 = 1 << 21;
 /// Copies of each chunk in raid10 when `raid10_copies` is not given (md's `n2`).
 pub const DEFAULT_RAID10_COPIES: u8 = 2;
 
+/// Longest cluster name: the DLM compares at most this many bytes with corosync's
+/// `totem.cluster_name` (`DLM_LOCKSPACE_LEN` is 64, with the terminating NUL).
+pub const MAX_CLUSTER_NAME: usize = 63;
+/// Largest node id (corosync node ids are positive 32-bit numbers).
+pub const MAX_NODE_ID: u32 = i32::MAX as u32;
+/// Most stripes one lock may cover.
+pub const MAX_LOCK_STRIPES: u32 = 1 << 20;
+
 /// The `<dev>` word of a missing member (dm-raid's spelling).
 pub const MISSING_DEVICE: &str = "-";
 
@@ -87,6 +95,21 @@ pub enum TableError {
     /// With `group`: a member's `<offset>` is not the data offset of its superblock
     /// ([`TableSpec::check_data_offset`]).
     WrongDataOffset,
+    /// `cluster` missing its value, or the value not a cluster name.
+    BadCluster,
+    /// `node` missing its value, not a number, or outside 1..=[`MAX_NODE_ID`].
+    BadNode,
+    /// Only one of `cluster` and `node` given.
+    ClusterIncomplete,
+    /// `cluster` without `group` (the lockspace is named after the group).
+    ClusterNeedsGroup,
+    /// `cluster` with a level other than raid5 and raid6.
+    ClusterLevel,
+    /// `lock_stripes` missing its value, not a number, or outside
+    /// 1..=[`MAX_LOCK_STRIPES`].
+    BadLockStripes,
+    /// `lock_stripes` without `cluster`.
+    LockStripesNotCluster,
 }
 
 impl TableError {
@@ -120,8 +143,34 @@ impl TableError {
             Self::BadGroup => c"Invalid group UUID",
             Self::GroupMismatch => c"Table does not match the group's superblock",
             Self::WrongDataOffset => c"Member offset is not its superblock's data offset",
+            Self::BadCluster => c"Invalid cluster name",
+            Self::BadNode => c"Invalid node id",
+            Self::ClusterIncomplete => c"cluster and node must be given together",
+            Self::ClusterNeedsGroup => c"cluster needs group <uuid>",
+            Self::ClusterLevel => c"cluster is only implemented for raid5 and raid6",
+            Self::BadLockStripes => c"Invalid lock_stripes",
+            Self::LockStripesNotCluster => c"lock_stripes is only valid with cluster",
         }
     }
+}
+
+/// The cluster parameters of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterSpec<'a> {
+    /// corosync's `totem.cluster_name`, which the DLM checks.
+    pub name: &'a str,
+    /// This server's corosync node id.
+    pub node: u32,
+    /// Stripes per lock resource (default 1).
+    pub lock_stripes: u32,
+}
+
+fn valid_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CLUSTER_NAME
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// One member as the table names it.
@@ -151,6 +200,9 @@ pub struct TableSpec<'a> {
     /// the group from the members' superblocks, and each member's `offset` must be the data
     /// offset its superblock records. `None`: no metadata is read.
     pub group: Option<Uuid>,
+    /// Cluster mode (`cluster <name> node <id> [lock_stripes <n>]`): `None` for a
+    /// single-node target, which takes no locks.
+    pub cluster: Option<ClusterSpec<'a>>,
     members: [MemberArg<'a>; MAX_MEMBERS],
     nr_members: usize,
 }
@@ -259,19 +311,24 @@ fn parse_chunk(word: &str) -> Result<u32, TableError> {
 }
 
 /// The optional parameters that are not folded into the level.
-struct Optional {
+struct Optional<'a> {
     /// `rebuild` indexes, checked against `<#devs>` by the caller (which parses it later).
     rebuild: MemberSet,
     /// `group <uuid>`.
     group: Option<Uuid>,
+    /// `cluster <name>`, `node <id>`, `lock_stripes <n>`.
+    cluster: Option<&'a str>,
+    node: Option<u32>,
+    lock_stripes: Option<u32>,
 }
 
 /// Applies the optional parameters (the words after `<chunk_sectors>`) to `level` and
 /// returns the others.
-fn parse_optional(words: &[&str], level: &mut Level) -> Result<Optional, TableError> {
+fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'a>, TableError> {
     let mut copies_seen = false;
     let mut rebuild = MemberSet::EMPTY;
     let mut group = None;
+    let (mut cluster, mut node, mut lock_stripes) = (None, None, None);
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -312,10 +369,46 @@ fn parse_optional(words: &[&str], level: &mut Level) -> Result<Optional, TableEr
                     .ok_or(TableError::BadGroup)?;
                 group = Some(uuid);
             }
+            "cluster" => {
+                if cluster.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                let value = *it.next().ok_or(TableError::BadCluster)?;
+                if !valid_cluster_name(value) {
+                    return Err(TableError::BadCluster);
+                }
+                cluster = Some(value);
+            }
+            "node" => {
+                if node.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                let value = it.next().ok_or(TableError::BadNode)?;
+                let id = parse_decimal(value)
+                    .filter(|v| (1..=u64::from(MAX_NODE_ID)).contains(v))
+                    .ok_or(TableError::BadNode)?;
+                node = Some(id as u32);
+            }
+            "lock_stripes" => {
+                if lock_stripes.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                let value = it.next().ok_or(TableError::BadLockStripes)?;
+                let n = parse_decimal(value)
+                    .filter(|v| (1..=u64::from(MAX_LOCK_STRIPES)).contains(v))
+                    .ok_or(TableError::BadLockStripes)?;
+                lock_stripes = Some(n as u32);
+            }
             _ => return Err(TableError::UnknownParam),
         }
     }
-    Ok(Optional { rebuild, group })
+    Ok(Optional {
+        rebuild,
+        group,
+        cluster,
+        node,
+        lock_stripes,
+    })
 }
 
 /// Sectors each member must provide for a target of `target_len` sectors, and the geometry
@@ -376,6 +469,29 @@ fn member_len(
     }
 }
 
+/// The cluster mode the optional parameters ask for, checked against each other and the
+/// level.
+fn cluster_spec<'a>(opt: &Optional<'a>, level: Level) -> Result<Option<ClusterSpec<'a>>, TableError> {
+    match (opt.cluster, opt.node) {
+        (None, None) if opt.lock_stripes.is_some() => Err(TableError::LockStripesNotCluster),
+        (None, None) => Ok(None),
+        (Some(name), Some(node)) => {
+            if opt.group.is_none() {
+                return Err(TableError::ClusterNeedsGroup);
+            }
+            if !matches!(level, Level::Raid5 | Level::Raid6) {
+                return Err(TableError::ClusterLevel);
+            }
+            Ok(Some(ClusterSpec {
+                name,
+                node,
+                lock_stripes: opt.lock_stripes.unwrap_or(1),
+            }))
+        }
+        _ => Err(TableError::ClusterIncomplete),
+    }
+}
+
 /// Parses the constructor arguments of a target `target_len` sectors long.
 #[inline(never)]
 pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, TableError> {
@@ -392,8 +508,9 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
 
     let chunk_sectors = parse_chunk(word(2)?)?;
     let mut level = level;
-    let Optional { rebuild, group } =
-        parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
+    let opt = parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
+    let (rebuild, group) = (opt.rebuild, opt.group);
+    let cluster = cluster_spec(&opt, level)?;
 
     let devs_at = 2 + nr_params;
     let nr_devs = parse_decimal(word(devs_at)?).ok_or(TableError::BadDeviceCount)?;
@@ -440,6 +557,7 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
         chunk_sectors,
         rebuild,
         group,
+        cluster,
         members,
         nr_members: nr_devs,
     };
@@ -678,6 +796,59 @@ mod tests {
     }
 
     #[test]
+    fn cluster_parameters() {
+        const G: &str = "group 0123456789abcdef0123456789abcdef";
+        let len = 3 * 128;
+        let ok = |line: &str| {
+            parse(&words(line), len).map(|s| s.cluster.map(|c| (c.name.len(), c.node, c.lock_stripes)))
+        };
+        let want = |node, lock_stripes| Ok(Some(("amf-test".len(), node, lock_stripes)));
+        let devs = "4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0";
+        assert_eq!(ok(&std::format!("raid5 1 128 {devs}")), Ok(None));
+        assert_eq!(
+            ok(&std::format!("raid5 7 128 {G} cluster amf-test node 2 {devs}")),
+            want(2, 1)
+        );
+        assert_eq!(
+            ok(&std::format!(
+                "raid5 9 128 node 3 lock_stripes 16 cluster amf-test {G} {devs}"
+            )),
+            want(3, 16)
+        );
+        let e = |line: std::string::String| parse(&words(&line), len).unwrap_err();
+        use TableError::*;
+        for (params, err) in [
+            ("5 128 cluster amf-test node 2", ClusterNeedsGroup),
+            ("5 128 {G} cluster amf-test", ClusterIncomplete),
+            ("5 128 {G} node 1", ClusterIncomplete),
+            ("7 128 {G} node 0 cluster amf-test", BadNode),
+            ("7 128 {G} node 2147483648 cluster amf-test", BadNode),
+            ("7 128 {G} node x cluster amf-test", BadNode),
+            ("7 128 {G} node 1 cluster bad/name", BadCluster),
+            ("6 128 {G} node 1 cluster", BadCluster),
+            ("9 128 {G} node 1 cluster a lock_stripes 0", BadLockStripes),
+            ("9 128 {G} node 1 cluster a lock_stripes 1048577", BadLockStripes),
+            ("5 128 {G} lock_stripes 4", LockStripesNotCluster),
+            ("9 128 {G} node 1 cluster a cluster b", DuplicateParam),
+            ("9 128 {G} node 1 node 2 cluster b", DuplicateParam),
+        ] {
+            let params = params.replace("{G}", G);
+            assert_eq!(e(std::format!("raid5 {params} {devs}")), err, "{params}");
+        }
+        let long = "c".repeat(MAX_CLUSTER_NAME + 1);
+        assert_eq!(
+            e(std::format!("raid5 7 128 {G} node 1 cluster {long} {devs}")),
+            BadCluster
+        );
+        assert_eq!(
+            e(std::format!(
+                "raid1 7 128 {G} node 1 cluster a 2 /dev/a 0 /dev/b 0"
+            )),
+            ClusterLevel
+        );
+    }
+
+    #[test]
     fn messages_are_distinct_and_documented() {
         let doc = include_str!("../../../Documentation/table-syntax.rst");
         let all = [
@@ -706,6 +877,13 @@ mod tests {
             TableError::BadGroup,
             TableError::GroupMismatch,
             TableError::WrongDataOffset,
+            TableError::BadCluster,
+            TableError::BadNode,
+            TableError::ClusterIncomplete,
+            TableError::ClusterNeedsGroup,
+            TableError::ClusterLevel,
+            TableError::BadLockStripes,
+            TableError::LockStripesNotCluster,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();
