@@ -11,11 +11,20 @@ use kernel::prelude::*;
 #[path = "../rust/mod.rs"]
 mod kernel_ext;
 
+#[cfg(CONFIG_DLM)]
+mod cluster;
 mod core_proto;
 mod group;
+mod lock_stats;
+#[cfg(not(CONFIG_DLM))]
+mod no_dlm;
+#[cfg(not(CONFIG_DLM))]
+use no_dlm::{cluster, stripe_lock};
 mod metadata;
 mod parity_check;
 mod stripe_buf;
+#[cfg(CONFIG_DLM)]
+mod stripe_lock;
 mod stripe_read;
 mod stripe_rebuild;
 mod stripe_worker;
@@ -33,12 +42,15 @@ module! {
 }
 
 struct AmfModule {
+    // Declared first: unregistered (no more targets) before the cluster registry goes.
     _target: Registration<target::AmfTarget>,
+    _cluster: cluster::RegistryOwner,
 }
 
 impl kernel::Module for AmfModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         parity_check::self_test()?;
+        let cluster = cluster::RegistryOwner::new()?;
         let reg = Registration::new(module)?;
         pr_info!(
             "dm-amf: target amf v{}.{}.{} registered\n",
@@ -46,6 +58,9 @@ impl kernel::Module for AmfModule {
             target::VERSION[1],
             target::VERSION[2]
         );
-        Ok(Self { _target: reg })
+        Ok(Self {
+            _target: reg,
+            _cluster: cluster,
+        })
     }
 }

@@ -36,7 +36,23 @@ impl StripeEngine<'_> {
         let start = usize::try_from(loc.offset * 512).map_err(|_| WriteError::Plan)?;
         let len = usize::try_from(bio.sectors() * 512).map_err(|_| WriteError::Plan)?;
         let r = start..start + len;
-        let bufs = &mut scratch.bufs;
+        let held = scratch.lock_stripe(loc.stripe)?;
+        let done = self.read_locked(&mut scratch.bufs, bio, logical, &r);
+        scratch.unlock_stripe(held);
+        done
+    }
+
+    /// [`Self::read_bio`] once the stripe is locked (cluster mode): `r` is the bio's byte
+    /// range in its chunk.
+    fn read_locked(
+        &self,
+        bufs: &mut StripeBuffers,
+        bio: &mut DeferredBio,
+        logical: u64,
+        r: &Range<usize>,
+    ) -> Result<(), WriteError> {
+        let g = &self.group.geometry;
+        let loc = g.map(logical).map_err(|_| WriteError::Plan)?;
         // Each round fails one more member or ends.
         for _ in 0..=g.members() {
             let failed = self.group.unavailable(loc.stripe);
@@ -55,13 +71,13 @@ impl StripeEngine<'_> {
                 bio.sectors(),
                 sources.iter(),
             )?;
-            let bad = self.run_ios(bufs, ios, OpKind::Mirror, &r, IoDir::Read)?;
+            let bad = self.run_ios(bufs, ios, OpKind::Mirror, r, IoDir::Read)?;
             if !bad.is_empty() {
                 self.group.mark_failed(bad);
                 continue;
             }
             if let ReadPlan::Reconstruct { chunk, .. } = plan {
-                rebuild(bufs, &layout, failed, chunk, &r).map_err(|_| WriteError::Parity)?;
+                rebuild(bufs, &layout, failed, chunk, r).map_err(|_| WriteError::Parity)?;
             }
             let data = bufs
                 .data

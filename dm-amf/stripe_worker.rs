@@ -21,14 +21,20 @@ use kernel::{
     workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
+use crate::cluster::GroupSpace;
 use crate::core_proto::geometry::MemberSet;
+use crate::core_proto::superblock::Uuid;
 use crate::group::Group;
+#[cfg(CONFIG_DLM)]
+use crate::kernel_ext::dlm::Wake;
 use crate::kernel_ext::{
     bio::{BioOp, BioSet, BlkStatus, DeferredBio, DeferredList},
     block_io::NoIoScope,
     parity,
     workqueue::{OwnedQueue, QueueHandle},
 };
+use crate::lock_stats::LockStats;
+use crate::stripe_lock::StripeLocks;
 use crate::stripe_write::{Scratch, StripeEngine, WriteError};
 
 /// Stripes rebuilt per run of the worker before it lets queued host I/O go first.
@@ -68,7 +74,14 @@ impl StripeService {
     /// Allocates the worker for `group`, with buffers for one stripe if it computes
     /// `parity` (a mirror's worker only resubmits reads). It starts paused: `resume` lets a
     /// rebuild run.
-    pub(crate) fn new(group: Arc<Group>, parity: bool, raid6: bool) -> Result<Self> {
+    ///
+    /// With `cluster` every stripe operation holds the stripe's DLM lock.
+    pub(crate) fn new(
+        group: Arc<Group>,
+        parity: bool,
+        raid6: bool,
+        cluster: Option<ClusterLocks>,
+    ) -> Result<Self> {
         let g = group.geometry;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
         let scratch = if parity {
@@ -92,6 +105,11 @@ impl StripeService {
             }),
             GFP_KERNEL,
         )?;
+        if let Some(c) = cluster {
+            let locks =
+                StripeLocks::new(c.space, c.group, c.lock_stripes, worker.clone(), c.stats)?;
+            worker.scratch.lock().locks = Some(locks);
+        }
         Ok(Self { queue, worker })
     }
 
@@ -125,6 +143,31 @@ impl Drop for StripeService {
     fn drop(&mut self) {
         // No more self-requeueing: lets `destroy_workqueue` finish its drain.
         self.worker.paused.store(true, Ordering::Release);
+        // Unlock the cluster locks while the queue still runs the worker that answers
+        // callbacks; this also drops the lock table's reference to the worker.
+        let locks = self.worker.scratch.lock().locks.take();
+        drop(locks);
+    }
+}
+
+/// What a clustered group's worker needs to take stripe locks.
+pub(crate) struct ClusterLocks {
+    /// The group's lockspace.
+    pub(crate) space: Arc<GroupSpace>,
+    /// The group UUID (lock names carry it).
+    pub(crate) group: Uuid,
+    /// Stripes per lock.
+    pub(crate) lock_stripes: u32,
+    /// Counters shown by `dmsetup status`.
+    pub(crate) stats: Arc<LockStats>,
+}
+
+#[cfg(CONFIG_DLM)]
+impl Wake for StripeWorker {
+    fn wake(this: &Arc<Self>) {
+        // SAFETY: the lock table that calls this lives in the worker's scratch space, which
+        // `StripeService::drop` empties before the queue is destroyed: the queue is alive.
+        let _ = unsafe { this.wq.get() }.enqueue(this.clone());
     }
 }
 
@@ -166,7 +209,12 @@ impl StripeWorker {
                 break;
             }
             let stripe = group.rebuild_cursor();
-            match engine.rebuild_stripe(scratch, stripe, targets) {
+            let done = scratch.lock_stripe(stripe).and_then(|held| {
+                let done = engine.rebuild_stripe(scratch, stripe, targets);
+                scratch.unlock_stripe(held);
+                done
+            });
+            match done {
                 Ok(()) => {
                     group.rebuild_advanced(stripe);
                     if group.rebuilding().is_empty() {
@@ -202,6 +250,10 @@ impl WorkItem for StripeWorker {
                 raid6_rmw: this.raid6_rmw,
             };
             this.drain(&engine, &mut scratch);
+            if let Some(locks) = scratch.locks.as_mut() {
+                // Blocking callbacks that arrived while idle: let the locks go.
+                locks.idle();
+            }
             !this.paused.load(Ordering::Acquire) && this.rebuild_some(&engine, &mut scratch)
         };
         if more {

@@ -29,6 +29,7 @@ use crate::kernel_ext::{
     parity::{self, BlockError, MAX_BLOCKS},
 };
 use crate::stripe_buf::StripeBuffers;
+use crate::stripe_lock::StripeLocks;
 use crate::stripe_read::{rebuild, stripe_ios};
 
 /// Member I/Os submitted at once; larger steps go in several batches (bounds the stack).
@@ -45,6 +46,8 @@ pub(crate) enum WriteError {
     Parity,
     /// A member read or write failed.
     Io,
+    /// Cluster mode: this server lost the cluster and must not write.
+    Cluster,
 }
 
 /// What the worker keeps between writes, on the heap: the stripe buffers, the plan (a few
@@ -53,6 +56,8 @@ pub(crate) struct Scratch {
     pub(crate) bufs: StripeBuffers,
     pub(crate) plan: KBox<Plan>,
     pub(crate) op_id: u64,
+    /// Cluster mode: the stripe locks this target holds (set once the worker exists).
+    pub(crate) locks: Option<StripeLocks>,
 }
 
 impl Scratch {
@@ -62,7 +67,24 @@ impl Scratch {
             bufs: StripeBuffers::new(data_chunks, chunk_bytes, raid6)?,
             plan: KBox::new(Plan::empty(), GFP_KERNEL)?,
             op_id: 0,
+            locks: None,
         })
+    }
+
+    /// Cluster mode: takes `stripe`'s lock for one operation; returns what to hand to
+    /// [`Self::unlock_stripe`] (nothing to hold without cluster mode).
+    pub(crate) fn lock_stripe(&mut self, stripe: u64) -> Result<Option<usize>, WriteError> {
+        match self.locks.as_mut() {
+            None => Ok(None),
+            Some(l) => l.acquire(stripe).map(Some).map_err(|_| WriteError::Cluster),
+        }
+    }
+
+    /// The operation that [`Self::lock_stripe`] admitted is done.
+    pub(crate) fn unlock_stripe(&mut self, held: Option<usize>) {
+        if let (Some(l), Some(slot)) = (self.locks.as_mut(), held) {
+            l.release(slot);
+        }
     }
 }
 
@@ -88,8 +110,13 @@ impl StripeEngine<'_> {
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
             scratch.op_id = scratch.op_id.wrapping_add(1);
-            let Scratch { bufs, plan, op_id } = &mut *scratch;
-            self.write_request(bufs, plan, bio, skip, &req, *op_id)?;
+            let held = scratch.lock_stripe(req.stripe)?;
+            let Scratch {
+                bufs, plan, op_id, ..
+            } = &mut *scratch;
+            let done = self.write_request(bufs, plan, bio, skip, &req, *op_id);
+            scratch.unlock_stripe(held);
+            done?;
             sector += covered;
             left -= covered;
             skip += covered * 512;

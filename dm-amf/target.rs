@@ -10,14 +10,19 @@
 //! failed). A RAID5/6 write goes to the stripe worker, which computes parity. Flushes, and
 //! for raid0/raid1 discards, are duplicated by dm core, one per member (as dm-stripe does).
 
-use core::{ffi::CStr, fmt::Write};
+use core::{
+    ffi::CStr,
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
-use kernel::{new_mutex, prelude::*, sync::Arc};
+use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc};
 
+use crate::cluster::GroupMembership;
 use crate::core_proto::{
     geometry::{nonzero, Geometry, Level, MemberSet},
     superblock::{Uuid, UuidText},
-    table::{self, TableError},
+    table::{self, ClusterSpec, TableError},
 };
 use crate::group::{Group, Member};
 use crate::kernel_ext::{
@@ -27,11 +32,12 @@ use crate::kernel_ext::{
         TargetCtr, TargetOperations,
     },
 };
+use crate::lock_stats::LockStats;
 use crate::metadata;
-use crate::stripe_worker::StripeService;
+use crate::stripe_worker::{ClusterLocks, StripeService};
 
 /// Target version reported by `dmsetup targets`.
-pub(crate) const VERSION: [u32; 3] = [0, 3, 0];
+pub(crate) const VERSION: [u32; 3] = [0, 4, 0];
 
 /// What `map` notes about a bio for `end_io`.
 #[derive(Clone, Copy, Default)]
@@ -57,6 +63,34 @@ pub(crate) struct AmfTarget {
     group: Arc<Group>,
     /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
     copies: Option<BioSet>,
+    /// Cluster mode: the table's cluster parameters, the group's lockspace (after
+    /// `stripes`, whose locks live in it) and the lock counters.
+    cluster: Option<ClusterState>,
+}
+
+/// A clustered target's view of the cluster.
+struct ClusterState {
+    name: CString,
+    node: u32,
+    lock_stripes: u32,
+    membership: GroupMembership,
+    stats: Arc<LockStats>,
+}
+
+/// Joins the group's lockspace for a table with `cluster`.
+fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrError> {
+    let nomem = || CtrError::new(ENOMEM, c"Cannot allocate target context");
+    let name = CString::try_from_fmt(fmt!("{}", c.name)).map_err(|_| nomem())?;
+    let stats = Arc::new(LockStats::default(), GFP_KERNEL).map_err(|_| nomem())?;
+    let membership =
+        GroupMembership::join(uuid, c.name, c.node).map_err(|e| CtrError::inval(e.message()))?;
+    Ok(ClusterState {
+        name,
+        node: c.node,
+        lock_stripes: c.lock_stripes,
+        membership,
+        stats,
+    })
 }
 
 impl From<TableError> for CtrError {
@@ -356,9 +390,22 @@ impl TargetOperations for AmfTarget {
         );
         let group = Arc::new(group, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
+        let cluster = match (spec.cluster, spec.group.as_ref()) {
+            (Some(c), Some(uuid)) => Some(join_cluster(&c, uuid)?),
+            _ => None,
+        };
+        let locks = match (cluster.as_ref(), spec.group) {
+            (Some(c), Some(uuid)) => Some(ClusterLocks {
+                space: c.membership.space().clone(),
+                group: uuid,
+                lock_stripes: c.lock_stripes,
+                stats: c.stats.clone(),
+            }),
+            _ => None,
+        };
         let stripes = if parity || mirrored {
             Some(
-                StripeService::new(group.clone(), parity, spec.level == Level::Raid6)
+                StripeService::new(group.clone(), parity, spec.level == Level::Raid6, locks)
                     .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate stripe buffers"))?,
             )
         } else {
@@ -385,6 +432,7 @@ impl TargetOperations for AmfTarget {
                 uuid: spec.group,
                 group,
                 copies,
+                cluster,
             },
             GFP_KERNEL,
         )
@@ -496,20 +544,58 @@ impl TargetOperations for AmfTarget {
                     let done = g.rebuild_cursor().saturating_mul(per_stripe).min(total);
                     let _ = write!(out, " {done}/{total} recover 0");
                 }
+                if let Some(c) = self.cluster.as_ref() {
+                    let m = c.membership.membership();
+                    let state = if c.stats.lost.load(Ordering::Relaxed) {
+                        "lost"
+                    } else if m.recovering() {
+                        "recovering"
+                    } else {
+                        "ready"
+                    };
+                    let n = |v: &AtomicU64| v.load(Ordering::Relaxed);
+                    let s = &*c.stats;
+                    let _ = write!(
+                        out,
+                        " cluster {state} {} {} {} {} {} {}",
+                        m.members(),
+                        n(&s.requests),
+                        n(&s.cached),
+                        n(&s.blocking),
+                        n(&s.waits),
+                        m.deaths()
+                    );
+                }
             }
             StatusKind::Table => {
                 let copies = match g.geometry.level() {
                     Level::Raid10 { copies } => Some(copies),
                     _ => None,
                 };
-                let params =
-                    1 + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()));
+                let cluster_words = self
+                    .cluster
+                    .as_ref()
+                    .map_or(0, |c| 4 + 2 * usize::from(c.lock_stripes != 1));
+                let params = 1
+                    + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()))
+                    + cluster_words;
                 let _ = write!(out, "{level} {params} {}", g.chunk_sectors);
                 if let Some(copies) = copies {
                     let _ = write!(out, " raid10_copies {copies}");
                 }
                 if let Some(uuid) = self.uuid.as_ref() {
                     let _ = write!(out, " group {}", UuidText(uuid));
+                }
+                if let Some(c) = self.cluster.as_ref() {
+                    let _ = write!(
+                        out,
+                        " cluster {} node {}",
+                        c.name.to_str().unwrap_or("?"),
+                        c.node
+                    );
+                    if c.lock_stripes != 1 {
+                        let _ = write!(out, " lock_stripes {}", c.lock_stripes);
+                    }
                 }
                 let _ = write!(out, " {n}");
                 for m in g.members.iter() {

@@ -386,6 +386,11 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
         self.shared.slots.len()
     }
 
+    /// The lockspace.
+    pub(crate) fn space(&self) -> &Arc<Lockspace<R>> {
+        &self.space
+    }
+
     fn slot(&self, i: usize) -> Result<&LockSlot> {
         self.shared.slots.get(i).ok_or(EINVAL)
     }
@@ -393,12 +398,18 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
     /// Whether slot `i` holds a lock (granted, or requested and not yet answered).
     pub(crate) fn is_live(&self, i: usize) -> bool {
         // SAFETY: owner-only field.
-        self.shared.slots.get(i).is_some_and(|s| unsafe { *s.live.get() })
+        self.shared
+            .slots
+            .get(i)
+            .is_some_and(|s| unsafe { *s.live.get() })
     }
 
     fn is_pending(&self, i: usize) -> bool {
         // SAFETY: owner-only field.
-        self.shared.slots.get(i).is_some_and(|s| unsafe { *s.pending.get() })
+        self.shared
+            .slots
+            .get(i)
+            .is_some_and(|s| unsafe { *s.pending.get() })
     }
 
     /// Asks for a new lock on `name` in `mode` in slot `i` (free), or converts slot `i`'s

@@ -471,7 +471,10 @@ fn member_len(
 
 /// The cluster mode the optional parameters ask for, checked against each other and the
 /// level.
-fn cluster_spec<'a>(opt: &Optional<'a>, level: Level) -> Result<Option<ClusterSpec<'a>>, TableError> {
+fn cluster_spec<'a>(
+    opt: &Optional<'a>,
+    level: Level,
+) -> Result<Option<ClusterSpec<'a>>, TableError> {
     match (opt.cluster, opt.node) {
         (None, None) if opt.lock_stripes.is_some() => Err(TableError::LockStripesNotCluster),
         (None, None) => Ok(None),
@@ -800,13 +803,16 @@ mod tests {
         const G: &str = "group 0123456789abcdef0123456789abcdef";
         let len = 3 * 128;
         let ok = |line: &str| {
-            parse(&words(line), len).map(|s| s.cluster.map(|c| (c.name.len(), c.node, c.lock_stripes)))
+            parse(&words(line), len)
+                .map(|s| s.cluster.map(|c| (c.name.len(), c.node, c.lock_stripes)))
         };
         let want = |node, lock_stripes| Ok(Some(("amf-test".len(), node, lock_stripes)));
         let devs = "4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0";
         assert_eq!(ok(&std::format!("raid5 1 128 {devs}")), Ok(None));
         assert_eq!(
-            ok(&std::format!("raid5 7 128 {G} cluster amf-test node 2 {devs}")),
+            ok(&std::format!(
+                "raid5 7 128 {G} cluster amf-test node 2 {devs}"
+            )),
             want(2, 1)
         );
         assert_eq!(
@@ -827,7 +833,10 @@ mod tests {
             ("7 128 {G} node 1 cluster bad/name", BadCluster),
             ("6 128 {G} node 1 cluster", BadCluster),
             ("9 128 {G} node 1 cluster a lock_stripes 0", BadLockStripes),
-            ("9 128 {G} node 1 cluster a lock_stripes 1048577", BadLockStripes),
+            (
+                "9 128 {G} node 1 cluster a lock_stripes 1048577",
+                BadLockStripes,
+            ),
             ("5 128 {G} lock_stripes 4", LockStripesNotCluster),
             ("9 128 {G} node 1 cluster a cluster b", DuplicateParam),
             ("9 128 {G} node 1 node 2 cluster b", DuplicateParam),

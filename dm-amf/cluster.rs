@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Cluster membership of the groups this server serves: one DLM lockspace per group, named
+//! after the group UUID and shared by every `amf` target of that group on this server (the
+//! DLM installs the recovery callbacks of a lockspace's first join only, so a second target
+//! of the group must reuse the first one's lockspace rather than join again), and what the
+//! lockspace's recovery callbacks say about the other servers.
+
+use core::mem::ManuallyDrop;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc, sync::Mutex};
+
+use crate::core_proto::superblock::{Uuid, UuidText};
+use crate::kernel_ext::dlm::{JoinError, Lockspace, Recovery, Slot};
+
+/// What the recovery callbacks of a group's lockspace reported.
+pub(crate) struct Membership {
+    /// Locking is stopped: between `recover_prep` and `recover_done`.
+    recovering: AtomicBool,
+    /// The DLM's recovery generation of the last `recover_done`; 0 before the first.
+    generation: AtomicU32,
+    /// This server's node id, from the slot table of the last `recover_done`.
+    our_node: AtomicI32,
+    /// Members after the last `recover_done`.
+    members: AtomicU32,
+    /// Nodes reported dead (`recover_slot`) so far.
+    deaths: AtomicU64,
+}
+
+impl Membership {
+    fn new() -> Self {
+        Self {
+            recovering: AtomicBool::new(true),
+            generation: AtomicU32::new(0),
+            our_node: AtomicI32::new(0),
+            members: AtomicU32::new(0),
+            deaths: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether locking is stopped for a membership change.
+    pub(crate) fn recovering(&self) -> bool {
+        self.recovering.load(Ordering::Acquire)
+    }
+
+    /// Members of the lockspace after the last recovery.
+    pub(crate) fn members(&self) -> u32 {
+        self.members.load(Ordering::Relaxed)
+    }
+
+    /// Nodes that died (left without leaving the lockspace) since it was joined.
+    pub(crate) fn deaths(&self) -> u64 {
+        self.deaths.load(Ordering::Relaxed)
+    }
+}
+
+impl Recovery for Membership {
+    fn prep(&self) {
+        self.recovering.store(true, Ordering::Release);
+    }
+
+    fn slot(&self, dead: Slot) {
+        self.deaths.fetch_add(1, Ordering::Relaxed);
+        pr_info!(
+            "cluster: node {} (slot {}) left the group's lockspace\n",
+            dead.node,
+            dead.slot
+        );
+    }
+
+    fn done(&self, members: &[Slot], our_slot: i32, generation: u32) {
+        if let Some(us) = members.iter().find(|s| s.slot == our_slot) {
+            self.our_node.store(us.node, Ordering::Relaxed);
+        }
+        self.members.store(members.len() as u32, Ordering::Relaxed);
+        self.generation.store(generation.max(1), Ordering::Release);
+        self.recovering.store(false, Ordering::Release);
+    }
+}
+
+/// A group's lockspace.
+pub(crate) type GroupSpace = Lockspace<Membership>;
+
+/// Longest wait in the constructor for the first recovery of a joined lockspace.
+const FIRST_RECOVERY_MS: u32 = 20_000;
+
+struct Entry {
+    uuid: Uuid,
+    space: Arc<GroupSpace>,
+    users: usize,
+}
+
+/// The lockspaces in use on this server.
+#[pin_data]
+pub(crate) struct Registry {
+    /// Freed entries are `None` and reused (the kernel's vector cannot remove).
+    #[pin]
+    entries: Mutex<KVec<Option<Entry>>>,
+}
+
+/// The module's registry, set between module init and exit.
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Owns the registry for the module's lifetime (a field of the module).
+pub(crate) struct RegistryOwner(*mut Registry);
+
+// SAFETY: the registry is a mutex-protected list; the pointer is only freed on drop.
+unsafe impl Send for RegistryOwner {}
+// SAFETY: as above.
+unsafe impl Sync for RegistryOwner {}
+
+impl RegistryOwner {
+    /// Sets up the registry (module init, before the target type is registered).
+    pub(crate) fn new() -> Result<Self> {
+        let reg = KBox::pin_init(
+            pin_init!(Registry {
+                entries <- new_mutex!(KVec::new(), "amf:cluster_registry"),
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: the box is never moved out of: it is turned back into a box in `drop`.
+        let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(reg) });
+        REGISTRY.store(raw, Ordering::Release);
+        Ok(Self(raw))
+    }
+}
+
+impl Drop for RegistryOwner {
+    fn drop(&mut self) {
+        // Module exit: the target type is unregistered, so no target uses the registry.
+        REGISTRY.store(core::ptr::null_mut(), Ordering::Release);
+        // SAFETY: from `KBox::into_raw` in `new`, freed once.
+        drop(unsafe { KBox::from_raw(self.0) });
+    }
+}
+
+fn registry() -> Result<&'static Registry> {
+    let p = REGISTRY.load(Ordering::Acquire);
+    // SAFETY: set in module init and cleared at module exit, after the target type is
+    // unregistered; targets (the only callers) exist only in between.
+    unsafe { p.as_ref() }.ok_or(EINVAL)
+}
+
+/// Why a target could not join its group's lockspace; each maps to a `ti->error`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ClusterError {
+    /// From the DLM.
+    Join(JoinError),
+    /// The first recovery did not finish in time.
+    NoRecovery,
+    /// The table's `node` is not the DLM's id of this server.
+    WrongNode,
+    /// Out of memory.
+    NoMemory,
+}
+
+impl ClusterError {
+    /// The message for `ti->error`, as documented.
+    pub(crate) fn message(self) -> &'static core::ffi::CStr {
+        match self {
+            Self::Join(JoinError::NoDaemon) => c"No cluster: dlm_controld is not running",
+            Self::Join(JoinError::WrongCluster) => {
+                c"cluster is not the DLM's cluster name (corosync totem.cluster_name)"
+            }
+            Self::Join(JoinError::NoRecoveryCallbacks) => {
+                c"The DLM runs without recovery callbacks (dlm_controld sets them)"
+            }
+            Self::Join(JoinError::Other(_)) => c"Cannot join the group's DLM lockspace",
+            Self::NoRecovery => c"The group's DLM lockspace did not finish recovery",
+            Self::WrongNode => c"node is not this server's node id in the DLM",
+            Self::NoMemory => c"Cannot allocate cluster state",
+        }
+    }
+}
+
+/// A target's use of its group's lockspace; dropping it leaves the lockspace when no other
+/// target of the group on this server uses it.
+pub(crate) struct GroupMembership {
+    uuid: Uuid,
+    /// Dropped by hand in `drop`, under the registry lock.
+    space: ManuallyDrop<Arc<GroupSpace>>,
+}
+
+impl GroupMembership {
+    /// Joins the lockspace of group `uuid` in cluster `cluster` (or shares the one another
+    /// target of the group joined), and checks that this server is `node` in the DLM.
+    ///
+    /// Sleeps until dlm_controld has added this server to the lockspace and its first
+    /// recovery finished.
+    pub(crate) fn join(uuid: &Uuid, cluster: &str, node: u32) -> Result<Self, ClusterError> {
+        let reg = registry().map_err(|_| ClusterError::NoMemory)?;
+        let mut entries = reg.entries.lock();
+        let space = match entries.iter_mut().flatten().find(|e| e.uuid == *uuid) {
+            Some(e) => {
+                e.users += 1;
+                e.space.clone()
+            }
+            None => {
+                let name = CString::try_from_fmt(fmt!("amf-{}", UuidText(uuid)))
+                    .map_err(|_| ClusterError::NoMemory)?;
+                let cluster =
+                    CString::try_from_fmt(fmt!("{cluster}")).map_err(|_| ClusterError::NoMemory)?;
+                let handler =
+                    Arc::new(Membership::new(), GFP_KERNEL).map_err(|_| ClusterError::NoMemory)?;
+                let space =
+                    GroupSpace::join(&name, &cluster, handler).map_err(ClusterError::Join)?;
+                let space = Arc::new(space, GFP_KERNEL).map_err(|_| ClusterError::NoMemory)?;
+                let entry = Entry {
+                    uuid: *uuid,
+                    space: space.clone(),
+                    users: 1,
+                };
+                match entries.iter_mut().find(|e| e.is_none()) {
+                    Some(free) => *free = Some(entry),
+                    None => entries
+                        .push(Some(entry), GFP_KERNEL)
+                        .map_err(|_| ClusterError::NoMemory)?,
+                }
+                space
+            }
+        };
+        drop(entries);
+        let me = Self {
+            uuid: *uuid,
+            space: ManuallyDrop::new(space),
+        };
+        // The join returns once this server is a member; the recovery that follows (and
+        // reports the slot table) may still be running.
+        let m = me.membership();
+        let mut waited = 0;
+        while m.generation.load(Ordering::Acquire) == 0 && waited < FIRST_RECOVERY_MS {
+            // SAFETY: process context (the constructor).
+            unsafe { kernel::bindings::msleep(50) };
+            waited += 50;
+        }
+        if m.generation.load(Ordering::Acquire) == 0 {
+            return Err(ClusterError::NoRecovery);
+        }
+        if i64::from(m.our_node.load(Ordering::Relaxed)) != i64::from(node) {
+            return Err(ClusterError::WrongNode);
+        }
+        Ok(me)
+    }
+
+    /// What the lockspace's recovery callbacks reported.
+    pub(crate) fn membership(&self) -> &Membership {
+        self.space().handler()
+    }
+
+    /// The lockspace.
+    pub(crate) fn space(&self) -> &Arc<GroupSpace> {
+        &self.space
+    }
+}
+
+impl Drop for GroupMembership {
+    fn drop(&mut self) {
+        // SAFETY: `space` is taken once, here, and not used afterwards.
+        let space = unsafe { ManuallyDrop::take(&mut self.space) };
+        let Ok(reg) = registry() else { return };
+        let mut entries = reg.entries.lock();
+        let Some(slot) = entries
+            .iter_mut()
+            .find(|e| e.as_ref().is_some_and(|e| e.uuid == self.uuid))
+        else {
+            return;
+        };
+        let last = slot.as_mut().is_some_and(|e| {
+            e.users -= 1;
+            e.users == 0
+        });
+        if last {
+            // The entry's reference and ours are the last: the lockspace is left here,
+            // under the registry lock, so that a new target of the group cannot find it
+            // half released.
+            drop(slot.take());
+            drop(space);
+        }
+    }
+}
