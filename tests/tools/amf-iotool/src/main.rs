@@ -27,6 +27,13 @@
 //!           mirrored levels (table-syntax.rst): copy k of chunk c is device chunk
 //!           p = c * K + k, on member p % n at OFFSET + (p / n) * C; every copy of the first
 //!           N chunks must equal what D returns (raid1 is K = n)
+//!   barrier --dev D --sector S --node I --nodes N --gen G [--timeout SEC]
+//!           multi-guest barrier on a shared disk: writes node I's marker (generation G) to
+//!           sector S+I, then polls sectors S..S+N until every node's marker shows a
+//!           generation >= G. Markers are seeded patterns (seed BARRIER_SEED, tag = the
+//!           sector); a sector of zeroes is generation 0, anything else an error (exit 2:
+//!           not the barrier disk). Exit 0 all arrived; 1 timeout (default 300 s), after
+//!           printing the missing nodes and the generation each shows. Both ways O_DIRECT.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -44,6 +51,8 @@ const TAG_BG: u64 = 1 << 63;
 const MAX_IO: u64 = 16384;
 /// How many mismatches are printed per device before only counting.
 const SHOW_MAX: u64 = 8;
+/// Seed of the barrier markers.
+const BARRIER_SEED: u64 = 0xBA44_1E40_0000_0001;
 
 #[derive(Debug)]
 struct Fail(String);
@@ -703,10 +712,105 @@ fn cmd_copies(a: &Args) -> Res<u64> {
     Ok(bad)
 }
 
+// ---------------------------------------------------------------- barrier
+
+/// The generation a barrier marker sector shows: 0 for zeroes, the marker's generation for
+/// a whole, valid marker of `lba`, `None` for anything else.
+fn barrier_gen(buf: &[u8], lba: u64) -> Option<u64> {
+    if buf.iter().all(|&b| b == 0) {
+        return Some(0);
+    }
+    if &buf[0..8] != MAGIC || u64_at(buf, 8) != BARRIER_SEED || u64_at(buf, 16) != lba {
+        return None;
+    }
+    let gen = u64_at(buf, 24);
+    let mut want = [0u8; SECTOR];
+    fill_sector(&mut want, BARRIER_SEED, Desc::logical(lba, gen));
+    (want[..] == buf[..SECTOR] && gen > 0).then_some(gen)
+}
+
+/// The nodes whose marker shows a generation below `gen`, with what they show.
+fn barrier_missing(gens: &[u64], gen: u64) -> Vec<(usize, u64)> {
+    gens.iter()
+        .enumerate()
+        .filter(|&(_, &g)| g < gen)
+        .map(|(i, &g)| (i, g))
+        .collect()
+}
+
+fn cmd_barrier(a: &Args) -> Res<u64> {
+    let dev = Dev::open(a.str("dev")?)?;
+    let sector = a.num("sector")?;
+    let node = a.num("node")?;
+    let nodes = a.num("nodes")?;
+    let gen = a.num("gen")?;
+    let timeout = a.num_or("timeout", 300)?;
+    if nodes == 0 || node >= nodes {
+        fail!("--node {node} must be below --nodes {nodes}");
+    }
+    if gen == 0 {
+        fail!("--gen must be at least 1 (0 is a sector never written)");
+    }
+    if sector + nodes > dev.sectors {
+        fail!(
+            "sectors {sector}..{} beyond the end of {} ({} sectors)",
+            sector + nodes,
+            dev.path,
+            dev.sectors
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let mut one = ABuf::new(SECTOR);
+    fill_sector(
+        one.get(SECTOR),
+        BARRIER_SEED,
+        Desc::logical(sector + node, gen),
+    );
+    dev.write(sector + node, one.get(SECTOR))?;
+    dev.sync()?;
+    let n = nodes as usize;
+    let mut buf = ABuf::new(n * SECTOR);
+    loop {
+        let b = buf.get(n * SECTOR);
+        dev.read(sector, b)?;
+        let mut gens = Vec::with_capacity(n);
+        for i in 0..n {
+            let s = &b[i * SECTOR..(i + 1) * SECTOR];
+            let lba = sector + i as u64;
+            match barrier_gen(s, lba) {
+                Some(g) => gens.push(g),
+                None => fail!(
+                    "{} sector {lba} (node {i}'s marker) holds {}: not a barrier disk?",
+                    dev.path,
+                    describe(s)
+                ),
+            }
+        }
+        let missing = barrier_missing(&gens, gen);
+        let secs = t0.elapsed().as_secs_f64();
+        if missing.is_empty() {
+            println!("# barrier {gen}: all {nodes} nodes after {secs:.1} s (node {node})");
+            return Ok(0);
+        }
+        if secs >= timeout as f64 {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(i, g)| format!("{i} (at {g})"))
+                .collect();
+            println!(
+                "# barrier {gen} TIMEOUT after {secs:.0} s (node {node}): missing node(s) {}",
+                list.join(", ")
+            );
+            return Ok(missing.len() as u64);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|zero|mapping|members|layout|copies --help");
+        eprintln!("usage: amf-iotool write|verify|zero|mapping|members|layout|copies|barrier ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -717,6 +821,7 @@ fn main() -> ExitCode {
         "members" => cmd_members(&a),
         "layout" => cmd_layout(&a),
         "copies" => cmd_copies(&a),
+        "barrier" => cmd_barrier(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
     match r {
@@ -784,6 +889,23 @@ mod tests {
         fill_sector(&mut b, 42, Desc::logical(1234, 7));
         assert_ne!(b, c);
         assert_eq!(describe(&[0u8; SECTOR]), "zeroes");
+    }
+
+    #[test]
+    fn barrier_markers() {
+        let mut b = [0u8; SECTOR];
+        assert_eq!(barrier_gen(&b, 5), Some(0));
+        fill_sector(&mut b, BARRIER_SEED, Desc::logical(5, 3));
+        assert_eq!(barrier_gen(&b, 5), Some(3));
+        // Another node's sector, another seed, a torn body: not a marker of this sector.
+        assert_eq!(barrier_gen(&b, 6), None);
+        let mut c = b;
+        c[300] ^= 0x40;
+        assert_eq!(barrier_gen(&c, 5), None);
+        fill_sector(&mut c, 1, Desc::logical(5, 3));
+        assert_eq!(barrier_gen(&c, 5), None);
+        assert_eq!(barrier_missing(&[2, 3, 1, 5], 3), vec![(0, 2), (2, 1)]);
+        assert!(barrier_missing(&[3, 4], 3).is_empty());
     }
 
     #[test]
