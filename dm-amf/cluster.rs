@@ -87,6 +87,8 @@ const FIRST_RECOVERY_MS: u32 = 20_000;
 
 struct Entry {
     uuid: Uuid,
+    /// The cluster name it was joined with: a second target must name the same.
+    cluster: CString,
     space: Arc<GroupSpace>,
     users: usize,
 }
@@ -193,6 +195,9 @@ impl GroupMembership {
         let mut entries = reg.entries.lock();
         let space = match entries.iter_mut().flatten().find(|e| e.uuid == *uuid) {
             Some(e) => {
+                if e.cluster.as_bytes() != cluster.as_bytes() {
+                    return Err(ClusterError::Join(JoinError::WrongCluster));
+                }
                 e.users += 1;
                 e.space.clone()
             }
@@ -208,6 +213,7 @@ impl GroupMembership {
                 let space = Arc::new(space, GFP_KERNEL).map_err(|_| ClusterError::NoMemory)?;
                 let entry = Entry {
                     uuid: *uuid,
+                    cluster,
                     space: space.clone(),
                     users: 1,
                 };

@@ -1,0 +1,344 @@
+# SPDX-License-Identifier: GPL-2.0
+# Cluster mode (Documentation/table-syntax.rst "Cluster mode"): AMF_NODES guests (3 in
+# tests/plan) run corosync + dlm_controld and serve the same raid5 and raid6 groups at once,
+# over the same shared disks, each with `cluster amftest node <id>` in its table.
+#
+#   - every node creates both volumes; status says "cluster ready <nodes>"
+#   - interleaved writers: node i writes the 4 KiB blocks b with b % nodes == i of the whole
+#     volume (every stripe is written by every node at once), two generations; then every
+#     node checks every node's blocks (each holds exactly its owner's last write) and node
+#     0 scrubs the members (no parity mismatch)
+#   - contended blocks: all nodes write the same blocks; each block then holds one whole
+#     write of one of the writers (tagged blocks), scrub clean
+#   - lazy release: node i rewrites its own stripes many times: one lock request per lock
+#     unit, not per write (status counters)
+#   - ping-pong: nodes 0 and 1 take turns on one stripe: the lock moves back and forth
+#     (requests and blocking callbacks on both), the data is each turn's
+#   - two targets of the same group on one node arbitrate like two servers
+#   - bad cluster tables: wrong node id, wrong cluster name
+#
+# Node 0 prints the summary line
+#   cluster: N nodes, W writes, M parity mismatches, S stale blocks, lock requests per write R
+#
+# Disks: vda..vde (32 MiB, shared), the barrier disk last (8 MiB). Each node builds the same
+# dm-linear slices: a0..a3 = first 16 MiB of vda..vdd (raid5), b0..b4 = last 16 MiB of
+# vda..vde (raid6); node 0 formats them.
+# shellcheck disable=SC1091 # the guest's paths
+. /amf/lib/ktap.sh
+. /amf/lib/raid.sh
+. /amf/lib/cluster.sh
+
+CL=amftest
+ID=$(cluster_node_id)
+N=$AMF_NODES
+U5=5a5a5a5a-0000-4000-8000-000000000005
+U6=6b6b6b6b-0000-4000-8000-000000000006
+CHUNK=64   # sectors (32 KiB)
+DATA=16384 # data sectors a member (8 MiB)
+LEN5=$((DATA * 3))
+LEN6=$((DATA * 3))
+BS=8 # the writers' block (4 KiB)
+GENS=2
+LAZY_ROUNDS=8
+LAZY_STRIPES=8
+B=0 # barrier number
+
+# bar [NAME]: all nodes meet. Called at the top level only, the same number of times on
+# every node whatever failed before, so that the barrier numbers stay in step.
+bar() {
+	B=$((B + 1))
+	cluster_barrier $B >"$KTAP_TMP/bar" 2>&1 ||
+		{ ktap_diag "barrier $B (${1:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
+}
+
+ktap_plan 21
+
+amf_load >"$KTAP_TMP/ld" 2>&1
+ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
+
+ktap_check "corosync + dlm_controld: node $ID of $N quorate, DLM configured" cluster_start "$CL"
+bar start
+
+# ------------------------------------------------------------------ volumes
+slices() {
+	i=0
+	for d in vda vdb vdc vdd; do
+		dm_create "a$i" "0 32768 linear /dev/$d 0" || { echo "a$i: $DM_OUT"; return 1; }
+		i=$((i + 1))
+	done
+	i=0
+	for d in vda vdb vdc vdd vde; do
+		dm_create "b$i" "0 32768 linear /dev/$d 32768" || { echo "b$i: $DM_OUT"; return 1; }
+		i=$((i + 1))
+	done
+	# The disks are new (all zeroes): parity is consistent from the start.
+	if [ "$AMF_NODE" -eq 0 ]; then
+		amfctl format --level raid5 --chunk 32K --uuid "$U5" --size 8M \
+			/dev/mapper/a0 /dev/mapper/a1 /dev/mapper/a2 /dev/mapper/a3 || return 1
+		amfctl format --level raid6 --chunk 32K --uuid "$U6" --size 8M \
+			/dev/mapper/b0 /dev/mapper/b1 /dev/mapper/b2 /dev/mapper/b3 /dev/mapper/b4 || return 1
+	fi
+}
+ktap_check "dm-linear slices on every node, groups formatted by node 0" slices
+bar format
+
+# t5/t6 [NODE [CLUSTER]]: the tables, with this node's id unless told otherwise.
+t5() {
+	echo "0 $LEN5 amf raid5 7 $CHUNK group $U5 cluster ${2:-$CL} node ${1:-$ID} 4" \
+		"/dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192"
+}
+t6() {
+	echo "0 $LEN6 amf raid6 9 $CHUNK group $U6 cluster ${2:-$CL} node ${1:-$ID} lock_stripes 2 5" \
+		"/dev/mapper/b0 8192 /dev/mapper/b1 8192 /dev/mapper/b2 8192 /dev/mapper/b3 8192 /dev/mapper/b4 8192"
+}
+
+# st NAME FIELD: one field of the cluster part of the status:
+#   <level> <#devs> <health> <ratio> <action> <mismatch> cluster <state> <members>
+#   <requests> <cached> <blocking> <waits> <deaths>
+st() {
+	dmsetup status "$1" | awk -v f="$2" '{
+		for (i = 1; i <= NF; i++) if ($i == "cluster") break
+		m["state"] = i + 1; m["members"] = i + 2; m["requests"] = i + 3; m["cached"] = i + 4
+		m["blocking"] = i + 5; m["waits"] = i + 6; m["deaths"] = i + 7
+		print $(m[f])
+	}'
+}
+
+create() {
+	kmsg_mark
+	dm_create r5 "$(t5)" || { echo "r5: $DM_OUT"; dmesg_since_mark | grep -F amf; return 1; }
+	dm_create r6 "$(t6)" || { echo "r6: $DM_OUT"; dmesg_since_mark | grep -F amf; return 1; }
+}
+ktap_check "raid5 x4 and raid6 x5 (lock_stripes 2) created on node $ID" create
+bar create
+
+created() {
+	for v in r5 r6; do
+		echo "$v: $(dmsetup status $v)"
+		echo "$v: $(dmsetup table $v)"
+		[ "$(st $v state)" = ready ] || { echo "$v: not ready"; return 1; }
+		[ "$(st $v members)" -eq "$N" ] || { echo "$v: $(st $v members) members, want $N"; return 1; }
+	done
+	dmsetup table r6 | grep -q " group $U6 cluster $CL node $ID lock_stripes 2 5 " ||
+		{ echo "r6 table does not echo the cluster parameters"; return 1; }
+	dlm_tool ls | grep '^name'
+}
+ktap_check "status: cluster ready, $N members; table echoes the cluster parameters" created
+
+# ------------------------------------------------------------------ interleaved writers
+WRITES=0
+# interleave VOL LEN: node i writes its blocks of VOL, GENS generations.
+interleave() {
+	g=1
+	while [ $g -le $GENS ]; do
+		amf-iotool write --dev "/dev/mapper/$1" --seed "$ID" --gen $g --bs $BS \
+			--every "$N" --phase "$AMF_NODE" --count "$2" || return 1
+		g=$((g + 1))
+	done
+}
+iw() {
+	interleave r5 $LEN5 &
+	p5=$!
+	interleave r6 $LEN6 || { wait $p5; return 1; }
+	wait $p5
+}
+ktap_check "interleaved writers: node $ID writes its 4 KiB blocks of every stripe, $GENS generations, both volumes at once" iw
+bar interleave
+WRITES=$(((LEN5 + LEN6) / BS * GENS))
+
+STALE=0
+verify_all() {
+	rc=0
+	for v in "r5 $LEN5" "r6 $LEN6"; do
+		set -- $v
+		j=0
+		while [ $j -lt "$N" ]; do
+			if ! amf-iotool verify --dev "/dev/mapper/$1" --seed $((j + 1)) --gen $GENS --bs $BS \
+				--every "$N" --phase $j --count "$2" >"$KTAP_TMP/v" 2>&1; then
+				tail -5 "$KTAP_TMP/v"
+				nb=$(sed -n 's/.*: \([0-9]*\) bad.*/\1/p' "$KTAP_TMP/v" | tail -1)
+				STALE=$((STALE + ${nb:-1}))
+				rc=1
+			fi
+			j=$((j + 1))
+		done
+	done
+	return $rc
+}
+ktap_check "every node's blocks hold its last write, read on node $ID" verify_all
+
+MISMATCH=0
+scrub_both() {
+	rc=0
+	if [ "$AMF_NODE" -eq 0 ]; then
+		scrub_ok raid5 $CHUNK $LEN5 /dev/mapper/a0:8192 /dev/mapper/a1:8192 /dev/mapper/a2:8192 \
+			/dev/mapper/a3:8192 || rc=1
+		scrub_ok raid6 $CHUNK $LEN6 /dev/mapper/b0:8192 /dev/mapper/b1:8192 /dev/mapper/b2:8192 \
+			/dev/mapper/b3:8192 /dev/mapper/b4:8192 || rc=1
+	else
+		echo "node 0 scrubs"
+	fi
+	return $rc
+}
+# scrub_step NAME: node 0 scrubs, counted in MISMATCH; then all meet.
+scrub_step() {
+	ktap_check "scrub (node 0) $1: no parity mismatch on either group" scrub_both
+	grep -q 'scrub found mismatched' "$KTAP_TMP/out" && MISMATCH=$((MISMATCH + 1))
+	bar "scrub $1"
+}
+scrub_step "after the interleaved writers"
+
+# ------------------------------------------------------------------ contended blocks
+CONT=$((64 * BS)) # the first 64 blocks of each volume: all nodes write them
+contend() {
+	for v in r5 r6; do
+		g=1
+		while [ $g -le $GENS ]; do
+			amf-iotool write --dev "/dev/mapper/$v" --seed "$ID" --gen $g --bs $BS --count $CONT || return 1
+			g=$((g + 1))
+		done
+	done
+}
+ktap_check "contended: all nodes write the same 64 blocks of each volume" contend
+bar contend
+WRITES=$((WRITES + 2 * CONT / BS * GENS * N))
+
+seeds() {
+	s=1
+	o=1
+	while [ $s -lt "$N" ]; do
+		s=$((s + 1))
+		o="$o,$s"
+	done
+	echo $o
+}
+whole() {
+	rc=0
+	for v in r5 r6; do
+		amf-iotool verify-any --dev "/dev/mapper/$v" --seeds "$(seeds)" --max-gen $GENS --count $CONT ||
+			rc=1
+	done
+	return $rc
+}
+ktap_check "contended blocks: each holds one whole write of one writer" whole
+scrub_step "after the contended writes"
+
+# ------------------------------------------------------------------ lazy release
+# Node i's own stripes of r5: LAZY_STRIPES stripes from stripe 100 + i * LAZY_STRIPES.
+SS=$((CHUNK * 3)) # r5 data sectors a stripe
+LREQ=
+lazy() {
+	first=$(((100 + AMF_NODE * LAZY_STRIPES) * SS))
+	r0=$(st r5 requests)
+	c0=$(st r5 cached)
+	k=1
+	while [ $k -le $LAZY_ROUNDS ]; do
+		amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen $((10 + k)) --bs $BS \
+			--start $first --count $((LAZY_STRIPES * SS)) || return 1
+		k=$((k + 1))
+	done
+	amf-iotool verify --dev /dev/mapper/r5 --seed "$ID" --gen $((10 + LAZY_ROUNDS)) --bs $BS \
+		--start $first --count $((LAZY_STRIPES * SS)) || return 1
+	w=$((LAZY_ROUNDS * LAZY_STRIPES * SS / BS))
+	r=$(($(st r5 requests) - r0))
+	c=$(($(st r5 cached) - c0))
+	LREQ="$r $w"
+	echo "node $ID: $w writes to its own $LAZY_STRIPES stripes: $r lock requests, $c served from the cache"
+	[ "$r" -le $LAZY_STRIPES ] || { echo "more than one request per stripe"; return 1; }
+	[ "$c" -ge $((w - LAZY_STRIPES)) ] || { echo "fewer cached grants than writes"; return 1; }
+}
+ktap_check "lazy release: node $ID rewrites its own stripes $LAZY_ROUNDS times with at most one lock request per stripe" lazy
+bar lazy
+WRITES=$((WRITES + N * LAZY_ROUNDS * LAZY_STRIPES * SS / BS))
+
+# ------------------------------------------------------------------ ping-pong
+# Nodes 0 and 1 take turns writing one block each of stripe 50 of r5 (turns 1 and 3 are
+# node 1's, 2 and 4 node 0's), meeting after each turn.
+PP=$((50 * SS))
+PR0=$(st r5 requests)
+PB0=$(st r5 blocking)
+turn() {
+	if [ $(($1 % 2)) -eq "$AMF_NODE" ]; then
+		amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen $((20 + $1)) --bs $BS \
+			--start $((PP + AMF_NODE * BS)) --count $BS >"$KTAP_TMP/turn" 2>&1 ||
+			{ ktap_diag "turn $1 failed:"; ktap_diag_file "$KTAP_TMP/turn"; }
+	fi
+}
+for t in 1 2 3 4; do
+	[ "$AMF_NODE" -lt 2 ] && turn $t
+	bar "turn $t"
+done
+pingpong() {
+	r=$(($(st r5 requests) - PR0))
+	b=$(($(st r5 blocking) - PB0))
+	echo "node $ID: $r lock requests, $b blocking callbacks answered"
+	[ "$AMF_NODE" -ge 2 ] && return 0
+	amf-iotool verify --dev /dev/mapper/r5 --seed 1 --gen 24 --bs $BS --start $PP --count $BS || return 1
+	amf-iotool verify --dev /dev/mapper/r5 --seed 2 --gen 23 --bs $BS --start $((PP + BS)) --count $BS || return 1
+	# Node 1 asks at turns 2 and 4 (node 2 holds the lock then) and yields at 3; node 2
+	# yields at 2 and 4 and asks at 3 (and at 1, unless the lock was still its own).
+	min=1
+	[ "$AMF_NODE" -eq 0 ] && min=2
+	[ "$r" -ge $min ] && [ "$b" -ge 1 ] || { echo "the lock did not move back and forth"; return 1; }
+}
+ktap_check "ping-pong: nodes 1 and 2 alternate on one stripe: the lock moves both ways, the data is each turn's" pingpong
+scrub_step "after the ping-pong"
+
+# ------------------------------------------------------------------ two AMFs, one group
+# A second target of the raid5 group on this node: the two arbitrate like two servers.
+twin() {
+	dm_create r5b "$(t5)" || { echo "r5b: $DM_OUT"; return 1; }
+	s=$((60 * SS + AMF_NODE * 2 * BS))
+	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 31 --bs $BS --start $s --count $BS || return 1
+	amf-iotool write --dev /dev/mapper/r5b --seed "$ID" --gen 32 --bs $BS --start $((s + BS)) --count $BS || return 1
+	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 33 --bs $BS --start $s --count $BS || return 1
+	amf-iotool verify --dev /dev/mapper/r5b --seed "$ID" --gen 33 --bs $BS --start $s --count $BS || return 1
+	amf-iotool verify --dev /dev/mapper/r5 --seed "$ID" --gen 32 --bs $BS --start $((s + BS)) --count $BS || return 1
+	echo "r5:  $(dmsetup status r5)"
+	echo "r5b: $(dmsetup status r5b)"
+	[ "$(st r5b blocking)" -ge 1 ] || { echo "r5b never yielded to r5"; return 1; }
+	[ "$(st r5b members)" -eq "$N" ] || return 1
+	dmsetup remove r5b
+}
+ktap_check "two targets of the raid5 group on node $ID share its lockspace and hand the stripe lock to each other" twin
+bar twin
+scrub_step "after the twins"
+
+# ------------------------------------------------------------------ bad cluster tables
+refuse() { # MESSAGE TABLE
+	kmsg_mark
+	if dm_create bad "$2"; then
+		dmsetup remove bad
+		echo "created"
+		return 1
+	fi
+	dmesg_since_mark | grep -F "amf: $1" || { echo "no kernel line 'amf: $1'"; dmesg_since_mark | tail -5; return 1; }
+}
+ktap_check "a table naming another node id is refused" \
+	refuse "node is not this server's node id in the DLM" "$(t5 $((ID % N + 1)))"
+ktap_check "a table naming another cluster is refused" \
+	refuse "cluster is not the DLM's cluster name (corosync totem.cluster_name)" "$(t6 "$ID" othercluster)"
+
+# ------------------------------------------------------------------ summary, teardown
+summary() {
+	set -- $LREQ
+	reqs=$1 w=$2
+	r=$(awk -v r="$reqs" -v w="$w" 'BEGIN { printf "%.3f", (w ? r / w : 0) }')
+	if [ "$AMF_NODE" -eq 0 ]; then
+		echo "SUMMARY: cluster: $N nodes, $WRITES writes, $MISMATCH parity mismatches, $STALE stale blocks, lock requests per write $r"
+	fi
+	echo "node $ID: lock requests per write (own region) $r"
+}
+ktap_check "summary" summary
+
+bar summary
+ktap_check "volumes removed on node $ID" sh -c 'dmsetup remove r5 && dmsetup remove r6'
+bar remove
+rmslices() {
+	for i in 0 1 2 3; do dmsetup remove "a$i" || return 1; done
+	for i in 0 1 2 3 4; do dmsetup remove "b$i" || return 1; done
+	cluster_stop
+}
+ktap_check "lockspaces left, cluster stopped on node $ID" rmslices
+
+ktap_done
