@@ -3,7 +3,9 @@
 #   tests/rig/vm.sh --name cluster-rig --guests 3 --disk 8M --extra cluster --test cluster-rig
 # The barrier disk is the last (here the only) disk. Every guest: barrier, corosync to quorum
 # with all guests as members, dlm_controld, a DLM lockspace joined by all guests and shown
-# with all of them as members, left again, then the cluster stopped cleanly.
+# with all of them as members, left again, then the cluster stopped cleanly. Then amf-iotool's
+# multi-writer checks on the shared disk: strided writers (write/verify --every --phase) and
+# contended ones (verify-any).
 . /amf/lib/ktap.sh
 . /amf/lib/cluster.sh
 
@@ -13,7 +15,7 @@ ID=$(cluster_node_id)
 T0=$(date +%s)
 since() { echo "$(($(date +%s) - T0)) s"; }
 
-ktap_plan 12
+ktap_plan 16
 
 if [ "$N" -lt 2 ]; then
 	ktap_diag "one guest: this suite needs vm.sh --guests N (N >= 2)"
@@ -113,5 +115,47 @@ if pidof dlm_controld corosync >/dev/null; then
 	rc=1
 fi
 ktap_result "cluster_stop: dlm_controld and corosync stopped ($(since))" $rc
+
+# amf-iotool on the shared disk itself (no dm-amf): interleaved writers owning every N-th
+# 4 KiB block of one range, then all writers on the same blocks of another.
+BD=$(cluster_barrier_dev)
+SEED=$ID
+SEEDS=$(seq -s, 1 "$N")
+cluster_barrier 6
+rc=$?
+for g in 1 2; do
+	amf-iotool write --dev "$BD" --start 2048 --count 2048 --every "$N" --phase "$AMF_NODE" \
+		--seed "$SEED" --gen $g >"$KTAP_TMP/w" 2>&1 || rc=1
+done
+ktap_diag_file "$KTAP_TMP/w"
+cluster_barrier 7 || rc=1
+ktap_result "strided writes: each node its own blocks of one range, at once" $rc
+
+amf-iotool verify --dev "$BD" --start 2048 --count 2048 --every "$N" --phase "$AMF_NODE" \
+	--seed "$SEED" --gen 2 >"$KTAP_TMP/v" 2>&1
+rc=$?
+ktap_diag_file "$KTAP_TMP/v"
+ktap_result "strided verify: this node's blocks hold its last generation" $rc
+
+amf-iotool verify-any --dev "$BD" --start 2048 --count 2048 --seeds "$SEEDS" --max-gen 2 >"$KTAP_TMP/va" 2>&1
+rc=$?
+ktap_diag_file "$KTAP_TMP/va"
+i=1
+while [ $i -le "$N" ]; do
+	# blocks 256..511; node i owns those with b % N == i - 1
+	first=$((256 + (i - 1 - 256 % N + N) % N))
+	grep -q "seed $i: $(((511 - first) / N + 1)) (gen 2)" "$KTAP_TMP/va" || rc=1
+	i=$((i + 1))
+done
+ktap_result "verify-any: every block a whole write of its owner" $rc
+
+cluster_barrier 8
+rc=$?
+amf-iotool write --dev "$BD" --start 4096 --count 2048 --every 1 --phase 0 --seed "$SEED" --gen 1 \
+	>"$KTAP_TMP/w" 2>&1 || rc=1
+cluster_barrier 9 || rc=1
+amf-iotool verify-any --dev "$BD" --start 4096 --count 2048 --seeds "$SEEDS" --max-gen 1 >"$KTAP_TMP/va" 2>&1 || rc=1
+ktap_diag_file "$KTAP_TMP/va"
+ktap_result "contended writes: every block a whole write of one of the $N writers" $rc
 
 ktap_done
