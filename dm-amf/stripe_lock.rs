@@ -174,6 +174,10 @@ impl StripeLocks {
         }
         let sent = match (call, st.unit.and_then(|u| self.name(u))) {
             (Action::Request(m) | Action::Convert(m), Some(name)) => {
+                if matches!(call, Action::Convert(Mode::Nl | Mode::Pr)) {
+                    // Only a blocking callback makes the state machine convert down.
+                    bump(&self.stats.blocking);
+                }
                 self.table.request(i, dlm_mode(m), name.as_bytes())
             }
             (Action::Unlock, _) => self.table.unlock(i),
@@ -202,10 +206,8 @@ impl StripeLocks {
             if let Some(m) = self.table.take_blocking(i) {
                 progress = true;
                 if let Some(st) = self.slots.get_mut(i) {
+                    // Yields now, or when the operation in flight is done (`release`).
                     let a = st.lock.blocking(core_mode(m));
-                    if a != Action::None {
-                        bump(&self.stats.blocking);
-                    }
                     self.send(i, a);
                 }
             }
