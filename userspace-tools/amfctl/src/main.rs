@@ -18,7 +18,7 @@ use amfctl::scrub;
 use amfctl::size::parse_sectors;
 use amfctl::status::{self, AmfStatus};
 use amfctl::superblock::{self as sb, FormatRequest};
-use amfctl::table::{self, DeviceCheck, TableLine, TableRequest};
+use amfctl::table::{self, ClusterRequest, DeviceCheck, TableLine, TableRequest};
 
 /// Configure dm-amf volumes (device-mapper target `amf`).
 #[derive(Parser, Debug)]
@@ -36,6 +36,8 @@ enum Cmd {
         opts: TableOpts,
         #[command(flatten)]
         group: GroupOpt,
+        #[command(flatten)]
+        cluster: ClusterOpt,
         /// Do not open the devices (the line is for another host); needs --size.
         #[arg(long, requires = "size")]
         offline: bool,
@@ -48,6 +50,8 @@ enum Cmd {
         opts: TableOpts,
         #[command(flatten)]
         group: GroupOpt,
+        #[command(flatten)]
+        cluster: ClusterOpt,
         /// Pass --noudevsync to dmsetup (no udev cookie wait; for hosts without udev).
         #[arg(long)]
         noudevsync: bool,
@@ -170,6 +174,32 @@ struct GroupOpt {
     group: Option<String>,
 }
 
+#[derive(Args, Debug, Default)]
+struct ClusterOpt {
+    /// Cluster mode (raid5 and raid6; needs --group and --node): corosync's cluster name
+    /// (totem.cluster_name, as given to amfctl cluster-conf --name). Adds
+    /// `cluster <name> node <id>` to the table, after `group <uuid>`.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// Cluster mode: this server's corosync node id (its nodeid in corosync.conf), 1 to
+    /// 2147483647. Each server of the cluster gets its own table with its own id.
+    #[arg(long, value_name = "ID")]
+    node: Option<String>,
+    /// Cluster mode: stripes per lock, 1 (the default, left out of the table) to 1048576.
+    #[arg(long, value_name = "N")]
+    lock_stripes: Option<String>,
+}
+
+impl ClusterOpt {
+    fn request(&self) -> ClusterRequest {
+        ClusterRequest {
+            name: self.cluster.clone(),
+            node: self.node.clone(),
+            lock_stripes: self.lock_stripes.clone(),
+        }
+    }
+}
+
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_sectors(s).map_err(|e| e.to_string())
 }
@@ -183,13 +213,19 @@ fn node_arg(s: &str) -> Result<Node, String> {
 }
 
 impl TableOpts {
-    fn build(&self, check: DeviceCheck, group: Option<&str>) -> Result<TableLine> {
+    fn build(
+        &self,
+        check: DeviceCheck,
+        group: Option<&str>,
+        cluster: ClusterRequest,
+    ) -> Result<TableLine> {
         let req = TableRequest {
             level: self.level.clone(),
             chunk_sectors: self.chunk,
             size: self.size,
             devs: self.devs.clone(),
             group: group.map(str::to_string),
+            cluster,
         };
         Ok(table::build(&req, check, &device::probe)?)
     }
@@ -304,7 +340,7 @@ fn open_member(path: &str) -> Result<std::fs::File> {
 
 fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
     // The group as the kernel would see it: the same checks and sizes as `amfctl table`.
-    let line = opts.build(DeviceCheck::AllowFiles, None)?;
+    let line = opts.build(DeviceCheck::AllowFiles, None, ClusterRequest::default())?;
     let words: Vec<&str> = line.args.iter().map(String::as_str).collect();
     let spec = amf_core::table::parse(&words, line.len)
         .map_err(|e| anyhow::anyhow!(table::kernel_message(e)))?;
@@ -346,6 +382,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Table {
             opts,
             group,
+            cluster,
             offline,
         } => {
             let check = if offline {
@@ -353,17 +390,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 DeviceCheck::AllowFiles
             };
-            let line = opts.build(check, group.group.as_deref())?;
+            let line = opts.build(check, group.group.as_deref(), cluster.request())?;
             println!("{line}");
         }
         Cmd::Create {
             name,
             opts,
             group,
+            cluster,
             noudevsync,
         } => {
             let line = opts
-                .build(DeviceCheck::BlockOnly, group.group.as_deref())?
+                .build(
+                    DeviceCheck::BlockOnly,
+                    group.group.as_deref(),
+                    cluster.request(),
+                )?
                 .to_string();
             let out = match dmsetup::run(&dmsetup::create_args(&name, &line, noudevsync)) {
                 Ok(out) => out,
@@ -443,6 +485,7 @@ mod tests {
         let Cmd::Table {
             opts,
             group,
+            cluster,
             offline,
         } = r.cmd
         else {
@@ -450,8 +493,11 @@ mod tests {
         };
         assert!(offline);
         assert_eq!(group.group, None);
+        assert_eq!(cluster.request(), ClusterRequest::default());
         assert_eq!(
-            opts.build(DeviceCheck::None, None).unwrap().to_string(),
+            opts.build(DeviceCheck::None, None, cluster.request())
+                .unwrap()
+                .to_string(),
             "0 2097152 amf raid0 1 128 1 8:16 2048"
         );
     }
@@ -472,9 +518,13 @@ mod tests {
             panic!("not table")
         };
         assert_eq!(
-            opts.build(DeviceCheck::None, group.group.as_deref())
-                .unwrap()
-                .to_string(),
+            opts.build(
+                DeviceCheck::None,
+                group.group.as_deref(),
+                ClusterRequest::default()
+            )
+            .unwrap()
+            .to_string(),
             "0 2097152 amf raid0 3 128 group 01234567-89ab-cdef-0123-456789abcdef 1 8:16 8192"
         );
         let r = Cli::try_parse_from([
@@ -491,5 +541,104 @@ mod tests {
             "amfctl", "scrub", "--level", "raid1", "--chunk", "8", "--dev", "a", "--group", "x",
         ])
         .is_err());
+    }
+
+    #[test]
+    fn cluster_options() {
+        let uuid = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+        let r = Cli::try_parse_from([
+            "amfctl",
+            "table",
+            "--level",
+            "raid5",
+            "--chunk",
+            "64K",
+            "--size",
+            "512",
+            "--offline",
+            "--dev",
+            "8:16:4M",
+            "--dev",
+            "8:32:4M",
+            "--dev",
+            "8:48:4M",
+            "--group",
+            uuid,
+            "--cluster",
+            "amftest",
+            "--node",
+            "3",
+            "--lock-stripes",
+            "8",
+        ])
+        .unwrap();
+        let Cmd::Table {
+            opts,
+            group,
+            cluster,
+            ..
+        } = r.cmd
+        else {
+            panic!("not table")
+        };
+        assert_eq!(
+            opts.build(DeviceCheck::None, group.group.as_deref(), cluster.request())
+                .unwrap()
+                .to_string(),
+            format!(
+                "0 512 amf raid5 9 128 group {uuid} cluster amftest node 3 lock_stripes 8 \
+                 3 8:16 8192 8:32 8192 8:48 8192"
+            )
+        );
+        // The refusals are the kernel parser's (exit status 1), not clap's.
+        let r = Cli::try_parse_from([
+            "amfctl",
+            "create",
+            "v",
+            "--level",
+            "raid5",
+            "--chunk",
+            "8",
+            "--dev",
+            "8:16",
+            "--dev",
+            "8:32",
+            "--cluster",
+            "amftest",
+        ])
+        .unwrap();
+        let Cmd::Create {
+            opts,
+            group,
+            cluster,
+            ..
+        } = r.cmd
+        else {
+            panic!("not create")
+        };
+        assert_eq!(
+            cluster.request(),
+            ClusterRequest {
+                name: Some("amftest".to_string()),
+                node: None,
+                lock_stripes: None
+            }
+        );
+        let e = opts
+            .build(DeviceCheck::None, group.group.as_deref(), cluster.request())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cluster and node must be given together (--cluster needs --node"),
+            "{e}"
+        );
+        // Not options of scrub.
+        for opt in ["--cluster", "--node", "--lock-stripes"] {
+            assert!(Cli::try_parse_from([
+                "amfctl", "scrub", "--level", "raid5", "--chunk", "8", "--dev", "a", "--dev", "b",
+                opt, "1",
+            ])
+            .is_err());
+        }
     }
 }

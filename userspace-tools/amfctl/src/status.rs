@@ -6,8 +6,14 @@
 //! ```
 //!
 //! after dmsetup's `<start> <length> amf`, optionally preceded by `<name>: ` (dmsetup adds
-//! it when listing every device). Later versions may append fields; they are kept, not
-//! refused. Anything else that does not match is an error that says what is wrong.
+//! it when listing every device). A clustered target goes on with
+//!
+//! ```text
+//! ... <mismatch_cnt> cluster <state> <members> <requests> <cached> <blocking> <waits> <deaths>
+//! ```
+//!
+//! Later versions may append fields; they are kept, not refused. Anything else that does not
+//! match is an error that says what is wrong.
 
 use std::fmt::Write as _;
 
@@ -70,6 +76,84 @@ impl VolumeState {
     }
 }
 
+/// `<state>` of a clustered target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterState {
+    /// Operations run.
+    Ready,
+    /// The DLM recovers from a membership change: no operation starts.
+    Recovering,
+    /// The membership did not recover in time: writes fail until the table is reloaded.
+    Lost,
+}
+
+impl ClusterState {
+    fn from_word(w: &str) -> Option<Self> {
+        match w {
+            "ready" => Some(Self::Ready),
+            "recovering" => Some(Self::Recovering),
+            "lost" => Some(Self::Lost),
+            _ => None,
+        }
+    }
+
+    /// The word in the status line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Recovering => "recovering",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+/// The cluster part of a clustered target's status (`cluster <state> ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    /// `<state>`.
+    pub state: ClusterState,
+    /// `<members>`: servers in the group's lockspace after the last recovery.
+    pub members: u64,
+    /// `<requests>`: lock requests and up-conversions sent to the DLM.
+    pub requests: u64,
+    /// `<cached>`: operations whose lock was already held (no DLM round trip).
+    pub cached: u64,
+    /// `<blocking>`: blocking callbacks answered by giving a lock up.
+    pub blocking: u64,
+    /// `<waits>`: operations that waited for a grant, a conversion or a cache slot.
+    pub waits: u64,
+    /// `<deaths>`: servers the DLM reported dead since the lockspace was joined.
+    pub deaths: u64,
+}
+
+/// The words of the cluster part, `cluster` included.
+const CLUSTER_WORDS: usize = 8;
+
+/// The cluster part's syntax, for messages.
+const CLUSTER_SYNTAX: &str =
+    "cluster <state> <members> <requests> <cached> <blocking> <waits> <deaths>";
+
+/// Parses the cluster part: `words` starts with `cluster`.
+fn parse_cluster(words: &[&str]) -> Result<ClusterStatus, StatusErrorKind> {
+    if words.len() < CLUSTER_WORDS {
+        return Err(StatusErrorKind::ClusterFields {
+            found: words.len().saturating_sub(1),
+        });
+    }
+    let state = ClusterState::from_word(words[1])
+        .ok_or_else(|| StatusErrorKind::ClusterState(words[1].to_string()))?;
+    Ok(ClusterStatus {
+        state,
+        members: number("cluster members", words[2])?,
+        requests: number("cluster requests", words[3])?,
+        cached: number("cluster cached", words[4])?,
+        blocking: number("cluster blocking", words[5])?,
+        waits: number("cluster waits", words[6])?,
+        deaths: number("cluster deaths", words[7])?,
+    })
+}
+
 /// One `amf` target's status line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AmfStatus {
@@ -98,7 +182,10 @@ pub struct AmfStatus {
     pub mismatch_cnt: u64,
     /// What the members' health means.
     pub state: VolumeState,
-    /// Fields after `<mismatch_cnt>` that this version does not know.
+    /// Cluster mode: the `cluster ...` part after `<mismatch_cnt>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+    /// Fields after `<mismatch_cnt>` (and the cluster part) that this version does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
 }
@@ -156,6 +243,15 @@ pub enum StatusErrorKind {
     /// `<sync_action>` is not a lower-case word.
     #[error("sync action '{0}' is not a word")]
     SyncAction(String),
+    /// `cluster` followed by fewer than its seven fields.
+    #[error("cluster part has {found} of its 7 fields, expected '{CLUSTER_SYNTAX}'")]
+    ClusterFields {
+        /// How many words follow `cluster`.
+        found: usize,
+    },
+    /// A cluster `<state>` other than `ready`, `recovering`, `lost`.
+    #[error("cluster state '{0}' is not ready, recovering or lost")]
+    ClusterState(String),
     /// A line that is not `[<name>: ]<start> <length> <type> ...`.
     #[error("not a dmsetup status line")]
     NotStatus,
@@ -268,6 +364,15 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         return Err(StatusErrorKind::SyncAction(sync_action.to_string()));
     }
     let mismatch_cnt = number("mismatch_cnt", words[5])?;
+    let mut rest = &words[FIELDS..];
+    let cluster = match rest.first() {
+        Some(&"cluster") => {
+            let c = parse_cluster(rest)?;
+            rest = &rest[CLUSTER_WORDS..];
+            Some(c)
+        }
+        _ => None,
+    };
     Ok(AmfStatus {
         name: None,
         start,
@@ -281,7 +386,8 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         sync_total,
         sync_action: sync_action.to_string(),
         mismatch_cnt,
-        extra: words[FIELDS..].iter().map(|w| w.to_string()).collect(),
+        cluster,
+        extra: rest.iter().map(|w| w.to_string()).collect(),
     })
 }
 
@@ -386,6 +492,20 @@ pub fn summary(st: &AmfStatus) -> String {
         st.sync_action, st.sync_done, st.sync_total
     );
     let _ = writeln!(s, "  mismatches: {}", st.mismatch_cnt);
+    if let Some(c) = &st.cluster {
+        let _ = writeln!(
+            s,
+            "  cluster:    {}, {} members, {} lock requests, {} cached, {} blocking callbacks \
+             answered, {} waits, {} node deaths",
+            c.state.as_str(),
+            c.members,
+            c.requests,
+            c.cached,
+            c.blocking,
+            c.waits,
+            c.deaths
+        );
+    }
     if !st.extra.is_empty() {
         let _ = writeln!(s, "  more:       {}", st.extra.join(" "));
     }
@@ -424,6 +544,7 @@ mod tests {
                 sync_action: "idle".to_string(),
                 mismatch_cnt: 0,
                 state: VolumeState::Optimal,
+                cluster: None,
                 extra: vec![],
             }
         );
@@ -609,6 +730,136 @@ mod tests {
         assert_eq!(j["state"], "failed");
         assert_eq!(j["sync_done"], 1024);
         assert_eq!(j["extra"], serde_json::json!(["5"]));
+    }
+
+    const CLUSTERED: &str = "r5: 0 1572864 amf raid5 4 AAAA 1572864/1572864 idle 0 \
+                             cluster ready 3 120 4051 7 12 0";
+
+    #[test]
+    fn cluster_part() {
+        let st = one(CLUSTERED);
+        assert_eq!(
+            st.cluster,
+            Some(ClusterStatus {
+                state: ClusterState::Ready,
+                members: 3,
+                requests: 120,
+                cached: 4051,
+                blocking: 7,
+                waits: 12,
+                deaths: 0,
+            })
+        );
+        assert!(st.extra.is_empty());
+        assert_eq!(st.state, VolumeState::Optimal);
+        for (word, state) in [
+            ("recovering", ClusterState::Recovering),
+            ("lost", ClusterState::Lost),
+        ] {
+            let st = one(&CLUSTERED.replace("ready", word));
+            assert_eq!(st.cluster.unwrap().state, state);
+        }
+        // Fields after the cluster part are kept, as after <mismatch_cnt>.
+        let st = one(&format!("{CLUSTERED} 5 new"));
+        assert_eq!(st.cluster.unwrap().deaths, 0);
+        assert_eq!(st.extra, vec!["5", "new"]);
+        // Only right after <mismatch_cnt>: elsewhere `cluster` is an unknown extra field.
+        let st = one("0 16 amf raid5 2 AA 16/16 idle 0 x cluster");
+        assert_eq!(st.cluster, None);
+        assert_eq!(st.extra, vec!["x", "cluster"]);
+        // Without it, nothing changes.
+        assert_eq!(one("0 16 amf raid5 2 AA 16/16 idle 0").cluster, None);
+    }
+
+    #[test]
+    fn malformed_cluster_part_says_what_is_wrong() {
+        use StatusErrorKind::*;
+        let base = "0 16 amf raid5 2 AA 16/16 idle 0";
+        assert_eq!(bad(&format!("{base} cluster")), ClusterFields { found: 0 });
+        assert_eq!(
+            bad(&format!("{base} cluster ready 3 1 2 3 4")),
+            ClusterFields { found: 6 }
+        );
+        assert_eq!(
+            bad(&format!("{base} cluster up 3 1 2 3 4 5")),
+            ClusterState("up".to_string())
+        );
+        assert_eq!(
+            bad(&format!("{base} cluster READY 3 1 2 3 4 5")),
+            ClusterState("READY".to_string())
+        );
+        let fields = [
+            "cluster members",
+            "cluster requests",
+            "cluster cached",
+            "cluster blocking",
+            "cluster waits",
+            "cluster deaths",
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            let mut n = ["1"; 6];
+            n[i] = "-1";
+            assert_eq!(
+                bad(&format!("{base} cluster ready {}", n.join(" "))),
+                NotANumber {
+                    field,
+                    value: "-1".to_string()
+                }
+            );
+        }
+        let e = parse_status(&format!("{base} cluster ready 3 1 2")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "status line 1: cluster part has 4 of its 7 fields, expected 'cluster <state> \
+                 <members> <requests> <cached> <blocking> <waits> <deaths>': \
+                 '{base} cluster ready 3 1 2'"
+            )
+        );
+        let e = parse_status(&format!("{base} cluster ready 3 1 2 x 4 5")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("status line 1: cluster blocking 'x' is not a decimal number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cluster_json_and_text() {
+        let st = one(CLUSTERED);
+        let j: serde_json::Value = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["cluster"],
+            serde_json::json!({
+                "state": "ready",
+                "members": 3,
+                "requests": 120,
+                "cached": 4051,
+                "blocking": 7,
+                "waits": 12,
+                "deaths": 0
+            })
+        );
+        assert!(j.get("extra").is_none());
+        // Absent without the cluster part.
+        let j = serde_json::to_value(one("0 16 amf raid5 2 AA 16/16 idle 0")).unwrap();
+        assert!(j.get("cluster").is_none(), "{j}");
+
+        assert_eq!(
+            summary(&st),
+            "r5: amf raid5, 4 members, 768.00 MiB (1572864 sectors from 0), optimal\n\
+             \x20 members:    AAAA (4 in sync)\n\
+             \x20 sync:       idle, 1572864/1572864 sectors (100.0%)\n\
+             \x20 mismatches: 0\n\
+             \x20 cluster:    ready, 3 members, 120 lock requests, 4051 cached, \
+             7 blocking callbacks answered, 12 waits, 0 node deaths\n"
+        );
+        let s = summary(&one(&format!(
+            "{} 9",
+            CLUSTERED.replace("ready 3", "lost 2")
+        )));
+        assert!(s.contains("  cluster:    lost, 2 members, "), "{s}");
+        assert!(s.ends_with("  more:       9\n"), "{s}");
     }
 
     #[test]

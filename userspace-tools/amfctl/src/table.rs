@@ -8,8 +8,9 @@ use std::io;
 
 use amf_core::geometry::Geometry;
 use amf_core::superblock::{parse_uuid, UuidText};
-use amf_core::table::{self, TableError, TableSpec};
+use amf_core::table::{self, parse_decimal, TableError, TableSpec};
 
+use crate::cluster::check_name;
 use crate::device::{DevArg, DevId, DevInfo, DevKind};
 
 /// What the administrator asked for.
@@ -25,6 +26,20 @@ pub struct TableRequest {
     pub devs: Vec<DevArg>,
     /// `group <uuid>`: the group UUID as the administrator wrote it (`None`: no metadata).
     pub group: Option<String>,
+    /// Cluster mode: `cluster <name> node <id> [lock_stripes <n>]`, as given.
+    pub cluster: ClusterRequest,
+}
+
+/// The cluster options as the administrator wrote them. Each is passed on to the kernel's
+/// parser, which decides (a `node` without `cluster` is its refusal, not amfctl's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterRequest {
+    /// `--cluster <name>`: corosync's `totem.cluster_name`.
+    pub name: Option<String>,
+    /// `--node <id>`: this server's corosync node id.
+    pub node: Option<String>,
+    /// `--lock-stripes <n>`: stripes per lock (the kernel's default is 1).
+    pub lock_stripes: Option<String>,
 }
 
 /// A table line: `<start> <len> amf <args...>`.
@@ -113,6 +128,24 @@ fn args_for(req: &TableRequest) -> Vec<String> {
         // else as given, for the parser to refuse.
         let text = parse_uuid(g).map_or_else(|| g.clone(), |u| UuidText(&u).to_string());
         params.extend(["group".to_string(), text]);
+    }
+    // In the kernel's order (`dmsetup table` prints `cluster <name> node <id>` after
+    // `group`, then `lock_stripes <n>` when it is not 1). Numbers in their canonical
+    // decimal form when they are numbers; anything else as given, for the parser to refuse.
+    let c = &req.cluster;
+    let canonical = |v: &String| parse_decimal(v).map_or_else(|| v.clone(), |n| n.to_string());
+    if let Some(name) = &c.name {
+        params.extend(["cluster".to_string(), name.clone()]);
+    }
+    if let Some(node) = &c.node {
+        params.extend(["node".to_string(), canonical(node)]);
+    }
+    if let Some(n) = &c.lock_stripes {
+        // The default is left out, as the kernel prints it; without `cluster` it stays, so
+        // that the parser refuses it.
+        if parse_decimal(n) != Some(1) || c.name.is_none() {
+            params.extend(["lock_stripes".to_string(), canonical(n)]);
+        }
     }
     let mut args = vec![req.level.clone(), params.len().to_string()];
     args.extend(params);
@@ -319,6 +352,37 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
              not all zero",
             req.group.as_deref().unwrap_or("")
         ),
+        TableError::BadCluster => {
+            let name = req.cluster.name.as_deref().unwrap_or("");
+            match check_name(name) {
+                Err(e) => format!("--cluster: {e}"),
+                Ok(()) => format!(
+                    "--cluster {name}: expected 1 to {} letters, digits, '-', '_' or '.'",
+                    table::MAX_CLUSTER_NAME
+                ),
+            }
+        }
+        TableError::BadNode => format!(
+            "--node {}: expected this server's corosync node id, a decimal number from 1 to {}",
+            req.cluster.node.as_deref().unwrap_or(""),
+            table::MAX_NODE_ID
+        ),
+        TableError::ClusterIncomplete => if req.cluster.name.is_some() {
+            "--cluster needs --node <id>, this server's corosync node id"
+        } else {
+            "--node needs --cluster <name>, corosync's cluster name"
+        }
+        .to_string(),
+        TableError::ClusterNeedsGroup => "--cluster needs --group <uuid>: cluster mode serves a \
+             group formatted with amfctl format, and its DLM lockspace is named after the group"
+            .to_string(),
+        TableError::ClusterLevel => format!("--level {} with --cluster", req.level),
+        TableError::BadLockStripes => format!(
+            "--lock-stripes {}: expected a number of stripes from 1 to {}",
+            req.cluster.lock_stripes.as_deref().unwrap_or(""),
+            table::MAX_LOCK_STRIPES
+        ),
+        TableError::LockStripesNotCluster => "--lock-stripes needs --cluster <name>".to_string(),
         _ => String::new(),
     }
 }
@@ -334,6 +398,7 @@ mod tests {
             size,
             devs: devs.iter().map(|&(p, o)| DevArg::new(p, o)).collect(),
             group: None,
+            cluster: ClusterRequest::default(),
         }
     }
 
@@ -644,6 +709,198 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    const UUID: &str = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+
+    /// A raid5 over four members of a formatted group, 1536 sectors (4 stripes of 64K x 3).
+    fn clustered(name: Option<&str>, node: Option<&str>, stripes: Option<&str>) -> TableRequest {
+        let mut r = req(128, Some(1536), FOUR);
+        r.level = "raid5".to_string();
+        for d in &mut r.devs {
+            d.offset = 8192;
+        }
+        r.group = Some(UUID.to_string());
+        r.cluster = ClusterRequest {
+            name: name.map(str::to_string),
+            node: node.map(str::to_string),
+            lock_stripes: stripes.map(str::to_string),
+        };
+        r
+    }
+
+    const FOUR_AT_8192: &str = "4 /dev/vda 8192 /dev/vdb 8192 /dev/vdc 8192 /dev/vdd 8192";
+
+    #[test]
+    fn cluster_words_in_the_kernel_order() {
+        let none = fake(&[]);
+        let line = |r: &TableRequest| build(r, DeviceCheck::None, &none).unwrap();
+        // After `group <uuid>`: `cluster <name> node <id>`, four more words in <#params>.
+        let l = line(&clustered(Some("amftest"), Some("2"), None));
+        assert_eq!(
+            l.to_string(),
+            format!("0 1536 amf raid5 7 128 group {UUID} cluster amftest node 2 {FOUR_AT_8192}")
+        );
+        let spec = parse_args(&l.args, l.len).unwrap();
+        let c = spec.cluster.unwrap();
+        assert_eq!((c.name, c.node, c.lock_stripes), ("amftest", 2, 1));
+        // Then `lock_stripes <n>` when it is not 1, two more words.
+        let l = line(&clustered(Some("amftest"), Some("3"), Some("16")));
+        assert_eq!(
+            l.to_string(),
+            format!(
+                "0 1536 amf raid5 9 128 group {UUID} cluster amftest node 3 lock_stripes 16 \
+                 {FOUR_AT_8192}"
+            )
+        );
+        let spec = parse_args(&l.args, l.len).unwrap();
+        assert_eq!(spec.cluster.unwrap().lock_stripes, 16);
+        // The default is left out, as the kernel prints it; numbers in canonical form.
+        let l = line(&clustered(Some("a.b_c-1"), Some("0042"), Some("01")));
+        assert_eq!(
+            l.to_string(),
+            format!("0 1536 amf raid5 7 128 group {UUID} cluster a.b_c-1 node 42 {FOUR_AT_8192}")
+        );
+        let l = line(&clustered(Some("x"), Some("2147483647"), Some("1048576")));
+        assert_eq!(
+            l.args[3..12],
+            [
+                "group",
+                UUID,
+                "cluster",
+                "x",
+                "node",
+                "2147483647",
+                "lock_stripes",
+                "1048576",
+                "4"
+            ]
+        );
+        // raid6 too; with the members opened, the line is the same.
+        let mut r = clustered(Some("amftest"), Some("1"), None);
+        r.level = "raid6".to_string();
+        r.size = Some(1024);
+        let offline = line(&r);
+        let opened = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 4])).unwrap();
+        assert_eq!(offline, opened);
+        assert!(opened.to_string().starts_with(&format!(
+            "0 1024 amf raid6 7 128 group {UUID} cluster amftest node 1 4 "
+        )));
+    }
+
+    /// The refusal of a request: the kernel's error and the whole message.
+    fn refusal(r: &TableRequest) -> (TableError, String) {
+        match build(r, DeviceCheck::None, &fake(&[])) {
+            Err(e @ BuildError::Table { err, .. }) => (err, e.to_string()),
+            other => panic!("expected a table error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cluster_refusals() {
+        use TableError::*;
+        // Without --node, or --node alone.
+        let (e, m) = refusal(&clustered(Some("amftest"), None, None));
+        assert_eq!(e, ClusterIncomplete);
+        assert_eq!(
+            m,
+            "cluster and node must be given together \
+             (--cluster needs --node <id>, this server's corosync node id)"
+        );
+        let (e, m) = refusal(&clustered(None, Some("1"), None));
+        assert_eq!(e, ClusterIncomplete);
+        assert!(
+            m.ends_with("(--node needs --cluster <name>, corosync's cluster name)"),
+            "{m}"
+        );
+        // Without --group.
+        let mut r = clustered(Some("amftest"), Some("1"), None);
+        r.group = None;
+        let (e, m) = refusal(&r);
+        assert_eq!(e, ClusterNeedsGroup);
+        assert!(
+            m.starts_with("cluster needs group <uuid> (--cluster needs --group <uuid>: "),
+            "{m}"
+        );
+        // Levels other than raid5 and raid6.
+        for (level, size) in [("raid0", 512), ("raid1", 128), ("raid10", 256)] {
+            let mut r = clustered(Some("amftest"), Some("1"), None);
+            r.level = level.to_string();
+            r.size = Some(size);
+            let (e, m) = refusal(&r);
+            assert_eq!(e, ClusterLevel, "{level}");
+            assert_eq!(
+                m,
+                format!(
+                    "cluster is only implemented for raid5 and raid6 (--level {level} with \
+                     --cluster)"
+                )
+            );
+        }
+        // Bad names.
+        for (name, why) in [
+            ("", "the cluster name is empty"),
+            ("amf test", "cluster name 'amf test' contains ' '"),
+            ("amf/test", "cluster name 'amf/test' contains '/'"),
+        ] {
+            let (e, m) = refusal(&clustered(Some(name), Some("1"), None));
+            assert_eq!(e, BadCluster, "{name:?}");
+            assert!(
+                m.starts_with(&format!("Invalid cluster name (--cluster: {why}")),
+                "{m}"
+            );
+        }
+        let long = "c".repeat(64);
+        let (e, m) = refusal(&clustered(Some(&long), Some("1"), None));
+        assert_eq!(e, BadCluster);
+        assert!(m.contains("is 64 characters long"), "{m}");
+        assert!(build(
+            &clustered(Some(&long[1..]), Some("1"), None),
+            DeviceCheck::None,
+            &fake(&[])
+        )
+        .is_ok());
+        // Bad node ids.
+        for node in ["0", "2147483648", "-1", "x", "", "1.5"] {
+            let (e, m) = refusal(&clustered(Some("amftest"), Some(node), None));
+            assert_eq!(e, BadNode, "{node:?}");
+            assert_eq!(
+                m,
+                format!(
+                    "Invalid node id (--node {node}: expected this server's corosync node id, \
+                     a decimal number from 1 to 2147483647)"
+                )
+            );
+        }
+        // Bad lock_stripes, and lock_stripes without cluster (even the default).
+        for n in ["0", "1048577", "x", ""] {
+            let (e, m) = refusal(&clustered(Some("amftest"), Some("1"), Some(n)));
+            assert_eq!(e, BadLockStripes, "{n:?}");
+            assert_eq!(
+                m,
+                format!(
+                    "Invalid lock_stripes (--lock-stripes {n}: expected a number of stripes \
+                     from 1 to 1048576)"
+                )
+            );
+        }
+        for n in ["1", "8"] {
+            let (e, m) = refusal(&clustered(None, None, Some(n)));
+            assert_eq!(e, LockStripesNotCluster, "{n}");
+            assert_eq!(
+                m,
+                "lock_stripes is only valid with cluster (--lock-stripes needs --cluster <name>)"
+            );
+        }
+        // Every refusal above is the kernel parser's: the words amfctl would have printed
+        // fail there with the same error.
+        let r = clustered(Some("amftest"), None, Some("4"));
+        let words = args_for(&r);
+        assert_eq!(
+            words[3..9],
+            ["group", UUID, "cluster", "amftest", "lock_stripes", "4"]
+        );
+        assert_eq!(parse_args(&words, 1536).unwrap_err(), ClusterIncomplete);
     }
 
     #[test]

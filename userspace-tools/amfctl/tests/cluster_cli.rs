@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Runs `amfctl cluster-conf`: the file it prints, its refusals (exit status 2 with the
-//! reason), and, where corosync is installed, `corosync -t` accepting the file.
+//! reason), and, where corosync is installed, `corosync -t` accepting the file. Then the
+//! cluster's tables (`amfctl table --cluster --node`) and a clustered target's status.
 
 use std::path::Path;
 use std::process::Command;
@@ -155,4 +156,153 @@ fn corosync_accepts_it() {
             stdout(&o)
         );
     }
+}
+
+const MIB: u64 = 1 << 20;
+const UUID: &str = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+
+#[test]
+fn each_nodes_table() {
+    let d = TempDir::new("tables");
+    let devs = d.files(4, 68 * MIB);
+    let mut format = vec![
+        "format", "--level", "raid5", "--chunk", "64K", "--uuid", UUID,
+    ];
+    format.extend(devs.iter().map(String::as_str));
+    let o = amfctl(&format);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The members at their data offset, as amfctl format laid them out.
+    let members: Vec<String> = devs.iter().map(|p| format!("{p}:4M")).collect();
+    let table = |rest: &[&str]| {
+        let mut args = vec!["table", "--level", "raid5", "--chunk", "64K"];
+        for m in &members {
+            args.extend(["--dev", m.as_str()]);
+        }
+        args.extend_from_slice(rest);
+        amfctl(&args)
+    };
+    let devs_words: Vec<String> = devs.iter().map(|p| format!("{p} 8192")).collect();
+    let devs_words = devs_words.join(" ");
+    for node in ["1", "2", "3"] {
+        let o = table(&["--group", UUID, "--cluster", "amftest", "--node", node]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            format!(
+                "0 393216 amf raid5 7 128 group {UUID} cluster amftest node {node} \
+                 4 {devs_words}\n"
+            )
+        );
+    }
+    let o = table(&[
+        "--group",
+        UUID,
+        "--cluster",
+        "amftest",
+        "--node",
+        "2",
+        "--lock-stripes",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with(&format!(
+            "0 393216 amf raid5 9 128 group {UUID} cluster amftest node 2 lock_stripes 16 4 "
+        )),
+        "{}",
+        stdout(&o)
+    );
+
+    // Refusals: the kernel's message, then the options at fault; exit status 1.
+    let refused = |rest: &[&str], want: &str| {
+        let o = table(rest);
+        assert_eq!(o.status.code(), Some(1), "{rest:?}: {}", stdout(&o));
+        assert!(stderr(&o).starts_with(want), "{rest:?}: {}", stderr(&o));
+    };
+    refused(
+        &["--cluster", "amftest", "--node", "1"],
+        "amfctl: cluster needs group <uuid> (--cluster needs --group <uuid>: ",
+    );
+    refused(
+        &["--group", UUID, "--cluster", "amftest"],
+        "amfctl: cluster and node must be given together (--cluster needs --node <id>",
+    );
+    refused(
+        &["--group", UUID, "--node", "1"],
+        "amfctl: cluster and node must be given together (--node needs --cluster <name>",
+    );
+    refused(
+        &["--group", UUID, "--cluster", "amf test", "--node", "1"],
+        "amfctl: Invalid cluster name (--cluster: cluster name 'amf test' contains ' '",
+    );
+    refused(
+        &["--group", UUID, "--cluster", "amftest", "--node", "0"],
+        "amfctl: Invalid node id (--node 0: ",
+    );
+    refused(
+        &["--group", UUID, "--lock-stripes", "4"],
+        "amfctl: lock_stripes is only valid with cluster (--lock-stripes needs --cluster",
+    );
+    let mut args = vec![
+        "table", "--level", "raid1", "--chunk", "64K", "--group", UUID,
+    ];
+    args.extend(["--cluster", "amftest", "--node", "1"]);
+    args.extend(["--dev", &members[0], "--dev", &members[1]]);
+    let o = amfctl(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with(
+            "amfctl: cluster is only implemented for raid5 and raid6 (--level raid1 with --cluster"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn clustered_status() {
+    let d = TempDir::new("status");
+    let f = d.0.join("status.txt");
+    std::fs::write(
+        &f,
+        "r5: 0 393216 amf raid5 4 AAAA 393216/393216 idle 0 cluster ready 3 120 4051 7 12 0\n\
+         plain: 0 1024 amf raid0 2 AA 1024/1024 idle 0\n",
+    )
+    .unwrap();
+    let path = f.to_str().unwrap();
+    let o = amfctl(&["status", "--from-file", path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "  mismatches: 0\n  cluster:    ready, 3 members, 120 lock requests, 4051 cached, \
+             7 blocking callbacks answered, 12 waits, 0 node deaths\n\nplain: "
+        ),
+        "{out}"
+    );
+    assert_eq!(out.matches("cluster:").count(), 1, "{out}");
+    let o = amfctl(&["status", "--from-file", path, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        j[0]["cluster"],
+        serde_json::json!({"state": "ready", "members": 3, "requests": 120, "cached": 4051,
+                           "blocking": 7, "waits": 12, "deaths": 0})
+    );
+    assert!(j[1].get("cluster").is_none());
+
+    std::fs::write(
+        &f,
+        "r5: 0 393216 amf raid5 4 AAAA 393216/393216 idle 0 cluster stuck 3 1 2 3 4 5\n",
+    )
+    .unwrap();
+    let o = amfctl(&["status", "--from-file", path]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with(
+            "amfctl: status line 1: cluster state 'stuck' is not ready, recovering or lost"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
