@@ -29,6 +29,10 @@
 # inside a network namespace this script creates and deletes (also on failure): guest
 # traffic never leaves that namespace.
 #
+# A guest that prints "AMF-KILL-ME node=I" on its result channel (after its verdict; see
+# tests/guest/init) has its QEMU process killed with SIGKILL: a power loss, for the cluster
+# suites. Its verdict is the one it printed.
+#
 # Exit: 0 every guest printed "AMF-VERDICT: PASS"; 1 a guest failed; 3 a guest ended
 # without a verdict (crash, panic); 124 timeout; 2 set-up error.
 set -euo pipefail
@@ -199,7 +203,7 @@ for ((i = 0; i < guests; i++)); do
 		-nodefaults -display none -no-reboot
 		-kernel "$kernel" -initrd "$initrd" -append "$cmdline"
 		-serial "$([ "$tests" = shell ] && echo mon:stdio || echo "file:$out/$name.g$i.console.log")"
-		-serial "file:$out/$name.g$i.ktap"
+		-serial "file:$out/$name.g$i.ktap" -pidfile "$out/$name.g$i.pid"
 		${drive_args[@]+"${drive_args[@]}"} ${net_args[@]+"${net_args[@]}"})
 	if [ "$tests" = shell ]; then
 		# Interactive: console on the terminal (one guest).
@@ -215,10 +219,36 @@ for ((i = 0; i < guests; i++)); do
 	pids+=($!)
 done
 
+# Guests asking to be killed (cluster suites): SIGKILL to their QEMU process.
+killed=" "
+if [ "$guests" -gt 1 ]; then
+	(
+		left=" "
+		for ((i = 0; i < guests; i++)); do left+="$i "; done
+		while [ "$left" != " " ]; do
+			for i in $left; do
+				if grep -aq "^AMF-KILL-ME node=$i" "$out/$name.g$i.ktap" 2>/dev/null; then
+					qp=$(cat "$out/$name.g$i.pid" 2>/dev/null || true)
+					[ -n "$qp" ] && kill -KILL "$qp" 2>/dev/null && log "guest $i: killed (QEMU pid $qp), as it asked"
+					left=${left/ $i / }
+				elif ! kill -0 "${pids[$i]}" 2>/dev/null; then
+					left=${left/ $i / }
+				fi
+			done
+			sleep 0.2
+		done
+	) &
+	watcher=$!
+fi
+
 rc=0
 for ((i = 0; i < guests; i++)); do
 	qrc=0
 	wait "${pids[$i]}" || qrc=$?
+	if grep -aq "^AMF-KILL-ME node=$i" "$out/$name.g$i.ktap" 2>/dev/null && [ $qrc -ne 124 ]; then
+		killed+="$i "
+		qrc=0
+	fi
 	k=$out/$name.g$i.ktap
 	c=$out/$name.g$i.console.log
 	# The clean channel (ttyS1) normally has everything; the console is the fallback.
@@ -229,6 +259,8 @@ for ((i = 0; i < guests; i++)); do
 	fi
 	sed -i 's/\r$//' "$k" 2>/dev/null || true
 	v=$(grep -a '^AMF-VERDICT:' "$k" 2>/dev/null | tail -1 | awk '{print $2}' || true)
+	rm -f "$out/$name.g$i.pid"
+	[[ "$killed" == *" $i "* ]] && log "guest $i: killed on request after its verdict ($v)"
 	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 		log "guest $i: TIMEOUT after ${timeout}s (console: ${c#$repo/})"
 		echo "AMF-VERDICT: TIMEOUT node=$i" >>"$k"
@@ -245,5 +277,6 @@ for ((i = 0; i < guests; i++)); do
 		[ $rc -eq 0 ] && rc=3
 	fi
 done
+[ -n "${watcher:-}" ] && wait "$watcher" 2>/dev/null
 log "$name: done in $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s, exit $rc"
 exit $rc

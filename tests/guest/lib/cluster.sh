@@ -12,7 +12,8 @@
 #                               for). Call it after every lockspace is gone (dm devices
 #                               removed, dlm_tool leave): dlm_controld ignores SIGTERM while
 #                               lockspaces exist, and status 1 says so
-#   cluster_barrier G           all AMF_NODES guests meet: G is the barrier's number, the
+#   cluster_barrier G           all AMF_NODES guests (the first CLUSTER_NODES ones when set:
+#                               the survivors once the last guests died) meet: G is the barrier's number, the
 #                               same on every guest, increasing (1, 2, 3...). Status 1 on
 #                               timeout (CLUSTER_BARRIER_TIMEOUT, 300 s), naming the guests
 #                               missing (0-based guest numbers)
@@ -223,7 +224,7 @@ cluster_barrier() {
 		ktap_diag "cluster_barrier $1: no virtio disk for the barrier (vm.sh --disk 8M, last)"
 		return 1
 	}
-	amf-iotool barrier --dev "$_bd" --sector 0 --node "$AMF_NODE" --nodes "$AMF_NODES" --gen "$1" \
+	amf-iotool barrier --dev "$_bd" --sector 0 --node "$AMF_NODE" --nodes "${CLUSTER_NODES:-$AMF_NODES}" --gen "$1" \
 		--timeout "${CLUSTER_BARRIER_TIMEOUT:-300}" >"$CLUSTER_LOGDIR/barrier" 2>&1
 	_br=$?
 	# Its report lines are "# ..." already; an error message is not.

@@ -16,6 +16,8 @@
 #     (requests and blocking callbacks on both), the data is each turn's
 #   - two targets of the same group on one node arbitrate like two servers
 #   - bad cluster tables: wrong node id, wrong cluster name
+#   - the last node is killed while idle (its QEMU process, by vm.sh): the others see it
+#     die through the DLM's recovery and go on writing, its last writes intact
 #
 # Node 0 prints the summary line
 #   cluster: N nodes, W writes, M parity mismatches, S stale blocks, lock requests per write R
@@ -51,7 +53,8 @@ bar() {
 		{ ktap_diag "barrier $B (${1:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 }
 
-ktap_plan 21
+# The last node is killed after the first 18 tests; the survivors run 7 more.
+if [ "$AMF_NODE" -eq $((N - 1)) ]; then ktap_plan 18; else ktap_plan 25; fi
 
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
@@ -290,12 +293,13 @@ scrub_step "after the ping-pong"
 # A second target of the raid5 group on this node: the two arbitrate like two servers.
 twin() {
 	dm_create r5b "$(t5)" || { echo "r5b: $DM_OUT"; return 1; }
-	s=$((60 * SS + AMF_NODE * 2 * BS))
+	# Two of this node's own blocks (b % N == node) in stripe 60.
+	s=$((60 * SS + AMF_NODE * BS))
 	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 31 --bs $BS --start $s --count $BS || return 1
-	amf-iotool write --dev /dev/mapper/r5b --seed "$ID" --gen 32 --bs $BS --start $((s + BS)) --count $BS || return 1
+	amf-iotool write --dev /dev/mapper/r5b --seed "$ID" --gen 32 --bs $BS --start $((s + N * BS)) --count $BS || return 1
 	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 33 --bs $BS --start $s --count $BS || return 1
 	amf-iotool verify --dev /dev/mapper/r5b --seed "$ID" --gen 33 --bs $BS --start $s --count $BS || return 1
-	amf-iotool verify --dev /dev/mapper/r5 --seed "$ID" --gen 32 --bs $BS --start $((s + BS)) --count $BS || return 1
+	amf-iotool verify --dev /dev/mapper/r5 --seed "$ID" --gen 32 --bs $BS --start $((s + N * BS)) --count $BS || return 1
 	echo "r5:  $(dmsetup status r5)"
 	echo "r5b: $(dmsetup status r5b)"
 	[ "$(st r5b blocking)" -ge 1 ] || { echo "r5b never yielded to r5"; return 1; }
@@ -326,6 +330,89 @@ ktap_check "a table naming another node id is refused" \
 ktap_check "a table naming another cluster is refused" \
 	refuse "cluster is not the DLM's cluster name (corosync totem.cluster_name)" "$(t6 "$ID" othercluster)"
 
+# ------------------------------------------------------------------ a node dies
+# The last node, idle with its volumes up and its locks cached, is killed (vm.sh kills its
+# QEMU process). The survivors learn it from the DLM's recovery and go on: they rewrite
+# their blocks of every stripe (the dead node held many of those locks), and every block
+# of the dead node still holds its last write.
+VICTIM=$((N - 1))
+D5=$(st r5 deaths)
+bar "before the kill"
+if [ "$AMF_NODE" -eq "$VICTIM" ]; then
+	ktap_diag "node $ID: to be killed now, idle, with its volumes up"
+	touch /tmp/amf-killme
+	ktap_done
+fi
+CLUSTER_NODES=$VICTIM # the survivors: guests 0 .. VICTIM-1
+
+TAKEOVER=
+dead() {
+	t0=$(date +%s)
+	while :; do
+		ok=1
+		for v in r5 r6; do
+			[ "$(st $v deaths)" -gt "$D5" ] && [ "$(st $v state)" = ready ] &&
+				[ "$(st $v members)" -eq $((N - 1)) ] || ok=0
+		done
+		[ $ok -eq 1 ] && break
+		if [ $(($(date +%s) - t0)) -ge 90 ]; then
+			echo "no recovery after 90 s"
+			break
+		fi
+		sleep 1
+	done
+	TAKEOVER=$(($(date +%s) - t0))
+	echo "r5: $(dmsetup status r5)"
+	echo "r6: $(dmsetup status r6)"
+	dmesg | grep -E 'cluster: node|dlm: amf-' | tail -8
+	[ $ok -eq 1 ] && echo "node $((VICTIM + 1)) reported dead, recovery done, $((N - 1)) members, $TAKEOVER s after the kill barrier"
+}
+ktap_check "node $((VICTIM + 1)) killed: the DLM reports it dead, recovery ends, $((N - 1)) members, ready" dead
+
+after_kill() {
+	for v in "r5 $LEN5" "r6 $LEN6"; do
+		set -- $v
+		amf-iotool write --dev "/dev/mapper/$1" --seed "$ID" --gen 3 --bs $BS \
+			--every "$N" --phase "$AMF_NODE" --count "$2" || return 1
+	done
+}
+ktap_check "survivors rewrite their blocks of every stripe (locks the dead node held)" after_kill
+WRITES=$((WRITES + (N - 1) * (LEN5 + LEN6) / BS))
+bar "after the kill"
+
+# vcheck VOL SEED GEN FROM TO: the blocks of node SEED-1 in sectors FROM..TO hold GEN.
+vcheck() {
+	[ "$5" -gt "$4" ] || return 0
+	if ! amf-iotool verify --dev "/dev/mapper/$1" --seed "$2" --gen "$3" --bs $BS \
+		--every "$N" --phase $(($2 - 1)) --start "$4" --count $(($5 - $4)) >"$KTAP_TMP/v" 2>&1; then
+		tail -5 "$KTAP_TMP/v"
+		nb=$(sed -n 's/.*: \([0-9]*\) bad.*/\1/p' "$KTAP_TMP/v" | tail -1)
+		STALE=$((STALE + ${nb:-1}))
+		return 1
+	fi
+}
+survivors_verify() {
+	rc=0
+	j=0
+	while [ $j -lt "$VICTIM" ]; do
+		vcheck r5 $((j + 1)) 3 0 $LEN5 || rc=1
+		vcheck r6 $((j + 1)) 3 0 $LEN6 || rc=1
+		j=$((j + 1))
+	done
+	# The dead node's last writes: gen 2 of the interleaved writers after the contended
+	# blocks, but in stripe 60 of r5 its twin writes (gen 33 and 32, see twin).
+	v=$((VICTIM + 1))
+	t=$((60 * SS + VICTIM * BS))
+	vcheck r6 $v $GENS $CONT $LEN6 || rc=1
+	vcheck r5 $v $GENS $CONT $((60 * SS)) || rc=1
+	vcheck r5 $v 33 $t $((t + BS)) || rc=1
+	vcheck r5 $v 32 $((t + N * BS)) $((t + N * BS + BS)) || rc=1
+	vcheck r5 $v $GENS $((61 * SS)) $LEN5 || rc=1
+	return $rc
+}
+ktap_check "survivors' blocks hold their new write, the dead node's blocks its last one" survivors_verify
+scrub_step "after the kill"
+
 # ------------------------------------------------------------------ summary, teardown
 summary() {
 	set -- $LREQ
@@ -333,6 +420,7 @@ summary() {
 	r=$(awk -v r="$reqs" -v w="$w" 'BEGIN { printf "%.3f", (w ? r / w : 0) }')
 	if [ "$AMF_NODE" -eq 0 ]; then
 		echo "SUMMARY: cluster: $N nodes, $WRITES writes, $MISMATCH parity mismatches, $STALE stale blocks, lock requests per write $r"
+		echo "node $((VICTIM + 1)) killed idle: the survivors served on after ${TAKEOVER:-?} s"
 	fi
 	echo "node $ID: lock requests per write (own region) $r"
 }
