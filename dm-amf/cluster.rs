@@ -11,8 +11,11 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64,
 
 use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc, sync::Mutex};
 
+use crate::core_proto::lock::{Resource, ResourceName};
 use crate::core_proto::superblock::{Uuid, UuidText};
-use crate::kernel_ext::dlm::{JoinError, Lockspace, Recovery, Slot};
+use crate::kernel_ext::dlm::{
+    JoinError, LockEvent, LockMode, LockTable, Lockspace, Recovery, Slot, Wake, LVB_LEN,
+};
 
 /// What the recovery callbacks of a group's lockspace reported.
 pub(crate) struct Membership {
@@ -153,6 +156,10 @@ pub(crate) enum ClusterError {
     NoRecovery,
     /// The table's `node` is not the DLM's id of this server.
     WrongNode,
+    /// The group's other AMFs use another `lock_stripes`.
+    UnitMismatch,
+    /// The group's configuration lock could not be taken.
+    ConfigLock,
     /// Out of memory.
     NoMemory,
 }
@@ -171,6 +178,8 @@ impl ClusterError {
             Self::Join(JoinError::Other(_)) => c"Cannot join the group's DLM lockspace",
             Self::NoRecovery => c"The group's DLM lockspace did not finish recovery",
             Self::WrongNode => c"node is not this server's node id in the DLM",
+            Self::UnitMismatch => c"lock_stripes differs from the group's other AMFs",
+            Self::ConfigLock => c"Cannot take the group's configuration lock",
             Self::NoMemory => c"Cannot allocate cluster state",
         }
     }
@@ -257,6 +266,71 @@ impl GroupMembership {
     /// The lockspace.
     pub(crate) fn space(&self) -> &Arc<GroupSpace> {
         &self.space
+    }
+
+    /// Agrees on the lock unit with the group's other AMFs. AMFs with different units
+    /// would lock different resources for one stripe, so the first AMF of the group records
+    /// its `lock_stripes` in the value block of the group's configuration resource and every
+    /// later one must use the same. The returned lock (NL) keeps the value alive.
+    ///
+    /// Sleeps (constructor): waits for other AMFs' brief holds of that resource.
+    pub(crate) fn agree_unit(
+        &self,
+        uuid: &Uuid,
+        lock_stripes: u32,
+    ) -> Result<UnitLock, ClusterError> {
+        let wake = Arc::new(NoWake, GFP_KERNEL).map_err(|_| ClusterError::NoMemory)?;
+        let mut t =
+            LockTable::new(self.space().clone(), 1, wake).map_err(|_| ClusterError::NoMemory)?;
+        let name =
+            ResourceName::new(uuid, Resource::Config).map_err(|_| ClusterError::ConfigLock)?;
+        t.request_value(0, LockMode::Ex, name.as_bytes())
+            .map_err(|_| ClusterError::ConfigLock)?;
+        wait_grant(&mut t)?;
+        let ours = u64::from(lock_stripes).to_le_bytes();
+        let theirs = t.value(0).filter(|v| *v != [0; LVB_LEN]);
+        if theirs.is_none() {
+            t.set_value(0, ours);
+        }
+        // Down to NL: stores the value (ours, or theirs unchanged) and lets others check.
+        t.request_value(0, LockMode::Nl, name.as_bytes())
+            .map_err(|_| ClusterError::ConfigLock)?;
+        wait_grant(&mut t)?;
+        match theirs {
+            Some(v) if v != ours => {
+                pr_err!(
+                    "cluster: lock_stripes {lock_stripes}, but the group's other AMFs use {}\n",
+                    u64::from_le_bytes(v)
+                );
+                Err(ClusterError::UnitMismatch)
+            }
+            _ => Ok(UnitLock { _lock: t }),
+        }
+    }
+}
+
+/// Callbacks of a lock the constructor waits for itself: nobody else to wake.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(_this: &Arc<Self>) {}
+}
+
+/// A target's NL lock on its group's configuration resource (see
+/// [`GroupMembership::agree_unit`]); dropping it unlocks.
+pub(crate) struct UnitLock {
+    _lock: LockTable<Membership, NoWake>,
+}
+
+/// Waits for slot 0's answer (constructor: no timeout, the holders hold it briefly).
+fn wait_grant(t: &mut LockTable<Membership, NoWake>) -> Result<(), ClusterError> {
+    loop {
+        t.arm();
+        match t.take_event(0) {
+            Some(LockEvent::Granted) => return Ok(()),
+            Some(_) => return Err(ClusterError::ConfigLock),
+            None => t.wait(100),
+        }
     }
 }
 

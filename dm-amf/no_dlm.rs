@@ -65,7 +65,18 @@ pub(crate) mod cluster {
         pub(crate) fn space(&self) -> &Arc<GroupSpace> {
             match *self {}
         }
+
+        pub(crate) fn agree_unit(
+            &self,
+            _uuid: &Uuid,
+            _unit: u32,
+        ) -> Result<UnitLock, ClusterError> {
+            match *self {}
+        }
     }
+
+    /// Cannot exist without a DLM.
+    pub(crate) enum UnitLock {}
 }
 
 pub(crate) mod stripe_lock {

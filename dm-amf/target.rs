@@ -18,7 +18,7 @@ use core::{
 
 use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc};
 
-use crate::cluster::GroupMembership;
+use crate::cluster::{GroupMembership, UnitLock};
 use crate::core_proto::{
     geometry::{nonzero, Geometry, Level, MemberSet},
     superblock::{Uuid, UuidText},
@@ -70,6 +70,8 @@ pub(crate) struct AmfTarget {
 
 /// A clustered target's view of the cluster.
 struct ClusterState {
+    /// Dropped before `membership`: it holds a lock in the group's lockspace.
+    _unit: UnitLock,
     name: CString,
     node: u32,
     lock_stripes: u32,
@@ -84,7 +86,11 @@ fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrErr
     let stats = Arc::new(LockStats::default(), GFP_KERNEL).map_err(|_| nomem())?;
     let membership =
         GroupMembership::join(uuid, c.name, c.node).map_err(|e| CtrError::inval(e.message()))?;
+    let unit = membership
+        .agree_unit(uuid, c.lock_stripes)
+        .map_err(|e| CtrError::inval(e.message()))?;
     Ok(ClusterState {
+        _unit: unit,
         name,
         node: c.node,
         lock_stripes: c.lock_stripes,

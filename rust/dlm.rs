@@ -67,6 +67,9 @@ pub(crate) struct Slot {
     pub(crate) slot: i32,
 }
 
+/// Bytes of a lock value block (the lockspace's `lvblen`, the same on every node).
+pub(crate) const LVB_LEN: usize = 8;
+
 /// Receives a lockspace's recovery events, in `dlm_recoverd`'s process context.
 pub(crate) trait Recovery: Send + Sync {
     /// Locking stopped: the membership is changing (a node joined, left or died).
@@ -183,7 +186,7 @@ impl<R: Recovery> Lockspace<R> {
                 name.as_char_ptr(),
                 cluster.as_char_ptr(),
                 b::DLM_LSFL_NEWEXCL,
-                0,
+                LVB_LEN as i32,
                 &Ops::<R>::TABLE,
                 ptr::from_ref::<R>(&handler).cast_mut().cast(),
                 &mut ops_result,
@@ -255,6 +258,8 @@ struct LockSlot {
     /// this slot, and whether a request, conversion or unlock awaits its AST.
     live: UnsafeCell<bool>,
     pending: UnsafeCell<bool>,
+    /// The lock value block `lksb.sb_lvbptr` points to (used with [`LockTable::request_value`]).
+    lvb: UnsafeCell<[u8; LVB_LEN]>,
 }
 
 /// What every callback of a table signals: a completion the owner sleeps on, and the wake
@@ -369,6 +374,7 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
                     shared: me,
                     live: UnsafeCell::new(false),
                     pending: UnsafeCell::new(false),
+                    lvb: UnsafeCell::new([0; LVB_LEN]),
                 },
                 GFP_KERNEL,
             )?;
@@ -419,12 +425,45 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
     ///
     /// Sleeps while the lockspace recovers: call it only when no recovery is under way.
     pub(crate) fn request(&mut self, i: usize, mode: LockMode, name: &[u8]) -> Result {
+        self.send_request(i, mode, name, 0)
+    }
+
+    /// As [`Self::request`], with the resource's lock value block: a grant copies it into
+    /// the slot ([`Self::value`]); a conversion down from PW or EX stores the slot's value
+    /// ([`Self::set_value`]) into it.
+    pub(crate) fn request_value(&mut self, i: usize, mode: LockMode, name: &[u8]) -> Result {
+        self.send_request(i, mode, name, b::DLM_LKF_VALBLK)
+    }
+
+    /// The value block of slot `i` after a grant of [`Self::request_value`]; `None` when the
+    /// DLM says it is not valid (its last writer died holding PW or EX).
+    pub(crate) fn value(&self, i: usize) -> Option<[u8; LVB_LEN]> {
+        let s = self.shared.slots.get(i)?;
+        // SAFETY: owner-only reads after the AST; the DLM writes both before it.
+        unsafe {
+            let flags = (*s.lksb.get()).sb_flags;
+            (flags & b::DLM_SBF_VALNOTVALID as kernel::ffi::c_char == 0).then(|| *s.lvb.get())
+        }
+    }
+
+    /// Sets slot `i`'s value block, stored by the next down-conversion with
+    /// [`Self::request_value`].
+    pub(crate) fn set_value(&mut self, i: usize, value: [u8; LVB_LEN]) {
+        if let Some(s) = self.shared.slots.get(i) {
+            if !self.is_pending(i) {
+                // SAFETY: no request outstanding: the DLM does not access the block now.
+                unsafe { *s.lvb.get() = value };
+            }
+        }
+    }
+
+    fn send_request(&mut self, i: usize, mode: LockMode, name: &[u8], extra: u32) -> Result {
         if self.is_pending(i) {
             return Err(EBUSY);
         }
         let live = self.is_live(i);
         let slot = self.slot(i)?;
-        let mut flags = 0u32;
+        let mut flags = extra;
         if live {
             flags |= b::DLM_LKF_CONVERT | b::DLM_LKF_CONVDEADLK;
         }
@@ -435,7 +474,12 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
         slot.ast.store(false, Ordering::Relaxed);
         if !live {
             // SAFETY: no request is outstanding: the DLM does not touch the block now.
-            unsafe { *slot.lksb.get() = b::dlm_lksb::default() };
+            unsafe {
+                *slot.lksb.get() = b::dlm_lksb {
+                    sb_lvbptr: slot.lvb.get().cast(),
+                    ..Default::default()
+                };
+            }
         }
         // SAFETY: the lockspace is joined; `lksb` and the slot stay at their address until
         // the lock is gone (the table unlocks everything before it is freed); `name` is read

@@ -58,6 +58,9 @@ pub enum Resource {
     },
     /// A per-AMF resource (held by recovery of that AMF's operations).
     Node(u32),
+    /// The group's cluster configuration: its value block holds the lock unit
+    /// (`lock_stripes`) every AMF of the group must use.
+    Config,
 }
 
 /// Why a name or a lock event was refused.
@@ -110,6 +113,10 @@ impl ResourceName {
                 n.push(group);
                 n.push(&id.to_be_bytes());
             }
+            Resource::Config => {
+                n.push(b"c");
+                n.push(group);
+            }
         }
         Ok(n)
     }
@@ -154,6 +161,7 @@ impl ResourceName {
             (Some(b"amfn"), 4) => Resource::Node(u32::from_be_bytes(
                 ids.try_into().map_err(|_| LockError::BadName)?,
             )),
+            (Some(b"amfc"), 0) => Resource::Config,
             _ => return Err(LockError::BadName),
         };
         Ok((group, resource))
@@ -399,6 +407,7 @@ mod tests {
                 last: u64::MAX,
             },
             Resource::Node(9),
+            Resource::Config,
         ] {
             let n = ResourceName::new(&g, r).unwrap();
             assert!(n.as_bytes().len() <= RESNAME_MAX);

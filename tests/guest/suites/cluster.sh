@@ -15,7 +15,8 @@
 #   - ping-pong: nodes 0 and 1 take turns on one stripe: the lock moves back and forth
 #     (requests and blocking callbacks on both), the data is each turn's
 #   - two targets of the same group on one node arbitrate like two servers
-#   - bad cluster tables: wrong node id, wrong cluster name
+#   - bad cluster tables: wrong node id, wrong cluster name, another lock_stripes than the
+#     group's other AMFs use
 #   - the last node is killed while idle (its QEMU process, by vm.sh): the others see it
 #     die through the DLM's recovery and go on writing, its last writes intact
 #
@@ -53,8 +54,8 @@ bar() {
 		{ ktap_diag "barrier $B (${1:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 }
 
-# The last node is killed after the first 18 tests; the survivors run 7 more.
-if [ "$AMF_NODE" -eq $((N - 1)) ]; then ktap_plan 18; else ktap_plan 25; fi
+# The last node is killed after the first 19 tests; the survivors run 7 more.
+if [ "$AMF_NODE" -eq $((N - 1)) ]; then ktap_plan 19; else ktap_plan 26; fi
 
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
@@ -327,6 +328,9 @@ refuse() { # MESSAGE TABLE
 }
 ktap_check "a table naming another node id is refused" \
 	refuse "node is not this server's node id in the DLM" "$(t5 $((ID % N + 1)))"
+ktap_check "a raid6 table with lock_stripes 1 (the group's AMFs use 2) is refused" \
+	refuse "lock_stripes differs from the group's other AMFs" \
+	"$(t6 | sed 's/ lock_stripes 2 / /; s/ raid6 9 / raid6 7 /')"
 ktap_check "a table naming another cluster is refused" \
 	refuse "cluster is not the DLM's cluster name (corosync totem.cluster_name)" "$(t6 "$ID" othercluster)"
 
