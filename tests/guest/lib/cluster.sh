@@ -3,7 +3,8 @@
 # Source after /amf/lib/ktap.sh:
 #
 #   cluster_node_id             this guest's corosync (and DLM) node id: AMF_NODE + 1
-#   cluster_start NAME          corosync for the cluster NAME, until quorate; then
+#   cluster_start NAME          corosync for the cluster NAME (more `amfctl cluster-conf`
+#                               options in CLUSTER_CONF_OPTS), until quorate; then
 #                               dlm_controld, until the kernel DLM has this node's address
 #                               (configfs comms/<id>/local) and recover_callbacks is 1.
 #                               Status 0, or non-zero after diagnostics (the logs' tails)
@@ -92,7 +93,8 @@ cluster_start() {
 		_i=$((_i + 1))
 	done
 	# shellcheck disable=SC2086 # one word per option
-	if ! amfctl cluster-conf --name "$CLUSTER_NAME" $_nodes --logfile "$CLUSTER_LOGDIR/corosync.log" \
+	# shellcheck disable=SC2086 # CLUSTER_CONF_OPTS: more cluster-conf options, word-split
+	if ! amfctl cluster-conf --name "$CLUSTER_NAME" $_nodes ${CLUSTER_CONF_OPTS:-} --logfile "$CLUSTER_LOGDIR/corosync.log" \
 		>/etc/corosync/corosync.conf 2>"$CLUSTER_LOGDIR/amfctl.err"; then
 		ktap_diag "cluster_start: amfctl cluster-conf refused the cluster:"
 		ktap_diag_file "$CLUSTER_LOGDIR/amfctl.err"

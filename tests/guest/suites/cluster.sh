@@ -19,6 +19,9 @@
 #     group's other AMFs use
 #   - the last node is killed while idle (its QEMU process, by vm.sh): the others see it
 #     die through the DLM's recovery and go on writing, its last writes intact
+#   - then node 2 cuts its network: it loses quorum, a write it issues fails (EIO after the
+#     recovery timeout) and never reaches the disks; node 1 keeps quorum (last_man_standing,
+#     auto_tie_breaker) and serves alone
 #
 # Node 0 prints the summary line
 #   cluster: N nodes, W writes, M parity mismatches, S stale blocks, lock requests per write R
@@ -54,12 +57,19 @@ bar() {
 		{ ktap_diag "barrier $B (${1:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 }
 
-# The last node is killed after the first 19 tests; the survivors run 7 more.
-if [ "$AMF_NODE" -eq $((N - 1)) ]; then ktap_plan 19; else ktap_plan 26; fi
+# The last node is killed after the first 19 tests; node 2 (guest 1) after 26; node 1 runs 31.
+case $AMF_NODE in
+$((N - 1))) ktap_plan 19 ;;
+1) ktap_plan 26 ;;
+*) ktap_plan 31 ;;
+esac
 
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
 
+# The cluster may shrink down to one node: last_man_standing lowers the expected votes once
+# nodes died, auto_tie_breaker gives the half with node 1 quorum in an even split.
+CLUSTER_CONF_OPTS="--last-man-standing 2000 --auto-tie-breaker"
 ktap_check "corosync + dlm_controld: node $ID of $N quorate, DLM configured" cluster_start "$CL"
 bar start
 
@@ -416,6 +426,84 @@ survivors_verify() {
 }
 ktap_check "survivors' blocks hold their new write, the dead node's blocks its last one" survivors_verify
 scrub_step "after the kill"
+
+# ------------------------------------------------------------------ a node cut off
+# The survivors (nodes 1 and 2) are now a cluster of two (last_man_standing). Node 2 cuts
+# its own network: alone, it is not the tie breaker's half, so it loses quorum and its DLM
+# stops; a write it issues from then on must fail, never reach the disks. Node 1 keeps
+# quorum and serves on. Node 2 is then killed too.
+CUT=1 # guest 1, node 2
+votes2() {
+	t0=$(date +%s)
+	until corosync-quorumtool -s 2>&1 | grep -q '^Expected votes: *2$'; do
+		[ $(($(date +%s) - t0)) -ge 60 ] && { corosync-quorumtool -s; return 1; }
+		sleep 1
+	done
+	corosync-quorumtool -s | grep -E 'Expected votes|Total votes|Quorate|Flags'
+}
+ktap_check "the cluster of the $VICTIM survivors expects $VICTIM votes (last_man_standing)" votes2
+D5=$(st r5 deaths)
+bar "before the cut"
+if [ "$AMF_NODE" -eq $CUT ]; then
+	cut_off() {
+		ip link set eth0 down || return 1
+		t0=$(date +%s)
+		until [ "$(st r5 state)" != ready ]; do
+			[ $(($(date +%s) - t0)) -ge 60 ] && { echo "r5 still ready 60 s after the cut"; return 1; }
+			sleep 1
+		done
+		echo "r5: $(dmsetup status r5) ($(($(date +%s) - t0)) s after the cut)"
+		corosync-quorumtool -s 2>&1 | grep -E 'Quorate|Total votes'
+	}
+	ktap_check "node $ID cut off: its lockspace stops (status recovering)" cut_off
+	cut_write() {
+		t0=$(date +%s)
+		if amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 5 --bs $BS --every "$N" \
+			--phase "$AMF_NODE" --start $((70 * SS)) --count $SS; then
+			echo "the write succeeded"
+			return 1
+		fi
+		echo "the write failed after $(($(date +%s) - t0)) s: $(dmsetup status r5)"
+		dmesg | grep -F 'cluster:' | tail -3
+		[ "$(st r5 state)" = lost ]
+	}
+	ktap_check "a write issued while cut off fails (I/O error after the 30 s recovery timeout), status lost" cut_write
+	bar "cut write done"
+	bar "cut verified"
+	ktap_diag "node $ID: to be killed now, cut off, with its volumes up"
+	touch /tmp/amf-killme
+	ktap_done
+fi
+CLUSTER_NODES=$CUT # node 1 alone
+
+keeps() {
+	t0=$(date +%s)
+	until [ "$(st r5 deaths)" -gt "$D5" ] && [ "$(st r5 state)" = ready ] && [ "$(st r5 members)" -eq 1 ]; do
+		[ $(($(date +%s) - t0)) -ge 90 ] && { echo "no recovery after 90 s: $(dmsetup status r5)"; return 1; }
+		sleep 1
+	done
+	echo "r5: $(dmsetup status r5) ($(($(date +%s) - t0)) s after the cut barrier)"
+	corosync-quorumtool -s 2>&1 | grep -E 'Quorate|Total votes|Flags'
+}
+ktap_check "node 2's departure seen, node 1 keeps quorum (tie breaker) and its lockspace recovers" keeps
+rewrite4() {
+	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 4 --bs $BS --every "$N" \
+		--phase "$AMF_NODE" --count $LEN5
+}
+ktap_check "node 1 alone rewrites its blocks of every stripe of r5" rewrite4
+WRITES=$((WRITES + LEN5 / BS))
+bar "cut write done"
+cut_verify() {
+	rc=0
+	vcheck r5 1 4 0 $LEN5 || rc=1
+	# Node 2's blocks: its write before the cut (gen 3), untouched by the failed one.
+	vcheck r5 2 3 0 $LEN5 || rc=1
+	vcheck r6 1 3 0 $LEN6 || rc=1
+	vcheck r6 2 3 0 $LEN6 || rc=1
+	return $rc
+}
+ktap_check "node 2's write never reached the disks: every block as last acknowledged" cut_verify
+scrub_step "after the cut"
 
 # ------------------------------------------------------------------ summary, teardown
 summary() {

@@ -45,6 +45,13 @@ pub struct ClusterSpec {
     pub token_ms: u32,
     /// Log to this file (`logging.to_logfile`); `None`: no logging at all.
     pub logfile: Option<String>,
+    /// votequorum's `last_man_standing` with this window (ms): after nodes died and the
+    /// membership was stable that long, the expected votes drop to the nodes left, so that
+    /// the cluster can shrink step by step. `None`: off.
+    pub last_man_standing_ms: Option<u32>,
+    /// votequorum's `auto_tie_breaker`: in a split into two equal halves, the half with the
+    /// lowest node id keeps quorum (with `last_man_standing`, down to one node).
+    pub auto_tie_breaker: bool,
 }
 
 /// Why a cluster description was refused.
@@ -120,6 +127,12 @@ pub enum ClusterError {
     /// A log file path corosync.conf cannot carry.
     #[error("--logfile '{0}': want an absolute path without whitespace")]
     LogFile(String),
+    /// `last_man_standing` or `auto_tie_breaker` with two nodes (votequorum refuses them
+    /// together with `two_node`).
+    #[error(
+        "--last-man-standing and --auto-tie-breaker need at least 3 nodes (2 nodes use two_node)"
+    )]
+    TwoNodeQuorum,
 }
 
 /// Checks a cluster name (see [`MAX_NAME_LEN`]).
@@ -226,6 +239,9 @@ pub fn check(spec: &ClusterSpec) -> Result<(), ClusterError> {
             return Err(ClusterError::LogFile(p.clone()));
         }
     }
+    if spec.nodes.len() == 2 && (spec.last_man_standing_ms.is_some() || spec.auto_tie_breaker) {
+        return Err(ClusterError::TwoNodeQuorum);
+    }
     Ok(())
 }
 
@@ -266,6 +282,15 @@ pub fn corosync_conf(spec: &ClusterSpec) -> Result<String, ClusterError> {
     if nodes.len() == 2 {
         // Quorum with one of two votes; implies wait_for_all (both nodes at the first start).
         s.push_str("\ttwo_node: 1\n");
+    }
+    if let Some(ms) = spec.last_man_standing_ms {
+        let _ = write!(
+            s,
+            "\tlast_man_standing: 1\n\tlast_man_standing_window: {ms}\n"
+        );
+    }
+    if spec.auto_tie_breaker {
+        s.push_str("\tauto_tie_breaker: 1\n");
     }
     s.push_str("}\n\nlogging {\n\tto_stderr: no\n\tto_syslog: no\n");
     match &spec.logfile {
@@ -348,6 +373,8 @@ mod tests {
             name: name.into(),
             nodes: nodes.iter().map(|a| parse_node(a).unwrap()).collect(),
             token_ms: DEFAULT_TOKEN_MS,
+            last_man_standing_ms: None,
+            auto_tie_breaker: false,
             logfile: None,
         }
     }
@@ -415,6 +442,24 @@ mod tests {
         assert_eq!(n[0].get("ring0_addr"), Some("fe80::1"));
         assert_eq!(n[1].get("nodeid"), Some("7"));
         assert_eq!(n[1].get("ring0_addr"), Some("node-b.example"));
+    }
+
+    #[test]
+    fn shrinking_quorum() {
+        let mut s = spec("c", &["1=10.0.0.1", "2=10.0.0.2", "3=10.0.0.3"]);
+        s.last_man_standing_ms = Some(2000);
+        s.auto_tie_breaker = true;
+        let top = parse(&corosync_conf(&s).unwrap());
+        let q = top.sub("quorum");
+        assert_eq!(q.get("last_man_standing"), Some("1"));
+        assert_eq!(q.get("last_man_standing_window"), Some("2000"));
+        assert_eq!(q.get("auto_tie_breaker"), Some("1"));
+        let mut two = spec("c", &["1=10.0.0.1", "2=10.0.0.2"]);
+        two.auto_tie_breaker = true;
+        assert_eq!(corosync_conf(&two), Err(ClusterError::TwoNodeQuorum));
+        two.auto_tie_breaker = false;
+        two.last_man_standing_ms = Some(1000);
+        assert_eq!(corosync_conf(&two), Err(ClusterError::TwoNodeQuorum));
     }
 
     #[test]

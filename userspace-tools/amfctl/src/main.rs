@@ -114,6 +114,15 @@ struct ClusterOpts {
     /// Let corosync log to this file (default: no logging at all).
     #[arg(long, value_name = "PATH")]
     logfile: Option<String>,
+    /// votequorum last_man_standing with this window in ms: once nodes died and the
+    /// membership stayed stable that long, quorum is recalculated from the nodes left
+    /// (3 nodes or more).
+    #[arg(long, value_name = "MS")]
+    last_man_standing: Option<u32>,
+    /// votequorum auto_tie_breaker: of two equal halves, the one with the lowest node id
+    /// keeps quorum (3 nodes or more; with --last-man-standing down to a single node).
+    #[arg(long)]
+    auto_tie_breaker: bool,
 }
 
 #[derive(Args, Debug)]
@@ -433,6 +442,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 nodes: opts.nodes,
                 token_ms: opts.token,
                 logfile: opts.logfile,
+                last_man_standing_ms: opts.last_man_standing,
+                auto_tie_breaker: opts.auto_tie_breaker,
             };
             print!("{}", cluster::corosync_conf(&spec)?);
         }
