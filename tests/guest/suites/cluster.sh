@@ -118,6 +118,34 @@ st() {
 	}'
 }
 
+# until_ok SEC CMD...: runs CMD every second until it succeeds (status 1 after SEC
+# seconds); WAITED: the seconds it took.
+until_ok() {
+	_s=$1
+	shift
+	_t0=$(date +%s)
+	until "$@" >/dev/null 2>&1; do
+		[ $(($(date +%s) - _t0)) -ge "$_s" ] && { WAITED=$_s; return 1; }
+		sleep 1
+	done
+	WAITED=$(($(date +%s) - _t0))
+}
+
+# await SEC CMD...: until_ok, then r5's status and the quorum as diagnostics.
+await() {
+	until_ok "$@"
+	_rc=$?
+	echo "r5: $(dmsetup status r5) (after $WAITED s)"
+	corosync-quorumtool -s 2>&1 | grep -E 'Quorate|Expected votes|Total votes|Flags'
+	return $_rc
+}
+
+# recovered VOL DEATHS MEMBERS: VOL's lockspace saw more than DEATHS deaths, is ready and
+# has MEMBERS members.
+recovered() {
+	[ "$(st "$1" deaths)" -gt "$2" ] && [ "$(st "$1" state)" = ready ] && [ "$(st "$1" members)" -eq "$3" ]
+}
+
 create() {
 	kmsg_mark
 	dm_create r5 "$(t5)" || { echo "r5: $DM_OUT"; dmesg_since_mark | grep -F amf; return 1; }
@@ -360,26 +388,15 @@ fi
 CLUSTER_NODES=$VICTIM # the survivors: guests 0 .. VICTIM-1
 
 TAKEOVER=
+both_recovered() { recovered r5 "$D5" $((N - 1)) && recovered r6 "$D5" $((N - 1)); }
 dead() {
-	t0=$(date +%s)
-	while :; do
-		ok=1
-		for v in r5 r6; do
-			[ "$(st $v deaths)" -gt "$D5" ] && [ "$(st $v state)" = ready ] &&
-				[ "$(st $v members)" -eq $((N - 1)) ] || ok=0
-		done
-		[ $ok -eq 1 ] && break
-		if [ $(($(date +%s) - t0)) -ge 90 ]; then
-			echo "no recovery after 90 s"
-			break
-		fi
-		sleep 1
-	done
-	TAKEOVER=$(($(date +%s) - t0))
+	until_ok 90 both_recovered
+	ok=$?
+	TAKEOVER=$WAITED
 	echo "r5: $(dmsetup status r5)"
 	echo "r6: $(dmsetup status r6)"
 	dmesg | grep -E 'cluster: node|dlm: amf-' | tail -8
-	[ $ok -eq 1 ] && echo "node $((VICTIM + 1)) reported dead, recovery done, $((N - 1)) members, $TAKEOVER s after the kill barrier"
+	[ $ok -eq 0 ] && echo "node $((VICTIM + 1)) reported dead, recovery done, $((N - 1)) members, $TAKEOVER s after the kill barrier"
 }
 ktap_check "node $((VICTIM + 1)) killed: the DLM reports it dead, recovery ends, $((N - 1)) members, ready" dead
 
@@ -433,27 +450,14 @@ scrub_step "after the kill"
 # stops; a write it issues from then on must fail, never reach the disks. Node 1 keeps
 # quorum and serves on. Node 2 is then killed too.
 CUT=1 # guest 1, node 2
-votes2() {
-	t0=$(date +%s)
-	until corosync-quorumtool -s 2>&1 | grep -q '^Expected votes: *2$'; do
-		[ $(($(date +%s) - t0)) -ge 60 ] && { corosync-quorumtool -s; return 1; }
-		sleep 1
-	done
-	corosync-quorumtool -s | grep -E 'Expected votes|Total votes|Quorate|Flags'
-}
-ktap_check "the cluster of the $VICTIM survivors expects $VICTIM votes (last_man_standing)" votes2
+expects2() { corosync-quorumtool -s 2>&1 | grep -q '^Expected votes: *2$'; }
+ktap_check "the cluster of the $VICTIM survivors expects $VICTIM votes (last_man_standing)" await 60 expects2
 D5=$(st r5 deaths)
 bar "before the cut"
 if [ "$AMF_NODE" -eq $CUT ]; then
 	cut_off() {
 		ip link set eth0 down || return 1
-		t0=$(date +%s)
-		until [ "$(st r5 state)" != ready ]; do
-			[ $(($(date +%s) - t0)) -ge 60 ] && { echo "r5 still ready 60 s after the cut"; return 1; }
-			sleep 1
-		done
-		echo "r5: $(dmsetup status r5) ($(($(date +%s) - t0)) s after the cut)"
-		corosync-quorumtool -s 2>&1 | grep -E 'Quorate|Total votes'
+		await 60 sh -c "! dmsetup status r5 | grep -q ' cluster ready '"
 	}
 	ktap_check "node $ID cut off: its lockspace stops (status recovering)" cut_off
 	cut_write() {
@@ -476,16 +480,8 @@ if [ "$AMF_NODE" -eq $CUT ]; then
 fi
 CLUSTER_NODES=$CUT # node 1 alone
 
-keeps() {
-	t0=$(date +%s)
-	until [ "$(st r5 deaths)" -gt "$D5" ] && [ "$(st r5 state)" = ready ] && [ "$(st r5 members)" -eq 1 ]; do
-		[ $(($(date +%s) - t0)) -ge 90 ] && { echo "no recovery after 90 s: $(dmsetup status r5)"; return 1; }
-		sleep 1
-	done
-	echo "r5: $(dmsetup status r5) ($(($(date +%s) - t0)) s after the cut barrier)"
-	corosync-quorumtool -s 2>&1 | grep -E 'Quorate|Total votes|Flags'
-}
-ktap_check "node 2's departure seen, node 1 keeps quorum (tie breaker) and its lockspace recovers" keeps
+ktap_check "node 2's departure seen, node 1 keeps quorum (tie breaker) and its lockspace recovers" \
+	await 90 recovered r5 "$D5" 1
 rewrite4() {
 	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 4 --bs $BS --every "$N" \
 		--phase "$AMF_NODE" --count $LEN5
