@@ -20,8 +20,8 @@
 #   - the last node is killed while idle (its QEMU process, by vm.sh): the others see it
 #     die through the DLM's recovery and go on writing, its last writes intact
 #   - then node 2 cuts its network: it loses quorum, a write it issues fails (EIO after the
-#     recovery timeout) and never reaches the disks; node 1 keeps quorum (last_man_standing,
-#     auto_tie_breaker) and serves alone
+#     recovery timeout) and never reaches the disks; node 1 keeps quorum (expected votes
+#     lowered to 2, auto_tie_breaker) and serves alone
 #
 # Node 0 prints the summary line
 #   cluster: N nodes, W writes, M parity mismatches, S stale blocks, lock requests per write R
@@ -67,9 +67,9 @@ esac
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
 
-# The cluster may shrink down to one node: last_man_standing lowers the expected votes once
-# nodes died, auto_tie_breaker gives the half with node 1 quorum in an even split.
-CLUSTER_CONF_OPTS="--last-man-standing 2000 --auto-tie-breaker"
+# auto_tie_breaker: in an even split of the expected votes the half with node 1 keeps
+# quorum (used once the cluster has shrunk to two nodes, see "a node cut off").
+CLUSTER_CONF_OPTS="--auto-tie-breaker"
 ktap_check "corosync + dlm_controld: node $ID of $N quorate, DLM configured" cluster_start "$CL"
 bar start
 
@@ -445,13 +445,18 @@ ktap_check "survivors' blocks hold their new write, the dead node's blocks its l
 scrub_step "after the kill"
 
 # ------------------------------------------------------------------ a node cut off
-# The survivors (nodes 1 and 2) are now a cluster of two (last_man_standing). Node 2 cuts
-# its own network: alone, it is not the tie breaker's half, so it loses quorum and its DLM
-# stops; a write it issues from then on must fail, never reach the disks. Node 1 keeps
-# quorum and serves on. Node 2 is then killed too.
+# The survivors (nodes 1 and 2) declare the cluster a cluster of two, as an administrator
+# does after losing a server for good (`corosync-quorumtool -e 2`). Node 2 cuts its own
+# network: alone, it is not the tie breaker's half, so it loses quorum and its DLM stops; a
+# write it issues from then on must fail, never reach the disks. Node 1 keeps quorum and
+# serves on. Node 2 is then killed too.
 CUT=1 # guest 1, node 2
 expects2() { corosync-quorumtool -s 2>&1 | grep -q '^Expected votes: *2$'; }
-ktap_check "the cluster of the $VICTIM survivors expects $VICTIM votes (last_man_standing)" await 60 expects2
+shrink() {
+	[ "$AMF_NODE" -eq 0 ] && { corosync-quorumtool -e 2 || return 1; }
+	await 60 expects2
+}
+ktap_check "the $VICTIM survivors make a cluster of $VICTIM (corosync-quorumtool -e 2)" shrink
 D5=$(st r5 deaths)
 bar "before the cut"
 if [ "$AMF_NODE" -eq $CUT ]; then

@@ -49,8 +49,9 @@ pub struct ClusterSpec {
     /// membership was stable that long, the expected votes drop to the nodes left, so that
     /// the cluster can shrink step by step. `None`: off.
     pub last_man_standing_ms: Option<u32>,
-    /// votequorum's `auto_tie_breaker`: in a split into two equal halves, the half with the
-    /// lowest node id keeps quorum (with `last_man_standing`, down to one node).
+    /// votequorum's `auto_tie_breaker`: in a split into two equal halves (of the expected
+    /// votes), the half with the lowest node id keeps quorum. With an odd number of nodes
+    /// corosync also needs `wait_for_all`, which amfctl then adds.
     pub auto_tie_breaker: bool,
 }
 
@@ -133,6 +134,12 @@ pub enum ClusterError {
         "--last-man-standing and --auto-tie-breaker need at least 3 nodes (2 nodes use two_node)"
     )]
     TwoNodeQuorum,
+    /// `last_man_standing` with `auto_tie_breaker` and an odd number of nodes: corosync
+    /// refuses to start with it.
+    #[error(
+        "--last-man-standing with --auto-tie-breaker needs an even number of nodes (corosync refuses it with {0})"
+    )]
+    OddLmsAtb(usize),
 }
 
 /// Checks a cluster name (see [`MAX_NAME_LEN`]).
@@ -242,6 +249,9 @@ pub fn check(spec: &ClusterSpec) -> Result<(), ClusterError> {
     if spec.nodes.len() == 2 && (spec.last_man_standing_ms.is_some() || spec.auto_tie_breaker) {
         return Err(ClusterError::TwoNodeQuorum);
     }
+    if spec.nodes.len() % 2 == 1 && spec.last_man_standing_ms.is_some() && spec.auto_tie_breaker {
+        return Err(ClusterError::OddLmsAtb(spec.nodes.len()));
+    }
     Ok(())
 }
 
@@ -291,6 +301,10 @@ pub fn corosync_conf(spec: &ClusterSpec) -> Result<String, ClusterError> {
     }
     if spec.auto_tie_breaker {
         s.push_str("\tauto_tie_breaker: 1\n");
+        if nodes.len() % 2 == 1 {
+            // corosync: "wait_for_all (mandatory for ATB in odd-numbered clusters)".
+            s.push_str("\twait_for_all: 1\n");
+        }
     }
     s.push_str("}\n\nlogging {\n\tto_stderr: no\n\tto_syslog: no\n");
     match &spec.logfile {
@@ -447,6 +461,17 @@ mod tests {
     #[test]
     fn shrinking_quorum() {
         let mut s = spec("c", &["1=10.0.0.1", "2=10.0.0.2", "3=10.0.0.3"]);
+        s.auto_tie_breaker = true;
+        let top = parse(&corosync_conf(&s).unwrap());
+        let q = top.sub("quorum");
+        assert_eq!(q.get("auto_tie_breaker"), Some("1"));
+        assert_eq!(q.get("wait_for_all"), Some("1"));
+        s.last_man_standing_ms = Some(2000);
+        assert_eq!(corosync_conf(&s), Err(ClusterError::OddLmsAtb(3)));
+        let mut s = spec(
+            "c",
+            &["1=10.0.0.1", "2=10.0.0.2", "3=10.0.0.3", "4=10.0.0.4"],
+        );
         s.last_man_standing_ms = Some(2000);
         s.auto_tie_breaker = true;
         let top = parse(&corosync_conf(&s).unwrap());
@@ -454,6 +479,7 @@ mod tests {
         assert_eq!(q.get("last_man_standing"), Some("1"));
         assert_eq!(q.get("last_man_standing_window"), Some("2000"));
         assert_eq!(q.get("auto_tie_breaker"), Some("1"));
+        assert_eq!(q.get("wait_for_all"), None);
         let mut two = spec("c", &["1=10.0.0.1", "2=10.0.0.2"]);
         two.auto_tie_breaker = true;
         assert_eq!(corosync_conf(&two), Err(ClusterError::TwoNodeQuorum));
