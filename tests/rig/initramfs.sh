@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build the test guests' initramfs (gzip cpio) and print its path on the last stdout line.
 #
-#   initramfs.sh [--module FILE] [--extra fio|cluster]... [--iotool FILE] [--amfctl FILE]
+#   initramfs.sh [--module FILE] [--extra fio|cluster|mdadm]... [--iotool FILE] [--amfctl FILE]
 #
 # Two layers, each cached under ~/.cache/dm-amf/initramfs/ by a key of its content:
 #   base: busybox-static + dmsetup (+ extras: fio; corosync, corosync-quorumtool,
-#         corosync-cfgtool, dlm_controld, dlm_tool) with the shared libraries ldd finds.
+#         corosync-cfgtool, dlm_controld, dlm_tool; mdadm with libdlm_lt, which it dlopens
+#         for md-cluster) with the shared libraries ldd finds.
 #         Keyed by the binaries' names, sizes and mtimes: rebuilt only when packages change.
 #   top:  tests/guest (init, lib, suites), amf-iotool and amfctl (static builds of the
 #         workspace's crates, /usr/bin), the module as /lib/modules/dm-amf.ko.
@@ -50,7 +51,15 @@ for e in ${extras[@]+"${extras[@]}"}; do
 		# knet loads its crypto/compression plugins at run time.
 		for f in /usr/lib/x86_64-linux-gnu/kronosnet/*.so; do [ -e "$f" ] && files+=("$f"); done
 		;;
-	*) die "unknown extra '$e' (fio|cluster)" ;;
+	mdadm)
+		bins+=(/usr/sbin/mdadm)
+		# md-cluster: mdadm dlopens libdlm_lt (package libdlm3) for its own locking, and
+		# libcmap (corosync) for the cluster name when --home-cluster is not given.
+		for f in /usr/lib/x86_64-linux-gnu/libdlm_lt.so.3 /usr/lib/x86_64-linux-gnu/libcmap.so.4; do
+			[ -e "$f" ] && files+=("$f")
+		done
+		;;
+	*) die "unknown extra '$e' (fio|cluster|mdadm)" ;;
 	esac
 done
 for b in "${bins[@]}"; do

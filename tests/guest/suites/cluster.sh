@@ -508,9 +508,11 @@ scrub_step "after the cut"
 
 # ------------------------------------------------------------------ summary, teardown
 summary() {
-	set -- $LREQ
-	reqs=$1 w=$2
-	r=$(awk -v r="$reqs" -v w="$w" 'BEGIN { printf "%.3f", (w ? r / w : 0) }')
+	r="unknown (the lazy-release test failed)"
+	if [ -n "$LREQ" ]; then
+		set -- $LREQ
+		r=$(awk -v r="$1" -v w="$2" 'BEGIN { printf "%.3f", r / w }')
+	fi
 	if [ "$AMF_NODE" -eq 0 ]; then
 		echo "SUMMARY: cluster: $N nodes, $WRITES writes, $MISMATCH parity mismatches, $STALE stale blocks, lock requests per write $r"
 		echo "node $((VICTIM + 1)) killed idle: the survivors served on after ${TAKEOVER:-?} s"
