@@ -19,6 +19,8 @@
 #                               timeout (CLUSTER_BARRIER_TIMEOUT, 300 s), naming the guests
 #                               missing (0-based guest numbers)
 #   cluster_diag                ktap_diag lines: the tails of corosync's, dlm_controld's logs
+#   st VOL FIELD                one field of the cluster part of an amf volume's status
+#                               (state members requests cached blocking waits deaths)
 #
 # The cluster: AMF_NODES guests; guest i (AMF_NODE, 0-based) has address 10.199.0.(i+1)
 # (vm.sh's private network) and node id i+1. corosync.conf comes from
@@ -232,4 +234,17 @@ cluster_barrier() {
 	# Its report lines are "# ..." already; an error message is not.
 	sed 's/^\([^#]\)/# \1/' "$CLUSTER_LOGDIR/barrier"
 	return $_br
+}
+
+# st VOL FIELD: one field of the cluster part of `dmsetup status VOL`
+# (Documentation/table-syntax.rst, "Status"):
+#   <level> <#devs> <health> <ratio> <action> <mismatch> cluster <state> <members>
+#   <requests> <cached> <blocking> <waits> <deaths>
+st() {
+	dmsetup status "$1" | awk -v f="$2" '{
+		for (i = 1; i <= NF; i++) if ($i == "cluster") break
+		m["state"] = i + 1; m["members"] = i + 2; m["requests"] = i + 3; m["cached"] = i + 4
+		m["blocking"] = i + 5; m["waits"] = i + 6; m["deaths"] = i + 7
+		print $(m[f])
+	}'
 }

@@ -58,15 +58,6 @@ ktap_check "corosync + dlm_controld: node $ID of $N quorate, DLM configured" clu
 bar start
 
 # ------------------------------------------------------------------ helpers
-# st NAME FIELD: one field of the cluster part of the status (see cluster.sh).
-st() {
-	dmsetup status "$1" | awk -v f="$2" '{
-		for (i = 1; i <= NF; i++) if ($i == "cluster") break
-		m["state"] = i + 1; m["members"] = i + 2; m["requests"] = i + 3; m["cached"] = i + 4
-		m["blocking"] = i + 5; m["waits"] = i + 6; m["deaths"] = i + 7
-		print $(m[f])
-	}'
-}
 counters() { echo "$(st "$1" requests) $(st "$1" cached) $(st "$1" blocking) $(st "$1" waits)"; }
 
 # region DEV: "<offset> <size>" in bytes of this node's third of DEV.

@@ -106,17 +106,6 @@ t6() {
 		"/dev/mapper/b0 8192 /dev/mapper/b1 8192 /dev/mapper/b2 8192 /dev/mapper/b3 8192 /dev/mapper/b4 8192"
 }
 
-# st NAME FIELD: one field of the cluster part of the status:
-#   <level> <#devs> <health> <ratio> <action> <mismatch> cluster <state> <members>
-#   <requests> <cached> <blocking> <waits> <deaths>
-st() {
-	dmsetup status "$1" | awk -v f="$2" '{
-		for (i = 1; i <= NF; i++) if ($i == "cluster") break
-		m["state"] = i + 1; m["members"] = i + 2; m["requests"] = i + 3; m["cached"] = i + 4
-		m["blocking"] = i + 5; m["waits"] = i + 6; m["deaths"] = i + 7
-		print $(m[f])
-	}'
-}
 
 # until_ok SEC CMD...: runs CMD every second until it succeeds (status 1 after SEC
 # seconds); WAITED: the seconds it took.
