@@ -30,7 +30,7 @@ use crate::lock_stats::LockStats;
 use crate::stripe_worker::StripeWorker;
 
 /// Lock units cached per target: the least recently used idle one is unlocked to make room.
-const CACHE_SLOTS: usize = 512;
+const CACHE_SLOTS: usize = 2048;
 /// Longest time a membership change may stop locking before writes fail.
 pub(crate) const RECOVERY_TIMEOUT_MS: i64 = 30_000;
 /// How long one wait for a callback lasts before the worker looks again.
@@ -95,7 +95,13 @@ pub(crate) enum LockFailure {
 /// The stripe locks one target holds.
 pub(crate) struct StripeLocks {
     table: LockTable<Membership, StripeWorker>,
-    slots: KVec<SlotState>,
+    slots: KVVec<SlotState>,
+    /// The table's callback count at the last look at every slot.
+    seen: u64,
+    /// Slots with a deferred DLM call.
+    deferred: usize,
+    /// The last look skipped blocking callbacks (locking was stopped): look again.
+    recheck: bool,
     group: Uuid,
     lock_stripes: u64,
     clock: u64,
@@ -116,7 +122,7 @@ impl StripeLocks {
         stats: Arc<LockStats>,
     ) -> Result<Self> {
         let table = LockTable::new(space, CACHE_SLOTS, worker)?;
-        let mut slots = KVec::with_capacity(CACHE_SLOTS, GFP_KERNEL)?;
+        let mut slots = KVVec::with_capacity(CACHE_SLOTS, GFP_KERNEL)?;
         for _ in 0..CACHE_SLOTS {
             slots.push(SlotState::EMPTY, GFP_KERNEL)?;
         }
@@ -126,6 +132,9 @@ impl StripeLocks {
             group,
             lock_stripes: u64::from(lock_stripes.max(1)),
             clock: 0,
+            seen: 0,
+            deferred: 0,
+            recheck: false,
             acquiring: None,
             stats,
             lost: false,
@@ -168,7 +177,9 @@ impl StripeLocks {
         };
         if self.membership().recovering() {
             if let Some(s) = self.slots.get_mut(i) {
-                s.deferred = Some(call);
+                if s.deferred.replace(call).is_none() {
+                    self.deferred = self.deferred.saturating_add(1);
+                }
             }
             return;
         }
@@ -192,8 +203,15 @@ impl StripeLocks {
     /// Feeds every callback that arrived to the slots' state machines and answers blocking
     /// callbacks. Returns whether anything happened.
     fn service(&mut self) -> bool {
-        let mut progress = false;
         let stopped = self.membership().recovering();
+        let now = self.table.callbacks();
+        if now == self.seen && !self.recheck && (stopped || self.deferred == 0) {
+            // No callback since the last full look, nothing left over from it.
+            return false;
+        }
+        self.seen = now;
+        self.recheck = stopped;
+        let mut progress = false;
         for i in 0..self.slots.len() {
             if let Some(ev) = self.table.take_event(i) {
                 progress = true;
@@ -212,6 +230,7 @@ impl StripeLocks {
                 }
             }
             if let Some(a) = self.slots.get_mut(i).and_then(|s| s.deferred.take()) {
+                self.deferred = self.deferred.saturating_sub(1);
                 progress = true;
                 self.send(i, a);
             }
@@ -241,10 +260,16 @@ impl StripeLocks {
                 }
             }
             LockEvent::Unlocked => {
+                if st.deferred.is_some() {
+                    self.deferred = self.deferred.saturating_sub(1);
+                }
                 *st = SlotState::EMPTY;
             }
             LockEvent::Failed(e) => {
                 pr_warn!("cluster: lock slot {i}: the DLM refused a request ({e})\n");
+                if st.deferred.is_some() {
+                    self.deferred = self.deferred.saturating_sub(1);
+                }
                 *st = SlotState::EMPTY;
                 if self.table.is_live(i) {
                     // A failed conversion keeps the old lock: let it go.

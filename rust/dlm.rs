@@ -12,7 +12,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use kernel::{bindings, error::to_result, prelude::*, sync::Arc, types::Opaque};
 
@@ -276,7 +276,11 @@ struct Shared {
     events: Events,
     /// Callbacks running now: the table is freed only when none is.
     active: AtomicU32,
-    slots: KVec<LockSlot>,
+    /// Callbacks so far, counted after their event is stored: an owner that saw the count
+    /// unchanged need not look at the slots.
+    callbacks: AtomicU64,
+    /// Large tables come from vmalloc when kmalloc cannot serve them.
+    slots: KVVec<LockSlot>,
 }
 
 /// Calls `W::wake` on the `Arc<W>` whose raw pointer is `arg`.
@@ -316,6 +320,7 @@ unsafe extern "C" fn lock_ast(arg: *mut c_void) {
     let sh = unsafe { &*slot.shared };
     sh.active.fetch_add(1, Ordering::Acquire);
     slot.ast.store(true, Ordering::Release);
+    sh.callbacks.fetch_add(1, Ordering::Release);
     sh.signal();
     // The last access: the owner may free the table once no callback is active.
     sh.active.fetch_sub(1, Ordering::Release);
@@ -331,6 +336,7 @@ unsafe extern "C" fn lock_bast(arg: *mut c_void, mode: i32) {
     let sh = unsafe { &*slot.shared };
     sh.active.fetch_add(1, Ordering::Acquire);
     slot.bast.store(mode, Ordering::Release);
+    sh.callbacks.fetch_add(1, Ordering::Release);
     sh.signal();
     sh.active.fetch_sub(1, Ordering::Release);
 }
@@ -357,7 +363,8 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
                     wake_arg: ptr::null(),
                 },
                 active: AtomicU32::new(0),
-                slots: KVec::with_capacity(n, GFP_KERNEL)?,
+                callbacks: AtomicU64::new(0),
+                slots: KVVec::with_capacity(n, GFP_KERNEL)?,
             },
             GFP_KERNEL,
         )?;
@@ -395,6 +402,12 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
     /// The lockspace.
     pub(crate) fn space(&self) -> &Arc<Lockspace<R>> {
         &self.space
+    }
+
+    /// How many callbacks arrived so far. Every event of a callback counted here is visible
+    /// to [`Self::take_event`] and [`Self::take_blocking`].
+    pub(crate) fn callbacks(&self) -> u64 {
+        self.shared.callbacks.load(Ordering::Acquire)
     }
 
     fn slot(&self, i: usize) -> Result<&LockSlot> {
