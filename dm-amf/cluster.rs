@@ -324,13 +324,9 @@ pub(crate) struct UnitLock {
 
 /// Waits for slot 0's answer (constructor: no timeout, the holders hold it briefly).
 fn wait_grant(t: &mut LockTable<Membership, NoWake>) -> Result<(), ClusterError> {
-    loop {
-        t.arm();
-        match t.take_event(0) {
-            Some(LockEvent::Granted) => return Ok(()),
-            Some(_) => return Err(ClusterError::ConfigLock),
-            None => t.wait(100),
-        }
+    match t.settle(0) {
+        Some(LockEvent::Granted) => Ok(()),
+        _ => Err(ClusterError::ConfigLock),
     }
 }
 

@@ -69,9 +69,6 @@ struct SlotState {
     used: u64,
     /// A DLM call the state machine asked for while locking was stopped.
     deferred: Option<Action>,
-    /// A failed conversion left a lock the state machine no longer tracks: it is being
-    /// unlocked.
-    discard: bool,
 }
 
 impl SlotState {
@@ -80,7 +77,6 @@ impl SlotState {
         lock: LockState::new(),
         used: 0,
         deferred: None,
-        discard: false,
     };
 }
 
@@ -108,7 +104,6 @@ pub(crate) struct StripeLocks {
     /// The slot an operation is being admitted to: its grant is not settled by `service`.
     acquiring: Option<usize>,
     stats: Arc<LockStats>,
-    lost: bool,
 }
 
 impl StripeLocks {
@@ -137,7 +132,6 @@ impl StripeLocks {
             recheck: false,
             acquiring: None,
             stats,
-            lost: false,
         })
     }
 
@@ -158,12 +152,15 @@ impl StripeLocks {
         ResourceName::new(&self.group, res).ok()
     }
 
+    /// Whether this server lost the cluster (shown as `lost` in the status).
+    fn lost(&self) -> bool {
+        self.stats.lost.load(Ordering::Relaxed)
+    }
+
     fn lose(&mut self, why: &str) {
-        if !self.lost {
+        if !self.stats.lost.swap(true, Ordering::Relaxed) {
             pr_err!("cluster: {why}: failing writes until the table is reloaded\n");
         }
-        self.lost = true;
-        self.stats.lost.store(true, Ordering::Relaxed);
     }
 
     /// Sends the DLM call `action` of slot `i` now, or later if locking is stopped.
@@ -271,11 +268,9 @@ impl StripeLocks {
                     self.deferred = self.deferred.saturating_sub(1);
                 }
                 *st = SlotState::EMPTY;
+                // A failed conversion keeps the old lock: let it go (the slot is reused
+                // once the table says it is no longer live).
                 if self.table.is_live(i) {
-                    // A failed conversion keeps the old lock: let it go.
-                    if let Some(s) = self.slots.get_mut(i) {
-                        s.discard = true;
-                    }
                     if self.table.unlock(i).is_err() {
                         self.lose("cannot unlock a lock after a failed conversion");
                     }
@@ -317,17 +312,17 @@ impl StripeLocks {
         if let Some(i) = self.slots.iter().position(|s| s.unit == Some(unit)) {
             return Some(i);
         }
-        if let Some(i) = self
+        let table = &self.table;
+        let free = self
             .slots
             .iter()
-            .position(|s| s.unit.is_none() && !s.discard)
-        {
-            if !self.table.is_live(i) {
-                if let Some(s) = self.slots.get_mut(i) {
-                    s.unit = Some(unit);
-                }
-                return Some(i);
+            .enumerate()
+            .position(|(i, s)| s.unit.is_none() && !table.is_live(i));
+        if let Some(i) = free {
+            if let Some(s) = self.slots.get_mut(i) {
+                s.unit = Some(unit);
             }
+            return Some(i);
         }
         // Evict the least recently used idle lock.
         let victim = self
@@ -370,7 +365,7 @@ impl StripeLocks {
 
     fn admit(&mut self, unit: u64, waited: &mut bool) -> Result<usize, LockFailure> {
         loop {
-            if self.lost {
+            if self.lost() {
                 return Err(LockFailure::Lost);
             }
             self.wait_membership()?;

@@ -36,10 +36,9 @@ impl StripeEngine<'_> {
         let start = usize::try_from(loc.offset * 512).map_err(|_| WriteError::Plan)?;
         let len = usize::try_from(bio.sectors() * 512).map_err(|_| WriteError::Plan)?;
         let r = start..start + len;
-        let held = scratch.lock_stripe(loc.stripe)?;
-        let done = self.read_locked(&mut scratch.bufs, bio, logical, &r);
-        scratch.unlock_stripe(held);
-        done
+        scratch.with_stripe_lock(loc.stripe, |s| {
+            self.read_locked(&mut s.bufs, bio, logical, &r)
+        })
     }
 
     /// [`Self::read_bio`] once the stripe is locked (cluster mode): `r` is the bio's byte

@@ -209,12 +209,7 @@ impl StripeWorker {
                 break;
             }
             let stripe = group.rebuild_cursor();
-            let done = scratch.lock_stripe(stripe).and_then(|held| {
-                let done = engine.rebuild_stripe(scratch, stripe, targets);
-                scratch.unlock_stripe(held);
-                done
-            });
-            match done {
+            match scratch.with_stripe_lock(stripe, |s| engine.rebuild_stripe(s, stripe, targets)) {
                 Ok(()) => {
                     group.rebuild_advanced(stripe);
                     if group.rebuilding().is_empty() {

@@ -71,20 +71,22 @@ impl Scratch {
         })
     }
 
-    /// Cluster mode: takes `stripe`'s lock for one operation; returns what to hand to
-    /// [`Self::unlock_stripe`] (nothing to hold without cluster mode).
-    pub(crate) fn lock_stripe(&mut self, stripe: u64) -> Result<Option<usize>, WriteError> {
-        match self.locks.as_mut() {
-            None => Ok(None),
-            Some(l) => l.acquire(stripe).map(Some).map_err(|_| WriteError::Cluster),
-        }
-    }
-
-    /// The operation that [`Self::lock_stripe`] admitted is done.
-    pub(crate) fn unlock_stripe(&mut self, held: Option<usize>) {
+    /// Runs the operation `op` on `stripe` under the stripe's cluster lock (cluster mode;
+    /// without it, just runs it). The lock stays cached afterwards.
+    pub(crate) fn with_stripe_lock<T>(
+        &mut self,
+        stripe: u64,
+        op: impl FnOnce(&mut Self) -> Result<T, WriteError>,
+    ) -> Result<T, WriteError> {
+        let held = match self.locks.as_mut() {
+            None => None,
+            Some(l) => Some(l.acquire(stripe).map_err(|_| WriteError::Cluster)?),
+        };
+        let done = op(self);
         if let (Some(l), Some(slot)) = (self.locks.as_mut(), held) {
             l.release(slot);
         }
+        done
     }
 }
 
@@ -110,13 +112,12 @@ impl StripeEngine<'_> {
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
             scratch.op_id = scratch.op_id.wrapping_add(1);
-            let held = scratch.lock_stripe(req.stripe)?;
-            let Scratch {
-                bufs, plan, op_id, ..
-            } = &mut *scratch;
-            let done = self.write_request(bufs, plan, bio, skip, &req, *op_id);
-            scratch.unlock_stripe(held);
-            done?;
+            scratch.with_stripe_lock(req.stripe, |s| {
+                let Scratch {
+                    bufs, plan, op_id, ..
+                } = s;
+                self.write_request(bufs, plan, bio, skip, &req, *op_id)
+            })?;
             sector += covered;
             left -= covered;
             skip += covered * 512;

@@ -318,12 +318,7 @@ unsafe extern "C" fn lock_ast(arg: *mut c_void) {
     // SAFETY: `shared` is the table the slot belongs to, alive while it has locks, and
     // after its last lock until `active` drops to zero.
     let sh = unsafe { &*slot.shared };
-    sh.active.fetch_add(1, Ordering::Acquire);
-    slot.ast.store(true, Ordering::Release);
-    sh.callbacks.fetch_add(1, Ordering::Release);
-    sh.signal();
-    // The last access: the owner may free the table once no callback is active.
-    sh.active.fetch_sub(1, Ordering::Release);
+    sh.report(|| slot.ast.store(true, Ordering::Release));
 }
 
 /// # Safety
@@ -334,14 +329,21 @@ unsafe extern "C" fn lock_bast(arg: *mut c_void, mode: i32) {
     let slot = unsafe { &*arg.cast::<LockSlot>() };
     // SAFETY: as in `lock_ast`.
     let sh = unsafe { &*slot.shared };
-    sh.active.fetch_add(1, Ordering::Acquire);
-    slot.bast.store(mode, Ordering::Release);
-    sh.callbacks.fetch_add(1, Ordering::Release);
-    sh.signal();
-    sh.active.fetch_sub(1, Ordering::Release);
+    sh.report(|| slot.bast.store(mode, Ordering::Release));
 }
 
 impl Shared {
+    /// One callback: `record` stores its event, then it is counted and the owner woken.
+    /// Marked active throughout: the owner frees the table only once no callback is.
+    fn report(&self, record: impl FnOnce()) {
+        self.active.fetch_add(1, Ordering::Acquire);
+        record();
+        self.callbacks.fetch_add(1, Ordering::Release);
+        self.signal();
+        // The last access to the table.
+        self.active.fetch_sub(1, Ordering::Release);
+    }
+
     /// Wakes the owner: sleeping in [`LockTable::wait`], or not.
     fn signal(&self) {
         // SAFETY: `done` is initialised; `wake_arg` holds the table's `Arc<W>` reference.
@@ -595,7 +597,7 @@ impl<R: Recovery, W: Wake> LockTable<R, W> {
     }
 
     /// Waits for slot `i`'s outstanding AST, if any, and returns it.
-    fn settle(&mut self, i: usize) -> Option<LockEvent> {
+    pub(crate) fn settle(&mut self, i: usize) -> Option<LockEvent> {
         while self.is_pending(i) {
             self.arm();
             if let Some(e) = self.take_event(i) {
