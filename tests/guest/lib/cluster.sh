@@ -19,6 +19,8 @@
 #                               timeout (CLUSTER_BARRIER_TIMEOUT, 300 s), naming the guests
 #                               missing (0-based guest numbers)
 #   cluster_diag                ktap_diag lines: the tails of corosync's, dlm_controld's logs
+#   until_ok SEC CMD...         runs CMD every second until it succeeds (status 1 after SEC
+#                               seconds); WAITED: the seconds it took
 #   st VOL FIELD                one field of the cluster part of an amf volume's status
 #                               (state members requests cached blocking waits deaths)
 #
@@ -247,4 +249,17 @@ st() {
 		m["blocking"] = i + 5; m["waits"] = i + 6; m["deaths"] = i + 7
 		print $(m[f])
 	}'
+}
+
+# until_ok SEC CMD...: runs CMD every second until it succeeds (status 1 after SEC
+# seconds); WAITED: the seconds it took.
+until_ok() {
+	_s=$1
+	shift
+	_t0=$(date +%s)
+	until "$@" >/dev/null 2>&1; do
+		[ $(($(date +%s) - _t0)) -ge "$_s" ] && { WAITED=$_s; return 1; }
+		sleep 1
+	done
+	WAITED=$(($(date +%s) - _t0))
 }

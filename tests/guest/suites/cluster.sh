@@ -107,19 +107,6 @@ t6() {
 }
 
 
-# until_ok SEC CMD...: runs CMD every second until it succeeds (status 1 after SEC
-# seconds); WAITED: the seconds it took.
-until_ok() {
-	_s=$1
-	shift
-	_t0=$(date +%s)
-	until "$@" >/dev/null 2>&1; do
-		[ $(($(date +%s) - _t0)) -ge "$_s" ] && { WAITED=$_s; return 1; }
-		sleep 1
-	done
-	WAITED=$(($(date +%s) - _t0))
-}
-
 # await SEC CMD...: until_ok, then r5's status and the quorum as diagnostics.
 await() {
 	until_ok "$@"
