@@ -9,8 +9,11 @@ pub(crate) mod bindings;
 pub(crate) mod bio;
 pub(crate) mod block_io;
 pub(crate) mod checksum;
+pub(crate) mod crypto;
 pub(crate) mod device_mapper;
 #[cfg(CONFIG_DLM)]
 pub(crate) mod dlm;
+pub(crate) mod keyring;
+pub(crate) mod net;
 pub(crate) mod parity;
 pub(crate) mod workqueue;
