@@ -14,6 +14,7 @@ mod kernel_ext;
 #[cfg(CONFIG_DLM)]
 mod cluster;
 mod core_proto;
+mod failover;
 mod group;
 mod lock_stats;
 #[cfg(not(CONFIG_DLM))]
@@ -22,6 +23,8 @@ mod no_dlm;
 use no_dlm::{cluster, stripe_lock};
 mod metadata;
 mod parity_check;
+mod repl;
+mod repl_session;
 mod stripe_buf;
 #[cfg(CONFIG_DLM)]
 mod stripe_lock;

@@ -7,9 +7,11 @@
 //! lockspace's recovery callbacks say about the other servers.
 
 use core::mem::ManuallyDrop;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering,
+};
 
-use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc, sync::Mutex};
+use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc, sync::Mutex, time::Ktime};
 
 use crate::core_proto::lock::{Resource, ResourceName};
 use crate::core_proto::superblock::{Uuid, UuidText};
@@ -29,6 +31,13 @@ pub(crate) struct Membership {
     members: AtomicU32,
     /// Nodes reported dead (`recover_slot`) so far.
     deaths: AtomicU64,
+    /// Node ids (below 64) of the members after the last `recover_done`.
+    live: AtomicU64,
+    /// Node ids (below 64) reported dead whose operations are not taken over yet: the
+    /// replication channel pauses the group's writes until they are (`failover`).
+    pending: AtomicU64,
+    /// When the last death was reported (ktime ns), for the takeover time.
+    death_ns: AtomicI64,
 }
 
 impl Membership {
@@ -39,7 +48,30 @@ impl Membership {
             our_node: AtomicI32::new(0),
             members: AtomicU32::new(0),
             deaths: AtomicU64::new(0),
+            live: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            death_ns: AtomicI64::new(0),
         }
+    }
+
+    /// Node ids (below 64) of the members after the last recovery.
+    pub(crate) fn live_nodes(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Dead nodes (below 64) whose operations are not taken over yet.
+    pub(crate) fn pending_deaths(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// The takeover of the dead nodes in `mask` is over.
+    pub(crate) fn clear_pending(&self, mask: u64) {
+        self.pending.fetch_and(!mask, Ordering::AcqRel);
+    }
+
+    /// When the last death was reported.
+    pub(crate) fn last_death(&self) -> Ktime {
+        Ktime::from_raw(self.death_ns.load(Ordering::Relaxed))
     }
 
     /// Whether locking is stopped for a membership change.
@@ -65,6 +97,11 @@ impl Recovery for Membership {
 
     fn slot(&self, dead: Slot) {
         self.deaths.fetch_add(1, Ordering::Relaxed);
+        self.death_ns
+            .store(Ktime::ktime_get().to_ns(), Ordering::Relaxed);
+        if let Ok(n @ 0..64) = u32::try_from(dead.node) {
+            self.pending.fetch_or(1u64 << n, Ordering::AcqRel);
+        }
         pr_info!(
             "cluster: node {} (slot {}) left the group's lockspace\n",
             dead.node,
@@ -77,6 +114,11 @@ impl Recovery for Membership {
             self.our_node.store(us.node, Ordering::Relaxed);
         }
         self.members.store(members.len() as u32, Ordering::Relaxed);
+        let live = members
+            .iter()
+            .filter_map(|s| u32::try_from(s.node).ok().filter(|n| *n < 64))
+            .fold(0u64, |m, n| m | (1u64 << n));
+        self.live.store(live, Ordering::Release);
         self.generation.store(generation.max(1), Ordering::Release);
         self.recovering.store(false, Ordering::Release);
     }

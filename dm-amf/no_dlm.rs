@@ -33,6 +33,22 @@ pub(crate) mod cluster {
             match *self {}
         }
 
+        pub(crate) fn live_nodes(&self) -> u64 {
+            match *self {}
+        }
+
+        pub(crate) fn pending_deaths(&self) -> u64 {
+            match *self {}
+        }
+
+        pub(crate) fn clear_pending(&self, _mask: u64) {
+            match *self {}
+        }
+
+        pub(crate) fn last_death(&self) -> kernel::time::Ktime {
+            match *self {}
+        }
+
         pub(crate) fn deaths(&self) -> u64 {
             match *self {}
         }

@@ -36,7 +36,7 @@ impl StripeEngine<'_> {
         let start = usize::try_from(loc.offset * 512).map_err(|_| WriteError::Plan)?;
         let len = usize::try_from(bio.sectors() * 512).map_err(|_| WriteError::Plan)?;
         let r = start..start + len;
-        scratch.with_stripe_lock(loc.stripe, |s| {
+        scratch.with_stripe_lock(self, loc.stripe, |s| {
             self.read_locked(&mut s.bufs, bio, logical, &r)
         })
     }

@@ -34,6 +34,7 @@ use crate::kernel_ext::{
     workqueue::{OwnedQueue, QueueHandle},
 };
 use crate::lock_stats::LockStats;
+use crate::repl::Replication;
 use crate::stripe_lock::StripeLocks;
 use crate::stripe_write::{Scratch, StripeEngine, WriteError};
 
@@ -108,7 +109,12 @@ impl StripeService {
         if let Some(c) = cluster {
             let locks =
                 StripeLocks::new(c.space, c.group, c.lock_stripes, worker.clone(), c.stats)?;
-            worker.scratch.lock().locks = Some(locks);
+            if let Some(r) = c.repl.as_ref() {
+                r.set_worker(Some(worker.clone()));
+            }
+            let mut scratch = worker.scratch.lock();
+            scratch.locks = Some(locks);
+            scratch.repl = c.repl;
         }
         Ok(Self { queue, worker })
     }
@@ -145,8 +151,15 @@ impl Drop for StripeService {
         self.worker.paused.store(true, Ordering::Release);
         // Unlock the cluster locks while the queue still runs the worker that answers
         // callbacks; this also drops the lock table's reference to the worker.
-        let locks = self.worker.scratch.lock().locks.take();
+        let (locks, repl) = {
+            let mut s = self.worker.scratch.lock();
+            (s.locks.take(), s.repl.take())
+        };
         drop(locks);
+        if let Some(r) = repl {
+            // Breaks the replication's reference to the worker.
+            r.set_worker(None);
+        }
     }
 }
 
@@ -160,6 +173,8 @@ pub(crate) struct ClusterLocks {
     pub(crate) lock_stripes: u32,
     /// Counters shown by `dmsetup status`.
     pub(crate) stats: Arc<LockStats>,
+    /// The replication channel (`peers`).
+    pub(crate) repl: Option<Arc<Replication>>,
 }
 
 #[cfg(CONFIG_DLM)]
@@ -209,7 +224,7 @@ impl StripeWorker {
                 break;
             }
             let stripe = group.rebuild_cursor();
-            match scratch.with_stripe_lock(stripe, |s| engine.rebuild_stripe(s, stripe, targets)) {
+            match scratch.with_stripe_lock(engine, stripe, |s| engine.rebuild_stripe(s, stripe, targets)) {
                 Ok(()) => {
                     group.rebuild_advanced(stripe);
                     if group.rebuilding().is_empty() {
@@ -245,6 +260,10 @@ impl WorkItem for StripeWorker {
                 raid6_rmw: this.raid6_rmw,
             };
             this.drain(&engine, &mut scratch);
+            if scratch.repl.is_some() {
+                // Dead AMFs' operations are taken over even when no host I/O comes.
+                let _ = crate::failover::settle(&engine, &mut scratch);
+            }
             if let Some(locks) = scratch.locks.as_mut() {
                 // Blocking callbacks that arrived while idle: let the locks go.
                 locks.idle();

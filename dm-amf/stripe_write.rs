@@ -15,13 +15,16 @@
 
 use core::ops::Range;
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 use crate::core_proto::{
     geometry::{Level, MemberSet},
     op::{self, Block, ChunkSet, Io, OpError, Plan, WriteOp, WriteRequest},
-    wire::OpKind,
+    wire::{Block as WireBlock, OpKind, RecordHeader, Role, Step},
 };
+use crate::failover;
+use crate::repl::{FaultPoint, ReplError, ReplOp, Replication};
+use crate::repl_session::MAX_RECORD_BLOCKS;
 use crate::group::Group;
 use crate::kernel_ext::{
     bio::{BioSet, BlkStatus, DeferredBio},
@@ -58,6 +61,8 @@ pub(crate) struct Scratch {
     pub(crate) op_id: u64,
     /// Cluster mode: the stripe locks this target holds (set once the worker exists).
     pub(crate) locks: Option<StripeLocks>,
+    /// Cluster mode with `peers`: the replication channel.
+    pub(crate) repl: Option<Arc<Replication>>,
 }
 
 impl Scratch {
@@ -68,16 +73,20 @@ impl Scratch {
             plan: KBox::new(Plan::empty(), GFP_KERNEL)?,
             op_id: 0,
             locks: None,
+            repl: None,
         })
     }
 
     /// Runs the operation `op` on `stripe` under the stripe's cluster lock (cluster mode;
-    /// without it, just runs it). The lock stays cached afterwards.
+    /// without it, just runs it), once no dead AMF's operation waits for its takeover. The
+    /// lock stays cached afterwards.
     pub(crate) fn with_stripe_lock<T>(
         &mut self,
+        engine: &StripeEngine<'_>,
         stripe: u64,
         op: impl FnOnce(&mut Self) -> Result<T, WriteError>,
     ) -> Result<T, WriteError> {
+        failover::settle(engine, self)?;
         let held = match self.locks.as_mut() {
             None => None,
             Some(l) => Some(l.acquire(stripe).map_err(|_| WriteError::Cluster)?),
@@ -112,11 +121,15 @@ impl StripeEngine<'_> {
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
             scratch.op_id = scratch.op_id.wrapping_add(1);
-            scratch.with_stripe_lock(req.stripe, |s| {
+            scratch.with_stripe_lock(self, req.stripe, |s| {
                 let Scratch {
-                    bufs, plan, op_id, ..
+                    bufs,
+                    plan,
+                    op_id,
+                    repl,
+                    ..
                 } = s;
-                self.write_request(bufs, plan, bio, skip, &req, *op_id)
+                self.write_request(bufs, plan, bio, skip, &req, *op_id, repl.as_deref())
             })?;
             sector += covered;
             left -= covered;
@@ -136,6 +149,7 @@ impl StripeEngine<'_> {
         skip: u64,
         req: &WriteRequest,
         id: u64,
+        repl: Option<&Replication>,
     ) -> Result<(), WriteError> {
         let g = &self.group.geometry;
         let rmw_allowed = g.level() != Level::Raid6 || self.raid6_rmw;
@@ -179,6 +193,16 @@ impl StripeEngine<'_> {
             let plan = &*plan;
             let req = &req;
             let (mut state, mut fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
+            let mut rop = match repl {
+                Some(rp) => {
+                    let mut op = ReplOp::new(record_header(rp, id, plan, req)?);
+                    let (ib, n) = intent_blocks(bufs, req, &r)?;
+                    rp.send_step(&mut op, Step::Intent, ib.get(..n).unwrap_or(&[]))?;
+                    rp.fault_point(FaultPoint::Intent)?;
+                    Some(op)
+                }
+                None => None,
+            };
             if fx.read {
                 let bad = self.run_ios(bufs, plan.reads.as_slice(), plan.kind, &r, IoDir::Read)?;
                 if !bad.is_empty() {
@@ -195,12 +219,34 @@ impl StripeEngine<'_> {
             if !fx.write {
                 return Err(WriteError::Plan);
             }
+            if let (Some(rp), Some(op)) = (repl, rop.as_mut()) {
+                // Nothing reaches the disks before every live peer holds the new image.
+                let (ib, n) = intent_blocks(bufs, req, &r)?;
+                let ib = ib.get(..n).unwrap_or(&[]);
+                let (pb, m) = parity_blocks(bufs, plan, &r)?;
+                let pb = pb.get(..m).unwrap_or(&[]);
+                rp.send_step(op, Step::Prepared, pb)?;
+                rp.wait_step(op, Step::Prepared, ib, pb)?;
+                rp.fault_point(FaultPoint::Prepared)?;
+            }
             let dir = if bio.is_fua() {
                 IoDir::WriteFua
             } else {
                 IoDir::Write
             };
-            let bad = self.run_ios(bufs, plan.writes.as_slice(), plan.kind, &r, dir)?;
+            let writes = plan.writes.as_slice();
+            if let Some(rp) = repl.filter(|rp| rp.fault_armed(FaultPoint::Data)) {
+                // Fault injection: the new data reaches the disks, the parity does not.
+                let mut data = [Io::default(); MAX_BLOCKS];
+                let mut n = 0;
+                for io in writes.iter().filter(|io| matches!(io.what, Block::Data(_))) {
+                    *data.get_mut(n).ok_or(WriteError::Plan)? = *io;
+                    n += 1;
+                }
+                self.run_ios(bufs, data.get(..n).unwrap_or(&[]), plan.kind, &r, dir)?;
+                rp.fault_point(FaultPoint::Data)?;
+            }
+            let bad = self.run_ios(bufs, writes, plan.kind, &r, dir)?;
             if !bad.is_empty() {
                 // What reached the other members is consistent without the failed ones,
                 // once the superblocks say they failed.
@@ -209,6 +255,13 @@ impl StripeEngine<'_> {
                     return Err(WriteError::Io);
                 }
                 self.group.record_state().map_err(|_| WriteError::Io)?;
+            }
+            if let (Some(rp), Some(op)) = (repl, rop.as_mut()) {
+                rp.fault_point(FaultPoint::Parity)?;
+                // The peers drop the records; the lock may go to another AMF only after.
+                rp.send_step(op, Step::Done, &[])?;
+                rp.wait_step(op, Step::Done, &[], &[])?;
+                rp.fault_point(FaultPoint::Done)?;
             }
             let fx = state.writes_done(0).map_err(|_| WriteError::Plan)?;
             return if fx.ack_host && fx.retire {
@@ -333,6 +386,84 @@ impl StripeEngine<'_> {
             }
         }
         Ok(bad)
+    }
+}
+
+/// The fields every record of the operation `id` (planned as `plan`) carries.
+fn record_header(
+    rp: &Replication,
+    id: u64,
+    plan: &Plan,
+    req: &WriteRequest,
+) -> Result<RecordHeader, WriteError> {
+    Ok(RecordHeader {
+        op_id: id,
+        generation: 0,
+        stripe: req.stripe,
+        owner: rp.node(),
+        step: Step::Intent,
+        kind: plan.kind,
+        offset: u32::try_from(req.offset).map_err(|_| WriteError::Plan)?,
+        sectors: u32::try_from(req.sectors).map_err(|_| WriteError::Plan)?,
+        chunks: req.chunks.0,
+    })
+}
+
+const NO_BLOCK: WireBlock<'static> = WireBlock {
+    role: Role::NewData,
+    index: 0,
+    bytes: &[],
+};
+
+/// The Intent record's blocks: the new data of every written chunk.
+fn intent_blocks<'a>(
+    bufs: &'a StripeBuffers,
+    req: &WriteRequest,
+    r: &Range<usize>,
+) -> Result<([WireBlock<'a>; MAX_RECORD_BLOCKS], usize), WriteError> {
+    let mut out = [NO_BLOCK; MAX_RECORD_BLOCKS];
+    let mut n = 0;
+    for (k, d) in bufs.data.iter().enumerate() {
+        if !req.chunks.contains(k) {
+            continue;
+        }
+        let slot = out.get_mut(n).ok_or(WriteError::Plan)?;
+        *slot = WireBlock {
+            role: Role::NewData,
+            index: u8::try_from(k).map_err(|_| WriteError::Plan)?,
+            bytes: d.get(r.clone()).ok_or(WriteError::Plan)?,
+        };
+        n += 1;
+    }
+    Ok((out, n))
+}
+
+/// The Prepared record's blocks: the new P (and Q).
+fn parity_blocks<'a>(
+    bufs: &'a StripeBuffers,
+    plan: &Plan,
+    r: &Range<usize>,
+) -> Result<([WireBlock<'a>; 2], usize), WriteError> {
+    let mut out = [NO_BLOCK; 2];
+    out[0] = WireBlock {
+        role: Role::NewP,
+        index: 0,
+        bytes: bufs.p.get(r.clone()).ok_or(WriteError::Plan)?,
+    };
+    if !plan.q {
+        return Ok((out, 1));
+    }
+    out[1] = WireBlock {
+        role: Role::NewQ,
+        index: 0,
+        bytes: bufs.q.get(r.clone()).ok_or(WriteError::Plan)?,
+    };
+    Ok((out, 2))
+}
+
+impl From<ReplError> for WriteError {
+    fn from(_: ReplError) -> Self {
+        WriteError::Cluster
     }
 }
 

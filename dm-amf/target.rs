@@ -32,7 +32,9 @@ use crate::kernel_ext::{
         TargetCtr, TargetOperations,
     },
 };
+use crate::kernel_ext::keyring;
 use crate::lock_stats::LockStats;
+use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::metadata;
 use crate::stripe_worker::{ClusterLocks, StripeService};
 
@@ -56,6 +58,9 @@ pub(crate) struct AmfTarget {
     /// Declared first so that it is torn down (waiting for a running worker) before the
     /// group it writes to. None for raid0.
     stripes: Option<StripeService>,
+    /// Cluster mode with `peers`: the replication channel, stopped after the worker that
+    /// uses it.
+    repl: Option<ReplService>,
     /// RAID5/6: writes and degraded reads go through the stripe worker.
     parity: bool,
     /// The group named by the table (`group <uuid>`), whose superblocks the members hold.
@@ -77,6 +82,9 @@ struct ClusterState {
     lock_stripes: u32,
     membership: GroupMembership,
     stats: Arc<LockStats>,
+    /// ` peers <n> ... auth_key <desc>` as `dmsetup table` echoes it (empty without), and
+    /// the words it counts in `<#params>`.
+    repl_words: (CString, usize),
 }
 
 /// Joins the group's lockspace for a table with `cluster`.
@@ -89,6 +97,18 @@ fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrErr
     let unit = membership
         .agree_unit(uuid, c.lock_stripes)
         .map_err(|e| CtrError::inval(e.message()))?;
+    let mut words = KVec::new();
+    let mut count = 0;
+    if let Some(r) = c.replication.as_ref() {
+        let mut w = VecWriter(&mut words);
+        table::write_replication(r, &mut w).map_err(|_| nomem())?;
+        count = r.param_words();
+    }
+    let words = CString::try_from_fmt(fmt!(
+        "{}",
+        core::str::from_utf8(&words).unwrap_or("")
+    ))
+    .map_err(|_| nomem())?;
     Ok(ClusterState {
         _unit: unit,
         name,
@@ -96,6 +116,58 @@ fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrErr
         lock_stripes: c.lock_stripes,
         membership,
         stats,
+        repl_words: (words, count),
+    })
+}
+
+/// Formats into a byte vector (constructor only: allocates).
+struct VecWriter<'a>(&'a mut KVec<u8>);
+
+impl Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| core::fmt::Error)
+    }
+}
+
+/// Starts the replication channel of a table with `peers`.
+fn start_replication(
+    c: &ClusterSpec<'_>,
+    state: &ClusterState,
+    uuid: &Uuid,
+    geometry: Geometry,
+) -> Result<Option<ReplService>, CtrError> {
+    let Some(r) = c.replication.as_ref() else {
+        return Ok(None);
+    };
+    if geometry.members() > 16 {
+        return Err(CtrError::inval(
+            c"peers: replication takes groups of at most 16 members",
+        ));
+    }
+    let secret = keyring::logon_key(r.auth_key)
+        .map_err(|_| CtrError::inval(c"auth_key: no readable logon key of that description"))?;
+    let mut name = KVec::new();
+    let mut w = VecWriter(&mut name);
+    let _ = write!(w, "group {}", UuidText(uuid));
+    let cfg = ReplConfig {
+        node: c.node,
+        group: *uuid,
+        geometry,
+        peers: r.peers(),
+        secret: &secret,
+        membership: state.membership.space().handler().clone(),
+        name: core::str::from_utf8(&name).unwrap_or("?"),
+    };
+    ReplService::start(&cfg).map(Some).map_err(|e| {
+        if e.to_errno() == -(kernel::bindings::EADDRINUSE as i32)
+            || e.to_errno() == -(kernel::bindings::EADDRNOTAVAIL as i32)
+        {
+            CtrError::inval(c"peers: cannot listen on this node's address")
+        } else {
+            CtrError::new(ENOMEM, c"Cannot start the replication channel")
+        }
     })
 }
 
@@ -400,12 +472,17 @@ impl TargetOperations for AmfTarget {
             (Some(c), Some(uuid)) => Some(join_cluster(&c, uuid)?),
             _ => None,
         };
+        let repl = match (spec.cluster.as_ref(), cluster.as_ref(), spec.group.as_ref()) {
+            (Some(c), Some(st), Some(uuid)) => start_replication(c, st, uuid, geometry)?,
+            _ => None,
+        };
         let locks = match (cluster.as_ref(), spec.group) {
             (Some(c), Some(uuid)) => Some(ClusterLocks {
                 space: c.membership.space().clone(),
                 group: uuid,
                 lock_stripes: c.lock_stripes,
                 stats: c.stats.clone(),
+                repl: repl.as_ref().map(|r| r.repl().clone()),
             }),
             _ => None,
         };
@@ -434,6 +511,7 @@ impl TargetOperations for AmfTarget {
         KBox::new(
             Self {
                 stripes,
+                repl,
                 parity,
                 uuid: spec.group,
                 group,
@@ -572,6 +650,21 @@ impl TargetOperations for AmfTarget {
                         m.deaths()
                     );
                 }
+                if let Some(r) = self.repl.as_ref().map(|r| r.repl()) {
+                    let (up, peers) = r.peers_up();
+                    let s = &r.stats;
+                    let n = |v: &AtomicU64| v.load(Ordering::Relaxed);
+                    let _ = write!(
+                        out,
+                        " replication {up} {peers} {} {} {} {} {} {}",
+                        n(&s.records_sent),
+                        r.records_held(),
+                        n(&s.bad_frames),
+                        n(&s.auth_failures),
+                        n(&s.replayed),
+                        n(&s.last_takeover_ms)
+                    );
+                }
             }
             StatusKind::Table => {
                 let copies = match g.geometry.level() {
@@ -581,7 +674,7 @@ impl TargetOperations for AmfTarget {
                 let cluster_words = self
                     .cluster
                     .as_ref()
-                    .map_or(0, |c| 4 + 2 * usize::from(c.lock_stripes != 1));
+                    .map_or(0, |c| 4 + 2 * usize::from(c.lock_stripes != 1) + c.repl_words.1);
                 let params = 1
                     + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()))
                     + cluster_words;
@@ -602,6 +695,7 @@ impl TargetOperations for AmfTarget {
                     if c.lock_stripes != 1 {
                         let _ = write!(out, " lock_stripes {}", c.lock_stripes);
                     }
+                    let _ = out.write_str(c.repl_words.0.to_str().unwrap_or(""));
                 }
                 let _ = write!(out, " {n}");
                 for m in g.members.iter() {
@@ -621,8 +715,23 @@ impl TargetOperations for AmfTarget {
     fn message(&self, _ti: &Target, args: &[&str], _out: &mut StatusWriter<'_>) -> Result {
         match args {
             ["rebuild", idx] => self.start_rebuild(idx),
+            ["fail_after", step] => {
+                let Some(r) = self.repl.as_ref().map(|r| r.repl()) else {
+                    pr_warn!("fail_after needs replication (peers)\n");
+                    return Err(EINVAL);
+                };
+                match (*step, FaultPoint::parse(step)) {
+                    ("off", _) => r.arm_fault(None),
+                    (_, Some(f)) => r.arm_fault(Some(f)),
+                    _ => {
+                        pr_warn!("fail_after wants intent, prepared, data, parity, done or off\n");
+                        return Err(EINVAL);
+                    }
+                }
+                Ok(())
+            }
             _ => {
-                pr_warn!("unknown message; expected: rebuild <idx>\n");
+                pr_warn!("unknown message; expected: rebuild <idx> or fail_after <step>\n");
                 Err(EINVAL)
             }
         }

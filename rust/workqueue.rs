@@ -41,6 +41,23 @@ impl OwnedQueue {
 }
 
 impl OwnedQueue {
+    /// A reclaim-safe queue not bound to a CPU, for items that loop for a long time
+    /// (connection loops that sleep in socket calls), at most `max_active` at once.
+    pub(crate) fn new_unbound(name: &core::ffi::CStr, max_active: i32) -> Result<Self> {
+        // SAFETY: as in `new_reclaim`.
+        let raw = unsafe {
+            bindings::alloc_workqueue(
+                c"%s".as_ptr().cast(),
+                bindings::wq_flags_WQ_MEM_RECLAIM | bindings::wq_flags_WQ_UNBOUND,
+                max_active,
+                name.as_ptr(),
+            )
+        };
+        Ok(Self {
+            raw: NonNull::new(raw).ok_or(ENOMEM)?,
+        })
+    }
+
     /// Waits until every item queued so far has run.
     pub(crate) fn flush(&self) {
         // SAFETY: the queue is alive while `self` is.

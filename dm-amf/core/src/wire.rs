@@ -514,21 +514,27 @@ fn le_u16(b: &[u8], at: usize) -> Option<u16> {
 fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at.checked_add(4)?)?;
     let mut a = [0u8; 4];
-    a.copy_from_slice(s);
+    for (d, b) in a.iter_mut().zip(s) {
+        *d = *b;
+    }
     Some(u32::from_le_bytes(a))
 }
 
 fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     let s = b.get(at..at.checked_add(8)?)?;
     let mut a = [0u8; 8];
-    a.copy_from_slice(s);
+    for (d, b) in a.iter_mut().zip(s) {
+        *d = *b;
+    }
     Some(u64::from_le_bytes(a))
 }
 
 fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
     let s = b.get(at..at.checked_add(N)?)?;
     let mut a = [0u8; N];
-    a.copy_from_slice(s);
+    for (d, b) in a.iter_mut().zip(s) {
+        *d = *b;
+    }
     Some(a)
 }
 
@@ -770,7 +776,10 @@ impl Out<'_> {
     fn put(&mut self, bytes: &[u8]) {
         let end = self.at.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.at..end) {
-            dst.copy_from_slice(bytes);
+            // Element-wise: no length-mismatch panic path in the kernel build.
+            for (d, b) in dst.iter_mut().zip(bytes) {
+                *d = *b;
+            }
         }
         self.at = end;
     }

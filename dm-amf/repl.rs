@@ -1,0 +1,987 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The replication channel of a clustered RAID5/6 target (`peers` in the table): the owner
+//! side sends each write's records (Intent: new data; Prepared: new parity; Done) to every
+//! live peer and waits for their acks before it touches the disks, and the peer side holds
+//! the other AMFs' unfinished records so that, if their owner dies, a survivor can finish
+//! the operation (`failover`). The rules are the core's (`core::op`, `core::recovery`,
+//! `Documentation/protocol.rst`); this file moves their messages.
+//!
+//! Connections (`repl_session`): we dial every peer (our records go out and their acks come
+//! back on that connection) and accept each peer's dial (their records in, our acks out).
+//! A new connection from a peer replaces the old one and drops what we held for it: the
+//! peer is alive and resends whatever its operation in flight still needs.
+//!
+//! Memory is bounded and allocated up front: each peer has two held-record buffers (its
+//! one operation in flight: Intent and Prepared, the worker runs one operation at a time)
+//! and each connection one receive buffer, all of the largest record's size.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use kernel::{
+    new_condvar, new_mutex,
+    prelude::*,
+    sync::{Arc, CondVar, Mutex},
+    time::{msecs_to_jiffies, Ktime},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
+};
+
+use crate::cluster::Membership;
+use crate::core_proto::{
+    geometry::Geometry,
+    op,
+    table::PeerSpec,
+    wire::{
+        Ack, AckStatus, Block as WireBlock, Body, Message, RecordHeader, Recovery, RecoveryPhase,
+        Step,
+    },
+};
+#[cfg(CONFIG_DLM)]
+use crate::kernel_ext::dlm::Wake;
+use crate::kernel_ext::{
+    crypto::HmacSha256,
+    keyring::Secret,
+    net::{TcpListener, TcpStream},
+    workqueue::{OwnedQueue, QueueHandle},
+};
+use crate::repl_session::{self, Identity, Session, SessionError, CONTROL_LEN};
+use crate::stripe_worker::StripeWorker;
+
+/// Peers a target replicates to at most (the table allows 16 AMFs per group).
+pub(crate) const MAX_PEERS: usize = 16;
+/// Longest wait for the acks of one step, or for a peer to connect, before the write fails.
+const ACK_TIMEOUT_MS: i64 = 10_000;
+/// Pause between dial attempts to a peer that is not connected.
+const DIAL_INTERVAL_MS: u32 = 300;
+/// Connect timeout of one dial.
+const DIAL_TIMEOUT_MS: u32 = 1_000;
+/// How long one wait for an ack lasts before the waiter looks at the membership again.
+const WAIT_SLICE_MS: u32 = 100;
+
+fn bit(node: u32) -> u64 {
+    1u64.checked_shl(node).unwrap_or(0)
+}
+
+/// Counters shown by `dmsetup status`.
+#[derive(Default)]
+pub(crate) struct ReplStats {
+    pub(crate) records_sent: AtomicU64,
+    pub(crate) bad_frames: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) last_takeover_ms: AtomicU64,
+}
+
+/// A record held for a peer: its header and the frame it came in.
+pub(crate) struct Held {
+    pub(crate) header: Option<RecordHeader>,
+    pub(crate) frame: KVVec<u8>,
+    pub(crate) len: usize,
+}
+
+impl Held {
+    fn clear(&mut self) {
+        self.header = None;
+        self.len = 0;
+    }
+
+    /// The stored frame.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.frame.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// What we know about one peer.
+struct Peer {
+    spec: PeerSpec,
+    /// Our connection to it (our records out, its acks in) and its generation.
+    out: Option<Arc<Session>>,
+    out_gen: u64,
+    /// Its connection to us (its records in).
+    inbound: Option<Arc<Session>>,
+    /// On the current `out`: the operation acked and the highest step it acked.
+    ack_op: u64,
+    ack_step: Option<Step>,
+    ack_rejected: bool,
+    /// Dead nodes whose `Complete` it echoed.
+    echoed: u64,
+    /// Its operation in flight: Intent and Prepared records.
+    intent: Held,
+    prepared: Held,
+}
+
+/// State shared by the worker and the connection loops.
+struct State {
+    peers: KVec<Peer>,
+}
+
+/// Steps of a write after which a test can make this AMF stop dead (`fail_after`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum FaultPoint {
+    /// Intent sent: nothing on disk.
+    Intent = 1,
+    /// Prepared acked by every live peer: nothing on disk yet.
+    Prepared = 2,
+    /// New data on disk, parity not.
+    Data = 3,
+    /// Data and parity on disk, Done not sent.
+    Parity = 4,
+    /// Done acked: the host was not acked yet.
+    Done = 5,
+}
+
+impl FaultPoint {
+    /// Parses a `fail_after` argument.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "intent" => Self::Intent,
+            "prepared" => Self::Prepared,
+            "data" => Self::Data,
+            "parity" => Self::Parity,
+            "done" => Self::Done,
+            _ => return None,
+        })
+    }
+
+    /// The word for logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Intent => "intent",
+            Self::Prepared => "prepared",
+            Self::Data => "data",
+            Self::Parity => "parity",
+            Self::Done => "done",
+        }
+    }
+}
+
+/// Why replication could not cover a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplError {
+    /// A live peer did not ack in time (or refused): nothing may be written.
+    Timeout,
+    /// This AMF was stopped (fault injection or teardown).
+    Stopped,
+}
+
+/// The replication state of one target.
+#[pin_data]
+pub(crate) struct Replication {
+    node: u32,
+    group: [u8; 16],
+    geometry: Geometry,
+    listen: ([u8; 4], u16),
+    secret: HmacSha256,
+    membership: Arc<Membership>,
+    /// Largest frame a peer may send us.
+    max_frame: usize,
+    /// Teardown: every loop ends.
+    stop: AtomicBool,
+    /// Fault injection: stopped dead; nothing is sent or acked any more.
+    dead: AtomicBool,
+    /// Armed fault point (`FaultPoint as u8`, 0 none).
+    fault: AtomicU8,
+    /// The device name for logs.
+    name: KVec<u8>,
+    pub(crate) stats: ReplStats,
+    #[pin]
+    state: Mutex<State>,
+    /// The stripe worker, while it exists (see `set_worker`).
+    #[pin]
+    worker: Mutex<Option<Arc<StripeWorker>>>,
+    /// Signalled on acks, echoes, resumes and connection changes.
+    #[pin]
+    changed: CondVar,
+}
+
+/// What the constructor hands over.
+pub(crate) struct ReplConfig<'a> {
+    pub(crate) node: u32,
+    pub(crate) group: [u8; 16],
+    pub(crate) geometry: Geometry,
+    pub(crate) peers: &'a [PeerSpec],
+    pub(crate) secret: &'a Secret,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) name: &'a str,
+}
+
+impl Replication {
+    fn new(c: &ReplConfig<'_>) -> Result<Arc<Self>> {
+        let g = c.geometry;
+        let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
+        let max_frame = repl_session::max_record_len(g.data_chunks(), chunk_bytes);
+        let own = c.peers.iter().find(|p| p.node == c.node).ok_or(EINVAL)?;
+        let mut peers = KVec::with_capacity(c.peers.len(), GFP_KERNEL)?;
+        for p in c.peers.iter().filter(|p| p.node != c.node) {
+            let held = || -> Result<Held> {
+                Ok(Held {
+                    header: None,
+                    frame: KVVec::from_elem(0u8, max_frame, GFP_KERNEL)?,
+                    len: 0,
+                })
+            };
+            peers.push(
+                Peer {
+                    spec: *p,
+                    out: None,
+                    out_gen: 0,
+                    inbound: None,
+                    ack_op: 0,
+                    ack_step: None,
+                    ack_rejected: false,
+                    echoed: 0,
+                    intent: held()?,
+                    prepared: held()?,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let mut name = KVec::new();
+        name.extend_from_slice(c.name.as_bytes(), GFP_KERNEL)?;
+        let secret = HmacSha256::new(c.secret.bytes())?;
+        Arc::pin_init(
+            pin_init!(Self {
+                node: c.node,
+                group: c.group,
+                geometry: g,
+                listen: (own.ip, own.port),
+                secret,
+                membership: c.membership.clone(),
+                max_frame,
+                stop: AtomicBool::new(false),
+                dead: AtomicBool::new(false),
+                fault: AtomicU8::new(0),
+                name,
+                stats: ReplStats::default(),
+                state <- new_mutex!(State { peers }, "amf:repl_state"),
+                worker <- new_mutex!(None, "amf:repl_worker"),
+                changed <- new_condvar!("amf:repl_changed"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn name(&self) -> &str {
+        core::str::from_utf8(&self.name).unwrap_or("?")
+    }
+
+    /// Our node id.
+    pub(crate) fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// The group's membership as the DLM reports it.
+    pub(crate) fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.dead.load(Ordering::Acquire)
+    }
+
+    /// Peers that are connected (authenticated both ways).
+    pub(crate) fn peers_up(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        let up = st
+            .peers
+            .iter()
+            .filter(|p| {
+                p.out.as_ref().is_some_and(|s| !s.is_broken())
+                    && p.inbound.as_ref().is_some_and(|s| !s.is_broken())
+            })
+            .count();
+        (up, st.peers.len())
+    }
+
+    /// Records of peers' unfinished operations held now.
+    pub(crate) fn records_held(&self) -> usize {
+        let st = self.state.lock();
+        st.peers
+            .iter()
+            .map(|p| {
+                usize::from(p.intent.header.is_some()) + usize::from(p.prepared.header.is_some())
+            })
+            .sum()
+    }
+
+    /// Arms (or with None disarms) the fault point.
+    pub(crate) fn arm_fault(&self, at: Option<FaultPoint>) {
+        self.fault
+            .store(at.map_or(0, |f| f as u8), Ordering::Release);
+    }
+
+    /// Whether the fault point is armed at `at`.
+    pub(crate) fn fault_armed(&self, at: FaultPoint) -> bool {
+        self.fault.load(Ordering::Acquire) == at as u8
+    }
+
+    /// Sets (or clears) the stripe worker that takeovers need: the dialler wakes it while
+    /// dead nodes wait for their takeover, even when no host I/O comes.
+    pub(crate) fn set_worker(&self, w: Option<Arc<StripeWorker>>) {
+        *self.worker.lock() = w;
+    }
+
+    /// Called by the worker after each step of a write: if the fault point is armed at
+    /// `at`, this AMF stops dead (no more I/O, messages or acks) and this returns an error
+    /// only when the target is torn down.
+    pub(crate) fn fault_point(&self, at: FaultPoint) -> Result<(), ReplError> {
+        if self.fault.load(Ordering::Acquire) != at as u8 {
+            return Ok(());
+        }
+        self.dead.store(true, Ordering::Release);
+        pr_notice!(
+            "dm-amf: {}: stopped dead after {} (fault injection)\n",
+            self.name(),
+            at.name()
+        );
+        while !self.stop.load(Ordering::Acquire) {
+            // SAFETY: process context (the stripe worker).
+            unsafe { kernel::bindings::msleep(100) };
+        }
+        Err(ReplError::Stopped)
+    }
+
+    /// Peers whose acks an operation needs: live in the DLM and not declared dead, as a
+    /// mask of indexes into the peer list.
+    fn required(&self, st: &State) -> u64 {
+        let m = &self.membership;
+        let live = m.live_nodes() & !m.pending_deaths();
+        st.peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| live & bit(p.spec.node) != 0)
+            .fold(0, |acc, (i, _)| acc | bit(i as u32))
+    }
+
+    /// Sends one record of an operation to every required peer that is connected, and
+    /// notes on which connection it went.
+    pub(crate) fn send_step(
+        &self,
+        op: &mut ReplOp,
+        step: Step,
+        blocks: &[WireBlock<'_>],
+    ) -> Result<(), ReplError> {
+        if self.stopping() {
+            return Err(ReplError::Stopped);
+        }
+        let header = op.header(step);
+        let targets = {
+            let st = self.state.lock();
+            let req = self.required(&st);
+            let mut t: [Option<(usize, u64, Arc<Session>)>; MAX_PEERS] = Default::default();
+            for (i, p) in st.peers.iter().enumerate() {
+                if req & bit(i as u32) == 0 {
+                    continue;
+                }
+                if let (Some(s), Some(slot)) = (p.out.as_ref(), t.get_mut(i)) {
+                    *slot = Some((i, p.out_gen, s.clone()));
+                }
+            }
+            t
+        };
+        for (i, gen, s) in targets.into_iter().flatten() {
+            if s.send_record(&header, blocks).is_ok() {
+                self.stats.records_sent.fetch_add(1, Ordering::Relaxed);
+                if let Some(sent) = op.sent.get_mut(i) {
+                    *sent = (gen, Some(step));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every required peer acked `step` of `op` on its current connection,
+    /// re-sending the earlier records (`intent`, `prepared`) to a peer whose connection
+    /// changed since. A Done needs no re-sending: a new connection drops every record of
+    /// ours the peer held.
+    pub(crate) fn wait_step(
+        &self,
+        op: &mut ReplOp,
+        step: Step,
+        intent: &[WireBlock<'_>],
+        prepared: &[WireBlock<'_>],
+    ) -> Result<(), ReplError> {
+        let start = Ktime::ktime_get();
+        loop {
+            if self.stopping() {
+                return Err(ReplError::Stopped);
+            }
+            let mut resend: [Option<(u64, Arc<Session>)>; MAX_PEERS] = Default::default();
+            {
+                let mut st = self.state.lock();
+                let req = self.required(&st);
+                let mut missing = false;
+                for (i, p) in st.peers.iter().enumerate() {
+                    if req & bit(i as u32) == 0 {
+                        continue;
+                    }
+                    let Some(s) = p.out.as_ref().filter(|s| !s.is_broken()) else {
+                        missing = true;
+                        continue;
+                    };
+                    let (gen, _) = op.sent.get(i).copied().unwrap_or((0, None));
+                    if gen != p.out_gen {
+                        if step == Step::Done {
+                            // A new connection dropped our records there.
+                            continue;
+                        }
+                        missing = true;
+                        if let Some(r) = resend.get_mut(i) {
+                            *r = Some((p.out_gen, s.clone()));
+                        }
+                        continue;
+                    }
+                    if p.ack_op == op.op_id && p.ack_rejected {
+                        return Err(ReplError::Timeout);
+                    }
+                    if !(p.ack_op == op.op_id && p.ack_step.is_some_and(|a| a >= step)) {
+                        missing = true;
+                    }
+                }
+                if !missing {
+                    return Ok(());
+                }
+                if resend.iter().all(Option::is_none) {
+                    if kernel::time::ktime_ms_delta(Ktime::ktime_get(), start) > ACK_TIMEOUT_MS {
+                        pr_warn!(
+                            "dm-amf: {}: peers did not ack step {:?} of operation {} in time\n",
+                            self.name(),
+                            step,
+                            op.op_id
+                        );
+                        return Err(ReplError::Timeout);
+                    }
+                    let _ = self
+                        .changed
+                        .wait_interruptible_timeout(&mut st, msecs_to_jiffies(WAIT_SLICE_MS));
+                    continue;
+                }
+            }
+            for (i, r) in resend.iter_mut().enumerate() {
+                let Some((gen, s)) = r.take() else { continue };
+                let mut ok = s.send_record(&op.header(Step::Intent), intent).is_ok();
+                if ok && step >= Step::Prepared {
+                    ok = s.send_record(&op.header(Step::Prepared), prepared).is_ok();
+                }
+                if ok {
+                    if let Some(sent) = op.sent.get_mut(i) {
+                        *sent = (gen, Some(step.min(Step::Prepared)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `Complete(dead)` to every required peer, waits for their echoes, then sends
+    /// `Resume(dead)`: the end of a takeover (core `recovery::Coordinator`).
+    pub(crate) fn complete_round(&self, dead: u32) -> Result<(), ReplError> {
+        let start = Ktime::ktime_get();
+        let complete = Message::Recovery(Recovery {
+            dead,
+            phase: RecoveryPhase::Complete,
+            epoch: 0,
+        });
+        let mut told = [0u64; MAX_PEERS];
+        loop {
+            if self.stopping() {
+                return Err(ReplError::Stopped);
+            }
+            let mut send: [Option<Arc<Session>>; MAX_PEERS] = Default::default();
+            {
+                let mut st = self.state.lock();
+                let req = self.required(&st);
+                let mut missing = false;
+                for (i, p) in st.peers.iter().enumerate() {
+                    if req & bit(i as u32) == 0 || p.echoed & bit(dead) != 0 {
+                        continue;
+                    }
+                    missing = true;
+                    let (Some(s), Some(t)) = (p.out.as_ref(), told.get_mut(i)) else {
+                        continue;
+                    };
+                    if *t != p.out_gen && !s.is_broken() {
+                        *t = p.out_gen;
+                        if let Some(slot) = send.get_mut(i) {
+                            *slot = Some(s.clone());
+                        }
+                    }
+                }
+                if !missing {
+                    break;
+                }
+                if send.iter().all(Option::is_none) {
+                    if kernel::time::ktime_ms_delta(Ktime::ktime_get(), start) > ACK_TIMEOUT_MS {
+                        pr_warn!(
+                            "dm-amf: {}: peers did not confirm the takeover of node {dead}\n",
+                            self.name()
+                        );
+                        return Err(ReplError::Timeout);
+                    }
+                    let _ = self
+                        .changed
+                        .wait_interruptible_timeout(&mut st, msecs_to_jiffies(WAIT_SLICE_MS));
+                    continue;
+                }
+            }
+            for s in send.iter().flatten() {
+                let _ = s.send(&complete);
+            }
+        }
+        let resume = Message::Recovery(Recovery {
+            dead,
+            phase: RecoveryPhase::Resume,
+            epoch: 0,
+        });
+        let sessions: [Option<Arc<Session>>; MAX_PEERS] = {
+            let mut st = self.state.lock();
+            let mut out: [Option<Arc<Session>>; MAX_PEERS] = Default::default();
+            for (slot, p) in out.iter_mut().zip(st.peers.iter_mut()) {
+                p.echoed &= !bit(dead);
+                *slot = p.out.clone();
+            }
+            out
+        };
+        for s in sessions.iter().flatten() {
+            let _ = s.send(&resume);
+        }
+        Ok(())
+    }
+
+    /// Waits up to one slice for a change (an ack, an echo, a resume).
+    pub(crate) fn wait_change(&self) {
+        let mut st = self.state.lock();
+        let _ = self
+            .changed
+            .wait_interruptible_timeout(&mut st, msecs_to_jiffies(WAIT_SLICE_MS));
+    }
+
+    /// Runs `f` on the records held for the dead nodes in `dead` (each peer's Intent and
+    /// Prepared), under the state lock, then drops them.
+    pub(crate) fn take_held(&self, dead: u64, mut f: impl FnMut(&Held, &Held)) {
+        let mut st = self.state.lock();
+        for p in st.peers.iter_mut() {
+            if dead & bit(p.spec.node) == 0 {
+                continue;
+            }
+            f(&p.intent, &p.prepared);
+            p.intent.clear();
+            p.prepared.clear();
+        }
+    }
+
+    fn index_of(st: &State, node: u32) -> Option<usize> {
+        st.peers.iter().position(|p| p.spec.node == node)
+    }
+
+    /// Installs a new connection from (`inbound`) or to a peer.
+    fn install(&self, s: Arc<Session>, inbound: bool) -> Option<usize> {
+        let mut st = self.state.lock();
+        let i = Self::index_of(&st, s.peer)?;
+        let p = st.peers.get_mut(i)?;
+        let old = if inbound {
+            // A new connection from the peer: what it sent on the old one is void.
+            p.intent.clear();
+            p.prepared.clear();
+            p.inbound.replace(s)
+        } else {
+            p.out_gen += 1;
+            p.ack_step = None;
+            p.ack_rejected = false;
+            p.out.replace(s)
+        };
+        if let Some(o) = old {
+            o.close();
+        }
+        drop(st);
+        self.changed.notify_all();
+        Some(i)
+    }
+
+    /// Handles one verified frame received on `s`.
+    fn handle(&self, s: &Session, frame: &mut KVVec<u8>, len: usize, inbound: bool) {
+        let Some(f) = frame.get(..len).and_then(Session::decode) else {
+            self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match (f.body, inbound) {
+            (Body::Record(r), true) => {
+                let h = r.header;
+                if h.owner != s.peer || op::validate_record(&self.geometry, &r, 512).is_err() {
+                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if self.membership.pending_deaths() & bit(h.owner) != 0 {
+                    // Declared dead: nothing more of it is taken.
+                    return;
+                }
+                let status = self.store(h, frame, len);
+                let ack = Message::Ack(Ack {
+                    op_id: h.op_id,
+                    generation: h.generation,
+                    owner: h.owner,
+                    step: h.step,
+                    status,
+                });
+                let _ = s.send(&ack);
+            }
+            (Body::Ack(a), false) => {
+                if a.owner != self.node {
+                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let mut st = self.state.lock();
+                if let Some(p) = Self::index_of(&st, s.peer).and_then(|i| st.peers.get_mut(i)) {
+                    if p.ack_op != a.op_id {
+                        p.ack_op = a.op_id;
+                        p.ack_step = None;
+                        p.ack_rejected = false;
+                    }
+                    if a.status == AckStatus::Ok {
+                        p.ack_step = p.ack_step.max(Some(a.step));
+                    } else {
+                        p.ack_rejected = true;
+                    }
+                }
+                drop(st);
+                self.changed.notify_all();
+            }
+            (Body::Recovery(rc), true) => match rc.phase {
+                RecoveryPhase::Complete => {
+                    // The recoverer finished the dead node's operations: drop its records
+                    // and confirm.
+                    self.take_held(bit(rc.dead), |_, _| {});
+                    let _ = s.send(&Message::Recovery(rc));
+                }
+                RecoveryPhase::Resume => {
+                    self.membership.clear_pending(bit(rc.dead));
+                    self.changed.notify_all();
+                }
+            },
+            (Body::Recovery(rc), false) if rc.phase == RecoveryPhase::Complete => {
+                let mut st = self.state.lock();
+                if let Some(p) = Self::index_of(&st, s.peer).and_then(|i| st.peers.get_mut(i)) {
+                    p.echoed |= bit(rc.dead);
+                }
+                drop(st);
+                self.changed.notify_all();
+            }
+            _ => {
+                self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Keeps a peer's record (swapping its frame buffer with a free held one).
+    fn store(&self, h: RecordHeader, frame: &mut KVVec<u8>, len: usize) -> AckStatus {
+        let mut st = self.state.lock();
+        let Some(p) = Self::index_of(&st, h.owner).and_then(|i| st.peers.get_mut(i)) else {
+            return AckStatus::Rejected;
+        };
+        // The owner runs one operation at a time: a record of another operation means the
+        // earlier one finished or was abandoned before any disk write.
+        if p.intent.header.is_some_and(|x| x.op_id != h.op_id) {
+            p.intent.clear();
+            p.prepared.clear();
+        }
+        let slot = match h.step {
+            Step::Intent => &mut p.intent,
+            Step::Prepared if p.intent.header.is_some() => &mut p.prepared,
+            Step::Prepared => return AckStatus::Rejected,
+            Step::Done => {
+                p.intent.clear();
+                p.prepared.clear();
+                return AckStatus::Ok;
+            }
+        };
+        if slot
+            .header
+            .is_some_and(|x| x.op_id == h.op_id && x.step == h.step)
+        {
+            return AckStatus::Ok;
+        }
+        core::mem::swap(&mut slot.frame, frame);
+        slot.len = len;
+        slot.header = Some(h);
+        AckStatus::Ok
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            node: self.node,
+            group: self.group,
+            secret: &self.secret,
+        }
+    }
+
+    fn is_peer(&self, node: u32) -> bool {
+        Self::index_of(&self.state.lock(), node).is_some()
+    }
+
+    fn count_failure(&self, e: SessionError) {
+        match e {
+            SessionError::Auth => {
+                self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            SessionError::Malformed => {
+                self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One operation's replication bookkeeping on the owner side.
+pub(crate) struct ReplOp {
+    pub(crate) op_id: u64,
+    base: RecordHeader,
+    /// Per peer: the connection generation a record went out on, and the highest step.
+    sent: [(u64, Option<Step>); MAX_PEERS],
+}
+
+impl ReplOp {
+    /// Starts the bookkeeping of an operation whose records carry `base`'s fields.
+    pub(crate) fn new(base: RecordHeader) -> Self {
+        Self {
+            op_id: base.op_id,
+            base,
+            sent: [(0, None); MAX_PEERS],
+        }
+    }
+
+    fn header(&self, step: Step) -> RecordHeader {
+        RecordHeader { step, ..self.base }
+    }
+}
+
+/// The replication of a target with its connection loops; dropping it stops them.
+pub(crate) struct ReplService {
+    // Declared first: destroying the queue waits for the loops, which `drop` stops first.
+    _queue: OwnedQueue,
+    repl: Arc<Replication>,
+    listener: Arc<ListenWork>,
+}
+
+impl ReplService {
+    /// Starts listening on our `peers` address and dialling the others.
+    pub(crate) fn start(c: &ReplConfig<'_>) -> Result<Self> {
+        let repl = Replication::new(c)?;
+        let (ip, port) = repl.listen;
+        let socket = TcpListener::bind(ip, port)?;
+        let queue = OwnedQueue::new_unbound(c"amf_repl", (2 * MAX_PEERS + 2) as i32)?;
+        let wq = queue.handle();
+        let r1 = repl.clone();
+        let listener = Arc::pin_init(
+            pin_init!(ListenWork {
+                repl: r1,
+                socket,
+                wq,
+                work <- new_work!("amf:repl_listen"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let r2 = repl.clone();
+        let dialer = Arc::pin_init(
+            pin_init!(DialWork {
+                repl: r2,
+                wq,
+                work <- new_work!("amf:repl_dial"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let _ = queue.enqueue(listener.clone());
+        let _ = queue.enqueue(dialer);
+        Ok(Self {
+            _queue: queue,
+            repl,
+            listener,
+        })
+    }
+
+    /// The replication state.
+    pub(crate) fn repl(&self) -> &Arc<Replication> {
+        &self.repl
+    }
+}
+
+impl Drop for ReplService {
+    fn drop(&mut self) {
+        self.repl.stop.store(true, Ordering::Release);
+        self.listener.socket.shutdown();
+        {
+            let st = self.repl.state.lock();
+            for p in st.peers.iter() {
+                for s in Iterator::chain(p.out.iter(), p.inbound.iter()) {
+                    s.close();
+                }
+            }
+        }
+        self.repl.changed.notify_all();
+        // `queue` drops after this: destroy_workqueue waits for the loops to return.
+    }
+}
+
+/// Accepts peers' connections.
+#[pin_data]
+struct ListenWork {
+    repl: Arc<Replication>,
+    socket: TcpListener,
+    wq: QueueHandle,
+    #[pin]
+    work: Work<ListenWork>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for ListenWork { self.work }
+}
+
+impl WorkItem for ListenWork {
+    type Pointer = Arc<ListenWork>;
+
+    fn run(this: Arc<ListenWork>) {
+        let repl = &this.repl;
+        while !repl.stopping() {
+            let stream = match this.socket.accept(repl_session::RECV_POLL_MS) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(_) => {
+                    // SAFETY: process context (a work item).
+                    unsafe { kernel::bindings::msleep(repl_session::RECV_POLL_MS) };
+                    continue;
+                }
+            };
+            let id = repl.identity();
+            match Session::handshake(stream, &id, false, None, |n| repl.is_peer(n), &repl.stop) {
+                Ok(s) => spawn_rx(repl, this.wq, s, true),
+                Err(e) => repl.count_failure(e),
+            }
+        }
+    }
+}
+
+/// Dials peers that are not connected.
+#[pin_data]
+struct DialWork {
+    repl: Arc<Replication>,
+    wq: QueueHandle,
+    #[pin]
+    work: Work<DialWork>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for DialWork { self.work }
+}
+
+impl WorkItem for DialWork {
+    type Pointer = Arc<DialWork>;
+
+    fn run(this: Arc<DialWork>) {
+        let repl = &this.repl;
+        while !repl.stopping() {
+            let mut want: [Option<PeerSpec>; MAX_PEERS] = Default::default();
+            {
+                let st = repl.state.lock();
+                for (w, p) in want.iter_mut().zip(st.peers.iter()) {
+                    if !p.out.as_ref().is_some_and(|s| !s.is_broken()) {
+                        *w = Some(p.spec);
+                    }
+                }
+            }
+            for p in want.iter().flatten() {
+                if repl.stopping() {
+                    break;
+                }
+                let Ok(stream) = TcpStream::connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
+                    continue;
+                };
+                let id = repl.identity();
+                match Session::handshake(stream, &id, true, Some(p.node), |_| true, &repl.stop) {
+                    Ok(s) => spawn_rx(repl, this.wq, s, false),
+                    Err(e) => repl.count_failure(e),
+                }
+            }
+            #[cfg(CONFIG_DLM)]
+            if repl.membership.pending_deaths() != 0 {
+                if let Some(w) = repl.worker.lock().as_ref() {
+                    StripeWorker::wake(w);
+                }
+            }
+            // SAFETY: process context (a work item).
+            unsafe { kernel::bindings::msleep(DIAL_INTERVAL_MS) };
+        }
+    }
+}
+
+/// Receives frames on one connection until it breaks or we stop.
+#[pin_data]
+struct RxWork {
+    repl: Arc<Replication>,
+    session: Arc<Session>,
+    inbound: bool,
+    #[pin]
+    buf: Mutex<KVVec<u8>>,
+    #[pin]
+    work: Work<RxWork>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for RxWork { self.work }
+}
+
+fn spawn_rx(repl: &Arc<Replication>, wq: QueueHandle, s: Session, inbound: bool) {
+    let len = if inbound { repl.max_frame } else { CONTROL_LEN };
+    let Ok(buf) = KVVec::from_elem(0u8, len, GFP_KERNEL) else {
+        return;
+    };
+    let Ok(session) = Arc::new(s, GFP_KERNEL) else {
+        return;
+    };
+    let (r, s2) = (repl.clone(), session.clone());
+    let Ok(rx) = Arc::pin_init(
+        pin_init!(RxWork {
+            repl: r,
+            session: s2,
+            inbound,
+            buf <- new_mutex!(buf, "amf:repl_rxbuf"),
+            work <- new_work!("amf:repl_rx"),
+        }),
+        GFP_KERNEL,
+    ) else {
+        return;
+    };
+    if repl.install(session, inbound).is_none() {
+        return;
+    }
+    // SAFETY: called from a work item of that queue (listener or dialler), which the queue
+    // outlives.
+    let _ = unsafe { wq.get() }.enqueue(rx);
+}
+
+impl WorkItem for RxWork {
+    type Pointer = Arc<RxWork>;
+
+    fn run(this: Arc<RxWork>) {
+        let repl = &this.repl;
+        let s = &this.session;
+        let mut buf = this.buf.lock();
+        while !repl.stop.load(Ordering::Acquire) && !s.is_broken() {
+            match s.recv(&mut buf, &repl.stop) {
+                Ok(None) => {}
+                Ok(Some(len)) => {
+                    if !repl.dead.load(Ordering::Acquire) {
+                        repl.handle(s, &mut buf, len, this.inbound);
+                    }
+                }
+                Err(e) => {
+                    repl.count_failure(e);
+                    if e == SessionError::Auth {
+                        // A frame that fails its tag or sequence number: the stream is
+                        // not trusted any more.
+                        s.close();
+                    }
+                }
+            }
+        }
+        repl.changed.notify_all();
+    }
+}

@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One authenticated replication connection between two AMFs of a group: the handshake
+//! that proves both know the group's secret, and framed, tagged, sequence-numbered sending
+//! and receiving of the core's wire messages over a [`Transport`] stream.
+//!
+//! The handshake (`Documentation/protocol.rst`): both sides send `Hello` (node id, group
+//! UUID, protocol versions, a random nonce), check the other's, answer its nonce with a
+//! `Proof` (HMAC-SHA256 with the shared secret) and check the other's proof. Every later
+//! frame carries an HMAC tag under a key derived for this connection from the secret and
+//! both nonces, so a frame recorded on one connection is refused on any other, and a
+//! strictly increasing sequence number, so it is refused when replayed on the same one.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kernel::{new_mutex, prelude::*, sync::Mutex};
+
+use crate::core_proto::wire::{
+    self, Body, Crc32c, Frame, Hello, Message, Proof, SeqWindow, Tagger, HEADER_LEN, TAG_LEN,
+    TRAILER_LEN,
+};
+use crate::kernel_ext::{
+    checksum,
+    crypto::{self, HmacSha256},
+    net::TcpStream,
+};
+
+/// Protocol versions spoken.
+const VERSION: u16 = 1;
+/// Longest wait for each handshake message.
+pub(crate) const HANDSHAKE_MS: u32 = 5_000;
+/// Receive timeout of a connection: how often a receive loop looks at its stop flag.
+pub(crate) const RECV_POLL_MS: u32 = 200;
+/// Send timeout: a peer that takes no data for this long is treated as gone.
+pub(crate) const SEND_TIMEOUT_MS: u32 = 5_000;
+/// Largest control frame (everything but a record).
+pub(crate) const CONTROL_LEN: usize = wire::HEADER_LEN + wire::HELLO_LEN + wire::TRAILER_LEN;
+
+/// The kernel's CRC-32C for the wire format.
+pub(crate) struct KernelCrc;
+
+impl Crc32c for KernelCrc {
+    fn append(crc: u32, data: &[u8]) -> u32 {
+        checksum::crc32c_append(crc, data)
+    }
+}
+
+/// The core's `Tagger` over a kernel HMAC.
+struct HmacTagger<'a>(&'a HmacSha256);
+
+impl Tagger for HmacTagger<'_> {
+    fn tag(&mut self, signed: &[u8], out: &mut [u8; TAG_LEN]) -> bool {
+        self.0.tag(&[signed], out).is_ok()
+    }
+}
+
+/// Why a connection could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionError {
+    /// The socket failed, timed out or was closed.
+    Io,
+    /// The peer sent something malformed (counted as a bad frame).
+    Malformed,
+    /// The peer failed authentication: wrong proof, tag or sequence number, another group,
+    /// or a node id that is not the expected one (counted as an authentication failure).
+    Auth,
+    /// We are being torn down.
+    Stopped,
+    /// Out of memory.
+    NoMemory,
+}
+
+/// What a side of the handshake needs.
+pub(crate) struct Identity<'a> {
+    /// Our node id.
+    pub(crate) node: u32,
+    /// The group UUID.
+    pub(crate) group: [u8; 16],
+    /// The shared secret (the `logon` key's payload).
+    pub(crate) secret: &'a HmacSha256,
+}
+
+/// An established, authenticated connection.
+pub(crate) struct Session {
+    stream: TcpStream,
+    /// The peer's node id (proven by the handshake).
+    pub(crate) peer: u32,
+    our_node: u32,
+    /// Tags under the connection's key.
+    key: HmacSha256,
+    /// Sequence number of the next frame sent; the sending lock also orders whole frames.
+    tx: Pin<KBox<Mutex<u64>>>,
+    /// Receive side: replay window.
+    rx_seq: Pin<KBox<Mutex<SeqWindow>>>,
+    /// Set when the connection failed: nothing more is sent or received on it.
+    broken: AtomicBool,
+    /// Frames sent.
+    pub(crate) sent: AtomicU64,
+}
+
+impl Session {
+    /// Runs the handshake on a connected `stream` (`initiator`: we connected). `expect` is
+    /// the peer node id we dialled, or None for an accepted connection, whose node id
+    /// `known` must accept. Sleeps; not for the I/O path.
+    pub(crate) fn handshake(
+        stream: TcpStream,
+        me: &Identity<'_>,
+        initiator: bool,
+        expect: Option<u32>,
+        known: impl Fn(u32) -> bool,
+        stop: &AtomicBool,
+    ) -> Result<Self, SessionError> {
+        stream.set_timeouts(SEND_TIMEOUT_MS, RECV_POLL_MS);
+        let mut nonce = [0u8; 32];
+        crypto::random_bytes(&mut nonce);
+        let ours = Hello {
+            version_min: VERSION,
+            version_max: VERSION,
+            node: me.node,
+            group: me.group,
+            nonce,
+            features: 0,
+        };
+        let mut buf = [0u8; CONTROL_LEN];
+        let n = wire::encode::<KernelCrc>(&Message::Hello(ours), me.node, 0, None, &mut buf)
+            .map_err(|_| SessionError::Malformed)?;
+        send_parts(&stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
+        let theirs = match recv_control(&stream, &mut buf, HANDSHAKE_MS, stop)? {
+            Body::Hello(h) => h,
+            _ => return Err(SessionError::Malformed),
+        };
+        wire::negotiate(&ours, &theirs).map_err(|_| SessionError::Auth)?;
+        if expect.is_some_and(|e| e != theirs.node) || !known(theirs.node) {
+            return Err(SessionError::Auth);
+        }
+        let mut proof = [0u8; 32];
+        let input = wire::proof_input(&theirs.nonce, &ours.nonce, me.node);
+        me.secret
+            .tag(&[&input], &mut proof)
+            .map_err(|_| SessionError::Auth)?;
+        let msg = Message::Proof(Proof {
+            node: me.node,
+            proof,
+        });
+        let n = wire::encode::<KernelCrc>(&msg, me.node, 1, None, &mut buf)
+            .map_err(|_| SessionError::Malformed)?;
+        send_parts(&stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
+        let got = match recv_control(&stream, &mut buf, HANDSHAKE_MS, stop)? {
+            Body::Proof(p) if p.node == theirs.node => p,
+            Body::Proof(_) => return Err(SessionError::Auth),
+            _ => return Err(SessionError::Malformed),
+        };
+        let input = wire::proof_input(&ours.nonce, &theirs.nonce, theirs.node);
+        let mut want = [0u8; 32];
+        me.secret
+            .tag(&[&input], &mut want)
+            .map_err(|_| SessionError::Auth)?;
+        if !crypto::tags_equal(&want, &got.proof) {
+            return Err(SessionError::Auth);
+        }
+        // The connection's key: HMAC(secret, "amf-session" || initiator's nonce ||
+        // acceptor's nonce).
+        let (first, second) = if initiator {
+            (&ours.nonce, &theirs.nonce)
+        } else {
+            (&theirs.nonce, &ours.nonce)
+        };
+        let mut key = [0u8; 32];
+        me.secret
+            .tag(&[b"amf-session", first, second], &mut key)
+            .map_err(|_| SessionError::Auth)?;
+        let key = HmacSha256::new(&key).map_err(|_| SessionError::NoMemory)?;
+        let tx = KBox::pin_init(new_mutex!(2u64, "amf:repl_tx"), GFP_KERNEL)
+            .map_err(|_| SessionError::NoMemory)?;
+        let rx_seq = KBox::pin_init(new_mutex!(SeqWindow::default(), "amf:repl_rx"), GFP_KERNEL)
+            .map_err(|_| SessionError::NoMemory)?;
+        Ok(Self {
+            stream,
+            peer: theirs.node,
+            our_node: me.node,
+            key,
+            tx,
+            rx_seq,
+            broken: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the connection failed.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection failed and wakes its receive loop.
+    pub(crate) fn close(&self) {
+        self.broken.store(true, Ordering::Release);
+        self.stream.shutdown();
+    }
+
+    fn fail<T>(&self, e: SessionError) -> Result<T, SessionError> {
+        if e == SessionError::Io {
+            self.close();
+        }
+        Err(e)
+    }
+
+    /// Sends a control message (ack, recovery), authenticated.
+    pub(crate) fn send(&self, msg: &Message<'_>) -> Result<(), SessionError> {
+        if self.is_broken() {
+            return Err(SessionError::Io);
+        }
+        let mut buf = [0u8; CONTROL_LEN];
+        let mut seq = self.tx.lock();
+        let mut tagger = HmacTagger(&self.key);
+        let n = wire::encode::<KernelCrc>(msg, self.our_node, *seq, Some(&mut tagger), &mut buf)
+            .map_err(|_| SessionError::Malformed)?;
+        *seq += 1;
+        let sent = send_parts(
+            &self.stream,
+            &[buf.get(..n).ok_or(SessionError::Malformed)?],
+        );
+        drop(seq);
+        match sent {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Sends a record whose blocks stay in the caller's buffers (scatter-gather: head,
+    /// blocks, trailer), authenticated.
+    pub(crate) fn send_record(
+        &self,
+        header: &wire::RecordHeader,
+        blocks: &[wire::Block<'_>],
+    ) -> Result<(), SessionError> {
+        if self.is_broken() {
+            return Err(SessionError::Io);
+        }
+        let mut descs = [wire::BlockDesc {
+            role: wire::Role::NewData,
+            index: 0,
+            len: 0,
+        }; MAX_RECORD_BLOCKS];
+        for (d, b) in descs.iter_mut().zip(blocks) {
+            *d = wire::BlockDesc {
+                role: b.role,
+                index: b.index,
+                len: u32::try_from(b.bytes.len()).map_err(|_| SessionError::Malformed)?,
+            };
+        }
+        let descs = descs.get(..blocks.len()).ok_or(SessionError::Malformed)?;
+        let mut head = [0u8; wire::HEADER_LEN + wire::RECORD_FIXED_LEN + 8 * MAX_RECORD_BLOCKS];
+        let mut parts: [&[u8]; MAX_RECORD_BLOCKS + 2] = [&[]; MAX_RECORD_BLOCKS + 2];
+        let mut seq = self.tx.lock();
+        let (hlen, _total) =
+            wire::encode_record_head(header, descs, self.our_node, *seq, true, &mut head)
+                .map_err(|_| SessionError::Malformed)?;
+        *seq += 1;
+        let head = head.get(..hlen).ok_or(SessionError::Malformed)?;
+        let mut n = 0;
+        for (slot, p) in parts.iter_mut().zip(Iterator::chain(
+            core::iter::once(head),
+            blocks.iter().map(|b| b.bytes),
+        )) {
+            *slot = p;
+            n += 1;
+        }
+        let signed = parts.get(..n).ok_or(SessionError::Malformed)?;
+        let mut tag = [0u8; TAG_LEN];
+        self.key
+            .tag(signed, &mut tag)
+            .map_err(|_| SessionError::Auth)?;
+        let crc = signed.iter().fold(0, |c, p| checksum::crc32c_append(c, p));
+        let trailer = wire::record_trailer::<KernelCrc>(crc, &tag);
+        if let Some(slot) = parts.get_mut(n) {
+            *slot = &trailer;
+            n += 1;
+        }
+        let sent = send_parts(&self.stream, parts.get(..n).ok_or(SessionError::Malformed)?);
+        drop(seq);
+        match sent {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Receives the next frame into `buf` (which must hold the largest frame the peer may
+    /// send) and checks checksum, tag and sequence number. Returns its length; decode it
+    /// again with [`Session::decode`]. `Ok(None)` when nothing arrived within the receive
+    /// timeout (the caller looks at its stop flag and calls again).
+    pub(crate) fn recv(
+        &self,
+        buf: &mut [u8],
+        stop: &AtomicBool,
+    ) -> Result<Option<usize>, SessionError> {
+        if self.is_broken() {
+            return Err(SessionError::Io);
+        }
+        let head = buf.get_mut(..HEADER_LEN).ok_or(SessionError::Malformed)?;
+        match recv_exact(&self.stream, head, true, stop) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) => return self.fail(e),
+        }
+        let len = match wire::frame_len(head) {
+            Ok(l) if l <= buf.len() => l,
+            // An unknown version, a bad magic or a frame larger than any record of this
+            // group: the stream cannot be resynchronised.
+            _ => {
+                self.close();
+                return Err(SessionError::Malformed);
+            }
+        };
+        let rest = buf
+            .get_mut(HEADER_LEN..len)
+            .ok_or(SessionError::Malformed)?;
+        if let Err(e) = recv_exact(&self.stream, rest, false, stop) {
+            return self.fail(e);
+        }
+        let frame = buf.get(..len).ok_or(SessionError::Malformed)?;
+        let (f, _) = wire::decode::<KernelCrc>(frame).map_err(|_| SessionError::Malformed)?;
+        f.verify(&mut HmacTagger(&self.key))
+            .map_err(|_| SessionError::Auth)?;
+        if f.header.sender != self.peer || !self.rx_seq.lock().accept(f.header.seq) {
+            return Err(SessionError::Auth);
+        }
+        Ok(Some(len))
+    }
+
+    /// Decodes a frame [`Session::recv`] already checked.
+    pub(crate) fn decode(frame: &[u8]) -> Option<Frame<'_>> {
+        wire::decode::<KernelCrc>(frame).ok().map(|(f, _)| f)
+    }
+}
+
+/// Blocks a record carries at most: new data of every data chunk (replication takes groups
+/// of at most 16 members), or P and Q; with the head, one HMAC over at most 16 parts.
+pub(crate) const MAX_RECORD_BLOCKS: usize = 15;
+
+/// Bytes of the largest record a group of `data_chunks` chunks of `chunk_bytes` sends.
+pub(crate) fn max_record_len(data_chunks: usize, chunk_bytes: usize) -> usize {
+    wire::record_head_len(data_chunks.max(2))
+        .saturating_add(data_chunks.max(2).saturating_mul(chunk_bytes))
+        .saturating_add(TRAILER_LEN)
+}
+
+fn send_parts(stream: &TcpStream, parts: &[&[u8]]) -> Result<(), SessionError> {
+    stream.send(parts).map_err(|_| SessionError::Io)
+}
+
+/// Fills `buf` from the stream. With `idle_ok` a receive timeout before the first byte
+/// returns `Ok(false)`; once a frame has started, timeouts just wait on (the rest of a
+/// frame is on its way) unless we are stopping.
+fn recv_exact(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    idle_ok: bool,
+    stop: &AtomicBool,
+) -> Result<bool, SessionError> {
+    let mut at = 0;
+    while at < buf.len() {
+        if stop.load(Ordering::Acquire) {
+            return Err(SessionError::Stopped);
+        }
+        let Some(dst) = buf.get_mut(at..) else {
+            return Err(SessionError::Malformed);
+        };
+        match stream.recv(dst) {
+            Ok(0) => return Err(SessionError::Io),
+            Ok(n) => at += n,
+            Err(e) if e == EAGAIN => {
+                if at == 0 && idle_ok {
+                    return Ok(false);
+                }
+            }
+            Err(_) => return Err(SessionError::Io),
+        }
+    }
+    Ok(true)
+}
+
+/// Receives one unauthenticated handshake frame within `ms`.
+fn recv_control<'a>(
+    stream: &TcpStream,
+    buf: &'a mut [u8; CONTROL_LEN],
+    ms: u32,
+    stop: &AtomicBool,
+) -> Result<Body<'a>, SessionError> {
+    let mut waited = 0;
+    loop {
+        let head = buf.get_mut(..HEADER_LEN).ok_or(SessionError::Malformed)?;
+        if recv_exact(stream, head, true, stop)? {
+            break;
+        }
+        waited += RECV_POLL_MS;
+        if waited >= ms {
+            return Err(SessionError::Io);
+        }
+    }
+    let len = match wire::frame_len(buf.get(..HEADER_LEN).ok_or(SessionError::Malformed)?) {
+        Ok(l) if l <= CONTROL_LEN => l,
+        _ => return Err(SessionError::Malformed),
+    };
+    let rest = buf
+        .get_mut(HEADER_LEN..len)
+        .ok_or(SessionError::Malformed)?;
+    recv_exact(stream, rest, false, stop)?;
+    let frame = buf.get(..len).ok_or(SessionError::Malformed)?;
+    wire::decode::<KernelCrc>(frame)
+        .map(|(f, _)| f.body)
+        .map_err(|_| SessionError::Malformed)
+}
