@@ -224,7 +224,9 @@ impl StripeWorker {
                 break;
             }
             let stripe = group.rebuild_cursor();
-            match scratch.with_stripe_lock(engine, stripe, |s| engine.rebuild_stripe(s, stripe, targets)) {
+            match scratch.with_stripe_lock(engine, stripe, |s| {
+                engine.rebuild_stripe(s, stripe, targets)
+            }) {
                 Ok(()) => {
                     group.rebuild_advanced(stripe);
                     if group.rebuilding().is_empty() {

@@ -23,14 +23,14 @@ use crate::core_proto::{
     wire::{Block as WireBlock, OpKind, RecordHeader, Role, Step},
 };
 use crate::failover;
-use crate::repl::{FaultPoint, ReplError, ReplOp, Replication};
-use crate::repl_session::MAX_RECORD_BLOCKS;
 use crate::group::Group;
 use crate::kernel_ext::{
     bio::{BioSet, BlkStatus, DeferredBio},
     block_io::{self, MemberIo},
     parity::{self, BlockError, MAX_BLOCKS},
 };
+use crate::repl::{FaultPoint, ReplError, ReplOp, Replication};
+use crate::repl_session::MAX_RECORD_BLOCKS;
 use crate::stripe_buf::StripeBuffers;
 use crate::stripe_lock::StripeLocks;
 use crate::stripe_read::{rebuild, stripe_ios};

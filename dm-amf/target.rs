@@ -25,6 +25,7 @@ use crate::core_proto::{
     table::{self, ClusterSpec, TableError},
 };
 use crate::group::{Group, Member};
+use crate::kernel_ext::keyring;
 use crate::kernel_ext::{
     bio::{Bio, BioOp, BioSet, BlkStatus, SavedIter},
     device_mapper::{
@@ -32,10 +33,9 @@ use crate::kernel_ext::{
         TargetCtr, TargetOperations,
     },
 };
-use crate::kernel_ext::keyring;
 use crate::lock_stats::LockStats;
-use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::metadata;
+use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::stripe_worker::{ClusterLocks, StripeService};
 
 /// Target version reported by `dmsetup targets`.
@@ -104,11 +104,8 @@ fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrErr
         table::write_replication(r, &mut w).map_err(|_| nomem())?;
         count = r.param_words();
     }
-    let words = CString::try_from_fmt(fmt!(
-        "{}",
-        core::str::from_utf8(&words).unwrap_or("")
-    ))
-    .map_err(|_| nomem())?;
+    let words = CString::try_from_fmt(fmt!("{}", core::str::from_utf8(&words).unwrap_or("")))
+        .map_err(|_| nomem())?;
     Ok(ClusterState {
         _unit: unit,
         name,
@@ -671,10 +668,9 @@ impl TargetOperations for AmfTarget {
                     Level::Raid10 { copies } => Some(copies),
                     _ => None,
                 };
-                let cluster_words = self
-                    .cluster
-                    .as_ref()
-                    .map_or(0, |c| 4 + 2 * usize::from(c.lock_stripes != 1) + c.repl_words.1);
+                let cluster_words = self.cluster.as_ref().map_or(0, |c| {
+                    4 + 2 * usize::from(c.lock_stripes != 1) + c.repl_words.1
+                });
                 let params = 1
                     + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()))
                     + cluster_words;
