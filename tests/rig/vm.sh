@@ -32,9 +32,16 @@
 # A guest that prints "AMF-KILL-ME node=I" on its result channel (after its verdict; see
 # tests/guest/init) has its QEMU process killed with SIGKILL: a power loss, for the cluster
 # suites. Its verdict is the one it printed.
+# A guest that prints "AMF-RESTART-ME node=I" is killed the same way and booted again: the
+# same disks, tap and MAC, the same command line plus " amf.boot=K" for its K-th restart
+# (the guest's AMF_BOOT; 0 on the first boot). The logs of a killed boot K move to
+# NAME.gI.bK.console.log and NAME.gI.bK.ktap; the guest's results (NAME.gI.ktap, what
+# tests/run counts) are those of its last boot. A killed boot whose verdict was not PASS
+# makes the exit 1 (listed in NAME.gI.earlier). --timeout bounds all boots together.
 #
-# Exit: 0 every guest printed "AMF-VERDICT: PASS"; 1 a guest failed; 3 a guest ended
-# without a verdict (crash, panic); 124 timeout; 2 set-up error.
+# Exit: 0 every guest printed "AMF-VERDICT: PASS"; 1 a guest failed (also an earlier boot of
+# a restarted guest); 3 a guest ended without a verdict (crash, panic); 124 timeout; 2 set-up
+# error.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -79,7 +86,7 @@ while [ $# -gt 0 ]; do
 	--net) net=1; shift ;;
 	--accel) accel=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
-	-h|--help) sed -n '3,33p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,40p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (--help)" ;;
 	esac
 done
@@ -188,69 +195,118 @@ fi
 
 # ------------------------------------------------------------------ guests
 t0=$(date +%s.%N)
-rm -f "$out/$name".g*.console.log "$out/$name".g*.ktap
+deadline=$(($(date +%s) + timeout))
+rm -f "$out/$name".g*.console.log "$out/$name".g*.ktap "$out/$name".g*.qemu.log "$out/$name".g*.earlier
 log "$name: $guests guest(s), tests '$tests', ${#disks[@]} disk(s), ${accel_args[1]}, timeout ${timeout}s"
-for ((i = 0; i < guests; i++)); do
-	cmdline="console=ttyS0 panic=-1 amf.test=$tests amf.node=$i amf.nodes=$guests amf.timeout=$stimeout"
-	net_args=()
-	if [ $net -eq 1 ]; then
-		cmdline+=" amf.ip=10.199.0.$((i + 1))/24"
-		net_args=(-netdev "tap,id=n0,ifname=tap$i,script=no,downscript=no"
-			-device "virtio-net-pci,netdev=n0,mac=52:54:00:a3:f0:$(printf %02x $((i + 1)))")
-	fi
-	[ -n "$append" ] && cmdline+=" $append"
-	qemu=(qemu-system-x86_64 -name "amf$i" "${accel_args[@]}" -smp "$cpus" -m "$mem"
-		-nodefaults -display none -no-reboot
-		-kernel "$kernel" -initrd "$initrd" -append "$cmdline"
-		-serial "$([ "$tests" = shell ] && echo mon:stdio || echo "file:$out/$name.g$i.console.log")"
-		-serial "file:$out/$name.g$i.ktap" -pidfile "$out/$name.g$i.pid"
-		${drive_args[@]+"${drive_args[@]}"} ${net_args[@]+"${net_args[@]}"})
-	if [ "$tests" = shell ]; then
-		# Interactive: console on the terminal (one guest).
-		[ $net -eq 1 ] && exec_ns=(ip netns exec "$ns") || exec_ns=()
-		${exec_ns[@]+"${exec_ns[@]}"} "${qemu[@]}"
-		exit 0
-	fi
-	if [ $net -eq 1 ]; then
-		timeout -k 5 "$timeout" ip netns exec "$ns" "${qemu[@]}" >"$out/$name.g$i.qemu.log" 2>&1 &
-	else
-		timeout -k 5 "$timeout" "${qemu[@]}" >"$out/$name.g$i.qemu.log" 2>&1 &
-	fi
-	pids+=($!)
-done
 
-# Guests asking to be killed (cluster suites): SIGKILL to their QEMU process.
-killed=" "
-if [ "$guests" -gt 1 ]; then
-	(
-		left=" "
-		for ((i = 0; i < guests; i++)); do left+="$i "; done
-		while [ "$left" != " " ]; do
-			for i in $left; do
-				if grep -aq "^AMF-KILL-ME node=$i" "$out/$name.g$i.ktap" 2>/dev/null; then
-					qp=$(cat "$out/$name.g$i.pid" 2>/dev/null || true)
-					[ -n "$qp" ] && kill -KILL "$qp" 2>/dev/null && log "guest $i: killed (QEMU pid $qp), as it asked"
-					left=${left/ $i / }
-				elif ! kill -0 "${pids[$i]}" 2>/dev/null; then
-					left=${left/ $i / }
+# guest_cmdline I: the kernel command line of guest I's first boot.
+guest_cmdline() {
+	local c="console=ttyS0 panic=-1 amf.test=$tests amf.node=$1 amf.nodes=$guests amf.timeout=$stimeout"
+	[ $net -eq 1 ] && c+=" amf.ip=10.199.0.$(($1 + 1))/24"
+	[ -n "$append" ] && c+=" $append"
+	echo "$c"
+}
+
+# guest_qemu I CMDLINE: the QEMU command of guest I in the array qemu.
+guest_qemu() {
+	local net_args=()
+	[ $net -eq 1 ] && net_args=(-netdev "tap,id=n0,ifname=tap$1,script=no,downscript=no"
+		-device "virtio-net-pci,netdev=n0,mac=52:54:00:a3:f0:$(printf %02x $(($1 + 1)))")
+	qemu=(qemu-system-x86_64 -name "amf$1" "${accel_args[@]}" -smp "$cpus" -m "$mem"
+		-nodefaults -display none -no-reboot
+		-kernel "$kernel" -initrd "$initrd" -append "$2"
+		-serial "$([ "$tests" = shell ] && echo mon:stdio || echo "file:$out/$name.g$1.console.log")"
+		-serial "file:$out/$name.g$1.ktap" -pidfile "$out/$name.g$1.pid"
+		${drive_args[@]+"${drive_args[@]}"} ${net_args[@]+"${net_args[@]}"})
+}
+
+if [ "$tests" = shell ]; then
+	# Interactive: console on the terminal (one guest).
+	guest_qemu 0 "$(guest_cmdline 0)"
+	[ $net -eq 1 ] && exec_ns=(ip netns exec "$ns") || exec_ns=()
+	${exec_ns[@]+"${exec_ns[@]}"} "${qemu[@]}"
+	exit 0
+fi
+
+# run_guest I: guest I's incarnations, one after the other, until one ends without asking
+# to be restarted; exits with the last QEMU's status (0 for a guest killed on request,
+# 124/137 on timeout). Each incarnation runs under `timeout` for what is left of the run's
+# time. A guest that prints "AMF-KILL-ME node=I" or "AMF-RESTART-ME node=I" on its result
+# channel gets SIGKILL; after a restart request the logs of incarnation K move to
+# NAME.gI.bK.{console.log,ktap}, a verdict other than PASS is noted in NAME.gI.earlier, and
+# incarnation K+1 boots with the same disks, tap and command line plus " amf.boot=K+1".
+run_guest() {
+	local i=$1 k=0 tp='' qp='' what='' qrc left v cl
+	local k_ktap=$out/$name.g$i.ktap k_con=$out/$name.g$i.console.log pidf=$out/$name.g$i.pid
+	trap '[ -n "$tp" ] && kill "$tp" 2>/dev/null; wait 2>/dev/null; exit 143' TERM
+	: >"$out/$name.g$i.qemu.log"
+	while :; do
+		left=$((deadline - $(date +%s)))
+		[ $left -gt 0 ] || exit 124
+		cl=$(guest_cmdline "$i")
+		[ $k -gt 0 ] && cl+=" amf.boot=$k"
+		guest_qemu "$i" "$cl"
+		rm -f "$pidf"
+		echo "=== boot $k: $(date +%T), $left s left" >>"$out/$name.g$i.qemu.log"
+		if [ $net -eq 1 ]; then
+			timeout -k 5 "$left" ip netns exec "$ns" "${qemu[@]}" >>"$out/$name.g$i.qemu.log" 2>&1 &
+		else
+			timeout -k 5 "$left" "${qemu[@]}" >>"$out/$name.g$i.qemu.log" 2>&1 &
+		fi
+		tp=$!
+		what=''
+		while kill -0 "$tp" 2>/dev/null; do
+			if grep -aq "^AMF-RESTART-ME node=$i" "$k_ktap" 2>/dev/null; then
+				what='restart'
+			elif grep -aq "^AMF-KILL-ME node=$i" "$k_ktap" 2>/dev/null; then
+				what='kill'
+			fi
+			if [ -n "$what" ]; then
+				qp=$(cat "$pidf" 2>/dev/null || true)
+				if [ -n "$qp" ] && kill -KILL "$qp" 2>/dev/null; then
+					log "guest $i: killed (QEMU pid $qp, boot $k), as it asked$([ $what = restart ] && echo ", to be restarted")"
+				else
+					log "guest $i: asked to be killed but QEMU (pid '${qp}') is not there"
 				fi
-			done
+				break
+			fi
 			sleep 0.2
 		done
-	) &
-	watcher=$!
-fi
+		qrc=0
+		wait "$tp" 2>/dev/null || qrc=$?  # no "Killed" job report
+		tp=''
+		[ $qrc -eq 124 ] && exit 124
+		case $what in
+		kill) exit 0 ;;
+		restart) [ "$(date +%s)" -lt $deadline ] || exit 124 ;;
+		*) exit $qrc ;;
+		esac
+		sed -i 's/\r$//' "$k_ktap" 2>/dev/null || true
+		v=$(grep -a '^AMF-VERDICT:' "$k_ktap" 2>/dev/null | tail -1 | awk '{print $2}' || true)
+		mv "$k_ktap" "$out/$name.g$i.b$k.ktap"
+		mv "$k_con" "$out/$name.g$i.b$k.console.log" 2>/dev/null || true
+		if [ "$v" != PASS ]; then
+			echo "boot $k: ${v:-no verdict}" >>"$out/$name.g$i.earlier"
+			log "guest $i: boot $k ended ${v:-without a verdict} before its restart (results: ${out#$repo/}/$name.g$i.b$k.ktap)"
+		fi
+		k=$((k + 1))
+		log "guest $i: restarting as boot $k"
+	done
+}
+
+for ((i = 0; i < guests; i++)); do
+	run_guest "$i" &
+	pids+=($!)
+done
 
 rc=0
 for ((i = 0; i < guests; i++)); do
 	qrc=0
 	wait "${pids[$i]}" || qrc=$?
-	if grep -aq "^AMF-KILL-ME node=$i" "$out/$name.g$i.ktap" 2>/dev/null && [ $qrc -ne 124 ]; then
-		killed+="$i "
-		qrc=0
-	fi
 	k=$out/$name.g$i.ktap
 	c=$out/$name.g$i.console.log
+	boots=0
+	for b in "$out/$name.g$i".b*.ktap; do [ -f "$b" ] && boots=$((boots + 1)); done
 	# The clean channel (ttyS1) normally has everything; the console is the fallback.
 	if ! grep -aq 'AMF-VERDICT:' "$k" 2>/dev/null && grep -aq 'AMF-VERDICT:' "$c" 2>/dev/null; then
 		log "guest $i: the result channel (ttyS1) has no verdict: results taken from the console"
@@ -260,7 +316,8 @@ for ((i = 0; i < guests; i++)); do
 	sed -i 's/\r$//' "$k" 2>/dev/null || true
 	v=$(grep -a '^AMF-VERDICT:' "$k" 2>/dev/null | tail -1 | awk '{print $2}' || true)
 	rm -f "$out/$name.g$i.pid"
-	[[ "$killed" == *" $i "* ]] && log "guest $i: killed on request after its verdict ($v)"
+	[ "$boots" -gt 0 ] && log "guest $i: restarted $boots time(s) on request; its results are those of boot $boots"
+	grep -aq "^AMF-KILL-ME node=$i" "$k" 2>/dev/null && [ $qrc -eq 0 ] && log "guest $i: killed on request after its verdict ($v)"
 	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 		log "guest $i: TIMEOUT after ${timeout}s (console: ${c#$repo/})"
 		echo "AMF-VERDICT: TIMEOUT node=$i" >>"$k"
@@ -276,7 +333,10 @@ for ((i = 0; i < guests; i++)); do
 		echo "AMF-VERDICT: CRASH node=$i" >>"$k"
 		[ $rc -eq 0 ] && rc=3
 	fi
+	if [ -s "$out/$name.g$i.earlier" ]; then
+		log "guest $i: earlier boots did not pass: $(paste -sd, "$out/$name.g$i.earlier")"
+		[ $rc -eq 0 ] && rc=1
+	fi
 done
-[ -n "${watcher:-}" ] && wait "$watcher" 2>/dev/null
 log "$name: done in $(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s, exit $rc"
 exit $rc
