@@ -17,8 +17,11 @@
 //! kernel's part (`super::superblock::validate_member_set`).
 
 use core::ffi::CStr;
+use core::fmt;
 
-use super::geometry::{nonzero, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
+use super::geometry::{
+    nonzero, BoundedList, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS,
+};
 use super::superblock::{parse_uuid, Superblock, Uuid};
 
 /// Smallest chunk: one 4 KiB page.
@@ -36,6 +39,16 @@ pub const MAX_CLUSTER_NAME: usize = 63;
 pub const MAX_NODE_ID: u32 = i32::MAX as u32;
 /// Most stripes one lock may cover.
 pub const MAX_LOCK_STRIPES: u32 = 1 << 20;
+
+/// Most AMFs in `peers` (this one included).
+pub const MAX_PEERS: usize = 16;
+/// Fewest AMFs in `peers`: this one and one other.
+pub const MIN_PEERS: usize = 2;
+/// Largest node id in `peers`: the replication protocol keeps sets of nodes in 64-bit masks,
+/// and 0 is no node id.
+pub const MAX_PEER_NODE_ID: u32 = 63;
+/// Longest `auth_key` description.
+pub const MAX_AUTH_KEY_LEN: usize = 255;
 
 /// The `<dev>` word of a missing member (dm-raid's spelling).
 pub const MISSING_DEVICE: &str = "-";
@@ -110,6 +123,25 @@ pub enum TableError {
     BadLockStripes,
     /// `lock_stripes` without `cluster`.
     LockStripesNotCluster,
+    /// `peers` without `cluster` and `node`.
+    PeersNotCluster,
+    /// `peers` missing its count, the count not a number or outside
+    /// [`MIN_PEERS`]..=[`MAX_PEERS`], or the parameters end before that many entries.
+    BadPeerCount,
+    /// A `peers` entry that is not `<node>@<a.b.c.d>:<port>` with a node id from 1 to
+    /// [`MAX_PEER_NODE_ID`] and a port from 1 to 65535 ([`parse_peer`]).
+    BadPeer,
+    /// Two `peers` entries with the same node id or the same address and port.
+    DuplicatePeer,
+    /// `peers` without an entry for the table's own `node`.
+    PeersMissSelf,
+    /// `peers` without `auth_key`.
+    PeersNeedAuthKey,
+    /// `auth_key` without `peers`.
+    AuthKeyNeedsPeers,
+    /// `auth_key` missing its value, or the value not a logon key description
+    /// ([`valid_auth_key`]).
+    BadAuthKey,
 }
 
 impl TableError {
@@ -150,6 +182,14 @@ impl TableError {
             Self::ClusterLevel => c"cluster is only implemented for raid5 and raid6",
             Self::BadLockStripes => c"Invalid lock_stripes",
             Self::LockStripesNotCluster => c"lock_stripes is only valid with cluster",
+            Self::PeersNotCluster => c"peers needs cluster and node",
+            Self::BadPeerCount => c"peers needs a count of 2 to 16 and that many entries",
+            Self::BadPeer => c"peer must be <node>@<a.b.c.d>:<port> with node 1..63",
+            Self::DuplicatePeer => c"peers lists a node id or address twice",
+            Self::PeersMissSelf => c"peers must list this table's node id",
+            Self::PeersNeedAuthKey => c"peers needs auth_key",
+            Self::AuthKeyNeedsPeers => c"auth_key needs peers",
+            Self::BadAuthKey => c"auth_key must be <prefix>:<name>, 1 to 255 characters",
         }
     }
 }
@@ -163,6 +203,128 @@ pub struct ClusterSpec<'a> {
     pub node: u32,
     /// Stripes per lock resource (default 1).
     pub lock_stripes: u32,
+    /// The replication channel (`peers ... auth_key <desc>`): `None` without `peers`.
+    pub replication: Option<ReplicationSpec<'a>>,
+}
+
+/// One AMF of the group, as `peers` lists it: `<node>@<a.b.c.d>:<port>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerSpec {
+    /// Its corosync node id, 1 to [`MAX_PEER_NODE_ID`].
+    pub node: u32,
+    /// The IPv4 address its replication channel listens on, in network order
+    /// (`[10, 0, 0, 1]` is `10.0.0.1`).
+    pub ip: [u8; 4],
+    /// The TCP port, 1 to 65535.
+    pub port: u16,
+}
+
+impl PeerSpec {
+    /// Whether `other` listens on the same address and port.
+    pub fn same_address(&self, other: &PeerSpec) -> bool {
+        self.ip == other.ip && self.port == other.port
+    }
+}
+
+/// The canonical table form, `<node>@<a.b.c.d>:<port>`, numbers without leading zeros.
+impl fmt::Display for PeerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.ip;
+        write!(f, "{}@{a}.{b}.{c}.{d}:{}", self.node, self.port)
+    }
+}
+
+/// The replication parameters of a clustered table: `peers <n> <peer>... auth_key <desc>`.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicationSpec<'a> {
+    /// Every AMF of the group, this one included, sorted by node id (node ids and
+    /// addresses unique, [`MIN_PEERS`] to [`MAX_PEERS`] of them).
+    pub peers: BoundedList<PeerSpec, MAX_PEERS>,
+    /// The description of the kernel `logon` key that holds the group's shared secret
+    /// ([`valid_auth_key`]).
+    pub auth_key: &'a str,
+}
+
+impl ReplicationSpec<'_> {
+    /// Every AMF of the group, this one included, sorted by node id.
+    pub fn peers(&self) -> &[PeerSpec] {
+        self.peers.as_slice()
+    }
+
+    /// The entry of node `node` (the table's own `node`: the address this AMF listens on).
+    pub fn own(&self, node: u32) -> Option<&PeerSpec> {
+        self.peers().iter().find(|p| p.node == node)
+    }
+
+    /// The words the replication parameters take in `<#params>`:
+    /// `peers <n>`, the `n` entries, `auth_key <desc>`.
+    pub fn param_words(&self) -> usize {
+        4 + self.peers().len()
+    }
+}
+
+impl PartialEq for ReplicationSpec<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.peers() == other.peers() && self.auth_key == other.auth_key
+    }
+}
+
+impl Eq for ReplicationSpec<'_> {}
+
+/// Writes the replication parameters as `dmsetup table` prints them, each word preceded by
+/// a space: ` peers <n> <node>@<a.b.c.d>:<port>... auth_key <desc>`, the peers sorted by node
+/// id, numbers without leading zeros. They follow `cluster <name> node <id>
+/// [lock_stripes <n>]`; [`ReplicationSpec::param_words`] counts them for `<#params>`.
+pub fn write_replication(
+    spec: &ReplicationSpec<'_>,
+    out: &mut (impl fmt::Write + ?Sized),
+) -> fmt::Result {
+    write!(out, " peers {}", spec.peers().len())?;
+    for p in spec.peers() {
+        write!(out, " {p}")?;
+    }
+    write!(out, " auth_key {}", spec.auth_key)
+}
+
+/// One octet of a dotted quad: 1 to 3 digits, no leading zero (`010` would be octal to
+/// `inet_aton`), at most 255.
+fn parse_octet(s: &str) -> Option<u8> {
+    if s.len() > 3 || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    u8::try_from(parse_decimal(s)?).ok()
+}
+
+/// Parses a `peers` entry, `<node>@<a.b.c.d>:<port>`: a decimal node id from 1 to
+/// [`MAX_PEER_NODE_ID`], an IPv4 address as four decimal octets (0 to 255, no leading
+/// zeros, no sign, none empty) and a decimal port from 1 to 65535.
+pub fn parse_peer(word: &str) -> Option<PeerSpec> {
+    let (node, addr) = word.split_once('@')?;
+    let (ip, port) = addr.rsplit_once(':')?;
+    let node = parse_decimal(node).filter(|n| (1..=u64::from(MAX_PEER_NODE_ID)).contains(n))?;
+    let port = parse_decimal(port).filter(|p| (1..=u64::from(u16::MAX)).contains(p))?;
+    let mut octets = [0u8; 4];
+    let mut parts = ip.split('.');
+    for o in &mut octets {
+        *o = parse_octet(parts.next()?)?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(PeerSpec {
+        node: node as u32,
+        ip: octets,
+        port: port as u16,
+    })
+}
+
+/// Whether `desc` can name the kernel `logon` key of `auth_key`: 1 to
+/// [`MAX_AUTH_KEY_LEN`] printable ASCII characters without spaces, with a `:` after a
+/// non-empty prefix (the kernel refuses `logon` keys without one: `dm-amf:grp1`).
+pub fn valid_auth_key(desc: &str) -> bool {
+    (1..=MAX_AUTH_KEY_LEN).contains(&desc.len())
+        && desc.bytes().all(|c| c.is_ascii_graphic())
+        && desc.find(':').is_some_and(|i| i > 0)
 }
 
 fn valid_cluster_name(name: &str) -> bool {
@@ -200,8 +362,9 @@ pub struct TableSpec<'a> {
     /// the group from the members' superblocks, and each member's `offset` must be the data
     /// offset its superblock records. `None`: no metadata is read.
     pub group: Option<Uuid>,
-    /// Cluster mode (`cluster <name> node <id> [lock_stripes <n>]`): `None` for a
-    /// single-node target, which takes no locks.
+    /// Cluster mode (`cluster <name> node <id> [lock_stripes <n>]
+    /// [peers <n> <peer>... auth_key <desc>]`): `None` for a single-node target, which takes
+    /// no locks.
     pub cluster: Option<ClusterSpec<'a>>,
     members: [MemberArg<'a>; MAX_MEMBERS],
     nr_members: usize,
@@ -320,6 +483,44 @@ struct Optional<'a> {
     cluster: Option<&'a str>,
     node: Option<u32>,
     lock_stripes: Option<u32>,
+    /// `peers <n> <peer>...`, sorted by node id; `auth_key <desc>`.
+    peers: Option<BoundedList<PeerSpec, MAX_PEERS>>,
+    auth_key: Option<&'a str>,
+}
+
+/// The `<n>` entries after `peers <n>`, checked and sorted by node id.
+fn parse_peers(
+    it: &mut core::slice::Iter<'_, &str>,
+) -> Result<BoundedList<PeerSpec, MAX_PEERS>, TableError> {
+    let count = it.next().ok_or(TableError::BadPeerCount)?;
+    let n = parse_decimal(count)
+        .filter(|n| (MIN_PEERS as u64..=MAX_PEERS as u64).contains(n))
+        .ok_or(TableError::BadPeerCount)? as usize;
+    let mut peers = [PeerSpec::default(); MAX_PEERS];
+    for i in 0..n {
+        let word = it.next().ok_or(TableError::BadPeerCount)?;
+        let peer = parse_peer(word).ok_or(TableError::BadPeer)?;
+        let earlier = peers.get(..i).unwrap_or(&[]);
+        if earlier
+            .iter()
+            .any(|p| p.node == peer.node || p.same_address(&peer))
+        {
+            return Err(TableError::DuplicatePeer);
+        }
+        // Insertion sort: the earlier entries are sorted, and at most 16.
+        let at = earlier.iter().take_while(|p| p.node < peer.node).count();
+        if let Some(tail) = peers.get_mut(at..=i) {
+            tail.rotate_right(1);
+            if let Some(slot) = tail.first_mut() {
+                *slot = peer;
+            }
+        }
+    }
+    let mut list = BoundedList::new();
+    for p in peers.iter().take(n) {
+        list.push(*p);
+    }
+    Ok(list)
 }
 
 /// Applies the optional parameters (the words after `<chunk_sectors>`) to `level` and
@@ -329,6 +530,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
     let mut rebuild = MemberSet::EMPTY;
     let mut group = None;
     let (mut cluster, mut node, mut lock_stripes) = (None, None, None);
+    let (mut peers, mut auth_key) = (None, None);
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -399,6 +601,22 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
                     .ok_or(TableError::BadLockStripes)?;
                 lock_stripes = Some(n as u32);
             }
+            "peers" => {
+                if peers.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                peers = Some(parse_peers(&mut it)?);
+            }
+            "auth_key" => {
+                if auth_key.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                let value = *it.next().ok_or(TableError::BadAuthKey)?;
+                if !valid_auth_key(value) {
+                    return Err(TableError::BadAuthKey);
+                }
+                auth_key = Some(value);
+            }
             _ => return Err(TableError::UnknownParam),
         }
     }
@@ -408,6 +626,8 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
         cluster,
         node,
         lock_stripes,
+        peers,
+        auth_key,
     })
 }
 
@@ -477,6 +697,8 @@ fn cluster_spec<'a>(
 ) -> Result<Option<ClusterSpec<'a>>, TableError> {
     match (opt.cluster, opt.node) {
         (None, None) if opt.lock_stripes.is_some() => Err(TableError::LockStripesNotCluster),
+        (None, None) if opt.peers.is_some() => Err(TableError::PeersNotCluster),
+        (None, None) if opt.auth_key.is_some() => Err(TableError::AuthKeyNeedsPeers),
         (None, None) => Ok(None),
         (Some(name), Some(node)) => {
             if opt.group.is_none() {
@@ -489,9 +711,28 @@ fn cluster_spec<'a>(
                 name,
                 node,
                 lock_stripes: opt.lock_stripes.unwrap_or(1),
+                replication: replication_spec(opt, node)?,
             }))
         }
         _ => Err(TableError::ClusterIncomplete),
+    }
+}
+
+/// The replication parameters of a clustered table whose own node id is `node`.
+fn replication_spec<'a>(
+    opt: &Optional<'a>,
+    node: u32,
+) -> Result<Option<ReplicationSpec<'a>>, TableError> {
+    match (opt.peers, opt.auth_key) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(TableError::AuthKeyNeedsPeers),
+        (Some(peers), auth_key) => {
+            if !peers.as_slice().iter().any(|p| p.node == node) {
+                return Err(TableError::PeersMissSelf);
+            }
+            let auth_key = auth_key.ok_or(TableError::PeersNeedAuthKey)?;
+            Ok(Some(ReplicationSpec { peers, auth_key }))
+        }
     }
 }
 
@@ -857,6 +1098,323 @@ mod tests {
         );
     }
 
+    /// A clustered raid5 over four members (384 sectors) with `params` after `node <node>`;
+    /// `<#params>` is counted.
+    fn replicated(node: u32, params: &str) -> std::string::String {
+        let params = std::format!(
+            "128 group 0123456789abcdef0123456789abcdef cluster amf-test node {node} {params}"
+        );
+        std::format!(
+            "raid5 {} {params} 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0",
+            words(&params).len()
+        )
+    }
+
+    fn replication_of(line: &str) -> Result<Option<ReplicationSpec<'_>>, TableError> {
+        // The spec borrows from the words, which borrow from `line`.
+        let w: std::vec::Vec<&str> = line.split_whitespace().collect();
+        parse(&w, 384).map(|t| t.cluster.and_then(|c| c.replication))
+    }
+
+    fn peer(node: u32, ip: [u8; 4], port: u16) -> PeerSpec {
+        PeerSpec { node, ip, port }
+    }
+
+    #[test]
+    fn replication_parameters() {
+        // Without them: none.
+        assert_eq!(replication_of(&replicated(2, "")), Ok(None));
+        // Two to sixteen entries, this node's among them, sorted by node id.
+        let l = replicated(
+            2,
+            "peers 3 3@10.0.0.3:7000 1@10.0.0.1:7000 2@192.168.100.254:65535 \
+             auth_key dm-amf:grp1",
+        );
+        let r = replication_of(&l).unwrap().unwrap();
+        assert_eq!(
+            r.peers(),
+            [
+                peer(1, [10, 0, 0, 1], 7000),
+                peer(2, [192, 168, 100, 254], 65535),
+                peer(3, [10, 0, 0, 3], 7000),
+            ]
+        );
+        assert_eq!(r.auth_key, "dm-amf:grp1");
+        assert_eq!(r.own(2), Some(&peer(2, [192, 168, 100, 254], 65535)));
+        assert_eq!(r.own(4), None);
+        assert_eq!(r.param_words(), 7);
+        // In any order with the other parameters; the key before the peers.
+        let l = std::format!(
+            "raid6 13 128 auth_key a:b peers 2 63@0.0.0.0:1 1@255.255.255.255:2 node 63 \
+             group {GROUP} cluster c 5 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0 /dev/e 0"
+        );
+        let r = replication_of(&l).unwrap().unwrap();
+        assert_eq!(r.peers(), [peer(1, [255; 4], 2), peer(63, [0; 4], 1)]);
+        assert_eq!(r.own(63).map(|p| p.port), Some(1));
+        // Sixteen entries; leading zeros in node ids and ports are decimal, as elsewhere.
+        let mut many = std::string::String::from("peers 16");
+        for i in (1..=16).rev() {
+            many.push_str(&std::format!(" 0{i}@10.0.{i}.1:0{}", 7000 + i));
+        }
+        many.push_str(" auth_key x:~!#$%^&*()_+{}|\"'<>?,./;[]\\=-`");
+        let l = replicated(16, &many);
+        let r = replication_of(&l).unwrap().unwrap();
+        assert_eq!(r.peers().len(), 16);
+        for (i, p) in r.peers().iter().enumerate() {
+            let n = i as u32 + 1;
+            assert_eq!(*p, peer(n, [10, 0, n as u8, 1], 7000 + n as u16));
+        }
+        // The same port on different addresses, different ports on one address.
+        let l = replicated(
+            1,
+            "peers 3 1@10.0.0.1:7 2@10.0.0.2:7 3@10.0.0.1:8 auth_key k:k",
+        );
+        assert_eq!(replication_of(&l).unwrap().unwrap().peers().len(), 3);
+        // The longest description.
+        let long = std::format!("k:{}", "x".repeat(MAX_AUTH_KEY_LEN - 2));
+        let l = replicated(
+            1,
+            &std::format!("peers 2 1@1.1.1.1:1 2@1.1.1.1:2 auth_key {long}"),
+        );
+        assert_eq!(replication_of(&l).unwrap().unwrap().auth_key.len(), 255);
+    }
+
+    #[test]
+    fn replication_round_trip() {
+        // What write_replication prints parses back to the same spec, in canonical form.
+        for (node, given, echo) in [
+            (
+                2,
+                "peers 2 02@10.0.0.2:07000 1@10.0.0.1:7000 auth_key dm-amf:grp1",
+                " peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 auth_key dm-amf:grp1",
+            ),
+            (
+                5,
+                "auth_key a:b peers 3 63@1.2.3.4:65535 5@0.0.0.0:1 9@100.200.250.255:80",
+                " peers 3 5@0.0.0.0:1 9@100.200.250.255:80 63@1.2.3.4:65535 auth_key a:b",
+            ),
+        ] {
+            let l = replicated(node, given);
+            let r = replication_of(&l).unwrap().unwrap();
+            let mut out = std::string::String::new();
+            write_replication(&r, &mut out).unwrap();
+            assert_eq!(out, echo);
+            assert_eq!(words(&out).len(), r.param_words());
+            let l2 = replicated(node, &out);
+            assert_eq!(replication_of(&l2).unwrap(), Some(r));
+            let mut again = std::string::String::new();
+            write_replication(&replication_of(&l2).unwrap().unwrap(), &mut again).unwrap();
+            assert_eq!(again, echo);
+        }
+        // The whole clustered table, as dmsetup table prints it.
+        let l = std::format!(
+            "raid5 13 128 group {GROUP} cluster amf-test node 1 peers 2 1@10.0.0.1:7000 \
+             2@10.0.0.2:7000 auth_key dm-amf:grp1 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0"
+        );
+        let w = words(&l);
+        let c = parse(&w, 384).unwrap().cluster.unwrap();
+        assert_eq!((c.name, c.node, c.lock_stripes), ("amf-test", 1, 1));
+        assert_eq!(4 + c.replication.unwrap().param_words(), 10);
+        assert_eq!(
+            std::format!("{}", peer(7, [1, 22, 103, 0], 9)),
+            "7@1.22.103.0:9"
+        );
+    }
+
+    #[test]
+    fn replication_errors() {
+        use TableError::*;
+        let e = |node: u32, params: &str| {
+            let l = replicated(node, params);
+            let w = words(&l);
+            parse(&w, 384).map(|_| ()).expect_err(&l)
+        };
+        const KEY: &str = "auth_key dm-amf:grp1";
+        let two = "1@10.0.0.1:7000 2@10.0.0.2:7000";
+        // Good, for reference.
+        assert!(replication_of(&replicated(1, &std::format!("peers 2 {two} {KEY}"))).is_ok());
+
+        // Node ids.
+        for bad in ["0", "64", "65", "x", "", "-1", "+1", "4294967297", "1.0"] {
+            let p = std::format!("peers 2 {two} {KEY}").replace("2@", &std::format!("{bad}@"));
+            assert_eq!(e(1, &p), BadPeer, "{p}");
+        }
+        // Addresses.
+        for bad in [
+            "10.0.0.256",
+            "10.0.0.-1",
+            "10.0.0.+1",
+            "10.0.0.",
+            "10..0.1",
+            ".10.0.0",
+            "10.0.0",
+            "10.0.0.1.1",
+            "010.0.0.1",
+            "10.0.0.00",
+            "0x0a.0.0.1",
+            "10.0.0.1000",
+            "localhost",
+            "[::1]",
+            "::1",
+            "",
+            "10.0.0.1 ",
+        ] {
+            let p = std::format!("peers 2 1@10.0.0.1:7000 2@{bad}:7000 {KEY}");
+            assert_eq!(e(1, &p), BadPeer, "{p}");
+        }
+        // Ports.
+        for bad in ["0", "65536", "70000", "", "x", "+80", "-80", "80:80"] {
+            let p = std::format!("peers 2 1@10.0.0.1:7000 2@10.0.0.2:{bad} {KEY}");
+            assert_eq!(e(1, &p), BadPeer, "{p}");
+        }
+        // Not the shape.
+        for bad in [
+            "2",
+            "2@10.0.0.2",
+            "10.0.0.2:7000",
+            "2@@10.0.0.2:7000",
+            "2@10.0.0.2:7000@",
+        ] {
+            let p = std::format!("peers 2 1@10.0.0.1:7000 {bad} {KEY}");
+            assert_eq!(e(1, &p), BadPeer, "{p}");
+        }
+        // Duplicates: a node id (however written), an address with its port.
+        assert_eq!(
+            e(
+                1,
+                &std::format!("peers 2 1@10.0.0.1:7000 1@10.0.0.2:7000 {KEY}")
+            ),
+            DuplicatePeer
+        );
+        assert_eq!(
+            e(
+                1,
+                &std::format!("peers 3 1@10.0.0.1:7000 2@10.0.0.2:7000 01@10.0.0.3:7000 {KEY}")
+            ),
+            DuplicatePeer
+        );
+        assert_eq!(
+            e(
+                1,
+                &std::format!("peers 2 1@10.0.0.1:7000 2@10.0.0.1:07000 {KEY}")
+            ),
+            DuplicatePeer
+        );
+        // The count: missing, not a number, out of range, more than the entries that follow
+        // before the end of the parameters.
+        assert_eq!(e(1, "peers"), BadPeerCount);
+        for bad in ["0", "1", "17", "x", "-2", "+2"] {
+            assert_eq!(
+                e(1, &std::format!("{KEY} peers {bad} {two}")),
+                BadPeerCount,
+                "{bad}"
+            );
+        }
+        assert_eq!(e(1, &std::format!("{KEY} peers 3 {two}")), BadPeerCount);
+        assert_eq!(
+            e(1, &std::format!("{KEY} peers 2 1@10.0.0.1:7000")),
+            BadPeerCount
+        );
+        let mut seventeen = std::format!("{KEY} peers 17");
+        for i in 1..=17 {
+            seventeen.push_str(&std::format!(" {i}@10.0.0.{i}:7000"));
+        }
+        assert_eq!(e(1, &seventeen), BadPeerCount);
+        let sixteen = seventeen.replace("peers 17", "peers 16");
+        assert_eq!(e(1, &sixteen), UnknownParam);
+        // ... or fewer: the next word is taken as an entry, or is left over.
+        assert_eq!(e(1, &std::format!("peers 3 {two} {KEY}")), BadPeer);
+        assert_eq!(
+            e(1, &std::format!("{KEY} peers 2 {two} 3@10.0.0.3:7000")),
+            UnknownParam
+        );
+        // <#params> counting fewer words than the peers take: the rest is <#devs>.
+        let l = std::format!(
+            "raid5 10 128 group {GROUP} cluster c node 1 peers 2 {two} {KEY} 4 /dev/a 0 /dev/b 0 \
+             /dev/c 0 /dev/d 0"
+        );
+        assert_eq!(err(&l, 384), BadPeerCount);
+        // This node missing.
+        assert_eq!(e(3, &std::format!("peers 2 {two} {KEY}")), PeersMissSelf);
+        assert_eq!(e(64, &std::format!("peers 2 {two} {KEY}")), PeersMissSelf);
+        // Twice.
+        assert_eq!(
+            e(1, &std::format!("peers 2 {two} peers 2 {two} {KEY}")),
+            DuplicateParam
+        );
+        assert_eq!(
+            e(1, &std::format!("peers 2 {two} {KEY} {KEY}")),
+            DuplicateParam
+        );
+        assert_eq!(
+            e(1, &std::format!("peers 2 {two} {KEY} auth_key")),
+            DuplicateParam
+        );
+        // The key: needed with peers, refused without.
+        assert_eq!(e(1, &std::format!("peers 2 {two}")), PeersNeedAuthKey);
+        assert_eq!(e(1, KEY), AuthKeyNeedsPeers);
+        // Bad descriptions.
+        assert_eq!(e(1, &std::format!("peers 2 {two} auth_key")), BadAuthKey);
+        let long = std::format!("k:{}", "x".repeat(MAX_AUTH_KEY_LEN - 1));
+        for bad in [
+            "dm-amf",
+            ":grp1",
+            "dm-amf:gr\u{e9}p",
+            "dm-amf:\u{7f}",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                e(1, &std::format!("peers 2 {two} auth_key {bad}")),
+                BadAuthKey,
+                "{bad}"
+            );
+        }
+        // Without cluster mode.
+        let devs = "4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0";
+        let l = std::format!("raid5 9 128 group {GROUP} peers 2 {two} {KEY} {devs}");
+        assert_eq!(err(&l, 384), PeersNotCluster);
+        let l = std::format!("raid5 7 128 group {GROUP} peers 2 {two} {devs}");
+        assert_eq!(err(&l, 384), PeersNotCluster);
+        let l = std::format!("raid5 5 128 group {GROUP} {KEY} {devs}");
+        assert_eq!(err(&l, 384), AuthKeyNeedsPeers);
+        let l = std::format!("raid5 7 128 peers 2 {two} {KEY} {devs}");
+        assert_eq!(err(&l, 384), PeersNotCluster);
+        // With only one of cluster and node, that is the error; without group, that.
+        let l = std::format!("raid5 11 128 group {GROUP} cluster c peers 2 {two} {KEY} {devs}");
+        assert_eq!(err(&l, 384), ClusterIncomplete);
+        let l = std::format!("raid5 11 128 cluster c node 1 peers 2 {two} {KEY} {devs}");
+        assert_eq!(err(&l, 384), ClusterNeedsGroup);
+        let l = std::format!(
+            "raid1 13 128 group {GROUP} cluster c node 1 peers 2 {two} {KEY} 2 /dev/a 0 /dev/b 0"
+        );
+        assert_eq!(err(&l, 128), ClusterLevel);
+    }
+
+    #[test]
+    fn peer_words() {
+        assert_eq!(parse_peer("1@0.0.0.0:1"), Some(peer(1, [0; 4], 1)));
+        assert_eq!(
+            parse_peer("63@255.255.255.255:65535"),
+            Some(peer(63, [255; 4], 65535))
+        );
+        for bad in [
+            "",
+            "@",
+            "1@:",
+            "1@0.0.0.0:",
+            "@0.0.0.0:1",
+            "1@0.0.0:1",
+            "1@0.0.0.0.:1",
+        ] {
+            assert_eq!(parse_peer(bad), None, "{bad:?}");
+        }
+        assert!(valid_auth_key("a:"));
+        assert!(valid_auth_key("dm-amf:grp1"));
+        for bad in ["", ":", "a", "a b:c", "a:b c", "a:\t", "a:\u{a0}"] {
+            assert!(!valid_auth_key(bad), "{bad:?}");
+        }
+    }
+
     #[test]
     fn messages_are_distinct_and_documented() {
         let doc = include_str!("../../../Documentation/table-syntax.rst");
@@ -893,6 +1451,14 @@ mod tests {
             TableError::ClusterLevel,
             TableError::BadLockStripes,
             TableError::LockStripesNotCluster,
+            TableError::PeersNotCluster,
+            TableError::BadPeerCount,
+            TableError::BadPeer,
+            TableError::DuplicatePeer,
+            TableError::PeersMissSelf,
+            TableError::PeersNeedAuthKey,
+            TableError::AuthKeyNeedsPeers,
+            TableError::BadAuthKey,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();

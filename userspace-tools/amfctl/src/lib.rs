@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `amfctl`, the dm-amf administrator's tool, as a library: table lines, member devices,
-//! status parsing, the `dmsetup` calls, member superblocks, the offline parity check and the
-//! cluster's corosync.conf. The binary (`main.rs`) is the command line over these.
-#![forbid(unsafe_code)]
+//! status parsing, the `dmsetup` calls, member superblocks, the offline parity check, the
+//! cluster's corosync.conf and the replication key. The binary (`main.rs`) is the command
+//! line over these.
+// Denied, not forbidden: `keyring` allows it for its one system call.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cluster;
 pub mod device;
 pub mod dmsetup;
+pub mod keyring;
 pub mod scrub;
 pub mod size;
 pub mod status;

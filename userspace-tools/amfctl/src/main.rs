@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use amfctl::cluster::{self, ClusterSpec, Node};
 use amfctl::device::{self, DevArg};
 use amfctl::dmsetup;
+use amfctl::keyring;
 use amfctl::scrub;
 use amfctl::size::parse_sectors;
 use amfctl::status::{self, AmfStatus};
@@ -89,6 +90,18 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Add the shared secret of a replicated group (table `auth_key <description>`) as a
+    /// `logon` key to the user keyring (keyctl's @u), or update the key of that description
+    /// there. Reads the secret from standard input, or --secret-file; trailing newlines are
+    /// dropped. Prints the key's serial number.
+    KeyAdd {
+        /// The key's description, as --auth-key and auth_key give it: <prefix>:<name>
+        /// (dm-amf:grp1), 1 to 255 printable characters without spaces.
+        description: String,
+        /// Read the secret from this file instead of standard input.
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
     },
     /// Print the corosync.conf (corosync 3, knet) of a cluster of storage servers. Every
     /// node runs with the same file. Exit status 2 when the description is refused.
@@ -197,6 +210,16 @@ struct ClusterOpt {
     /// Cluster mode: stripes per lock, 1 (the default, left out of the table) to 1048576.
     #[arg(long, value_name = "N")]
     lock_stripes: Option<String>,
+    /// Cluster mode, replication: one AMF of the group, its corosync node id (1 to 63), the
+    /// IPv4 address and the TCP port of its replication channel. Repeat for every AMF of
+    /// the group, this one included (2 to 16; the one with --node is where this one
+    /// listens). Adds `peers <n> <peer>...`, sorted by node id. Needs --auth-key.
+    #[arg(long = "peer", value_name = "NODE@A.B.C.D:PORT")]
+    peers: Vec<String>,
+    /// Cluster mode, replication: the description of the logon key that holds the group's
+    /// shared secret (amfctl key-add), <prefix>:<name>. Adds `auth_key <description>`.
+    #[arg(long, value_name = "DESCRIPTION")]
+    auth_key: Option<String>,
 }
 
 impl ClusterOpt {
@@ -205,8 +228,29 @@ impl ClusterOpt {
             name: self.cluster.clone(),
             node: self.node.clone(),
             lock_stripes: self.lock_stripes.clone(),
+            peers: self.peers.clone(),
+            auth_key: self.auth_key.clone(),
         }
     }
+}
+
+fn key_add(description: &str, secret_file: Option<&PathBuf>) -> Result<()> {
+    // The description first: before the secret is typed in.
+    table::auth_key_problem(description).map_err(anyhow::Error::msg)?;
+    let bytes = match secret_file {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => {
+            let mut b = Vec::new();
+            io::stdin()
+                .read_to_end(&mut b)
+                .context("reading the secret from standard input")?;
+            b
+        }
+    };
+    let secret = keyring::secret_from(bytes)?;
+    let serial = keyring::add_logon_key(description, &secret, keyring::KEY_SPEC_USER_KEYRING)?;
+    println!("{serial}");
+    Ok(())
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
@@ -436,6 +480,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Format { opts } => format(opts)?,
         Cmd::Scrub { opts } => return run_scrub(&opts),
         Cmd::Examine { dev, json } => examine(&dev, json)?,
+        Cmd::KeyAdd {
+            description,
+            secret_file,
+        } => key_add(&description, secret_file.as_ref())?,
         Cmd::ClusterConf { opts } => {
             let spec = ClusterSpec {
                 name: opts.name,
@@ -631,8 +679,7 @@ mod tests {
             cluster.request(),
             ClusterRequest {
                 name: Some("amftest".to_string()),
-                node: None,
-                lock_stripes: None
+                ..ClusterRequest::default()
             }
         );
         let e = opts

@@ -12,6 +12,13 @@
 //! ... <mismatch_cnt> cluster <state> <members> <requests> <cached> <blocking> <waits> <deaths>
 //! ```
 //!
+//! and, with replication peers, after the cluster part with
+//!
+//! ```text
+//! ... <deaths> replication <up> <peers> <records_sent> <records_held> <bad_frames>
+//!     <auth_failures> <replayed> <last_takeover_ms>
+//! ```
+//!
 //! Later versions may append fields; they are kept, not refused. Anything else that does not
 //! match is an error that says what is wrong.
 
@@ -154,6 +161,54 @@ fn parse_cluster(words: &[&str]) -> Result<ClusterStatus, StatusErrorKind> {
     })
 }
 
+/// The replication part of a target with `peers` (`replication <up> ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReplicationStatus {
+    /// `<up>`: peers with an authenticated connection now.
+    pub up: u64,
+    /// `<peers>`: the other AMFs in the table's `peers`.
+    pub peers: u64,
+    /// `<records_sent>`: replication records this AMF sent.
+    pub records_sent: u64,
+    /// `<records_held>`: records of peers' unfinished operations held now.
+    pub records_held: u64,
+    /// `<bad_frames>`: malformed frames dropped.
+    pub bad_frames: u64,
+    /// `<auth_failures>`: frames and handshakes that failed authentication, dropped.
+    pub auth_failures: u64,
+    /// `<replayed>`: peers' operations this AMF completed after their death.
+    pub replayed: u64,
+    /// `<last_takeover_ms>`: from the DLM reporting a death to the end of the takeover, for
+    /// the last one; 0 if none.
+    pub last_takeover_ms: u64,
+}
+
+/// The words of the replication part, `replication` included.
+const REPLICATION_WORDS: usize = 9;
+
+/// The replication part's syntax, for messages.
+const REPLICATION_SYNTAX: &str = "replication <up> <peers> <records_sent> <records_held> \
+     <bad_frames> <auth_failures> <replayed> <last_takeover_ms>";
+
+/// Parses the replication part: `words` starts with `replication`.
+fn parse_replication(words: &[&str]) -> Result<ReplicationStatus, StatusErrorKind> {
+    if words.len() < REPLICATION_WORDS {
+        return Err(StatusErrorKind::ReplicationFields {
+            found: words.len().saturating_sub(1),
+        });
+    }
+    Ok(ReplicationStatus {
+        up: number("replication up", words[1])?,
+        peers: number("replication peers", words[2])?,
+        records_sent: number("replication records_sent", words[3])?,
+        records_held: number("replication records_held", words[4])?,
+        bad_frames: number("replication bad_frames", words[5])?,
+        auth_failures: number("replication auth_failures", words[6])?,
+        replayed: number("replication replayed", words[7])?,
+        last_takeover_ms: number("replication last_takeover_ms", words[8])?,
+    })
+}
+
 /// One `amf` target's status line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AmfStatus {
@@ -185,7 +240,11 @@ pub struct AmfStatus {
     /// Cluster mode: the `cluster ...` part after `<mismatch_cnt>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
-    /// Fields after `<mismatch_cnt>` (and the cluster part) that this version does not know.
+    /// Replication peers: the `replication ...` part after the cluster part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
+    /// Fields after `<mismatch_cnt>` (and the cluster and replication parts) that this
+    /// version does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
 }
@@ -252,6 +311,12 @@ pub enum StatusErrorKind {
     /// A cluster `<state>` other than `ready`, `recovering`, `lost`.
     #[error("cluster state '{0}' is not ready, recovering or lost")]
     ClusterState(String),
+    /// `replication` followed by fewer than its eight fields.
+    #[error("replication part has {found} of its 8 fields, expected '{REPLICATION_SYNTAX}'")]
+    ReplicationFields {
+        /// How many words follow `replication`.
+        found: usize,
+    },
     /// A line that is not `[<name>: ]<start> <length> <type> ...`.
     #[error("not a dmsetup status line")]
     NotStatus,
@@ -373,6 +438,15 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         }
         _ => None,
     };
+    // Only right after the cluster part.
+    let replication = match (cluster, rest.first()) {
+        (Some(_), Some(&"replication")) => {
+            let r = parse_replication(rest)?;
+            rest = &rest[REPLICATION_WORDS..];
+            Some(r)
+        }
+        _ => None,
+    };
     Ok(AmfStatus {
         name: None,
         start,
@@ -387,6 +461,7 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         sync_action: sync_action.to_string(),
         mismatch_cnt,
         cluster,
+        replication,
         extra: rest.iter().map(|w| w.to_string()).collect(),
     })
 }
@@ -506,6 +581,24 @@ pub fn summary(st: &AmfStatus) -> String {
             c.deaths
         );
     }
+    if let Some(r) = &st.replication {
+        let takeover = match r.last_takeover_ms {
+            0 => "no takeover".to_string(),
+            ms => format!("last takeover {ms} ms"),
+        };
+        let _ = writeln!(
+            s,
+            "  peers:      {} of {} up, {} records sent, {} held, {} bad frames, {} \
+             authentication failures, {} operations replayed, {takeover}",
+            r.up,
+            r.peers,
+            r.records_sent,
+            r.records_held,
+            r.bad_frames,
+            r.auth_failures,
+            r.replayed
+        );
+    }
     if !st.extra.is_empty() {
         let _ = writeln!(s, "  more:       {}", st.extra.join(" "));
     }
@@ -545,6 +638,7 @@ mod tests {
                 mismatch_cnt: 0,
                 state: VolumeState::Optimal,
                 cluster: None,
+                replication: None,
                 extra: vec![],
             }
         );
@@ -860,6 +954,126 @@ mod tests {
         )));
         assert!(s.contains("  cluster:    lost, 2 members, "), "{s}");
         assert!(s.ends_with("  more:       9\n"), "{s}");
+    }
+
+    const REPLICATED: &str = "r5: 0 1572864 amf raid5 4 AAAA 1572864/1572864 idle 0 \
+                              cluster ready 3 120 4051 7 12 1 \
+                              replication 2 2 98765 3 1 4 17 812";
+
+    #[test]
+    fn replication_part() {
+        let st = one(REPLICATED);
+        assert_eq!(st.cluster.unwrap().deaths, 1);
+        assert_eq!(
+            st.replication,
+            Some(ReplicationStatus {
+                up: 2,
+                peers: 2,
+                records_sent: 98765,
+                records_held: 3,
+                bad_frames: 1,
+                auth_failures: 4,
+                replayed: 17,
+                last_takeover_ms: 812,
+            })
+        );
+        assert!(st.extra.is_empty());
+        // Fields after it are kept.
+        let st = one(&format!("{REPLICATED} 5 new"));
+        assert_eq!(st.replication.unwrap().last_takeover_ms, 812);
+        assert_eq!(st.extra, vec!["5", "new"]);
+        // Absent without peers; only right after the cluster part.
+        assert_eq!(one(CLUSTERED).replication, None);
+        let st = one("0 16 amf raid5 2 AA 16/16 idle 0 replication 1 1 0 0 0 0 0 0");
+        assert_eq!((st.cluster, st.replication), (None, None));
+        assert_eq!(st.extra.len(), 9);
+        let st = one(&format!("{CLUSTERED} x replication"));
+        assert_eq!(st.replication, None);
+        assert_eq!(st.extra, vec!["x", "replication"]);
+    }
+
+    #[test]
+    fn malformed_replication_part_says_what_is_wrong() {
+        use StatusErrorKind::*;
+        let base = "0 16 amf raid5 2 AA 16/16 idle 0 cluster ready 2 0 0 0 0 0";
+        assert_eq!(
+            bad(&format!("{base} replication")),
+            ReplicationFields { found: 0 }
+        );
+        assert_eq!(
+            bad(&format!("{base} replication 1 1 0 0 0 0 0")),
+            ReplicationFields { found: 7 }
+        );
+        let fields = [
+            "replication up",
+            "replication peers",
+            "replication records_sent",
+            "replication records_held",
+            "replication bad_frames",
+            "replication auth_failures",
+            "replication replayed",
+            "replication last_takeover_ms",
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            let mut n = ["1"; 8];
+            n[i] = "-1";
+            assert_eq!(
+                bad(&format!("{base} replication {}", n.join(" "))),
+                NotANumber {
+                    field,
+                    value: "-1".to_string()
+                }
+            );
+        }
+        let e = parse_status(&format!("{base} replication 1 1")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "status line 1: replication part has 2 of its 8 fields, expected 'replication \
+                 <up> <peers> <records_sent> <records_held> <bad_frames> <auth_failures> \
+                 <replayed> <last_takeover_ms>': '{base} replication 1 1'"
+            )
+        );
+    }
+
+    #[test]
+    fn replication_json_and_text() {
+        let st = one(REPLICATED);
+        let j: serde_json::Value = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["replication"],
+            serde_json::json!({
+                "up": 2,
+                "peers": 2,
+                "records_sent": 98765,
+                "records_held": 3,
+                "bad_frames": 1,
+                "auth_failures": 4,
+                "replayed": 17,
+                "last_takeover_ms": 812
+            })
+        );
+        let j = serde_json::to_value(one(CLUSTERED)).unwrap();
+        assert!(j.get("replication").is_none(), "{j}");
+        let s = summary(&st);
+        assert!(
+            s.ends_with(
+                " 1 node deaths\n\
+                 \x20 peers:      2 of 2 up, 98765 records sent, 3 held, 1 bad frames, \
+                 4 authentication failures, 17 operations replayed, last takeover 812 ms\n"
+            ),
+            "{s}"
+        );
+        let s = summary(&one(&REPLICATED
+            .replace("replication 2 2", "replication 1 2")
+            .replace(" 812", " 0")));
+        assert!(
+            s.ends_with(
+                "  peers:      1 of 2 up, 98765 records sent, 3 held, 1 bad frames, \
+                         4 authentication failures, 17 operations replayed, no takeover\n"
+            ),
+            "{s}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io;
 
 use amf_core::geometry::Geometry;
 use amf_core::superblock::{parse_uuid, UuidText};
-use amf_core::table::{self, parse_decimal, TableError, TableSpec};
+use amf_core::table::{self, parse_decimal, parse_peer, PeerSpec, TableError, TableSpec};
 
 use crate::cluster::check_name;
 use crate::device::{DevArg, DevId, DevInfo, DevKind};
@@ -40,6 +40,11 @@ pub struct ClusterRequest {
     pub node: Option<String>,
     /// `--lock-stripes <n>`: stripes per lock (the kernel's default is 1).
     pub lock_stripes: Option<String>,
+    /// `--peer <node>@<a.b.c.d>:<port>`, repeated: every AMF of the group, this one
+    /// included (`peers <n> ...`).
+    pub peers: Vec<String>,
+    /// `--auth-key <description>`: the logon key holding the group's shared secret.
+    pub auth_key: Option<String>,
 }
 
 /// A table line: `<start> <len> amf <args...>`.
@@ -146,6 +151,26 @@ fn args_for(req: &TableRequest) -> Vec<String> {
         if parse_decimal(n) != Some(1) || c.name.is_none() {
             params.extend(["lock_stripes".to_string(), canonical(n)]);
         }
+    }
+    // Then `peers <n> <peer>...`, sorted by node id and canonical when every entry parses
+    // (as the kernel prints them), and `auth_key <description>`.
+    if !c.peers.is_empty() {
+        params.extend(["peers".to_string(), c.peers.len().to_string()]);
+        match c
+            .peers
+            .iter()
+            .map(|p| parse_peer(p))
+            .collect::<Option<Vec<PeerSpec>>>()
+        {
+            Some(mut peers) => {
+                peers.sort_by_key(|p| p.node);
+                params.extend(peers.iter().map(PeerSpec::to_string));
+            }
+            None => params.extend(c.peers.iter().cloned()),
+        }
+    }
+    if let Some(key) = &c.auth_key {
+        params.extend(["auth_key".to_string(), key.clone()]);
     }
     let mut args = vec![req.level.clone(), params.len().to_string()];
     args.extend(params);
@@ -383,8 +408,131 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
             table::MAX_LOCK_STRIPES
         ),
         TableError::LockStripesNotCluster => "--lock-stripes needs --cluster <name>".to_string(),
+        TableError::PeersNotCluster => "--peer needs --cluster <name> and --node <id>".to_string(),
+        TableError::BadPeerCount => format!(
+            "{} --peer given; {} to {} are needed, one for every server of the group, this one \
+             included",
+            req.cluster.peers.len(),
+            table::MIN_PEERS,
+            table::MAX_PEERS
+        ),
+        TableError::BadPeer => req
+            .cluster
+            .peers
+            .iter()
+            .find_map(|p| {
+                peer_problem(p)
+                    .err()
+                    .map(|why| format!("--peer {p}: {why}"))
+            })
+            .unwrap_or_default(),
+        TableError::DuplicatePeer => duplicate_peers(&req.cluster.peers).unwrap_or_default(),
+        TableError::PeersMissSelf => {
+            let mut ids: Vec<u32> = req
+                .cluster
+                .peers
+                .iter()
+                .filter_map(|p| parse_peer(p))
+                .map(|p| p.node)
+                .collect();
+            ids.sort_unstable();
+            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+            format!(
+                "--node {} is not among the --peer node ids ({}): list this server too, with \
+                 the address it listens on",
+                req.cluster.node.as_deref().unwrap_or(""),
+                ids.join(", ")
+            )
+        }
+        TableError::PeersNeedAuthKey => "--peer needs --auth-key <description>, the logon key \
+             holding the group's shared secret (amfctl key-add)"
+            .to_string(),
+        TableError::AuthKeyNeedsPeers => "--auth-key needs --peer".to_string(),
+        TableError::BadAuthKey => {
+            let key = req.cluster.auth_key.as_deref().unwrap_or("");
+            match auth_key_problem(key) {
+                Err(why) => format!("--auth-key: {why}"),
+                Ok(()) => format!("--auth-key {key}"),
+            }
+        }
         _ => String::new(),
     }
+}
+
+/// Why `word` is not a `peers` entry (`amf_core::table::parse_peer` refuses it), for people.
+pub fn peer_problem(word: &str) -> Result<PeerSpec, String> {
+    if let Some(p) = parse_peer(word) {
+        return Ok(p);
+    }
+    let shape = "expected <node>@<a.b.c.d>:<port>";
+    let Some((node, addr)) = word.split_once('@') else {
+        return Err(format!("{shape}: no '@'"));
+    };
+    if !parse_decimal(node).is_some_and(|n| (1..=u64::from(table::MAX_PEER_NODE_ID)).contains(&n)) {
+        return Err(format!(
+            "node id '{node}' is not a decimal number from 1 to {}",
+            table::MAX_PEER_NODE_ID
+        ));
+    }
+    let Some((ip, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{shape}: no ':<port>'"));
+    };
+    if !parse_decimal(port).is_some_and(|p| (1..=65535).contains(&p)) {
+        return Err(format!(
+            "port '{port}' is not a decimal number from 1 to 65535"
+        ));
+    }
+    Err(format!(
+        "'{ip}' is not an IPv4 address: four decimal numbers from 0 to 255 without leading \
+         zeros, separated by dots"
+    ))
+}
+
+/// The first two `--peer` entries with the same node id or the same address and port.
+fn duplicate_peers(peers: &[String]) -> Option<String> {
+    let parsed: Vec<(&String, PeerSpec)> = peers
+        .iter()
+        .filter_map(|w| parse_peer(w).map(|p| (w, p)))
+        .collect();
+    parsed.iter().enumerate().find_map(|(i, (w, p))| {
+        parsed[..i].iter().find_map(|(v, q)| {
+            let what = if q.node == p.node {
+                "node id"
+            } else if q.same_address(p) {
+                "address and port"
+            } else {
+                return None;
+            };
+            Some(format!("--peer {v} and --peer {w} have the same {what}"))
+        })
+    })
+}
+
+/// Why `desc` cannot be the description of an `auth_key` logon key
+/// (`amf_core::table::valid_auth_key` refuses it), for people.
+pub fn auth_key_problem(desc: &str) -> Result<(), String> {
+    if table::valid_auth_key(desc) {
+        return Ok(());
+    }
+    let max = table::MAX_AUTH_KEY_LEN;
+    Err(if desc.is_empty() {
+        "the key description is empty".to_string()
+    } else if desc.len() > max {
+        format!(
+            "the key description is {} bytes long, more than {max}",
+            desc.len()
+        )
+    } else if let Some(ch) = desc.chars().find(|c| !c.is_ascii_graphic()) {
+        format!(
+            "key description '{desc}' contains {ch:?}: use printable ASCII characters without \
+             spaces"
+        )
+    } else {
+        format!(
+            "key description '{desc}' has no '<prefix>:' (the kernel's logon keys need one, \
+             e.g. dm-amf:grp1)"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -725,6 +873,7 @@ mod tests {
             name: name.map(str::to_string),
             node: node.map(str::to_string),
             lock_stripes: stripes.map(str::to_string),
+            ..ClusterRequest::default()
         };
         r
     }
@@ -901,6 +1050,218 @@ mod tests {
             ["group", UUID, "cluster", "amftest", "lock_stripes", "4"]
         );
         assert_eq!(parse_args(&words, 1536).unwrap_err(), ClusterIncomplete);
+    }
+
+    /// `clustered(amftest, node)` with `--peer`s and `--auth-key`.
+    fn replicated(node: &str, peers: &[&str], key: Option<&str>) -> TableRequest {
+        let mut r = clustered(Some("amftest"), Some(node), None);
+        r.cluster.peers = peers.iter().map(|p| p.to_string()).collect();
+        r.cluster.auth_key = key.map(str::to_string);
+        r
+    }
+
+    const THREE: &[&str] = &[
+        "3@10.199.0.3:7789",
+        "1@10.199.0.1:7789",
+        "2@10.199.0.2:7789",
+    ];
+
+    #[test]
+    fn replication_words_in_the_kernel_order() {
+        let none = fake(&[]);
+        // After `node <id>`: `peers <n>`, the entries sorted by node id, `auth_key <desc>`.
+        let l = build(
+            &replicated("2", THREE, Some("dm-amf:grp1")),
+            DeviceCheck::None,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            l.to_string(),
+            format!(
+                "0 1536 amf raid5 14 128 group {UUID} cluster amftest node 2 peers 3 \
+                 1@10.199.0.1:7789 2@10.199.0.2:7789 3@10.199.0.3:7789 auth_key dm-amf:grp1 \
+                 {FOUR_AT_8192}"
+            )
+        );
+        let spec = parse_args(&l.args, l.len).unwrap();
+        let rep = spec.cluster.unwrap().replication.unwrap();
+        assert_eq!(rep.own(2).unwrap().to_string(), "2@10.199.0.2:7789");
+        assert_eq!(rep.auth_key, "dm-amf:grp1");
+        // What the kernel echoes is what amfctl wrote.
+        let mut echo = String::new();
+        table::write_replication(&rep, &mut echo).unwrap();
+        assert!(l.to_string().contains(&echo), "{echo}");
+        // After lock_stripes; numbers canonical.
+        let mut r = replicated("01", &["02@10.0.0.2:0080", "1@10.0.0.1:80"], Some("a:b"));
+        r.cluster.lock_stripes = Some("4".to_string());
+        let l = build(&r, DeviceCheck::None, &none).unwrap();
+        assert_eq!(
+            l.args[3..18],
+            [
+                "group",
+                UUID,
+                "cluster",
+                "amftest",
+                "node",
+                "1",
+                "lock_stripes",
+                "4",
+                "peers",
+                "2",
+                "1@10.0.0.1:80",
+                "2@10.0.0.2:80",
+                "auth_key",
+                "a:b",
+                "4"
+            ]
+        );
+        assert_eq!(l.args[1], "15");
+    }
+
+    #[test]
+    fn replication_refusals() {
+        use TableError::*;
+        let key = Some("dm-amf:grp1");
+        let check = |r: &TableRequest, err: TableError, msg: &str| {
+            let (e, m) = refusal(r);
+            assert_eq!(e, err, "{m}");
+            assert_eq!(m, msg);
+        };
+        check(
+            &replicated("2", &THREE[..1], key),
+            BadPeerCount,
+            "peers needs a count of 2 to 16 and that many entries (1 --peer given; 2 to 16 are \
+             needed, one for every server of the group, this one included)",
+        );
+        let many: Vec<String> = (1..=17).map(|i| format!("{i}@10.0.0.{i}:7789")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (e, m) = refusal(&replicated("2", &many, key));
+        assert_eq!(e, BadPeerCount);
+        assert!(m.contains("(17 --peer given;"), "{m}");
+        assert!(build(
+            &replicated("2", &many[..16], key),
+            DeviceCheck::None,
+            &fake(&[])
+        )
+        .is_ok());
+        for (peer, why) in [
+            ("2", "expected <node>@<a.b.c.d>:<port>: no '@'"),
+            (
+                "0@10.0.0.2:7789",
+                "node id '0' is not a decimal number from 1 to 63",
+            ),
+            (
+                "64@10.0.0.2:7789",
+                "node id '64' is not a decimal number from 1 to 63",
+            ),
+            (
+                "2@10.0.0.2",
+                "expected <node>@<a.b.c.d>:<port>: no ':<port>'",
+            ),
+            (
+                "2@10.0.0.2:0",
+                "port '0' is not a decimal number from 1 to 65535",
+            ),
+            (
+                "2@10.0.0.2:70000",
+                "port '70000' is not a decimal number from 1 to 65535",
+            ),
+            (
+                "2@10.0.0.256:7789",
+                "'10.0.0.256' is not an IPv4 address: four decimal numbers from 0 to 255 \
+                 without leading zeros, separated by dots",
+            ),
+            (
+                "2@host:7789",
+                "'host' is not an IPv4 address: four decimal numbers from 0 to 255 without \
+                 leading zeros, separated by dots",
+            ),
+        ] {
+            check(
+                &replicated("1", &["1@10.0.0.1:7789", peer], key),
+                BadPeer,
+                &format!(
+                    "peer must be <node>@<a.b.c.d>:<port> with node 1..63 (--peer {peer}: {why})"
+                ),
+            );
+        }
+        check(
+            &replicated(
+                "1",
+                &["1@10.0.0.1:7789", "2@10.0.0.2:1", "1@10.0.0.3:7789"],
+                key,
+            ),
+            DuplicatePeer,
+            "peers lists a node id or address twice (--peer 1@10.0.0.1:7789 and --peer \
+             1@10.0.0.3:7789 have the same node id)",
+        );
+        check(
+            &replicated("1", &["1@10.0.0.1:7789", "2@10.0.0.1:7789"], key),
+            DuplicatePeer,
+            "peers lists a node id or address twice (--peer 1@10.0.0.1:7789 and --peer \
+             2@10.0.0.1:7789 have the same address and port)",
+        );
+        check(
+            &replicated("4", THREE, key),
+            PeersMissSelf,
+            "peers must list this table's node id (--node 4 is not among the --peer node ids \
+             (1, 2, 3): list this server too, with the address it listens on)",
+        );
+        check(
+            &replicated("2", THREE, None),
+            PeersNeedAuthKey,
+            "peers needs auth_key (--peer needs --auth-key <description>, the logon key \
+             holding the group's shared secret (amfctl key-add))",
+        );
+        check(
+            &replicated("2", &[], key),
+            AuthKeyNeedsPeers,
+            "auth_key needs peers (--auth-key needs --peer)",
+        );
+        for (bad, why) in [
+            ("", "the key description is empty"),
+            (
+                "grp1",
+                "key description 'grp1' has no '<prefix>:' (the kernel's logon keys need \
+              one, e.g. dm-amf:grp1)",
+            ),
+            (
+                "dm-amf:gr p1",
+                "key description 'dm-amf:gr p1' contains ' ': use printable ASCII \
+              characters without spaces",
+            ),
+        ] {
+            check(
+                &replicated("2", THREE, Some(bad)),
+                BadAuthKey,
+                &format!(
+                    "auth_key must be <prefix>:<name>, 1 to 255 characters (--auth-key: {why})"
+                ),
+            );
+        }
+        let long = format!("k:{}", "x".repeat(254));
+        let (e, m) = refusal(&replicated("2", THREE, Some(&long)));
+        assert_eq!(e, BadAuthKey);
+        assert!(
+            m.ends_with("(--auth-key: the key description is 256 bytes long, more than 255)"),
+            "{m}"
+        );
+        // Without cluster mode.
+        let mut r = replicated("2", THREE, key);
+        r.cluster.name = None;
+        r.cluster.node = None;
+        check(
+            &r,
+            PeersNotCluster,
+            "peers needs cluster and node (--peer needs --cluster <name> and --node <id>)",
+        );
+        r.cluster.peers.clear();
+        check(
+            &r,
+            AuthKeyNeedsPeers,
+            "auth_key needs peers (--auth-key needs --peer)",
+        );
     }
 
     #[test]

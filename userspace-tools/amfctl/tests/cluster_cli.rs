@@ -306,3 +306,173 @@ fn clustered_status() {
         stderr(&o)
     );
 }
+
+#[test]
+fn replicated_tables() {
+    let base = [
+        "table",
+        "--offline",
+        "--size",
+        "393216",
+        "--level",
+        "raid5",
+        "--chunk",
+        "64K",
+        "--dev",
+        "8:16:4M",
+        "--dev",
+        "8:32:4M",
+        "--dev",
+        "8:48:4M",
+        "--dev",
+        "8:64:4M",
+        "--group",
+        UUID,
+        "--cluster",
+        "amftest",
+    ];
+    let table = |rest: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(rest);
+        amfctl(&args)
+    };
+    let peers = [
+        "--peer",
+        "3@10.199.0.3:7789",
+        "--peer",
+        "1@10.199.0.1:7789",
+        "--peer",
+        "2@10.199.0.2:7789",
+    ];
+    for node in ["1", "2", "3"] {
+        let mut rest = vec!["--node", node, "--auth-key", "dm-amf:grp1"];
+        rest.extend_from_slice(&peers);
+        let o = table(&rest);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            format!(
+                "0 393216 amf raid5 14 128 group {UUID} cluster amftest node {node} peers 3 \
+                 1@10.199.0.1:7789 2@10.199.0.2:7789 3@10.199.0.3:7789 auth_key dm-amf:grp1 \
+                 4 8:16 8192 8:32 8192 8:48 8192 8:64 8192\n"
+            )
+        );
+    }
+    // Refusals: the kernel's message, then the options at fault; exit status 1.
+    let refused = |rest: &[&str], want: &str| {
+        let o = table(rest);
+        assert_eq!(o.status.code(), Some(1), "{rest:?}: {}", stdout(&o));
+        assert!(stderr(&o).starts_with(want), "{rest:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty());
+    };
+    let mut rest = vec!["--node", "4", "--auth-key", "dm-amf:grp1"];
+    rest.extend_from_slice(&peers);
+    refused(
+        &rest,
+        "amfctl: peers must list this table's node id (--node 4 is not among the --peer node \
+         ids (1, 2, 3)",
+    );
+    refused(
+        &[
+            "--node",
+            "1",
+            "--peer",
+            "1@10.0.0.1:1",
+            "--peer",
+            "2@10.0.0.2:0",
+            "--auth-key",
+            "a:b",
+        ],
+        "amfctl: peer must be <node>@<a.b.c.d>:<port> with node 1..63 (--peer 2@10.0.0.2:0: \
+         port '0' is not a decimal number from 1 to 65535)",
+    );
+    refused(
+        &[
+            "--node",
+            "1",
+            "--peer",
+            "1@10.0.0.1:1",
+            "--peer",
+            "2@10.0.0.2:2",
+        ],
+        "amfctl: peers needs auth_key (--peer needs --auth-key <description>",
+    );
+    refused(
+        &[
+            "--node",
+            "1",
+            "--peer",
+            "1@10.0.0.1:1",
+            "--peer",
+            "2@10.0.0.2:2",
+            "--auth-key",
+            "grp1",
+        ],
+        "amfctl: auth_key must be <prefix>:<name>, 1 to 255 characters (--auth-key: key \
+         description 'grp1' has no '<prefix>:'",
+    );
+}
+
+#[test]
+fn key_add_refusals() {
+    // Refused before anything reaches the keyring (a test must not leave keys behind).
+    let d = TempDir::new("keys");
+    let secret = d.file("secret", 0);
+    std::fs::write(&secret, "\n\n").unwrap();
+    for (args, want) in [
+        (
+            vec!["key-add", "grp1", "--secret-file", secret.as_str()],
+            "amfctl: key description 'grp1' has no '<prefix>:'",
+        ),
+        (
+            vec!["key-add", "dm-amf:grp1", "--secret-file", secret.as_str()],
+            "amfctl: the secret is empty",
+        ),
+        (
+            vec![
+                "key-add",
+                "dm-amf:grp1",
+                "--secret-file",
+                "/nonexistent/secret",
+            ],
+            "amfctl: reading /nonexistent/secret",
+        ),
+    ] {
+        let o = amfctl(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).starts_with(want), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty());
+    }
+}
+
+#[test]
+fn replicated_status() {
+    let d = TempDir::new("repstatus");
+    let f = d.0.join("status.txt");
+    std::fs::write(
+        &f,
+        "r5: 0 393216 amf raid5 4 AAAA 393216/393216 idle 0 cluster ready 3 120 4051 7 12 0 \
+         replication 2 2 5000 6 0 0 0 0\n",
+    )
+    .unwrap();
+    let path = f.to_str().unwrap();
+    let o = amfctl(&["status", "--from-file", path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).ends_with(
+            "  peers:      2 of 2 up, 5000 records sent, 6 held, 0 bad frames, 0 authentication \
+             failures, 0 operations replayed, no takeover\n"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let o = amfctl(&["status", "--from-file", path, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        j[0]["replication"],
+        serde_json::json!({"up": 2, "peers": 2, "records_sent": 5000, "records_held": 6,
+                           "bad_frames": 0, "auth_failures": 0, "replayed": 0,
+                           "last_takeover_ms": 0})
+    );
+}
