@@ -17,6 +17,7 @@ use core::ops::Range;
 use kernel::{prelude::*, time::Ktime};
 
 use crate::core_proto::{
+    op::{self, ChunkSet, WriteRequest},
     recovery,
     wire::{Body, RecordHeader, Role},
 };
@@ -60,6 +61,7 @@ pub(crate) fn settle(engine: &StripeEngine<'_>, scratch: &mut Scratch) -> Result
 }
 
 /// The recoverer's part for the dead nodes in `dead`.
+#[inline(never)]
 fn take_over(
     engine: &StripeEngine<'_>,
     scratch: &mut Scratch,
@@ -95,6 +97,7 @@ fn take_over(
 
 /// Copies a Prepared operation's new image (data from its Intent, parity from its
 /// Prepared record) into the stripe buffers. None if there is nothing to rewrite.
+#[inline(never)]
 fn load_image(
     bufs: &mut StripeBuffers,
     intent: &Held,
@@ -132,6 +135,7 @@ fn load_image(
 }
 
 /// Writes the image in the buffers to the members, under the stripe's lock.
+#[inline(never)]
 fn rewrite(
     engine: &StripeEngine<'_>,
     scratch: &mut Scratch,
@@ -139,15 +143,30 @@ fn rewrite(
     r: &Range<usize>,
 ) -> Result<(), WriteError> {
     let g = &engine.group.geometry;
-    let ios = recovery::rewrite_ios(g, h, engine.group.unavailable(h.stripe))
-        .map_err(|_| WriteError::Plan)?;
+    // The writes of the operation's plan (core `recovery::rewrite_ios`, planned into the
+    // worker's heap copy: a plan is too big for the stack).
+    let req = WriteRequest {
+        stripe: h.stripe,
+        offset: u64::from(h.offset),
+        sectors: u64::from(h.sectors),
+        chunks: ChunkSet(h.chunks),
+    };
+    op::plan_write_into(
+        &mut scratch.plan,
+        g,
+        &req,
+        engine.group.unavailable(h.stripe),
+        true,
+    )
+    .map_err(|_| WriteError::Plan)?;
     let slot = match scratch.locks.as_mut() {
         Some(l) => Some(l.acquire(h.stripe).map_err(|_| WriteError::Cluster)?),
         None => None,
     };
+    let Scratch { bufs, plan, .. } = scratch;
     let done = engine.run_ios(
-        &mut scratch.bufs,
-        ios.as_slice(),
+        bufs,
+        plan.writes.as_slice(),
         crate::core_proto::wire::OpKind::FullStripe,
         r,
         IoDir::WriteFua,
