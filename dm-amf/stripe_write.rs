@@ -121,16 +121,8 @@ impl StripeEngine<'_> {
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
             scratch.op_id = scratch.op_id.wrapping_add(1);
-            scratch.with_stripe_lock(self, req.stripe, |s| {
-                let Scratch {
-                    bufs,
-                    plan,
-                    op_id,
-                    repl,
-                    ..
-                } = s;
-                self.write_request(bufs, plan, bio, skip, &req, *op_id, repl.as_deref())
-            })?;
+            scratch
+                .with_stripe_lock(self, req.stripe, |s| self.write_request(s, bio, skip, &req))?;
             sector += covered;
             left -= covered;
             skip += covered * 512;
@@ -143,14 +135,19 @@ impl StripeEngine<'_> {
     #[inline(never)]
     fn write_request(
         &self,
-        bufs: &mut StripeBuffers,
-        plan: &mut Plan,
+        scratch: &mut Scratch,
         bio: &DeferredBio,
         skip: u64,
         req: &WriteRequest,
-        id: u64,
-        repl: Option<&Replication>,
     ) -> Result<(), WriteError> {
+        let Scratch {
+            bufs,
+            plan,
+            op_id,
+            repl,
+            ..
+        } = scratch;
+        let (id, repl) = (*op_id, repl.as_deref());
         let g = &self.group.geometry;
         let rmw_allowed = g.level() != Level::Raid6 || self.raid6_rmw;
         let r = byte_range(req)?;
