@@ -220,6 +220,11 @@ impl Session {
             &[buf.get(..n).ok_or(SessionError::Malformed)?],
         );
         drop(seq);
+        self.sent_frame(sent)
+    }
+
+    /// Counts a sent frame, or breaks the connection on a socket error.
+    fn sent_frame(&self, sent: Result<(), SessionError>) -> Result<(), SessionError> {
         match sent {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
@@ -281,13 +286,7 @@ impl Session {
         }
         let sent = send_parts(&self.stream, parts.get(..n).ok_or(SessionError::Malformed)?);
         drop(seq);
-        match sent {
-            Ok(()) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => self.fail(e),
-        }
+        self.sent_frame(sent)
     }
 
     /// Receives the next frame into `buf` (which must hold the largest frame the peer may
