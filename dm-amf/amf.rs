@@ -33,6 +33,7 @@ mod stripe_rebuild;
 mod stripe_worker;
 mod stripe_write;
 mod target;
+mod transport;
 
 use kernel_ext::device_mapper::Registration;
 

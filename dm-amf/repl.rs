@@ -41,11 +41,11 @@ use crate::kernel_ext::dlm::Wake;
 use crate::kernel_ext::{
     crypto::HmacSha256,
     keyring::Secret,
-    net::{TcpListener, TcpStream},
     workqueue::{OwnedQueue, QueueHandle},
 };
 use crate::repl_session::{self, Identity, Session, SessionError, CONTROL_LEN};
 use crate::stripe_worker::StripeWorker;
+use crate::transport::{Listener, Transport};
 
 /// Peers a target replicates to at most (the table allows 16 AMFs per group).
 pub(crate) const MAX_PEERS: usize = 16;
@@ -767,7 +767,7 @@ impl ReplService {
     pub(crate) fn start(c: &ReplConfig<'_>) -> Result<Self> {
         let repl = Replication::new(c)?;
         let (ip, port) = repl.listen;
-        let socket = TcpListener::bind(ip, port)?;
+        let socket = Transport::Tcp.listen(ip, port)?;
         let queue = OwnedQueue::new_unbound(c"amf_repl", (2 * MAX_PEERS + 2) as i32)?;
         let wq = queue.handle();
         let r1 = repl.clone();
@@ -825,7 +825,7 @@ impl Drop for ReplService {
 #[pin_data]
 struct ListenWork {
     repl: Arc<Replication>,
-    socket: TcpListener,
+    socket: KBox<dyn Listener>,
     wq: QueueHandle,
     #[pin]
     work: Work<ListenWork>,
@@ -891,7 +891,7 @@ impl WorkItem for DialWork {
                 if repl.stopping() {
                     break;
                 }
-                let Ok(stream) = TcpStream::connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
+                let Ok(stream) = Transport::Tcp.connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
                     continue;
                 };
                 let id = repl.identity();

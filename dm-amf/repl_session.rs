@@ -2,7 +2,7 @@
 
 //! One authenticated replication connection between two AMFs of a group: the handshake
 //! that proves both know the group's secret, and framed, tagged, sequence-numbered sending
-//! and receiving of the core's wire messages over a [`Transport`] stream.
+//! and receiving of the core's wire messages over a [`Stream`] of the table's transport.
 //!
 //! The handshake (`Documentation/protocol.rst`): both sides send `Hello` (node id, group
 //! UUID, protocol versions, a random nonce), check the other's, answer its nonce with a
@@ -22,8 +22,8 @@ use crate::core_proto::wire::{
 use crate::kernel_ext::{
     checksum,
     crypto::{self, HmacSha256},
-    net::TcpStream,
 };
+use crate::transport::Stream;
 
 /// Protocol versions spoken.
 const VERSION: u16 = 1;
@@ -82,7 +82,7 @@ pub(crate) struct Identity<'a> {
 
 /// An established, authenticated connection.
 pub(crate) struct Session {
-    stream: TcpStream,
+    stream: KBox<dyn Stream>,
     /// The peer's node id (proven by the handshake).
     pub(crate) peer: u32,
     our_node: u32,
@@ -103,7 +103,7 @@ impl Session {
     /// the peer node id we dialled, or None for an accepted connection, whose node id
     /// `known` must accept. Sleeps; not for the I/O path.
     pub(crate) fn handshake(
-        stream: TcpStream,
+        stream: KBox<dyn Stream>,
         me: &Identity<'_>,
         initiator: bool,
         expect: Option<u32>,
@@ -124,8 +124,8 @@ impl Session {
         let mut buf = [0u8; CONTROL_LEN];
         let n = wire::encode::<KernelCrc>(&Message::Hello(ours), me.node, 0, None, &mut buf)
             .map_err(|_| SessionError::Malformed)?;
-        send_parts(&stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
-        let theirs = match recv_control(&stream, &mut buf, HANDSHAKE_MS, stop)? {
+        send_parts(&*stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
+        let theirs = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)? {
             Body::Hello(h) => h,
             _ => return Err(SessionError::Malformed),
         };
@@ -144,8 +144,8 @@ impl Session {
         });
         let n = wire::encode::<KernelCrc>(&msg, me.node, 1, None, &mut buf)
             .map_err(|_| SessionError::Malformed)?;
-        send_parts(&stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
-        let got = match recv_control(&stream, &mut buf, HANDSHAKE_MS, stop)? {
+        send_parts(&*stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
+        let got = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)? {
             Body::Proof(p) if p.node == theirs.node => p,
             Body::Proof(_) => return Err(SessionError::Auth),
             _ => return Err(SessionError::Malformed),
@@ -216,7 +216,7 @@ impl Session {
             .map_err(|_| SessionError::Malformed)?;
         *seq += 1;
         let sent = send_parts(
-            &self.stream,
+            &*self.stream,
             &[buf.get(..n).ok_or(SessionError::Malformed)?],
         );
         drop(seq);
@@ -284,7 +284,10 @@ impl Session {
             *slot = &trailer;
             n += 1;
         }
-        let sent = send_parts(&self.stream, parts.get(..n).ok_or(SessionError::Malformed)?);
+        let sent = send_parts(
+            &*self.stream,
+            parts.get(..n).ok_or(SessionError::Malformed)?,
+        );
         drop(seq);
         self.sent_frame(sent)
     }
@@ -302,7 +305,7 @@ impl Session {
             return Err(SessionError::Io);
         }
         let head = buf.get_mut(..HEADER_LEN).ok_or(SessionError::Malformed)?;
-        match recv_exact(&self.stream, head, true, stop) {
+        match recv_exact(&*self.stream, head, true, stop) {
             Ok(false) => return Ok(None),
             Ok(true) => {}
             Err(e) => return self.fail(e),
@@ -319,7 +322,7 @@ impl Session {
         let rest = buf
             .get_mut(HEADER_LEN..len)
             .ok_or(SessionError::Malformed)?;
-        if let Err(e) = recv_exact(&self.stream, rest, false, stop) {
+        if let Err(e) = recv_exact(&*self.stream, rest, false, stop) {
             return self.fail(e);
         }
         let frame = buf.get(..len).ok_or(SessionError::Malformed)?;
@@ -349,7 +352,7 @@ pub(crate) fn max_record_len(data_chunks: usize, chunk_bytes: usize) -> usize {
         .saturating_add(TRAILER_LEN)
 }
 
-fn send_parts(stream: &TcpStream, parts: &[&[u8]]) -> Result<(), SessionError> {
+fn send_parts(stream: &dyn Stream, parts: &[&[u8]]) -> Result<(), SessionError> {
     stream.send(parts).map_err(|_| SessionError::Io)
 }
 
@@ -357,7 +360,7 @@ fn send_parts(stream: &TcpStream, parts: &[&[u8]]) -> Result<(), SessionError> {
 /// returns `Ok(false)`; once a frame has started, timeouts just wait on (the rest of a
 /// frame is on its way) unless we are stopping.
 fn recv_exact(
-    stream: &TcpStream,
+    stream: &dyn Stream,
     buf: &mut [u8],
     idle_ok: bool,
     stop: &AtomicBool,
@@ -386,7 +389,7 @@ fn recv_exact(
 
 /// Receives one unauthenticated handshake frame within `ms`.
 fn recv_control<'a>(
-    stream: &TcpStream,
+    stream: &dyn Stream,
     buf: &'a mut [u8; CONTROL_LEN],
     ms: u32,
     stop: &AtomicBool,
