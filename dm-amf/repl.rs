@@ -311,6 +311,12 @@ impl Replication {
             .store(at.map_or(0, |f| f as u8), Ordering::Release);
     }
 
+    /// Stops everything: the loops end, a worker stopped dead by a fault returns.
+    pub(crate) fn halt(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
     /// Whether the fault point is armed at `at`.
     pub(crate) fn fault_armed(&self, at: FaultPoint) -> bool {
         self.fault.load(Ordering::Acquire) == at as u8
@@ -580,9 +586,12 @@ impl Replication {
         let i = Self::index_of(&st, s.peer)?;
         let p = st.peers.get_mut(i)?;
         let old = if inbound {
-            // A new connection from the peer: what it sent on the old one is void.
-            p.intent.clear();
-            p.prepared.clear();
+            // A new connection from the peer: what it sent on the old one is void (unless
+            // it was declared dead and its operation still waits for the takeover).
+            if self.membership.pending_deaths() & bit(p.spec.node) == 0 {
+                p.intent.clear();
+                p.prepared.clear();
+            }
             p.inbound.replace(s)
         } else {
             p.out_gen += 1;
@@ -806,7 +815,7 @@ impl ReplService {
 
 impl Drop for ReplService {
     fn drop(&mut self) {
-        self.repl.stop.store(true, Ordering::Release);
+        self.repl.halt();
         self.listener.socket.shutdown();
         {
             let st = self.repl.state.lock();

@@ -69,6 +69,9 @@ pub(crate) struct StripeService {
     // before the worker's state (and the group's members) go away.
     queue: OwnedQueue,
     worker: Arc<StripeWorker>,
+    /// The replication channel, to halt a worker that a fault stopped dead before waiting
+    /// for it.
+    repl: Option<Arc<Replication>>,
 }
 
 impl StripeService {
@@ -106,6 +109,7 @@ impl StripeService {
             }),
             GFP_KERNEL,
         )?;
+        let repl = cluster.as_ref().and_then(|c| c.repl.clone());
         if let Some(c) = cluster {
             let locks =
                 StripeLocks::new(c.space, c.group, c.lock_stripes, worker.clone(), c.stats)?;
@@ -116,7 +120,11 @@ impl StripeService {
             scratch.locks = Some(locks);
             scratch.repl = c.repl;
         }
-        Ok(Self { queue, worker })
+        Ok(Self {
+            queue,
+            worker,
+            repl,
+        })
     }
 
     /// Queues a bio whose sector was set to the target-relative sector; never sleeps, safe
@@ -149,6 +157,10 @@ impl Drop for StripeService {
     fn drop(&mut self) {
         // No more self-requeueing: lets `destroy_workqueue` finish its drain.
         self.worker.paused.store(true, Ordering::Release);
+        if let Some(r) = self.repl.as_ref() {
+            // A worker parked by `fail_after` holds the scratch space until halted.
+            r.halt();
+        }
         // Unlock the cluster locks while the queue still runs the worker that answers
         // callbacks; this also drops the lock table's reference to the worker.
         let (locks, repl) = {
