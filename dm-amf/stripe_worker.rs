@@ -88,7 +88,9 @@ impl StripeService {
     ) -> Result<Self> {
         let g = group.geometry;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
-        let scratch = if parity {
+        // A clustered mirror writes through the worker too (under the stripe lock, with
+        // replication): it needs a chunk of buffer.
+        let scratch = if parity || cluster.is_some() {
             Scratch::new(g.data_chunks(), chunk_bytes, raid6)?
         } else {
             Scratch::new(0, 0, false)?
@@ -207,7 +209,7 @@ impl StripeWorker {
                 return;
             }
             for mut bio in batch {
-                if self.group.geometry.parity_chunks() == 0 {
+                if self.group.geometry.parity_chunks() == 0 && bio.op() == BioOp::Read {
                     // A mirror read retry, already pointed at the next copy.
                     bio.resubmit();
                     continue;

@@ -211,7 +211,9 @@ impl StripeEngine<'_> {
             if !fx.compute {
                 return Err(WriteError::Plan);
             }
-            compute(bufs, plan, req, &r).map_err(|_| WriteError::Parity)?;
+            if plan.kind != OpKind::Mirror {
+                compute(bufs, plan, req, &r).map_err(|_| WriteError::Parity)?;
+            }
             fx = state.computed(0).map_err(|_| WriteError::Plan)?;
             if !fx.write {
                 return Err(WriteError::Plan);
@@ -233,10 +235,20 @@ impl StripeEngine<'_> {
             };
             let writes = plan.writes.as_slice();
             if let Some(rp) = repl.filter(|rp| rp.fault_armed(FaultPoint::Data)) {
-                // Fault injection: the new data reaches the disks, the parity does not.
+                // Fault injection: the new data reaches the disks, the parity does not (a
+                // mirror: the first copy only).
                 let mut data = [Io::default(); MAX_BLOCKS];
                 let mut n = 0;
-                for io in writes.iter().filter(|io| matches!(io.what, Block::Data(_))) {
+                let most = if plan.kind == OpKind::Mirror {
+                    1
+                } else {
+                    usize::MAX
+                };
+                let picked = writes
+                    .iter()
+                    .filter(|io| matches!(io.what, Block::Data(_)))
+                    .take(most);
+                for io in picked {
                     *data.get_mut(n).ok_or(WriteError::Plan)? = *io;
                     n += 1;
                 }
@@ -342,36 +354,50 @@ impl StripeEngine<'_> {
         for part in list.chunks(BATCH) {
             let mut ios: [MemberIo<'_>; BATCH] = core::array::from_fn(|_| MemberIo::empty());
             let n = part.len();
-            // Each buffer is borrowed by at most one I/O of a step: a plan names each block
-            // once.
             let StripeBuffers {
                 data, old, p, q, ..
             } = &mut *bufs;
-            let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] = core::array::from_fn(|_| None);
-            let source = if into_old { old } else { data };
-            for (slot, buf) in data_bufs.iter_mut().zip(source.iter_mut()) {
-                *slot = buf.get_mut(r.clone());
-            }
-            let (mut p_buf, mut q_buf) = (p.get_mut(r.clone()), q.get_mut(r.clone()));
-            for (io, step) in ios.iter_mut().zip(part) {
-                let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
-                let buf = match step.what {
-                    Block::Data(k) => data_bufs.get_mut(usize::from(k)).and_then(Option::take),
-                    Block::P => p_buf.take(),
-                    Block::Q => q_buf.take(),
+            if dir == IoDir::Read {
+                // Each buffer is read into by at most one I/O of a step: a plan names each
+                // block once.
+                let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] =
+                    core::array::from_fn(|_| None);
+                let source = if into_old { old } else { data };
+                for (slot, buf) in data_bufs.iter_mut().zip(source.iter_mut()) {
+                    *slot = buf.get_mut(r.clone());
                 }
-                .ok_or(WriteError::Plan)?;
-                let sector = member.offset + step.sector;
-                // A missing member is never planned (it starts failed); if it were, its I/O
-                // fails without being sent.
-                let Some(dev) = member.dev.as_ref() else {
-                    continue;
-                };
-                *io = match dir {
-                    IoDir::Read => MemberIo::read(dev, sector, buf),
-                    IoDir::Write => MemberIo::write(dev, sector, buf, false),
-                    IoDir::WriteFua => MemberIo::write(dev, sector, buf, true),
-                };
+                let (mut p_buf, mut q_buf) = (p.get_mut(r.clone()), q.get_mut(r.clone()));
+                for (io, step) in ios.iter_mut().zip(part) {
+                    let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
+                    let buf = match step.what {
+                        Block::Data(k) => {
+                            data_bufs.get_mut(usize::from(k)).and_then(Option::take)
+                        }
+                        Block::P => p_buf.take(),
+                        Block::Q => q_buf.take(),
+                    }
+                    .ok_or(WriteError::Plan)?;
+                    // A missing member is never planned (it starts failed); if it were, its
+                    // I/O fails without being sent.
+                    if let Some(dev) = member.dev.as_ref() {
+                        *io = MemberIo::read(dev, member.offset + step.sector, buf);
+                    }
+                }
+            } else {
+                // Writes only read the buffers: a mirror writes one block to every copy.
+                for (io, step) in ios.iter_mut().zip(part) {
+                    let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
+                    let buf = match step.what {
+                        Block::Data(k) => data.get(usize::from(k)).and_then(|b| b.get(r.clone())),
+                        Block::P => p.get(r.clone()),
+                        Block::Q => q.get(r.clone()),
+                    }
+                    .ok_or(WriteError::Plan)?;
+                    if let Some(dev) = member.dev.as_ref() {
+                        let fua = dir == IoDir::WriteFua;
+                        *io = MemberIo::write(dev, member.offset + step.sector, buf, fua);
+                    }
+                }
             }
             let ios = ios.get_mut(..n).ok_or(WriteError::Plan)?;
             if !block_io::submit_all(self.pool, ios) {
@@ -435,13 +461,17 @@ fn intent_blocks<'a>(
     Ok((out, n))
 }
 
-/// The Prepared record's blocks: the new P (and Q).
+/// The Prepared record's blocks: the new P (and Q); none for a mirror.
 fn parity_blocks<'a>(
     bufs: &'a StripeBuffers,
     plan: &Plan,
     r: &Range<usize>,
 ) -> Result<([WireBlock<'a>; 2], usize), WriteError> {
     let mut out = [NO_BLOCK; 2];
+    if plan.kind == OpKind::Mirror {
+        // A mirror's Prepared record carries nothing: Intent holds the whole new image.
+        return Ok((out, 0));
+    }
     out[0] = WireBlock {
         role: Role::NewP,
         index: 0,

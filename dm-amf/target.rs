@@ -544,7 +544,10 @@ impl TargetOperations for AmfTarget {
             };
         }
         if self.mirrored() {
-            return if op == BioOp::Write {
+            return if op == BioOp::Write && self.cluster.is_some() {
+                // Cluster mode: under the stripe lock, replicated, by the worker.
+                self.map_parity_write(bio, logical)
+            } else if op == BioOp::Write {
                 self.map_write(bio, logical)
             } else {
                 self.map_read(bio, logical, note)

@@ -116,7 +116,7 @@ pub enum TableError {
     ClusterIncomplete,
     /// `cluster` without `group` (the lockspace is named after the group).
     ClusterNeedsGroup,
-    /// `cluster` with a level other than raid5 and raid6.
+    /// `cluster` with a level other than raid1, raid5 and raid6.
     ClusterLevel,
     /// `lock_stripes` missing its value, not a number, or outside
     /// 1..=[`MAX_LOCK_STRIPES`].
@@ -179,7 +179,7 @@ impl TableError {
             Self::BadNode => c"Invalid node id",
             Self::ClusterIncomplete => c"cluster and node must be given together",
             Self::ClusterNeedsGroup => c"cluster needs group <uuid>",
-            Self::ClusterLevel => c"cluster is only implemented for raid5 and raid6",
+            Self::ClusterLevel => c"cluster is only implemented for raid1, raid5 and raid6",
             Self::BadLockStripes => c"Invalid lock_stripes",
             Self::LockStripesNotCluster => c"lock_stripes is only valid with cluster",
             Self::PeersNotCluster => c"peers needs cluster and node",
@@ -704,7 +704,7 @@ fn cluster_spec<'a>(
             if opt.group.is_none() {
                 return Err(TableError::ClusterNeedsGroup);
             }
-            if !matches!(level, Level::Raid5 | Level::Raid6) {
+            if !matches!(level, Level::Raid1 | Level::Raid5 | Level::Raid6) {
                 return Err(TableError::ClusterLevel);
             }
             Ok(Some(ClusterSpec {
@@ -1092,7 +1092,7 @@ mod tests {
         );
         assert_eq!(
             e(std::format!(
-                "raid1 7 128 {G} node 1 cluster a 2 /dev/a 0 /dev/b 0"
+                "raid10 7 128 {G} node 1 cluster a 2 /dev/a 0 /dev/b 0"
             )),
             ClusterLevel
         );
@@ -1385,9 +1385,14 @@ mod tests {
         let l = std::format!("raid5 11 128 cluster c node 1 peers 2 {two} {KEY} {devs}");
         assert_eq!(err(&l, 384), ClusterNeedsGroup);
         let l = std::format!(
-            "raid1 13 128 group {GROUP} cluster c node 1 peers 2 {two} {KEY} 2 /dev/a 0 /dev/b 0"
+            "raid10 13 128 group {GROUP} cluster c node 1 peers 2 {two} {KEY} 2 /dev/a 0 /dev/b 0"
         );
         assert_eq!(err(&l, 128), ClusterLevel);
+        let l = std::format!(
+            "raid1 13 128 group {GROUP} cluster c node 1 peers 2 {two} {KEY} 2 /dev/a 0 /dev/b 0"
+        );
+        let spec = parse(&words(&l), 128).expect("a replicated raid1 table");
+        assert!(spec.cluster.is_some_and(|c| c.replication.is_some()));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0
 # Replication smoke (step `vm repl-smoke` of tests/plan): two nodes with corosync +
-# dlm_controld, one raid5 group with `peers` and `auth_key`; the connections come up
-# (authenticated both ways), interleaved writes are replicated (records sent), then node 2
-# stops dead after the data step of a write (data on disk, parity stale: the write hole)
-# and is killed; node 1 rewrites the operation from its records: the dead node's write is
-# whole, scrub finds no mismatch, node 1 serves on. The failover kill matrix
-# (tests/guest/suites/failover.sh) covers every step and write kind.
+# dlm_controld serve a raid5 group and a raid1 group, both with `peers` and `auth_key`:
+#   - the connections come up, authenticated both ways (status: 1 of 1 peers up)
+#   - interleaved writes of both nodes are replicated (records sent) and stay correct
+#   - node 2 stops dead after the data step of one write on each volume (raid5: new data on
+#     disk, parity stale; raid1: the first copy new, the second old: the write hole) and is
+#     killed; node 1 rewrites both operations from its records: node 2's acked blocks and
+#     its in-flight block are whole, raid5 parity scrubs clean, the raid1 copies are equal,
+#     node 1 serves on; then it removes its volumes (the channel stops cleanly).
+# The failover kill matrix (tests/guest/suites/failover.sh) covers every step and kind.
 # shellcheck disable=SC1091
 . /amf/lib/ktap.sh
 . /amf/lib/raid.sh
@@ -14,17 +17,23 @@
 CL=amftest
 ID=$(cluster_node_id)
 U5=5a5a5a5a-0000-4000-8000-000000000005
+U1=1a1a1a1a-0000-4000-8000-000000000001
 CHUNK=64
 LEN5=$((8192 * 3))
+LEN1=8192
 BS=8
 B=0
 bar() { B=$((B + 1)); cluster_barrier $B >"$KTAP_TMP/bar" 2>&1 || ktap_diag "barrier $B failed"; }
-rst() { dmsetup status r5 | awk -v f="$1" '{ for (i = 1; i <= NF; i++) if ($i == "replication") break; print $(i + f) }'; }
+# rst VOL N: the N-th field after "replication" in VOL's status (1 up, 3 records sent,
+# 7 replayed, 8 last takeover ms).
+rst() { dmsetup status "$1" | awk -v f="$2" '{ for (i = 1; i <= NF; i++) if ($i == "replication") break; print $(i + f) }'; }
+P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke"
+P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke"
 
 if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 6; else ktap_plan 8; fi
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load" $? "$(cat "$KTAP_TMP/ld")"
-ktap_check "cluster up" cluster_start "$CL"
+ktap_check "corosync + dlm_controld up" cluster_start "$CL"
 bar
 slices() {
 	i=0
@@ -32,63 +41,94 @@ slices() {
 		dm_create "a$i" "0 32768 linear /dev/$d 0" || return 1
 		i=$((i + 1))
 	done
-	[ "$AMF_NODE" -ne 0 ] || amfctl format --level raid5 --chunk 32K --uuid "$U5" --size 4M \
-		/dev/mapper/a0 /dev/mapper/a1 /dev/mapper/a2 /dev/mapper/a3
+	dm_create m0 "0 32768 linear /dev/vda 32768" || return 1
+	dm_create m1 "0 32768 linear /dev/vdb 32768" || return 1
+	[ "$AMF_NODE" -ne 0 ] && return 0
+	amfctl format --level raid5 --chunk 32K --uuid "$U5" --size 4M \
+		/dev/mapper/a0 /dev/mapper/a1 /dev/mapper/a2 /dev/mapper/a3 || return 1
+	amfctl format --level raid1 --chunk 32K --uuid "$U1" --size 4M /dev/mapper/m0 /dev/mapper/m1
 }
-ktap_check "slices" slices
+ktap_check "dm-linear slices, groups formatted by node 1" slices
 bar
+up() { [ "$(rst r5 1)" = 1 ] && [ "$(rst r1 1)" = 1 ]; }
 create() {
 	echo "smoke-secret-0123456789" | amfctl key-add dm-amf:smoke || return 1
 	kmsg_mark
-	dm_create r5 "0 $LEN5 amf raid5 13 $CHUNK group $U5 cluster $CL node $ID peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke 4 /dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192" ||
-		{ echo "$DM_OUT"; dmesg_since_mark | tail; return 1; }
+	dm_create r5 "0 $LEN5 amf raid5 13 $CHUNK group $U5 cluster $CL node $ID $P5 4 /dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192" ||
+		{ echo "r5: $DM_OUT"; dmesg_since_mark | tail; return 1; }
+	dm_create r1 "0 $LEN1 amf raid1 13 $CHUNK group $U1 cluster $CL node $ID $P1 2 /dev/mapper/m0 8192 /dev/mapper/m1 8192" ||
+		{ echo "r1: $DM_OUT"; dmesg_since_mark | tail; return 1; }
 	dmsetup table r5
-	until_ok 30 sh -c '[ "$(dmsetup status r5 | awk "{for(i=1;i<=NF;i++) if (\$i==\"replication\") print \$(i+1)}")" = 1 ]'
+	dmsetup table r1
+	until_ok 30 up
 	rc=$?
 	dmsetup status r5
+	dmsetup status r1
 	return $rc
 }
-ktap_check "created with peers; connected both ways" create
+ktap_check "raid5 and raid1 created with peers; connected and authenticated both ways" create
 bar
 wr() {
-	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 1 --bs $BS --every 2 --phase "$AMF_NODE" --count 2048 || return 1
-	dmsetup status r5
-	[ "$(rst 3)" -gt 0 ]
+	for v in r5 r1; do
+		amf-iotool write --dev /dev/mapper/$v --seed "$ID" --gen 1 --bs $BS --every 2 --phase "$AMF_NODE" --count 2048 || return 1
+		dmsetup status $v
+		[ "$(rst $v 3)" -gt 0 ] || { echo "$v: no records sent"; return 1; }
+	done
 }
-ktap_check "interleaved writes replicate (records sent)" wr
+ktap_check "interleaved writes of both nodes are replicated (records sent)" wr
 bar
 if [ "$AMF_NODE" -eq 1 ]; then
-	dmsetup message r5 0 fail_after data
-	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 2 --bs $BS --start 64 --count $BS >/tmp/bg.log 2>&1 &
-	until_ok 30 sh -c 'dmesg | grep -q "stopped dead after data"'
-	ktap_result "stopped dead after data" $? "$(dmesg | grep 'stopped dead')"
+	dead() {
+		for v in r5 r1; do
+			dmsetup message $v 0 fail_after data || return 1
+			amf-iotool write --dev /dev/mapper/$v --seed "$ID" --gen 2 --bs $BS --start 64 --count $BS >/tmp/bg.$v 2>&1 &
+		done
+		until_ok 30 sh -c '[ "$(dmesg | grep -c "stopped dead after data")" -eq 2 ]'
+		rc=$?
+		dmesg | grep 'stopped dead'
+		return $rc
+	}
+	ktap_check "both volumes stopped dead after the data step of a write" dead
 	bar
 	touch /tmp/amf-killme
 	ktap_done
 fi
 bar
+taken() { [ "$(rst r5 7)" -ge 1 ] && [ "$(rst r1 7)" -ge 1 ]; }
 takeover() {
-	until_ok 60 sh -c '[ "$(dmsetup status r5 | awk "{for(i=1;i<=NF;i++) if (\$i==\"replication\") print \$(i+7)}")" -ge 1 ]'
+	until_ok 60 taken
 	rc=$?
 	dmsetup status r5
+	dmsetup status r1
 	dmesg | grep -E "dm-amf|cluster:" | tail -8
 	return $rc
 }
-ktap_check "node 2 died mid-write: its operation rewritten by node 1" takeover
+ktap_check "node 2 killed mid-write: node 1 rewrote its raid5 and raid1 operations" takeover
 LOST=0 MISMATCH=0
 verify() {
-	amf-iotool write --dev /dev/mapper/r5 --seed "$ID" --gen 3 --bs $BS --start 0 --count 64 || return 1
-	# Node 2's acked blocks (gen 1, odd blocks) and its in-flight one (gen 2, or gen 1 if it
-	# did not land).
-	amf-iotool verify --dev /dev/mapper/r5 --seed 2 --gen 1 --bs $BS --every 2 --phase 1 --start 128 --count 1920 ||
-		LOST=1
-	amf-iotool verify-any --dev /dev/mapper/r5 --seeds 2 --max-gen 2 --count $BS --start 64 || LOST=1
+	for v in r5 r1; do
+		amf-iotool write --dev /dev/mapper/$v --seed "$ID" --gen 3 --bs $BS --start 0 --count 64 || return 1
+		# Node 2's acked blocks (gen 1, odd blocks) and its in-flight one (gen 2, or gen 1
+		# if it did not land).
+		amf-iotool verify --dev /dev/mapper/$v --seed 2 --gen 1 --bs $BS --every 2 --phase 1 --start 128 --count 1920 ||
+			LOST=$((LOST + 1))
+		amf-iotool verify-any --dev /dev/mapper/$v --seeds 2 --max-gen 2 --count $BS --start 64 ||
+			LOST=$((LOST + 1))
+	done
 	scrub_ok raid5 $CHUNK $LEN5 /dev/mapper/a0:8192 /dev/mapper/a1:8192 /dev/mapper/a2:8192 /dev/mapper/a3:8192 ||
-		MISMATCH=1
+		MISMATCH=$((MISMATCH + 1))
+	p_drop
+	if cmp /dev/mapper/m0 /dev/mapper/m1 $((8192 * 512)) $((8192 * 512)); then
+		echo "raid1 copies equal"
+	else
+		echo "raid1 copies differ"
+		MISMATCH=$((MISMATCH + 1))
+	fi
 	[ $LOST -eq 0 ] && [ $MISMATCH -eq 0 ]
 }
-ktap_check "node 1 serves on; the dead node's acked and in-flight writes whole, parity clean" verify
-ktap_diag "SUMMARY: failover (smoke): 1 kill points, $LOST lost acked writes, $MISMATCH parity mismatches, max takeover $(rst 8) ms"
-teardown() { dmsetup remove r5 && dm_remove_all && cluster_stop; }
-ktap_check "volume removed (replication stopped), cluster stopped" teardown
+ktap_check "node 1 serves on; node 2's acked and in-flight writes whole, parity and copies consistent" verify
+T5=$(rst r5 8) T1=$(rst r1 8)
+ktap_diag "SUMMARY: failover (smoke): 2 kill points, $LOST lost acked writes, $MISMATCH parity mismatches, max takeover $((T5 > T1 ? T5 : T1)) ms"
+teardown() { dmsetup remove r5 && dmsetup remove r1 && dm_remove_all && cluster_stop; }
+ktap_check "volumes removed (replication stopped), cluster stopped" teardown
 ktap_done

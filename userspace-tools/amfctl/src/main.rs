@@ -198,7 +198,7 @@ struct GroupOpt {
 
 #[derive(Args, Debug, Default)]
 struct ClusterOpt {
-    /// Cluster mode (raid5 and raid6; needs --group and --node): corosync's cluster name
+    /// Cluster mode (raid1, raid5 and raid6; needs --group and --node): corosync's cluster name
     /// (totem.cluster_name, as given to amfctl cluster-conf --name). Adds
     /// `cluster <name> node <id>` to the table, after `group <uuid>`.
     #[arg(long, value_name = "NAME")]

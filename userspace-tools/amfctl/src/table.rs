@@ -971,8 +971,8 @@ mod tests {
             m.starts_with("cluster needs group <uuid> (--cluster needs --group <uuid>: "),
             "{m}"
         );
-        // Levels other than raid5 and raid6.
-        for (level, size) in [("raid0", 512), ("raid1", 128), ("raid10", 256)] {
+        // Levels other than raid1, raid5 and raid6.
+        for (level, size) in [("raid0", 512), ("raid10", 256)] {
             let mut r = clustered(Some("amftest"), Some("1"), None);
             r.level = level.to_string();
             r.size = Some(size);
@@ -981,8 +981,8 @@ mod tests {
             assert_eq!(
                 m,
                 format!(
-                    "cluster is only implemented for raid5 and raid6 (--level {level} with \
-                     --cluster)"
+                    "cluster is only implemented for raid1, raid5 and raid6 (--level {level} \
+                     with --cluster)"
                 )
             );
         }

@@ -244,7 +244,7 @@ fn each_nodes_table() {
         "amfctl: lock_stripes is only valid with cluster (--lock-stripes needs --cluster",
     );
     let mut args = vec![
-        "table", "--level", "raid1", "--chunk", "64K", "--group", UUID,
+        "table", "--level", "raid10", "--chunk", "64K", "--group", UUID,
     ];
     args.extend(["--cluster", "amftest", "--node", "1"]);
     args.extend(["--dev", &members[0], "--dev", &members[1]]);
@@ -252,7 +252,8 @@ fn each_nodes_table() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).starts_with(
-            "amfctl: cluster is only implemented for raid5 and raid6 (--level raid1 with --cluster"
+            "amfctl: cluster is only implemented for raid1, raid5 and raid6 (--level raid10 with \
+             --cluster"
         ),
         "{}",
         stderr(&o)
