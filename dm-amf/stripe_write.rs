@@ -360,8 +360,7 @@ impl StripeEngine<'_> {
             if dir == IoDir::Read {
                 // Each buffer is read into by at most one I/O of a step: a plan names each
                 // block once.
-                let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] =
-                    core::array::from_fn(|_| None);
+                let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] = core::array::from_fn(|_| None);
                 let source = if into_old { old } else { data };
                 for (slot, buf) in data_bufs.iter_mut().zip(source.iter_mut()) {
                     *slot = buf.get_mut(r.clone());
@@ -370,9 +369,7 @@ impl StripeEngine<'_> {
                 for (io, step) in ios.iter_mut().zip(part) {
                     let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
                     let buf = match step.what {
-                        Block::Data(k) => {
-                            data_bufs.get_mut(usize::from(k)).and_then(Option::take)
-                        }
+                        Block::Data(k) => data_bufs.get_mut(usize::from(k)).and_then(Option::take),
                         Block::P => p_buf.take(),
                         Block::Q => q_buf.take(),
                     }
