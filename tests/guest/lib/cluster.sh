@@ -23,6 +23,12 @@
 #                               seconds); WAITED: the seconds it took
 #   st VOL FIELD                one field of the cluster part of an amf volume's status
 #                               (state members requests cached blocking waits deaths)
+#   cluster_barrier_at S I N G  a barrier of N guests (not necessarily all) on sectors S..S+N-1
+#                               of the barrier disk, this guest being the I-th (0-based);
+#                               G as for cluster_barrier. Keep S >= 8 (0.. is cluster_barrier's)
+#   cluster_note S TEXT         TEXT (one line, < 512 bytes) to sector S of the barrier disk,
+#                               O_DIRECT: a message other guests (or a later boot) read with
+#   cluster_read_note S         the line in sector S (empty if none was written)
 #
 # The cluster: AMF_NODES guests; guest i (AMF_NODE, 0-based) has address 10.199.0.(i+1)
 # (vm.sh's private network) and node id i+1. corosync.conf comes from
@@ -236,6 +242,30 @@ cluster_barrier() {
 	# Its report lines are "# ..." already; an error message is not.
 	sed 's/^\([^#]\)/# \1/' "$CLUSTER_LOGDIR/barrier"
 	return $_br
+}
+
+# cluster_barrier_at SECTOR INDEX COUNT GEN: cluster_barrier among COUNT guests only.
+cluster_barrier_at() {
+	_bd=$(cluster_barrier_dev) || {
+		ktap_diag "cluster_barrier_at $1 $2 $3 $4: no virtio disk for the barrier"
+		return 1
+	}
+	amf-iotool barrier --dev "$_bd" --sector "$1" --node "$2" --nodes "$3" --gen "$4" \
+		--timeout "${CLUSTER_BARRIER_TIMEOUT:-300}" >"$CLUSTER_LOGDIR/barrier" 2>&1
+	_br=$?
+	sed 's/^\([^#]\)/# \1/' "$CLUSTER_LOGDIR/barrier"
+	return $_br
+}
+
+# cluster_note SECTOR TEXT / cluster_read_note SECTOR: one line of text in a sector of the
+# barrier disk, written and read with O_DIRECT (visible to every guest at once).
+cluster_note() {
+	_bd=$(cluster_barrier_dev) || return 1
+	printf '%-511.511s\n' "$2" | dd of="$_bd" bs=512 seek="$1" count=1 oflag=direct conv=notrunc status=none
+}
+cluster_read_note() {
+	_bd=$(cluster_barrier_dev) || return 1
+	dd if="$_bd" bs=512 skip="$1" count=1 iflag=direct status=none | tr -d '\000' | head -1 | sed 's/ *$//'
 }
 
 # st VOL FIELD: one field of the cluster part of `dmsetup status VOL`
