@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Replication smoke (step `vm repl-smoke` of tests/plan): two nodes with corosync +
 # dlm_controld serve a raid5 group and a raid1 group, both with `peers` and `auth_key`:
+#   - a peer with the wrong secret and a sender of garbage are refused and counted
+#     (auth_failures, bad_frames), nothing of theirs is held
 #   - the connections come up, authenticated both ways (status: 1 of 1 peers up)
 #   - interleaved writes of both nodes are replicated (records sent) and stay correct
 #   - node 2 stops dead after the data step of one write on each volume (raid5: new data on
@@ -30,7 +32,7 @@ rst() { dmsetup status "$1" | awk -v f="$2" '{ for (i = 1; i <= NF; i++) if ($i 
 P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke"
 P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke"
 
-if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 6; else ktap_plan 8; fi
+if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; else ktap_plan 10; fi
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load" $? "$(cat "$KTAP_TMP/ld")"
 ktap_check "corosync + dlm_controld up" cluster_start "$CL"
@@ -51,22 +53,54 @@ slices() {
 ktap_check "dm-linear slices, groups formatted by node 1" slices
 bar
 up() { [ "$(rst r5 1)" = 1 ] && [ "$(rst r1 1)" = 1 ]; }
+T5="0 $LEN5 amf raid5 13 $CHUNK group $U5 cluster $CL node $ID"
+D5="4 /dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192"
 create() {
 	echo "smoke-secret-0123456789" | amfctl key-add dm-amf:smoke || return 1
 	kmsg_mark
-	dm_create r5 "0 $LEN5 amf raid5 13 $CHUNK group $U5 cluster $CL node $ID $P5 4 /dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192" ||
-		{ echo "r5: $DM_OUT"; dmesg_since_mark | tail; return 1; }
+	dm_create r5 "$T5 $P5 $D5" || { echo "r5: $DM_OUT"; dmesg_since_mark | tail; return 1; }
 	dm_create r1 "0 $LEN1 amf raid1 13 $CHUNK group $U1 cluster $CL node $ID $P1 2 /dev/mapper/m0 8192 /dev/mapper/m1 8192" ||
 		{ echo "r1: $DM_OUT"; dmesg_since_mark | tail; return 1; }
 	dmsetup table r5
 	dmsetup table r1
+}
+# Node 2 first joins raid5 with another secret (a peer that cannot prove the key), and
+# node 1 gets garbage on its replication port.
+impostor() {
+	echo "not-the-group-secret" | amfctl key-add dm-amf:wrong || return 1
+	dm_create r5 "$T5 ${P5%dm-amf:smoke}dm-amf:wrong $D5" || { echo "r5: $DM_OUT"; return 1; }
+}
+refused() {
+	head -c 300 /dev/urandom | nc -w 2 10.199.0.1 7790 >/dev/null 2>&1
+	refusals() { [ "$(rst r5 6)" -ge 1 ] && [ "$(rst r5 5)" -ge 1 ]; }
+	until_ok 30 refusals
+	rc=$?
+	dmsetup status r5
+	[ $rc -eq 0 ] && [ "$(rst r5 1)" = 0 ] && [ "$(rst r5 4)" = 0 ]
+}
+if [ "$AMF_NODE" -eq 0 ]; then
+	ktap_check "raid5 and raid1 created with peers and auth_key" create
+	bar
+	bar
+	ktap_check "a peer with the wrong secret and garbage on the port: refused, counted, nothing held" refused
+	bar
+else
+	bar
+	ktap_check "raid5 created with the wrong secret" impostor
+	bar
+	bar
+	dmsetup remove r5 || ktap_diag "cannot remove the impostor's r5"
+	ktap_check "raid5 and raid1 created with peers and the right auth_key" create
+fi
+bar
+connected() {
 	until_ok 30 up
 	rc=$?
 	dmsetup status r5
 	dmsetup status r1
 	return $rc
 }
-ktap_check "raid5 and raid1 created with peers; connected and authenticated both ways" create
+ktap_check "connected and authenticated both ways" connected
 bar
 wr() {
 	for v in r5 r1; do
