@@ -373,45 +373,25 @@ fn replicated_tables() {
         "amfctl: peers must list this table's node id (--node 4 is not among the --peer node \
          ids (1, 2, 3)",
     );
-    refused(
-        &[
-            "--node",
-            "1",
-            "--peer",
-            "1@10.0.0.1:1",
-            "--peer",
-            "2@10.0.0.2:0",
-            "--auth-key",
-            "a:b",
-        ],
-        "amfctl: peer must be <node>@<a.b.c.d>:<port> with node 1..63 (--peer 2@10.0.0.2:0: \
-         port '0' is not a decimal number from 1 to 65535)",
-    );
-    refused(
-        &[
-            "--node",
-            "1",
-            "--peer",
-            "1@10.0.0.1:1",
-            "--peer",
-            "2@10.0.0.2:2",
-        ],
-        "amfctl: peers needs auth_key (--peer needs --auth-key <description>",
-    );
-    refused(
-        &[
-            "--node",
-            "1",
-            "--peer",
-            "1@10.0.0.1:1",
-            "--peer",
-            "2@10.0.0.2:2",
-            "--auth-key",
-            "grp1",
-        ],
-        "amfctl: auth_key must be <prefix>:<name>, 1 to 255 characters (--auth-key: key \
-         description 'grp1' has no '<prefix>:'",
-    );
+    // Options as one string each (split at spaces), with the start of the refusal.
+    for (rest, want) in [
+        (
+            "--node 1 --peer 1@10.0.0.1:1 --peer 2@10.0.0.2:0 --auth-key a:b",
+            "amfctl: peer must be <node>@<a.b.c.d>:<port> with node 1..63 (--peer 2@10.0.0.2:0: \
+             port '0' is not a decimal number from 1 to 65535)",
+        ),
+        (
+            "--node 1 --peer 1@10.0.0.1:1 --peer 2@10.0.0.2:2",
+            "amfctl: peers needs auth_key (--peer needs --auth-key <description>",
+        ),
+        (
+            "--node 1 --peer 1@10.0.0.1:1 --peer 2@10.0.0.2:2 --auth-key grp1",
+            "amfctl: auth_key must be <prefix>:<name>, 1 to 255 characters (--auth-key: key \
+             description 'grp1' has no '<prefix>:'",
+        ),
+    ] {
+        refused(&rest.split(' ').collect::<Vec<_>>(), want);
+    }
 }
 
 #[test]
