@@ -50,7 +50,10 @@ use crate::transport::{Listener, Transport};
 /// Peers a target replicates to at most (the table allows 16 AMFs per group).
 pub(crate) const MAX_PEERS: usize = 16;
 /// Longest wait for the acks of one step, or for a peer to connect, before the write fails.
-const ACK_TIMEOUT_MS: i64 = 10_000;
+/// A peer that stops answering is either slow or dead; the cluster decides which (its token
+/// timeout, then the DLM's recovery, takes ~10-15 s with corosync's defaults), so this is
+/// as long as the lock arbiter's wait for a membership change.
+const ACK_TIMEOUT_MS: i64 = crate::stripe_lock::RECOVERY_TIMEOUT_MS;
 /// Pause between dial attempts to a peer that is not connected.
 const DIAL_INTERVAL_MS: u32 = 300;
 /// Connect timeout of one dial.
