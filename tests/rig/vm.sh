@@ -264,7 +264,7 @@ run_guest() {
 			if [ -n "$what" ]; then
 				qp=$(cat "$pidf" 2>/dev/null || true)
 				if [ -n "$qp" ] && kill -KILL "$qp" 2>/dev/null; then
-					log "guest $i: killed (QEMU pid $qp, boot $k), as it asked$([ $what = restart ] && echo ", to be restarted")"
+					log "guest $i: killed (QEMU pid $qp, boot $k) $(($(date +%s) - ${t0%.*})) s into the run, as it asked$([ $what = restart ] && echo ", to be restarted")"
 				else
 					log "guest $i: asked to be killed but QEMU (pid '${qp}') is not there"
 				fi

@@ -10,8 +10,8 @@
 #     write, a new generation a pass)
 #   - kill point r (round r) has a victim: node 2 when r is odd, node 3 when even, so one
 #     boots again while the other is the next victim. The victim and node 1 meet (a barrier
-#     of two); the victim writes its 2 stripes of the point's volume in 4 KiB blocks with a
-#     tag of its own (seed 100+r, generation 1, all acknowledged); sets `fail_after <step>`
+#     of two); the victim writes its 2 stripes of the point's volume, a chunk a write, with
+#     a tag of its own (seed 100+r, generation 1, all acknowledged); sets `fail_after <step>`
 #     (not while the other node is creating its volumes: see below); starts one more write
 #     (generation 2) of the point's kind to its first stripe in the background; waits for
 #     the kernel's "stopped dead after <step> (fault injection)"; reports on the barrier
@@ -43,7 +43,7 @@
 # (3 of 4 data chunks) after prepared, data; raid5 full stripe after prepared, parity; raid6
 # rmw after data, parity; raid5 rmw after data with the network cut. amf.env= knobs:
 #   FAILOVER_FULL=1          every kind (raid5 rmw rcw full, raid6 rmw full) x every step,
-#                            and the network point (26 points; give --timeout 1500)
+#                            and the network point (26 points, about 18 min: give --timeout 1800)
 #   FAILOVER_POINTS=p+p+...  these points only: <r5|r6>:<rmw|rcw|full>:<step>[:net]
 #   FAILOVER_DRY=1           the rig without replication (for a module without it): tables
 #                            without peers, no key, no fail_after (the last write completes),
@@ -85,7 +85,7 @@ BS=8    # 4 KiB
 ST_SECTOR=64
 REPORT_SECTOR=128
 # shellcheck disable=SC2034 # read by lib/cluster.sh
-CLUSTER_BARRIER_TIMEOUT=240
+CLUSTER_BARRIER_TIMEOUT=10 # a slice of meet()
 # Found once: the notes are read often.
 # shellcheck disable=SC2034 # read by lib/cluster.sh
 CLUSTER_BARRIER_DEV=$(cluster_barrier_dev)
@@ -176,6 +176,9 @@ vst() {
 		END { if (!found) print "VS_STATE=none VS_MEMBERS=0 VS_DEATHS=0 VS_UP=0 VS_PEERS=0 VS_HELD=0 VS_REPLAYED=0 VS_TMS=0" }')"
 }
 
+# klog TEXT: a line in the kernel log (the consoles' timestamps make the rounds' timelines).
+klog() { echo "failover: node $ID: $*" >/dev/kmsg; }
+
 # poll SEC INTERVAL CMD...: until_ok with a shorter interval (for the waits on the
 # critical path of a round); WAITED: the seconds it took.
 poll() {
@@ -225,14 +228,24 @@ else
 fi
 ktap_diag "node $ID, boot $BOOT: $R kill points, this boot from round $FIRST$([ "$MINE" -gt 0 ] && echo ", victim in round $MINE")$([ "$DRY" = 1 ] && echo ' (dry run: no replication)')"
 
+# meet CMD...: a barrier command, retried in slices of 10 s (CLUSTER_BARRIER_TIMEOUT)
+# for 240 s at most, given up at once when the run stopped (see aborted).
+meet() {
+	_mt=$(date +%s)
+	until "$@"; do
+		aborted && { echo "# the run stopped: $(cluster_read_note $ABORT_SECTOR)"; return 1; }
+		[ $(($(date +%s) - _mt)) -ge 240 ] && return 1
+	done
+	return 0
+}
 # bar G [NAME]: all three meet (set-up and end only; the rounds use pairs).
 bar() {
-	cluster_barrier "$1" >"$KTAP_TMP/bar" 2>&1 ||
+	meet cluster_barrier "$1" >"$KTAP_TMP/bar" 2>&1 ||
 		{ ktap_diag "barrier $1 (${2:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 }
 # pair G VICTIM: node 1 and VICTIM meet (node 1 is index 0).
 pair() {
-	cluster_barrier_at $((8 * ($2 - 1))) "$([ "$ID" -eq 1 ] && echo 0 || echo 1)" 2 "$1"
+	meet cluster_barrier_at $((8 * ($2 - 1))) "$([ "$ID" -eq 1 ] && echo 0 || echo 1)" 2 "$1"
 }
 
 # ------------------------------------------------------------------ set-up
@@ -322,13 +335,15 @@ connected() {
 	echo "after $(($(date +%s) - _t0)) s"
 	return $_rc
 }
-ktap_check "both volumes ready$([ "$DRY" = 1 ] || echo ', replication up to every live peer')" connected
-[ "$BOOT" -eq 0 ] && bar 4 connected
-[ "$ID" -ne 1 ] && cluster_note $((ST_SECTOR + AMF_NODE)) "joined $FIRST"
+# Without its volumes this node cannot take part: the run stops (a missing connection is
+# only a failure: the rounds go on).
 if [ "$KTAP_FAIL" -gt 0 ]; then
 	cluster_note $ABORT_SECTOR "abort: the set-up of node $ID failed (boot $BOOT)"
 	ktap_diag "set-up failed: the run stops (the other nodes skip the rest)"
 fi
+ktap_check "both volumes ready$([ "$DRY" = 1 ] || echo ', replication up to every live peer')" connected
+[ "$BOOT" -eq 0 ] && bar 4 connected
+[ "$ID" -ne 1 ] && cluster_note $((ST_SECTOR + AMF_NODE)) "joined $FIRST"
 
 # ------------------------------------------------------------------ node 1's own writer
 # own_loop: passes over node 1's stripes of both volumes (one chunk a write), generation
@@ -371,7 +386,7 @@ victim() {
 	ktap_diag "round $r: node $ID is the victim: $PNAME; its stripes $(region_of "$ID")..$(($(region_of "$ID") + VST - 1)) of $PV"
 	pair "$r" "$ID" >"$KTAP_TMP/bar" 2>&1 || { ktap_diag_file "$KTAP_TMP/bar"; rep="$rep barrier-with-node-1-failed"; }
 	t0=$(date +%s)
-	if ! amf-iotool write --dev "/dev/mapper/$PV" --seed $seed --gen 1 --bs $BS --every 1 --phase 0 \
+	if ! amf-iotool write --dev "/dev/mapper/$PV" --seed $seed --gen 1 --bs $CHUNK \
 		--start $A --count $((VST * PSS)) >"$KTAP_TMP/w" 2>&1; then
 		ktap_diag_file "$KTAP_TMP/w"
 		rep="$rep acked-writes-failed"
@@ -392,7 +407,8 @@ victim() {
 		# Never completes: its output goes to a file, not to the init's pipe.
 		amf-iotool write --dev "/dev/mapper/$PV" --seed $seed --gen 2 --start $IS --count $IC \
 			</dev/null >/tmp/fo-inflight 2>&1 &
-		dead() { dmesg_since_mark | grep -F "stopped dead after $PS (fault injection)"; }
+		# (This boot's first and only fail_after: no need to look past a mark.)
+		dead() { dmesg | grep -F "stopped dead after $PS (fault injection)"; }
 		if poll 30 0.2 dead; then
 			ktap_diag "$(dead | tail -1)"
 		else
@@ -401,6 +417,7 @@ victim() {
 		fi
 	fi
 	t3=$(date +%s)
+	klog "round $r: stopped dead"
 	if [ $PN -eq 1 ]; then
 		ip link set eth0 down || rep="$rep link-down-failed"
 		noq() { corosync-quorumtool -s 2>&1 | grep -q '^Quorate: *No'; }
@@ -408,13 +425,14 @@ victim() {
 		ktap_diag "cut off, quorum lost after $WAITED s"
 	fi
 	if [ -z "$rep" ]; then
-		rep="ok acked $((VST * PSS / BS)) writes in $((t1 - t0)) s, waited $((t2 - t1)) s for node $other ($onote), dead after $((t3 - t2)) s"
+		rep="ok acked $((VST * PSS / CHUNK)) writes in $((t1 - t0)) s, waited $((t2 - t1)) s for node $other ($onote), dead after $((t3 - t2)) s"
 	else
 		rep="fail:$rep"
 	fi
 	cluster_note $((REPORT_SECTOR + r)) "$rep"
 	cluster_note $((ST_SECTOR + AMF_NODE)) "died $r"
 	touch /tmp/amf-restartme
+	klog "round $r: reported, asking for the power cycle"
 	case $rep in ok*) ktap_ok "round $r: $PNAME: victim's part ($rep)" ;; *) ktap_fail "round $r: $PNAME: victim's part" "$rep" ;; esac
 	ktap_diag "node $ID: to be power-cycled now"
 	ktap_done
@@ -474,6 +492,7 @@ check_point() {
 	_ok=0
 	# 1. the death and the takeover
 	if poll 120 0.5 taken_over; then
+		klog "round $r: death and takeover seen"
 		echo "death seen and takeover done $WAITED s after the barrier"
 	else
 		echo "no death and takeover in $WAITED s"
@@ -566,6 +585,7 @@ checker() {
 	kmsg_mark
 	pair "$r" "$V" >"$KTAP_TMP/bar" 2>&1 || { ktap_diag "barrier with node $V (round $r) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 	POINTS_RUN=$((POINTS_RUN + 1))
+	klog "round $r: $PNAME, victim node $V"
 	ktap_check "kill point $r: $PNAME (node $V): acknowledged writes kept, parity clean, node 1 served on" check_point
 }
 
