@@ -283,12 +283,17 @@ impl Replication {
         self.stop.load(Ordering::Acquire) || self.dead.load(Ordering::Acquire)
     }
 
-    /// Peers that are connected (authenticated both ways).
+    /// Peers that are live in the cluster and connected (authenticated both ways): a dead
+    /// peer's connections may look open until TCP notices.
     pub(crate) fn peers_up(&self) -> (usize, usize) {
         let st = self.state.lock();
+        let req = self.required(&st);
         let up = st
             .peers
             .iter()
+            .enumerate()
+            .filter(|(i, _)| req & bit(*i as u32) != 0)
+            .map(|(_, p)| p)
             .filter(|p| {
                 p.out.as_ref().is_some_and(|s| !s.is_broken())
                     && p.inbound.as_ref().is_some_and(|s| !s.is_broken())
