@@ -5,9 +5,6 @@
 //!
 //! C header: [`include/crypto/hash.h`](srctree/include/crypto/hash.h)
 
-// Used by the replication channel (dm-amf/), which is being written.
-#![allow(dead_code)]
-
 use core::ptr::NonNull;
 
 use kernel::{bindings, error::from_err_ptr, error::to_result, prelude::*};

@@ -5,9 +5,6 @@
 //!
 //! C header: [`include/keys/user-type.h`](srctree/include/keys/user-type.h)
 
-// Used by the replication channel (dm-amf/), which is being written.
-#![allow(dead_code)]
-
 use core::ptr::{self, NonNull};
 
 use kernel::{bindings, error::from_err_ptr, prelude::*};

@@ -10,9 +10,6 @@
 //!
 //! C header: [`include/linux/net.h`](srctree/include/linux/net.h)
 
-// Used by the replication channel (dm-amf/), which is being written.
-#![allow(dead_code)]
-
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
@@ -364,29 +361,5 @@ impl TcpStream {
     /// Shuts both directions down: wakes a blocked recv/send in another thread.
     pub(crate) fn shutdown(&self) {
         self.sock.shutdown();
-    }
-
-    /// Peer's IPv4 address and port (for logs and for checking who connected).
-    pub(crate) fn peer(&self) -> Result<([u8; 4], u16)> {
-        let mut ss = bindings::__kernel_sockaddr_storage::default();
-        // SAFETY: `ss` is a sockaddr_storage, large enough for any address the socket
-        // writes during the call.
-        let rc = unsafe {
-            bindings::kernel_getpeername(self.sock.as_ptr(), ptr::from_mut(&mut ss).cast())
-        };
-        to_result(rc.min(0))?;
-        if (rc as usize) < size_of::<b::sockaddr_in>() {
-            return Err(EINVAL);
-        }
-        // SAFETY: an AF_INET socket wrote a `sockaddr_in` (checked length) at the start of
-        // `ss`, whose alignment is at least that of `sockaddr_in`.
-        let sin = unsafe { ptr::from_ref(&ss).cast::<b::sockaddr_in>().read() };
-        if u32::from(sin.sin_family) != bindings::AF_INET {
-            return Err(EINVAL);
-        }
-        Ok((
-            sin.sin_addr.s_addr.to_ne_bytes(),
-            u16::from_be(sin.sin_port),
-        ))
     }
 }
