@@ -100,7 +100,8 @@ impl Recovery for Membership {
         self.death_ns
             .store(Ktime::ktime_get().to_ns(), Ordering::Relaxed);
         if let Ok(n @ 0..64) = u32::try_from(dead.node) {
-            self.pending.fetch_or(1u64 << n, Ordering::AcqRel);
+            self.pending
+                .fetch_or(1u64.checked_shl(n).unwrap_or(0), Ordering::AcqRel);
         }
         pr_info!(
             "cluster: node {} (slot {}) left the group's lockspace\n",
@@ -117,7 +118,7 @@ impl Recovery for Membership {
         let live = members
             .iter()
             .filter_map(|s| u32::try_from(s.node).ok().filter(|n| *n < 64))
-            .fold(0u64, |m, n| m | (1u64 << n));
+            .fold(0u64, |m, n| m | 1u64.checked_shl(n).unwrap_or(0));
         self.live.store(live, Ordering::Release);
         self.generation.store(generation.max(1), Ordering::Release);
         self.recovering.store(false, Ordering::Release);

@@ -21,7 +21,7 @@ use crate::core_proto::{
     recovery,
     wire::{Body, RecordHeader, Role},
 };
-use crate::repl::{Held, Replication};
+use crate::repl::{bit, Held, Replication};
 use crate::repl_session::Session;
 use crate::stripe_buf::StripeBuffers;
 use crate::stripe_lock::RECOVERY_TIMEOUT_MS;
@@ -68,10 +68,10 @@ fn take_over(
     repl: &Replication,
     dead: u64,
 ) -> Result<(), WriteError> {
-    for node in (0..64u32).filter(|n| dead & (1u64 << n) != 0) {
+    for node in (0..64u32).filter(|n| dead & bit(*n) != 0) {
         let mut job = None;
         let bufs = &mut scratch.bufs;
-        repl.take_held(1u64 << node, |intent, prepared| {
+        repl.take_held(bit(node), |intent, prepared| {
             job = load_image(bufs, intent, prepared);
         });
         if let Some((h, r)) = job {

@@ -61,7 +61,8 @@ const DIAL_TIMEOUT_MS: u32 = 1_000;
 /// How long one wait for an ack lasts before the waiter looks at the membership again.
 const WAIT_SLICE_MS: u32 = 100;
 
-fn bit(node: u32) -> u64 {
+/// The mask of node (or peer index) `node`; 0 beyond 63.
+pub(crate) fn bit(node: u32) -> u64 {
     1u64.checked_shl(node).unwrap_or(0)
 }
 
