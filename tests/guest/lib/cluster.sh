@@ -293,3 +293,14 @@ until_ok() {
 	done
 	WAITED=$(($(date +%s) - _t0))
 }
+
+# verify_bad ARGS...: `amf-iotool verify ARGS`; on a mismatch prints the end of its report,
+# sets VERIFY_BAD to the number of bad blocks it counted (1 if it said none) and fails.
+verify_bad() {
+	VERIFY_BAD=0
+	amf-iotool verify "$@" >"$KTAP_TMP/v" 2>&1 && return 0
+	tail -6 "$KTAP_TMP/v"
+	VERIFY_BAD=$(sed -n 's/.*: \([0-9]*\) bad.*/\1/p' "$KTAP_TMP/v" | tail -1)
+	VERIFY_BAD=${VERIFY_BAD:-1}
+	return 1
+}

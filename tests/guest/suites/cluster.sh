@@ -390,11 +390,9 @@ bar "after the kill"
 # vcheck VOL SEED GEN FROM TO: the blocks of node SEED-1 in sectors FROM..TO hold GEN.
 vcheck() {
 	[ "$5" -gt "$4" ] || return 0
-	if ! amf-iotool verify --dev "/dev/mapper/$1" --seed "$2" --gen "$3" --bs $BS \
-		--every "$N" --phase $(($2 - 1)) --start "$4" --count $(($5 - $4)) >"$KTAP_TMP/v" 2>&1; then
-		tail -5 "$KTAP_TMP/v"
-		nb=$(sed -n 's/.*: \([0-9]*\) bad.*/\1/p' "$KTAP_TMP/v" | tail -1)
-		STALE=$((STALE + ${nb:-1}))
+	if ! verify_bad --dev "/dev/mapper/$1" --seed "$2" --gen "$3" --bs $BS \
+		--every "$N" --phase $(($2 - 1)) --start "$4" --count $(($5 - $4)); then
+		STALE=$((STALE + VERIFY_BAD))
 		return 1
 	fi
 }

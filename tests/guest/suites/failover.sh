@@ -480,11 +480,9 @@ taken_over() {
 # vrange VOL SEED GEN FROM TO: strict verify, bad sectors added to BADS.
 vrange() {
 	[ "$5" -gt "$4" ] || return 0
-	amf-iotool verify --dev "/dev/mapper/$1" --seed "$2" --gen "$3" --start "$4" --count $(($5 - $4)) \
-		>"$KTAP_TMP/v" 2>&1 && return 0
-	tail -6 "$KTAP_TMP/v"
-	_b=$(sed -n 's/.*: \([0-9]*\) bad$/\1/p' "$KTAP_TMP/v" | tail -1)
-	BADS=$((BADS + ${_b:-1}))
+	verify_bad --dev "/dev/mapper/$1" --seed "$2" --gen "$3" --start "$4" --count $(($5 - $4)) &&
+		return 0
+	BADS=$((BADS + VERIFY_BAD))
 	return 1
 }
 
