@@ -142,6 +142,10 @@ pub enum TableError {
     /// `auth_key` missing its value, or the value not a logon key description
     /// ([`valid_auth_key`]).
     BadAuthKey,
+    /// `transport` missing its value, or the value not `tcp` or `rdma`.
+    BadTransport,
+    /// `transport` without `peers`.
+    TransportNeedsPeers,
 }
 
 impl TableError {
@@ -190,6 +194,8 @@ impl TableError {
             Self::PeersNeedAuthKey => c"peers needs auth_key",
             Self::AuthKeyNeedsPeers => c"auth_key needs peers",
             Self::BadAuthKey => c"auth_key must be <prefix>:<name>, 1 to 255 characters",
+            Self::BadTransport => c"transport must be tcp or rdma",
+            Self::TransportNeedsPeers => c"transport needs peers",
         }
     }
 }
@@ -234,7 +240,28 @@ impl fmt::Display for PeerSpec {
     }
 }
 
-/// The replication parameters of a clustered table: `peers <n> <peer>... auth_key <desc>`.
+/// The transport the replication channel runs on (`transport tcp|rdma`, default TCP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TransportKind {
+    /// TCP over the kernel's sockets.
+    #[default]
+    Tcp,
+    /// RDMA reliable connections through the RDMA connection manager (RoCE, InfiniBand).
+    Rdma,
+}
+
+impl TransportKind {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tcp" => Some(Self::Tcp),
+            "rdma" => Some(Self::Rdma),
+            _ => None,
+        }
+    }
+}
+
+/// The replication parameters of a clustered table:
+/// `peers <n> <peer>... auth_key <desc> [transport tcp|rdma]`.
 #[derive(Clone, Copy, Debug)]
 pub struct ReplicationSpec<'a> {
     /// Every AMF of the group, this one included, sorted by node id (node ids and
@@ -243,6 +270,8 @@ pub struct ReplicationSpec<'a> {
     /// The description of the kernel `logon` key that holds the group's shared secret
     /// ([`valid_auth_key`]).
     pub auth_key: &'a str,
+    /// The transport (`transport`; TCP when not given).
+    pub transport: TransportKind,
 }
 
 impl ReplicationSpec<'_> {
@@ -257,24 +286,33 @@ impl ReplicationSpec<'_> {
     }
 
     /// The words the replication parameters take in `<#params>`:
-    /// `peers <n>`, the `n` entries, `auth_key <desc>`.
+    /// `peers <n>`, the `n` entries, `auth_key <desc>`, `transport rdma` (TCP, the default,
+    /// is not echoed).
     pub fn param_words(&self) -> usize {
         4 + self.peers().len()
+            + if self.transport == TransportKind::Rdma {
+                2
+            } else {
+                0
+            }
     }
 }
 
 impl PartialEq for ReplicationSpec<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.peers() == other.peers() && self.auth_key == other.auth_key
+        self.peers() == other.peers()
+            && self.auth_key == other.auth_key
+            && self.transport == other.transport
     }
 }
 
 impl Eq for ReplicationSpec<'_> {}
 
 /// Writes the replication parameters as `dmsetup table` prints them, each word preceded by
-/// a space: ` peers <n> <node>@<a.b.c.d>:<port>... auth_key <desc>`, the peers sorted by node
-/// id, numbers without leading zeros. They follow `cluster <name> node <id>
-/// [lock_stripes <n>]`; [`ReplicationSpec::param_words`] counts them for `<#params>`.
+/// a space: ` peers <n> <node>@<a.b.c.d>:<port>... auth_key <desc> [transport rdma]`, the
+/// peers sorted by node id, numbers without leading zeros, the transport only when not TCP.
+/// They follow `cluster <name> node <id> [lock_stripes <n>]`;
+/// [`ReplicationSpec::param_words`] counts them for `<#params>`.
 pub fn write_replication(
     spec: &ReplicationSpec<'_>,
     out: &mut (impl fmt::Write + ?Sized),
@@ -283,7 +321,11 @@ pub fn write_replication(
     for p in spec.peers() {
         write!(out, " {p}")?;
     }
-    write!(out, " auth_key {}", spec.auth_key)
+    write!(out, " auth_key {}", spec.auth_key)?;
+    if spec.transport == TransportKind::Rdma {
+        write!(out, " transport rdma")?;
+    }
+    Ok(())
 }
 
 /// One octet of a dotted quad: 1 to 3 digits, no leading zero (`010` would be octal to
@@ -486,6 +528,8 @@ struct Optional<'a> {
     /// `peers <n> <peer>...`, sorted by node id; `auth_key <desc>`.
     peers: Option<BoundedList<PeerSpec, MAX_PEERS>>,
     auth_key: Option<&'a str>,
+    /// `transport tcp|rdma`.
+    transport: Option<TransportKind>,
 }
 
 /// The `<n>` entries after `peers <n>`, checked and sorted by node id.
@@ -530,7 +574,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
     let mut rebuild = MemberSet::EMPTY;
     let mut group = None;
     let (mut cluster, mut node, mut lock_stripes) = (None, None, None);
-    let (mut peers, mut auth_key) = (None, None);
+    let (mut peers, mut auth_key, mut transport) = (None, None, None);
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -617,6 +661,13 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
                 }
                 auth_key = Some(value);
             }
+            "transport" => {
+                if transport.is_some() {
+                    return Err(TableError::DuplicateParam);
+                }
+                let value = it.next().ok_or(TableError::BadTransport)?;
+                transport = Some(TransportKind::parse(value).ok_or(TableError::BadTransport)?);
+            }
             _ => return Err(TableError::UnknownParam),
         }
     }
@@ -628,6 +679,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
         lock_stripes,
         peers,
         auth_key,
+        transport,
     })
 }
 
@@ -699,6 +751,7 @@ fn cluster_spec<'a>(
         (None, None) if opt.lock_stripes.is_some() => Err(TableError::LockStripesNotCluster),
         (None, None) if opt.peers.is_some() => Err(TableError::PeersNotCluster),
         (None, None) if opt.auth_key.is_some() => Err(TableError::AuthKeyNeedsPeers),
+        (None, None) if opt.transport.is_some() => Err(TableError::TransportNeedsPeers),
         (None, None) => Ok(None),
         (Some(name), Some(node)) => {
             if opt.group.is_none() {
@@ -724,6 +777,8 @@ fn replication_spec<'a>(
     node: u32,
 ) -> Result<Option<ReplicationSpec<'a>>, TableError> {
     match (opt.peers, opt.auth_key) {
+        // The same order as without cluster mode ([`cluster_spec`]): auth_key first.
+        (None, None) if opt.transport.is_some() => Err(TableError::TransportNeedsPeers),
         (None, None) => Ok(None),
         (None, Some(_)) => Err(TableError::AuthKeyNeedsPeers),
         (Some(peers), auth_key) => {
@@ -731,7 +786,11 @@ fn replication_spec<'a>(
                 return Err(TableError::PeersMissSelf);
             }
             let auth_key = auth_key.ok_or(TableError::PeersNeedAuthKey)?;
-            Ok(Some(ReplicationSpec { peers, auth_key }))
+            Ok(Some(ReplicationSpec {
+                peers,
+                auth_key,
+                transport: opt.transport.unwrap_or_default(),
+            }))
         }
     }
 }
@@ -1193,6 +1252,17 @@ mod tests {
                 "auth_key a:b peers 3 63@1.2.3.4:65535 5@0.0.0.0:1 9@100.200.250.255:80",
                 " peers 3 5@0.0.0.0:1 9@100.200.250.255:80 63@1.2.3.4:65535 auth_key a:b",
             ),
+            // RDMA is echoed last, wherever it was given; TCP, the default, is not echoed.
+            (
+                1,
+                "transport rdma peers 2 2@10.0.0.2:7000 1@10.0.0.1:7000 auth_key k:k",
+                " peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 auth_key k:k transport rdma",
+            ),
+            (
+                2,
+                "peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 transport tcp auth_key k:k",
+                " peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 auth_key k:k",
+            ),
         ] {
             let l = replicated(node, given);
             let r = replication_of(&l).unwrap().unwrap();
@@ -1396,6 +1466,140 @@ mod tests {
     }
 
     #[test]
+    fn replication_transport() {
+        use TableError::*;
+        let two = "peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 auth_key dm-amf:grp1";
+        let spec = |params: &str| {
+            let l = replicated(1, params);
+            let w = words(&l);
+            parse(&w, 384).map(|t| {
+                let r = t.cluster.unwrap().replication.unwrap();
+                let mut out = std::string::String::new();
+                write_replication(&r, &mut out).unwrap();
+                (r.transport, r.param_words(), out)
+            })
+        };
+        let echo = " peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 auth_key dm-amf:grp1";
+        // Without it: TCP, not echoed.
+        assert_eq!(
+            spec(two),
+            Ok((TransportKind::Tcp, 6, std::string::String::from(echo)))
+        );
+        assert_eq!(TransportKind::default(), TransportKind::Tcp);
+        // `transport tcp`: the same spec as without it, not echoed.
+        for params in [
+            std::format!("{two} transport tcp"),
+            std::format!("transport tcp {two}"),
+        ] {
+            assert_eq!(spec(&params), spec(two), "{params}");
+        }
+        // `transport rdma`: echoed after auth_key, two more words in <#params>; the echo
+        // parses back to the same spec.
+        let rdma = std::format!("{echo} transport rdma");
+        for params in [
+            std::format!("{two} transport rdma"),
+            std::format!("transport rdma {two}"),
+            std::string::String::from(
+                "peers 2 2@10.0.0.2:7000 1@10.0.0.1:7000 transport rdma auth_key dm-amf:grp1",
+            ),
+        ] {
+            assert_eq!(
+                spec(&params),
+                Ok((TransportKind::Rdma, 8, rdma.clone())),
+                "{params}"
+            );
+        }
+        let l = replicated(1, &rdma);
+        let r = replication_of(&l).unwrap().unwrap();
+        assert_eq!(r.transport, TransportKind::Rdma);
+        assert_eq!(words(&rdma).len(), r.param_words());
+        let l2 = replicated(1, &std::format!("{two} transport rdma"));
+        assert_eq!(replication_of(&l2).unwrap(), Some(r));
+        // The spec compares the transport too.
+        let tcp = replicated(1, two);
+        assert_ne!(replication_of(&tcp).unwrap(), Some(r));
+        // The whole clustered table, as dmsetup table prints it: 13 + 2 words.
+        let l = std::format!(
+            "raid5 15 128 group {GROUP} cluster amf-test node 1 peers 2 1@10.0.0.1:7000 \
+             2@10.0.0.2:7000 auth_key dm-amf:grp1 transport rdma 4 /dev/a 0 /dev/b 0 /dev/c 0 \
+             /dev/d 0"
+        );
+        let w = words(&l);
+        let c = parse(&w, 384).unwrap().cluster.unwrap();
+        let r = c.replication.unwrap();
+        assert_eq!(r.transport, TransportKind::Rdma);
+        assert_eq!(7 + r.param_words(), 15);
+
+        let e = |node: u32, params: &str| {
+            let l = replicated(node, params);
+            let w = words(&l);
+            parse(&w, 384).map(|_| ()).expect_err(&l)
+        };
+        // Another word, the case matters.
+        for bad in ["udp", "RDMA", "Tcp", "roce", "rdma,tcp", "1"] {
+            assert_eq!(
+                e(1, &std::format!("{two} transport {bad}")),
+                BadTransport,
+                "{bad}"
+            );
+        }
+        // No value: the end of the parameters, or the next parameter taken as the value.
+        assert_eq!(e(1, &std::format!("{two} transport")), BadTransport);
+        assert_eq!(e(1, &std::format!("transport {two}")), BadTransport);
+        // <#params> ending before the value: the rest is <#devs>.
+        let l = std::format!(
+            "raid5 14 128 group {GROUP} cluster c node 1 {two} transport rdma 4 /dev/a 0 \
+             /dev/b 0 /dev/c 0 /dev/d 0"
+        );
+        assert_eq!(err(&l, 384), BadTransport);
+        // Twice, even the same, even without a second value.
+        for params in [
+            std::format!("{two} transport rdma transport rdma"),
+            std::format!("{two} transport tcp transport rdma"),
+            std::format!("transport tcp {two} transport tcp"),
+            std::format!("{two} transport rdma transport"),
+        ] {
+            assert_eq!(e(1, &params), DuplicateParam, "{params}");
+        }
+        // Without peers: in cluster mode, with or without auth_key, either value.
+        for params in ["transport rdma", "transport tcp"] {
+            assert_eq!(e(1, params), TransportNeedsPeers, "{params}");
+        }
+        // (With auth_key as well, that one's error comes first, as without cluster mode.)
+        for params in [
+            "auth_key dm-amf:grp1 transport rdma",
+            "transport tcp auth_key dm-amf:grp1",
+        ] {
+            assert_eq!(e(1, params), AuthKeyNeedsPeers, "{params}");
+        }
+        // ... and without cluster mode, with or without group.
+        let devs = "4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0";
+        for params in [
+            "3 128 transport rdma",
+            "3 128 transport tcp",
+            "5 128 group {GROUP} transport rdma",
+        ] {
+            let params = params.replace("{GROUP}", GROUP);
+            assert_eq!(
+                err(&std::format!("raid5 {params} {devs}"), 384),
+                TransportNeedsPeers,
+                "{params}"
+            );
+        }
+        let l = std::format!("raid5 7 128 group {GROUP} auth_key a:b transport rdma {devs}");
+        assert_eq!(err(&l, 384), AuthKeyNeedsPeers);
+        // Peers without cluster mode: that is the error, transport or not.
+        let l = std::format!("raid5 11 128 group {GROUP} {two} transport rdma {devs}");
+        assert_eq!(err(&l, 384), PeersNotCluster);
+        // The other replication errors are unchanged by a good transport.
+        assert_eq!(
+            e(1, "peers 2 1@10.0.0.1:7000 2@10.0.0.2:7000 transport rdma"),
+            PeersNeedAuthKey
+        );
+        assert_eq!(e(3, &std::format!("{two} transport rdma")), PeersMissSelf);
+    }
+
+    #[test]
     fn peer_words() {
         assert_eq!(parse_peer("1@0.0.0.0:1"), Some(peer(1, [0; 4], 1)));
         assert_eq!(
@@ -1464,6 +1668,8 @@ mod tests {
             TableError::PeersNeedAuthKey,
             TableError::AuthKeyNeedsPeers,
             TableError::BadAuthKey,
+            TableError::BadTransport,
+            TableError::TransportNeedsPeers,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();

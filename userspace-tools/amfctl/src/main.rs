@@ -220,6 +220,12 @@ struct ClusterOpt {
     /// shared secret (amfctl key-add), <prefix>:<name>. Adds `auth_key <description>`.
     #[arg(long, value_name = "DESCRIPTION")]
     auth_key: Option<String>,
+    /// Cluster mode, replication: what the replication channel runs on, tcp (the default,
+    /// left out of the table) or rdma (RDMA reliable connections: RoCE, InfiniBand or
+    /// soft-RoCE; each server's --peer address must be on an RDMA device). Adds
+    /// `transport rdma` after the auth_key. Needs --peer.
+    #[arg(long, value_name = "tcp|rdma")]
+    transport: Option<String>,
 }
 
 impl ClusterOpt {
@@ -230,6 +236,7 @@ impl ClusterOpt {
             lock_stripes: self.lock_stripes.clone(),
             peers: self.peers.clone(),
             auth_key: self.auth_key.clone(),
+            transport: self.transport.clone(),
         }
     }
 }
@@ -691,12 +698,93 @@ mod tests {
             "{e}"
         );
         // Not options of scrub.
-        for opt in ["--cluster", "--node", "--lock-stripes"] {
+        for opt in ["--cluster", "--node", "--lock-stripes", "--transport"] {
             assert!(Cli::try_parse_from([
                 "amfctl", "scrub", "--level", "raid5", "--chunk", "8", "--dev", "a", "--dev", "b",
                 opt, "1",
             ])
             .is_err());
         }
+    }
+
+    #[test]
+    fn transport_option() {
+        let uuid = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+        let table = |transport: &[&str]| {
+            let mut args = vec![
+                "amfctl",
+                "create",
+                "r5",
+                "--level",
+                "raid5",
+                "--chunk",
+                "64K",
+                "--size",
+                "256",
+                "--dev",
+                "8:16:4M",
+                "--dev",
+                "8:32:4M",
+                "--dev",
+                "8:48:4M",
+                "--group",
+                uuid,
+                "--cluster",
+                "amftest",
+                "--node",
+                "1",
+                "--peer",
+                "2@10.0.0.2:7789",
+                "--peer",
+                "1@10.0.0.1:7789",
+                "--auth-key",
+                "dm-amf:grp1",
+            ];
+            args.extend_from_slice(transport);
+            let Cmd::Create {
+                opts,
+                group,
+                cluster,
+                ..
+            } = Cli::try_parse_from(args).unwrap().cmd
+            else {
+                panic!("not create")
+            };
+            opts.build(DeviceCheck::None, group.group.as_deref(), cluster.request())
+                .map(|l| l.to_string())
+                .map_err(|e| e.to_string())
+        };
+        let base = format!(
+            "0 256 amf raid5 13 128 group {uuid} cluster amftest node 1 peers 2 \
+             1@10.0.0.1:7789 2@10.0.0.2:7789 auth_key dm-amf:grp1"
+        );
+        let devs = "3 8:16 8192 8:32 8192 8:48 8192";
+        assert_eq!(table(&[]), Ok(format!("{base} {devs}")));
+        assert_eq!(table(&["--transport", "tcp"]), Ok(format!("{base} {devs}")));
+        assert_eq!(
+            table(&["--transport", "rdma"]),
+            Ok(format!("{base} transport rdma {devs}").replace(" 13 128 ", " 15 128 "))
+        );
+        // The refusal is the kernel parser's (exit status 1), not clap's.
+        assert_eq!(
+            table(&["--transport", "roce"]),
+            Err("transport must be tcp or rdma (--transport roce: expected tcp or rdma)".into())
+        );
+        // Once only.
+        assert!(Cli::try_parse_from([
+            "amfctl",
+            "table",
+            "--level",
+            "raid5",
+            "--chunk",
+            "8",
+            "--dev",
+            "a",
+            "--transport",
+            "rdma",
+            "--transport",
+            "tcp",
+        ])
+        .is_err());
     }
 }

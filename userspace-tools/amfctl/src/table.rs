@@ -45,6 +45,9 @@ pub struct ClusterRequest {
     pub peers: Vec<String>,
     /// `--auth-key <description>`: the logon key holding the group's shared secret.
     pub auth_key: Option<String>,
+    /// `--transport <tcp|rdma>`: what the replication channel runs on (the kernel's default
+    /// is tcp).
+    pub transport: Option<String>,
 }
 
 /// A table line: `<start> <len> amf <args...>`.
@@ -171,6 +174,13 @@ fn args_for(req: &TableRequest) -> Vec<String> {
     }
     if let Some(key) = &c.auth_key {
         params.extend(["auth_key".to_string(), key.clone()]);
+    }
+    // Then `transport <t>`. The default, tcp, is left out, as the kernel prints it; without
+    // `peers` it stays, so that the parser refuses it. Anything else as given.
+    if let Some(t) = &c.transport {
+        if t != "tcp" || c.peers.is_empty() {
+            params.extend(["transport".to_string(), t.clone()]);
+        }
     }
     let mut args = vec![req.level.clone(), params.len().to_string()];
     args.extend(params);
@@ -455,6 +465,11 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
                 Ok(()) => format!("--auth-key {key}"),
             }
         }
+        TableError::BadTransport => format!(
+            "--transport {}: expected tcp or rdma",
+            req.cluster.transport.as_deref().unwrap_or("")
+        ),
+        TableError::TransportNeedsPeers => "--transport needs --peer".to_string(),
         _ => String::new(),
     }
 }
@@ -1262,6 +1277,118 @@ mod tests {
             AuthKeyNeedsPeers,
             "auth_key needs peers (--auth-key needs --peer)",
         );
+    }
+
+    /// `replicated(2, THREE, dm-amf:grp1)` with `--transport <t>`.
+    fn over(t: &str) -> TableRequest {
+        let mut r = replicated("2", THREE, Some("dm-amf:grp1"));
+        r.cluster.transport = Some(t.to_string());
+        r
+    }
+
+    #[test]
+    fn transport_words_as_the_kernel_echoes_them() {
+        let none = fake(&[]);
+        // rdma: after auth_key, two more words in <#params>.
+        let l = build(&over("rdma"), DeviceCheck::None, &none).unwrap();
+        assert_eq!(
+            l.to_string(),
+            format!(
+                "0 1536 amf raid5 16 128 group {UUID} cluster amftest node 2 peers 3 \
+                 1@10.199.0.1:7789 2@10.199.0.2:7789 3@10.199.0.3:7789 auth_key dm-amf:grp1 \
+                 transport rdma {FOUR_AT_8192}"
+            )
+        );
+        let spec = parse_args(&l.args, l.len).unwrap();
+        let rep = spec.cluster.unwrap().replication.unwrap();
+        assert_eq!(rep.transport, table::TransportKind::Rdma);
+        // What the kernel echoes is what amfctl wrote, up to <#devs>.
+        let mut echo = String::new();
+        table::write_replication(&rep, &mut echo).unwrap();
+        assert!(echo.ends_with(" transport rdma"), "{echo}");
+        assert!(
+            l.to_string().contains(&format!("{echo} {FOUR_AT_8192}")),
+            "{echo}"
+        );
+        // tcp, the default: left out, as the kernel leaves it out; the same line as without
+        // --transport.
+        let tcp = build(&over("tcp"), DeviceCheck::None, &none).unwrap();
+        let default = build(
+            &replicated("2", THREE, Some("dm-amf:grp1")),
+            DeviceCheck::None,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(tcp, default);
+        assert!(!tcp.args.iter().any(|w| w == "transport"), "{tcp}");
+        let spec = parse_args(&tcp.args, tcp.len).unwrap();
+        assert_eq!(
+            spec.cluster.unwrap().replication.unwrap().transport,
+            table::TransportKind::Tcp
+        );
+        // With lock_stripes too: the kernel's order.
+        let mut r = over("rdma");
+        r.cluster.lock_stripes = Some("8".to_string());
+        let l = build(&r, DeviceCheck::None, &none).unwrap();
+        assert_eq!(l.args[1], "18");
+        assert_eq!(l.args[9..11], ["lock_stripes".to_string(), "8".to_string()]);
+        assert_eq!(
+            l.args[18..21],
+            ["transport".to_string(), "rdma".to_string(), "4".to_string()]
+        );
+    }
+
+    #[test]
+    fn transport_refusals() {
+        use TableError::*;
+        let check = |r: &TableRequest, err: TableError, msg: &str| {
+            let (e, m) = refusal(r);
+            assert_eq!(e, err, "{m}");
+            assert_eq!(m, msg);
+        };
+        for bad in ["udp", "RDMA", "Tcp", "", "rdma tcp"] {
+            check(
+                &over(bad),
+                BadTransport,
+                &format!("transport must be tcp or rdma (--transport {bad}: expected tcp or rdma)"),
+            );
+        }
+        // Without --peer: in cluster mode, and without it; tcp too (then it stays in the
+        // words, for the parser to refuse).
+        for t in ["rdma", "tcp"] {
+            let mut r = over(t);
+            r.cluster.peers.clear();
+            r.cluster.auth_key = None;
+            check(
+                &r,
+                TransportNeedsPeers,
+                "transport needs peers (--transport needs --peer)",
+            );
+            assert_eq!(
+                args_for(&r)[9..11],
+                ["transport".to_string(), t.to_string()]
+            );
+            r.cluster.name = None;
+            r.cluster.node = None;
+            check(
+                &r,
+                TransportNeedsPeers,
+                "transport needs peers (--transport needs --peer)",
+            );
+            r.group = None;
+            check(
+                &r,
+                TransportNeedsPeers,
+                "transport needs peers (--transport needs --peer)",
+            );
+        }
+        // The other replication refusals come as before.
+        let mut r = over("rdma");
+        r.cluster.auth_key = None;
+        assert_eq!(refusal(&r).0, PeersNeedAuthKey);
+        let mut r = over("rdma");
+        r.cluster.node = Some("4".to_string());
+        assert_eq!(refusal(&r).0, PeersMissSelf);
     }
 
     #[test]

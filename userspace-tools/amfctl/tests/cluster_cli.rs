@@ -359,6 +359,23 @@ fn replicated_tables() {
             )
         );
     }
+    // --transport rdma: `transport rdma` after auth_key, as dmsetup table prints it back;
+    // --transport tcp, the default, is left out as the kernel leaves it out.
+    for (transport, nr_params, echo) in [("rdma", 16, " transport rdma"), ("tcp", 14, "")] {
+        let mut rest = vec!["--node", "2", "--auth-key", "dm-amf:grp1"];
+        rest.extend_from_slice(&peers);
+        rest.extend(["--transport", transport]);
+        let o = table(&rest);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            format!(
+                "0 393216 amf raid5 {nr_params} 128 group {UUID} cluster amftest node 2 peers 3 \
+                 1@10.199.0.1:7789 2@10.199.0.2:7789 3@10.199.0.3:7789 auth_key dm-amf:grp1{echo} \
+                 4 8:16 8192 8:32 8192 8:48 8192 8:64 8192\n"
+            )
+        );
+    }
     // Refusals: the kernel's message, then the options at fault; exit status 1.
     let refused = |rest: &[&str], want: &str| {
         let o = table(rest);
@@ -388,6 +405,18 @@ fn replicated_tables() {
             "--node 1 --peer 1@10.0.0.1:1 --peer 2@10.0.0.2:2 --auth-key grp1",
             "amfctl: auth_key must be <prefix>:<name>, 1 to 255 characters (--auth-key: key \
              description 'grp1' has no '<prefix>:'",
+        ),
+        (
+            "--node 1 --peer 1@10.0.0.1:1 --peer 2@10.0.0.2:2 --auth-key a:b --transport udp",
+            "amfctl: transport must be tcp or rdma (--transport udp: expected tcp or rdma)\n",
+        ),
+        (
+            "--node 1 --transport rdma",
+            "amfctl: transport needs peers (--transport needs --peer)\n",
+        ),
+        (
+            "--node 1 --transport tcp",
+            "amfctl: transport needs peers (--transport needs --peer)\n",
         ),
     ] {
         refused(&rest.split(' ').collect::<Vec<_>>(), want);
