@@ -74,6 +74,8 @@ pub(crate) struct ReplStats {
     pub(crate) auth_failures: AtomicU64,
     pub(crate) replayed: AtomicU64,
     pub(crate) last_takeover_ms: AtomicU64,
+    /// Connections that replaced an earlier one to the same peer and direction.
+    pub(crate) reconnects: AtomicU64,
 }
 
 /// A record held for a peer: its header and the frame it came in.
@@ -178,6 +180,8 @@ pub(crate) struct Replication {
     listen: ([u8; 4], u16),
     secret: HmacSha256,
     membership: Arc<Membership>,
+    /// What the streams run on.
+    transport: Transport,
     /// Largest frame a peer may send us.
     max_frame: usize,
     /// Teardown: every loop ends.
@@ -208,6 +212,7 @@ pub(crate) struct ReplConfig<'a> {
     pub(crate) secret: &'a Secret,
     pub(crate) membership: Arc<Membership>,
     pub(crate) name: &'a str,
+    pub(crate) transport: Transport,
 }
 
 impl Replication {
@@ -250,6 +255,7 @@ impl Replication {
                 group: c.group,
                 geometry: g,
                 listen: (own.ip, own.port),
+                transport: c.transport,
                 secret,
                 membership: c.membership.clone(),
                 max_frame,
@@ -610,6 +616,7 @@ impl Replication {
         };
         if let Some(o) = old {
             o.close();
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         drop(st);
         self.changed.notify_all();
@@ -785,7 +792,7 @@ impl ReplService {
     pub(crate) fn start(c: &ReplConfig<'_>) -> Result<Self> {
         let repl = Replication::new(c)?;
         let (ip, port) = repl.listen;
-        let socket = Transport::Tcp.listen(ip, port)?;
+        let socket = repl.transport.listen(ip, port)?;
         let queue = OwnedQueue::new_unbound(c"amf_repl", (2 * MAX_PEERS + 2) as i32)?;
         let wq = queue.handle();
         let r1 = repl.clone();
@@ -909,7 +916,7 @@ impl WorkItem for DialWork {
                 if repl.stopping() {
                     break;
                 }
-                let Ok(stream) = Transport::Tcp.connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
+                let Ok(stream) = repl.transport.connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
                     continue;
                 };
                 let id = repl.identity();

@@ -353,7 +353,17 @@ pub(crate) fn max_record_len(data_chunks: usize, chunk_bytes: usize) -> usize {
 }
 
 fn send_parts(stream: &dyn Stream, parts: &[&[u8]]) -> Result<(), SessionError> {
-    stream.send(parts).map_err(|_| SessionError::Io)
+    stream.send(parts).map_err(stream_error)
+}
+
+/// A stream error as the session counts it: `EBADMSG` is the transport's own framing
+/// broken by the peer (RDMA), a bad frame; anything else is the connection failing.
+fn stream_error(e: Error) -> SessionError {
+    if e.to_errno() == -(kernel::bindings::EBADMSG as i32) {
+        SessionError::Malformed
+    } else {
+        SessionError::Io
+    }
 }
 
 /// Fills `buf` from the stream. With `idle_ok` a receive timeout before the first byte
@@ -381,7 +391,7 @@ fn recv_exact(
                     return Ok(false);
                 }
             }
-            Err(_) => return Err(SessionError::Io),
+            Err(e) => return Err(stream_error(e)),
         }
     }
     Ok(true)

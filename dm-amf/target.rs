@@ -22,7 +22,7 @@ use crate::cluster::{GroupMembership, UnitLock};
 use crate::core_proto::{
     geometry::{nonzero, Geometry, Level, MemberSet},
     superblock::{Uuid, UuidText},
-    table::{self, ClusterSpec, TableError},
+    table::{self, ClusterSpec, TableError, TransportKind},
 };
 use crate::group::{Group, Member};
 use crate::kernel_ext::keyring;
@@ -37,6 +37,7 @@ use crate::lock_stats::LockStats;
 use crate::metadata;
 use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::stripe_worker::{ClusterLocks, StripeService};
+use crate::transport::Transport;
 
 /// Target version reported by `dmsetup targets`.
 pub(crate) const VERSION: [u32; 3] = [0, 4, 0];
@@ -143,6 +144,15 @@ fn start_replication(
             c"peers: replication takes groups of at most 16 members",
         ));
     }
+    let transport = match r.transport {
+        TransportKind::Tcp => Transport::Tcp,
+        TransportKind::Rdma => Transport::Rdma,
+    };
+    if !transport.available() {
+        return Err(CtrError::inval(
+            c"transport rdma: this kernel has no RDMA connection manager",
+        ));
+    }
     let secret = keyring::logon_key(r.auth_key)
         .map_err(|_| CtrError::inval(c"auth_key: no readable logon key of that description"))?;
     let mut name = KVec::new();
@@ -156,11 +166,16 @@ fn start_replication(
         secret: &secret,
         membership: state.membership.space().handler().clone(),
         name: core::str::from_utf8(&name).unwrap_or("?"),
+        transport,
     };
     ReplService::start(&cfg).map(Some).map_err(|e| {
-        if e.to_errno() == -(kernel::bindings::EADDRINUSE as i32)
-            || e.to_errno() == -(kernel::bindings::EADDRNOTAVAIL as i32)
-        {
+        let cannot_listen = [
+            kernel::bindings::EADDRINUSE,
+            kernel::bindings::EADDRNOTAVAIL,
+            // RDMA: the address is not on an RDMA device's netdev.
+            kernel::bindings::ENODEV,
+        ];
+        if cannot_listen.iter().any(|&n| e.to_errno() == -(n as i32)) {
             CtrError::inval(c"peers: cannot listen on this node's address")
         } else {
             CtrError::new(ENOMEM, c"Cannot start the replication channel")
@@ -656,13 +671,14 @@ impl TargetOperations for AmfTarget {
                     let n = |v: &AtomicU64| v.load(Ordering::Relaxed);
                     let _ = write!(
                         out,
-                        " replication {up} {peers} {} {} {} {} {} {}",
+                        " replication {up} {peers} {} {} {} {} {} {} {}",
                         n(&s.records_sent),
                         r.records_held(),
                         n(&s.bad_frames),
                         n(&s.auth_failures),
                         n(&s.replayed),
-                        n(&s.last_takeover_ms)
+                        n(&s.last_takeover_ms),
+                        n(&s.reconnects)
                     );
                 }
             }

@@ -3,16 +3,21 @@
 //! The byte streams the replication channel runs on. The channel (`repl_session`, `repl`)
 //! frames, authenticates and orders its messages itself and needs only an ordered,
 //! reliable stream per peer pair; this trait is that contract, so that a second transport
-//! (RDMA) can carry the same protocol unchanged. TCP over kernel sockets implements it now.
+//! (RDMA) carries the same protocol unchanged. TCP over kernel sockets and RDMA reliable
+//! connections (`rust/rdma.rs`, when the kernel has the RDMA connection manager) implement
+//! it; the table's `transport` chooses.
 
 use kernel::prelude::*;
 
 use crate::kernel_ext::net::{TcpListener, TcpStream};
+#[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
+use crate::kernel_ext::rdma::{RdmaListener, RdmaStream};
 
 /// An ordered, reliable, connected byte stream to one peer. One thread may send while
 /// another receives.
 pub(crate) trait Stream: Send + Sync {
     /// Sends every byte of `parts`, in order, or fails (the stream is then unusable).
+    /// `EBADMSG` (from either call, once): the peer broke the transport's own framing.
     fn send(&self, parts: &[&[u8]]) -> Result;
     /// Receives up to `buf.len()` bytes: `Ok(0)` when the peer closed, `EAGAIN` when the
     /// receive timeout passed with nothing received.
@@ -36,20 +41,27 @@ pub(crate) trait Listener: Send + Sync {
 pub(crate) enum Transport {
     /// TCP over kernel sockets.
     Tcp,
+    /// RDMA reliable connections (RoCE, InfiniBand, soft-RoCE).
+    Rdma,
 }
 
 impl Transport {
+    /// Whether this kernel can run the transport (RDMA needs the connection manager).
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Transport::Tcp => true,
+            Transport::Rdma => cfg!(CONFIG_INFINIBAND_ADDR_TRANS),
+        }
+    }
+
     /// Listens on `ip:port`.
     pub(crate) fn listen(self, ip: [u8; 4], port: u16) -> Result<KBox<dyn Listener>> {
         match self {
-            Transport::Tcp => {
-                let l = KBox::new(TcpListener::bind(ip, port)?, GFP_KERNEL)?;
-                let raw: *mut TcpListener = KBox::into_raw(l);
-                let raw: *mut dyn Listener = raw;
-                // SAFETY: the allocation `into_raw` just gave up, as a trait object (the
-                // kernel's box has no unsized coercion).
-                Ok(unsafe { KBox::from_raw(raw) })
-            }
+            Transport::Tcp => boxed_listener(TcpListener::bind(ip, port)?),
+            #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
+            Transport::Rdma => boxed_listener(RdmaListener::bind(ip, port)?),
+            #[cfg(not(CONFIG_INFINIBAND_ADDR_TRANS))]
+            Transport::Rdma => Err(EOPNOTSUPP),
         }
     }
 
@@ -61,9 +73,22 @@ impl Transport {
         timeout_ms: u32,
     ) -> Result<KBox<dyn Stream>> {
         match self {
-            Transport::Tcp => Ok(boxed_stream(TcpStream::connect(ip, port, timeout_ms)?)?),
+            Transport::Tcp => boxed_stream(TcpStream::connect(ip, port, timeout_ms)?),
+            #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
+            Transport::Rdma => boxed_stream(RdmaStream::connect(ip, port, timeout_ms)?),
+            #[cfg(not(CONFIG_INFINIBAND_ADDR_TRANS))]
+            Transport::Rdma => Err(EOPNOTSUPP),
         }
     }
+}
+
+/// `l` boxed as a trait object.
+fn boxed_listener<L: Listener + 'static>(l: L) -> Result<KBox<dyn Listener>> {
+    let raw: *mut L = KBox::into_raw(KBox::new(l, GFP_KERNEL)?);
+    let raw: *mut dyn Listener = raw;
+    // SAFETY: the allocation `into_raw` just gave up, as a trait object (the kernel's box
+    // has no unsized coercion).
+    Ok(unsafe { KBox::from_raw(raw) })
 }
 
 /// `s` boxed as a trait object.
@@ -103,5 +128,38 @@ impl Listener for TcpListener {
 
     fn shutdown(&self) {
         TcpListener::shutdown(self)
+    }
+}
+
+#[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
+impl Stream for RdmaStream {
+    fn send(&self, parts: &[&[u8]]) -> Result {
+        RdmaStream::send(self, parts)
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> Result<usize> {
+        RdmaStream::recv(self, buf)
+    }
+
+    fn set_timeouts(&self, send_ms: u32, recv_ms: u32) {
+        RdmaStream::set_timeouts(self, send_ms, recv_ms)
+    }
+
+    fn shutdown(&self) {
+        RdmaStream::shutdown(self)
+    }
+}
+
+#[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
+impl Listener for RdmaListener {
+    fn accept(&self, timeout_ms: u32) -> Result<Option<KBox<dyn Stream>>> {
+        Ok(match RdmaListener::accept(self, timeout_ms)? {
+            Some(s) => Some(boxed_stream(s)?),
+            None => None,
+        })
+    }
+
+    fn shutdown(&self) {
+        RdmaListener::shutdown(self)
     }
 }

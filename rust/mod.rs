@@ -16,4 +16,6 @@ pub(crate) mod dlm;
 pub(crate) mod keyring;
 pub(crate) mod net;
 pub(crate) mod parity;
+#[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
+pub(crate) mod rdma;
 pub(crate) mod workqueue;

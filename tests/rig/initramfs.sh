@@ -6,8 +6,9 @@
 #
 # Two layers, each cached under ~/.cache/dm-amf/initramfs/ by a key of its content:
 #   base: busybox-static + dmsetup (+ extras: fio; corosync, corosync-quorumtool,
-#         corosync-cfgtool, dlm_controld, dlm_tool; mdadm with libdlm_lt, which it dlopens
-#         for md-cluster) with the shared libraries ldd finds.
+#         corosync-cfgtool, dlm_controld, dlm_tool, rdma, rping with the rxe provider;
+#         mdadm with libdlm_lt, which it dlopens for md-cluster) with the shared libraries
+#         ldd finds.
 #         Keyed by the binaries' names, sizes and mtimes: rebuilt only when packages change.
 #   top:  tests/guest (init, lib, suites), amf-iotool and amfctl (static builds of the
 #         workspace's crates, /usr/bin), the module as /lib/modules/dm-amf.ko.
@@ -47,9 +48,15 @@ for e in ${extras[@]+"${extras[@]}"}; do
 	fio) bins+=(/usr/bin/fio) ;;
 	cluster)
 		bins+=(/usr/sbin/corosync /usr/sbin/corosync-quorumtool /usr/sbin/corosync-cfgtool
-			/usr/sbin/dlm_controld /usr/sbin/dlm_tool)
+			/usr/sbin/dlm_controld /usr/sbin/dlm_tool /usr/bin/rdma)
 		# knet loads its crypto/compression plugins at run time.
 		for f in /usr/lib/x86_64-linux-gnu/kronosnet/*.so; do [ -e "$f" ] && files+=("$f"); done
+		# rping (a foreign RDMA peer for the RDMA tests) with libibverbs' soft-RoCE provider,
+		# which it loads at run time.
+		bins+=(/usr/bin/rping)
+		for f in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so /etc/libibverbs.d/rxe.driver; do
+			[ -e "$f" ] && files+=("$f")
+		done
 		;;
 	mdadm)
 		bins+=(/usr/sbin/mdadm)

@@ -304,3 +304,8 @@ verify_bad() {
 	VERIFY_BAD=${VERIFY_BAD:-1}
 	return 1
 }
+
+# The replication transport words of a table (empty for TCP, the default) and their count
+# in <#params>: AMF_TRANSPORT=rdma (amf.env) runs the replication suites over soft-RoCE.
+repl_transport() { [ "${AMF_TRANSPORT:-tcp}" = rdma ] && echo " transport rdma"; }
+repl_transport_words() { if [ "${AMF_TRANSPORT:-tcp}" = rdma ]; then echo 2; else echo 0; fi; }

@@ -289,15 +289,15 @@ ktap_check "dm-linear slices$([ "$ID" -eq 1 ] && [ "$BOOT" -eq 0 ] && echo ', gr
 # The victim of the round waits while this note says so (see the header).
 [ "$ID" -ne 1 ] && cluster_note $((ST_SECTOR + AMF_NODE)) "joining $FIRST"
 
-# peers PORT: the replication parameters (7 words in <#params>).
+# peers PORT: the replication parameters (7 words in <#params>, 9 over RDMA).
 peers() {
 	if [ "$DRY" = 1 ]; then
 		echo ""
 	else
-		echo " peers 3 1@10.199.0.1:$1 2@10.199.0.2:$1 3@10.199.0.3:$1 auth_key $KEY"
+		echo " peers 3 1@10.199.0.1:$1 2@10.199.0.2:$1 3@10.199.0.3:$1 auth_key $KEY$(repl_transport)"
 	fi
 }
-np() { if [ "$DRY" = 1 ]; then echo "$1"; else echo $(($1 + 7)); fi; }
+np() { if [ "$DRY" = 1 ]; then echo "$1"; else echo $(($1 + 7 + $(repl_transport_words))); fi; }
 t5() {
 	echo "0 $LEN5 amf raid5 $(np 7) $CHUNK group $U5 cluster $CL node $ID$(peers $PORT5) 5" \
 		"/dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192 /dev/mapper/a4 8192"

@@ -11,6 +11,9 @@
 #     its in-flight block are whole, raid5 parity scrubs clean, the raid1 copies are equal,
 #     node 1 serves on; then it removes its volumes (the channel stops cleanly).
 # The failover kill matrix (tests/guest/suites/failover.sh) covers every step and kind.
+# AMF_TRANSPORT=rdma (amf.env; step `vm repl-rdma`): the same over soft-RoCE (`transport
+# rdma`), the garbage coming from rping (a foreign RDMA peer) instead of nc, and a summary
+# line `rdma: N replicated writes, L lost acked writes, R reconnects, M malformed dropped`.
 # shellcheck disable=SC1091
 . /amf/lib/ktap.sh
 . /amf/lib/raid.sh
@@ -27,10 +30,12 @@ BS=8
 B=0
 bar() { B=$((B + 1)); cluster_barrier $B >"$KTAP_TMP/bar" 2>&1 || ktap_diag "barrier $B failed"; }
 # rst VOL N: the N-th field after "replication" in VOL's status (1 up, 3 records sent,
-# 7 replayed, 8 last takeover ms).
+# 5 bad frames, 7 replayed, 8 last takeover ms, 9 reconnects).
 rst() { dmsetup status "$1" | awk -v f="$2" '{ for (i = 1; i <= NF; i++) if ($i == "replication") break; print $(i + f) }'; }
-P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke"
-P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke"
+TR=$(repl_transport)
+NP=$((13 + $(repl_transport_words)))
+P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke$TR"
+P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke$TR"
 
 if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; else ktap_plan 10; fi
 amf_load >"$KTAP_TMP/ld" 2>&1
@@ -53,13 +58,13 @@ slices() {
 ktap_check "dm-linear slices, groups formatted by node 1" slices
 bar
 up() { [ "$(rst r5 1)" = 1 ] && [ "$(rst r1 1)" = 1 ]; }
-T5="0 $LEN5 amf raid5 13 $CHUNK group $U5 cluster $CL node $ID"
+T5="0 $LEN5 amf raid5 $NP $CHUNK group $U5 cluster $CL node $ID"
 D5="4 /dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192"
 create() {
 	echo "smoke-secret-0123456789" | amfctl key-add dm-amf:smoke || return 1
 	kmsg_mark
 	dm_create r5 "$T5 $P5 $D5" || { echo "r5: $DM_OUT"; dmesg_since_mark | tail; return 1; }
-	dm_create r1 "0 $LEN1 amf raid1 13 $CHUNK group $U1 cluster $CL node $ID $P1 2 /dev/mapper/m0 8192 /dev/mapper/m1 8192" ||
+	dm_create r1 "0 $LEN1 amf raid1 $NP $CHUNK group $U1 cluster $CL node $ID $P1 2 /dev/mapper/m0 8192 /dev/mapper/m1 8192" ||
 		{ echo "r1: $DM_OUT"; dmesg_since_mark | tail; return 1; }
 	dmsetup table r5
 	dmsetup table r1
@@ -68,10 +73,15 @@ create() {
 # node 1 gets garbage on its replication port.
 impostor() {
 	echo "not-the-group-secret" | amfctl key-add dm-amf:wrong || return 1
-	dm_create r5 "$T5 ${P5%dm-amf:smoke}dm-amf:wrong $D5" || { echo "r5: $DM_OUT"; return 1; }
+	dm_create r5 "$T5 ${P5%dm-amf:smoke*}dm-amf:wrong$TR $D5" || { echo "r5: $DM_OUT"; return 1; }
 }
 refused() {
-	head -c 300 /dev/urandom | nc -w 2 10.199.0.1 7790 >/dev/null 2>&1
+	if [ -n "$TR" ]; then
+		# rping's first message (its buffer address, key and size) is not our framing.
+		timeout 10 rping -c -v -a 10.199.0.1 -p 7790 -C 1 -S 64 2>&1 | tail -3
+	else
+		head -c 300 /dev/urandom | nc -w 2 10.199.0.1 7790 >/dev/null 2>&1
+	fi
 	refusals() { [ "$(rst r5 6)" -ge 1 ] && [ "$(rst r5 5)" -ge 1 ]; }
 	until_ok 30 refusals
 	rc=$?
@@ -163,6 +173,9 @@ verify() {
 ktap_check "node 1 serves on; node 2's acked and in-flight writes whole, parity and copies consistent" verify
 T5=$(rst r5 8) T1=$(rst r1 8)
 ktap_diag "SUMMARY: failover (smoke): 2 kill points, $LOST lost acked writes, $MISMATCH parity mismatches, max takeover $((T5 > T1 ? T5 : T1)) ms"
+if [ -n "$TR" ]; then
+	ktap_diag "SUMMARY: rdma: $(($(rst r5 3) + $(rst r1 3))) replicated writes, $LOST lost acked writes, $(($(rst r5 9) + $(rst r1 9))) reconnects, $(($(rst r5 5) + $(rst r1 5))) malformed dropped"
+fi
 teardown() { dmsetup remove r5 && dmsetup remove r1 && dm_remove_all && cluster_stop; }
 ktap_check "volumes removed (replication stopped), cluster stopped" teardown
 ktap_done
