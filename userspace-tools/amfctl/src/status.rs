@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! ... <deaths> replication <up> <peers> <records_sent> <records_held> <bad_frames>
-//!     <auth_failures> <replayed> <last_takeover_ms>
+//!     <auth_failures> <replayed> <last_takeover_ms> <reconnects>
 //! ```
 //!
 //! Later versions may append fields; they are kept, not refused. Anything else that does not
@@ -181,14 +181,17 @@ pub struct ReplicationStatus {
     /// `<last_takeover_ms>`: from the DLM reporting a death to the end of the takeover, for
     /// the last one; 0 if none.
     pub last_takeover_ms: u64,
+    /// `<reconnects>`: connections to a peer (either direction) that replaced an earlier one
+    /// to the same peer and direction since the table was loaded.
+    pub reconnects: u64,
 }
 
 /// The words of the replication part, `replication` included.
-const REPLICATION_WORDS: usize = 9;
+const REPLICATION_WORDS: usize = 10;
 
 /// The replication part's syntax, for messages.
 const REPLICATION_SYNTAX: &str = "replication <up> <peers> <records_sent> <records_held> \
-     <bad_frames> <auth_failures> <replayed> <last_takeover_ms>";
+     <bad_frames> <auth_failures> <replayed> <last_takeover_ms> <reconnects>";
 
 /// Parses the replication part: `words` starts with `replication`.
 fn parse_replication(words: &[&str]) -> Result<ReplicationStatus, StatusErrorKind> {
@@ -206,6 +209,7 @@ fn parse_replication(words: &[&str]) -> Result<ReplicationStatus, StatusErrorKin
         auth_failures: number("replication auth_failures", words[6])?,
         replayed: number("replication replayed", words[7])?,
         last_takeover_ms: number("replication last_takeover_ms", words[8])?,
+        reconnects: number("replication reconnects", words[9])?,
     })
 }
 
@@ -311,8 +315,8 @@ pub enum StatusErrorKind {
     /// A cluster `<state>` other than `ready`, `recovering`, `lost`.
     #[error("cluster state '{0}' is not ready, recovering or lost")]
     ClusterState(String),
-    /// `replication` followed by fewer than its eight fields.
-    #[error("replication part has {found} of its 8 fields, expected '{REPLICATION_SYNTAX}'")]
+    /// `replication` followed by fewer than its nine fields.
+    #[error("replication part has {found} of its 9 fields, expected '{REPLICATION_SYNTAX}'")]
     ReplicationFields {
         /// How many words follow `replication`.
         found: usize,
@@ -589,14 +593,15 @@ pub fn summary(st: &AmfStatus) -> String {
         let _ = writeln!(
             s,
             "  peers:      {} of {} up, {} records sent, {} held, {} bad frames, {} \
-             authentication failures, {} operations replayed, {takeover}",
+             authentication failures, {} operations replayed, {takeover}, {} reconnects",
             r.up,
             r.peers,
             r.records_sent,
             r.records_held,
             r.bad_frames,
             r.auth_failures,
-            r.replayed
+            r.replayed,
+            r.reconnects
         );
     }
     if !st.extra.is_empty() {
@@ -958,7 +963,7 @@ mod tests {
 
     const REPLICATED: &str = "r5: 0 1572864 amf raid5 4 AAAA 1572864/1572864 idle 0 \
                               cluster ready 3 120 4051 7 12 1 \
-                              replication 2 2 98765 3 1 4 17 812";
+                              replication 2 2 98765 3 1 4 17 812 5";
 
     #[test]
     fn replication_part() {
@@ -975,6 +980,7 @@ mod tests {
                 auth_failures: 4,
                 replayed: 17,
                 last_takeover_ms: 812,
+                reconnects: 5,
             })
         );
         assert!(st.extra.is_empty());
@@ -984,9 +990,9 @@ mod tests {
         assert_eq!(st.extra, vec!["5", "new"]);
         // Absent without peers; only right after the cluster part.
         assert_eq!(one(CLUSTERED).replication, None);
-        let st = one("0 16 amf raid5 2 AA 16/16 idle 0 replication 1 1 0 0 0 0 0 0");
+        let st = one("0 16 amf raid5 2 AA 16/16 idle 0 replication 1 1 0 0 0 0 0 0 0");
         assert_eq!((st.cluster, st.replication), (None, None));
-        assert_eq!(st.extra.len(), 9);
+        assert_eq!(st.extra.len(), 10);
         let st = one(&format!("{CLUSTERED} x replication"));
         assert_eq!(st.replication, None);
         assert_eq!(st.extra, vec!["x", "replication"]);
@@ -1004,6 +1010,11 @@ mod tests {
             bad(&format!("{base} replication 1 1 0 0 0 0 0")),
             ReplicationFields { found: 7 }
         );
+        // The 8 fields of a module without <reconnects>.
+        assert_eq!(
+            bad(&format!("{base} replication 1 1 0 0 0 0 0 0")),
+            ReplicationFields { found: 8 }
+        );
         let fields = [
             "replication up",
             "replication peers",
@@ -1013,9 +1024,10 @@ mod tests {
             "replication auth_failures",
             "replication replayed",
             "replication last_takeover_ms",
+            "replication reconnects",
         ];
         for (i, field) in fields.into_iter().enumerate() {
-            let mut n = ["1"; 8];
+            let mut n = ["1"; 9];
             n[i] = "-1";
             assert_eq!(
                 bad(&format!("{base} replication {}", n.join(" "))),
@@ -1029,9 +1041,9 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "status line 1: replication part has 2 of its 8 fields, expected 'replication \
+                "status line 1: replication part has 2 of its 9 fields, expected 'replication \
                  <up> <peers> <records_sent> <records_held> <bad_frames> <auth_failures> \
-                 <replayed> <last_takeover_ms>': '{base} replication 1 1'"
+                 <replayed> <last_takeover_ms> <reconnects>': '{base} replication 1 1'"
             )
         );
     }
@@ -1050,7 +1062,8 @@ mod tests {
                 "bad_frames": 1,
                 "auth_failures": 4,
                 "replayed": 17,
-                "last_takeover_ms": 812
+                "last_takeover_ms": 812,
+                "reconnects": 5
             })
         );
         let j = serde_json::to_value(one(CLUSTERED)).unwrap();
@@ -1060,7 +1073,8 @@ mod tests {
             s.ends_with(
                 " 1 node deaths\n\
                  \x20 peers:      2 of 2 up, 98765 records sent, 3 held, 1 bad frames, \
-                 4 authentication failures, 17 operations replayed, last takeover 812 ms\n"
+                 4 authentication failures, 17 operations replayed, last takeover 812 ms, \
+                 5 reconnects\n"
             ),
             "{s}"
         );
@@ -1070,9 +1084,43 @@ mod tests {
         assert!(
             s.ends_with(
                 "  peers:      1 of 2 up, 98765 records sent, 3 held, 1 bad frames, \
-                         4 authentication failures, 17 operations replayed, no takeover\n"
+                         4 authentication failures, 17 operations replayed, no takeover, \
+                         5 reconnects\n"
             ),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn replication_reconnects() {
+        // The 9th field, after <last_takeover_ms>: a flapping link or a restarted peer.
+        let base = "vol: 0 16 amf raid1 2 AA 16/16 idle 0 cluster ready 2 0 0 0 0 0 \
+                    replication 1 1 40 0 0 0 0 0";
+        let r = one(&format!("{base} 3")).replication.unwrap();
+        assert_eq!((r.last_takeover_ms, r.reconnects), (0, 3));
+        let r = one(&format!("{base} 18446744073709551615 7"));
+        assert_eq!(r.replication.unwrap().reconnects, u64::MAX);
+        assert_eq!(r.extra, vec!["7"]);
+        assert!(matches!(
+            bad(&format!("{base} 18446744073709551616")),
+            StatusErrorKind::NotANumber {
+                field: "replication reconnects",
+                ..
+            }
+        ));
+        let st = one(&format!("{base} 0"));
+        let j = serde_json::to_value(&st).unwrap();
+        assert_eq!(j["replication"]["reconnects"], 0);
+        assert!(summary(&st).contains(", no takeover, 0 reconnects\n"));
+        // A module without the field: refused, not read as 0.
+        let e = parse_status(base).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "status line 1: replication part has 8 of its 9 fields, expected 'replication \
+                 <up> <peers> <records_sent> <records_held> <bad_frames> <auth_failures> \
+                 <replayed> <last_takeover_ms> <reconnects>': '{base}'"
+            )
         );
     }
 

@@ -462,7 +462,7 @@ fn replicated_status() {
     std::fs::write(
         &f,
         "r5: 0 393216 amf raid5 4 AAAA 393216/393216 idle 0 cluster ready 3 120 4051 7 12 0 \
-         replication 2 2 5000 6 0 0 0 0\n",
+         replication 2 2 5000 6 0 0 0 0 2\n",
     )
     .unwrap();
     let path = f.to_str().unwrap();
@@ -471,7 +471,7 @@ fn replicated_status() {
     assert!(
         stdout(&o).ends_with(
             "  peers:      2 of 2 up, 5000 records sent, 6 held, 0 bad frames, 0 authentication \
-             failures, 0 operations replayed, no takeover\n"
+             failures, 0 operations replayed, no takeover, 2 reconnects\n"
         ),
         "{}",
         stdout(&o)
@@ -483,6 +483,21 @@ fn replicated_status() {
         j[0]["replication"],
         serde_json::json!({"up": 2, "peers": 2, "records_sent": 5000, "records_held": 6,
                            "bad_frames": 0, "auth_failures": 0, "replayed": 0,
-                           "last_takeover_ms": 0})
+                           "last_takeover_ms": 0, "reconnects": 2})
     );
+    // A module without <reconnects> (8 fields): refused with what is missing.
+    let old = "r5: 0 393216 amf raid5 4 AAAA 393216/393216 idle 0 cluster ready 3 120 4051 7 12 0 \
+               replication 2 2 5000 6 0 0 0 0";
+    std::fs::write(&f, format!("{old}\n")).unwrap();
+    let o = amfctl(&["status", "--from-file", path]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "amfctl: status line 1: replication part has 8 of its 9 fields, expected \
+             'replication <up> <peers> <records_sent> <records_held> <bad_frames> \
+             <auth_failures> <replayed> <last_takeover_ms> <reconnects>': '{old}'\n"
+        )
+    );
+    assert!(stdout(&o).is_empty());
 }
