@@ -103,8 +103,9 @@ struct Peer {
     /// Our connection to it (our records out, its acks in) and its generation.
     out: Option<Arc<Session>>,
     out_gen: u64,
-    /// Its connection to us (its records in).
+    /// Its connection to us (its records in), and how many it made.
     inbound: Option<Arc<Session>>,
+    in_gen: u64,
     /// On the current `out`: the operation acked and the highest step it acked.
     ack_op: u64,
     ack_step: Option<Step>,
@@ -236,6 +237,7 @@ impl Replication {
                     out: None,
                     out_gen: 0,
                     inbound: None,
+                    in_gen: 0,
                     ack_op: 0,
                     ack_step: None,
                     ack_rejected: false,
@@ -607,6 +609,7 @@ impl Replication {
                 p.intent.clear();
                 p.prepared.clear();
             }
+            p.in_gen += 1;
             p.inbound.replace(s)
         } else {
             p.out_gen += 1;
@@ -614,13 +617,29 @@ impl Replication {
             p.ack_rejected = false;
             p.out.replace(s)
         };
+        if (if inbound { p.in_gen } else { p.out_gen }) > 1 {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(o) = old {
             o.close();
-            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         drop(st);
         self.changed.notify_all();
         Some(i)
+    }
+
+    /// Forgets `s` if it is still the installed connection (its receive loop ended: it is
+    /// broken), so that its transport resources go now: an RDMA device is only removed once
+    /// every connection on it is destroyed.
+    fn detach(&self, s: &Arc<Session>, inbound: bool) {
+        let mut st = self.state.lock();
+        let Some(p) = Self::index_of(&st, s.peer).and_then(|i| st.peers.get_mut(i)) else {
+            return;
+        };
+        let slot = if inbound { &mut p.inbound } else { &mut p.out };
+        if slot.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, s)) {
+            *slot = None;
+        }
     }
 
     /// Handles one verified frame received on `s`.
@@ -784,7 +803,6 @@ pub(crate) struct ReplService {
     // Declared first: destroying the queue waits for the loops, which `drop` stops first.
     _queue: OwnedQueue,
     repl: Arc<Replication>,
-    listener: Arc<ListenWork>,
 }
 
 impl ReplService {
@@ -799,7 +817,7 @@ impl ReplService {
         let listener = Arc::pin_init(
             pin_init!(ListenWork {
                 repl: r1,
-                socket,
+                first <- new_mutex!(Some(socket), "amf:repl_listener"),
                 wq,
                 work <- new_work!("amf:repl_listen"),
             }),
@@ -814,12 +832,11 @@ impl ReplService {
             }),
             GFP_KERNEL,
         )?;
-        let _ = queue.enqueue(listener.clone());
+        let _ = queue.enqueue(listener);
         let _ = queue.enqueue(dialer);
         Ok(Self {
             _queue: queue,
             repl,
-            listener,
         })
     }
 
@@ -831,8 +848,8 @@ impl ReplService {
 
 impl Drop for ReplService {
     fn drop(&mut self) {
+        // The listener's loop sees the stop within one accept timeout.
         self.repl.halt();
-        self.listener.socket.shutdown();
         {
             let st = self.repl.state.lock();
             for p in st.peers.iter() {
@@ -850,7 +867,11 @@ impl Drop for ReplService {
 #[pin_data]
 struct ListenWork {
     repl: Arc<Replication>,
-    socket: KBox<dyn Listener>,
+    /// The listener the constructor opened (it proves the address is ours); the loop owns
+    /// it from then on, and opens a new one if it breaks (an RDMA device removed and added
+    /// again, e.g. `rdma link delete` and `add`).
+    #[pin]
+    first: Mutex<Option<KBox<dyn Listener>>>,
     wq: QueueHandle,
     #[pin]
     work: Work<ListenWork>,
@@ -865,13 +886,28 @@ impl WorkItem for ListenWork {
 
     fn run(this: Arc<ListenWork>) {
         let repl = &this.repl;
+        let mut socket = this.first.lock().take();
         while !repl.stopping() {
-            let stream = match this.socket.accept(repl_session::RECV_POLL_MS) {
+            let Some(l) = socket.as_ref() else {
+                let (ip, port) = repl.listen;
+                socket = repl.transport.listen(ip, port).ok();
+                if socket.is_some() {
+                    pr_info!("dm-amf: {}: listening again\n", repl.name());
+                } else {
+                    // SAFETY: process context (a work item).
+                    unsafe { kernel::bindings::msleep(DIAL_INTERVAL_MS) };
+                }
+                continue;
+            };
+            let stream = match l.accept(repl_session::RECV_POLL_MS) {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
+                Err(e) if e == EAGAIN || e == EINTR => continue,
                 Err(_) => {
-                    // SAFETY: process context (a work item).
-                    unsafe { kernel::bindings::msleep(repl_session::RECV_POLL_MS) };
+                    // The listener is gone (its RDMA device was removed): close it (the
+                    // device waits for that) and listen again once the address is back.
+                    pr_warn!("dm-amf: {}: replication listener lost\n", repl.name());
+                    socket = None;
                     continue;
                 }
             };
@@ -1007,6 +1043,8 @@ impl WorkItem for RxWork {
                 }
             }
         }
+        s.close();
+        repl.detach(s, this.inbound);
         repl.changed.notify_all();
     }
 }

@@ -30,10 +30,9 @@ pub(crate) trait Stream: Send + Sync {
 
 /// Accepts streams from peers.
 pub(crate) trait Listener: Send + Sync {
-    /// Waits at most `timeout_ms` for a stream; `Ok(None)` on timeout.
+    /// Waits at most `timeout_ms` for a stream; `Ok(None)` on timeout, an error once the
+    /// listener is unusable (e.g. its RDMA device was removed).
     fn accept(&self, timeout_ms: u32) -> Result<Option<KBox<dyn Stream>>>;
-    /// Wakes a blocked `accept`.
-    fn shutdown(&self);
 }
 
 /// The transports a table can choose.
@@ -125,10 +124,6 @@ impl Listener for TcpListener {
             None => None,
         })
     }
-
-    fn shutdown(&self) {
-        TcpListener::shutdown(self)
-    }
 }
 
 #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
@@ -157,9 +152,5 @@ impl Listener for RdmaListener {
             Some(s) => Some(boxed_stream(s)?),
             None => None,
         })
-    }
-
-    fn shutdown(&self) {
-        RdmaListener::shutdown(self)
     }
 }

@@ -194,12 +194,6 @@ impl TcpListener {
         stream.set_timeouts(timeout_ms, timeout_ms);
         Ok(Some(stream))
     }
-
-    /// Wakes a blocked accept (it then returns an error); used before drop from another thread.
-    pub(crate) fn shutdown(&self) {
-        // For a listener, inet_shutdown stops listening and wakes the waiters.
-        self.sock.shutdown();
-    }
 }
 
 /// A connected TCP stream. One thread may send while another receives; concurrent senders

@@ -985,12 +985,6 @@ impl RdmaListener {
         stream.set_timeouts(timeout_ms, timeout_ms);
         Ok(Some(stream))
     }
-
-    /// Wakes a blocked `accept`; it fails afterwards.
-    pub(crate) fn shutdown(&self) {
-        self.cm.state.lock().closed = true;
-        self.cm.changed.notify_all();
-    }
 }
 
 impl Drop for RdmaListener {

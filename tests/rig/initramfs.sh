@@ -6,7 +6,7 @@
 #
 # Two layers, each cached under ~/.cache/dm-amf/initramfs/ by a key of its content:
 #   base: busybox-static + dmsetup (+ extras: fio; corosync, corosync-quorumtool,
-#         corosync-cfgtool, dlm_controld, dlm_tool, rdma, rping with the rxe provider;
+#         corosync-cfgtool, dlm_controld, dlm_tool, rdma, rdma-peer with the rxe provider;
 #         mdadm with libdlm_lt, which it dlopens for md-cluster) with the shared libraries
 #         ldd finds.
 #         Keyed by the binaries' names, sizes and mtimes: rebuilt only when packages change.
@@ -51,9 +51,16 @@ for e in ${extras[@]+"${extras[@]}"}; do
 			/usr/sbin/dlm_controld /usr/sbin/dlm_tool /usr/bin/rdma)
 		# knet loads its crypto/compression plugins at run time.
 		for f in /usr/lib/x86_64-linux-gnu/kronosnet/*.so; do [ -e "$f" ] && files+=("$f"); done
-		# rping (a foreign RDMA peer for the RDMA tests) with libibverbs' soft-RoCE provider,
-		# which it loads at run time.
-		bins+=(/usr/bin/rping)
+		# tests/tools/rdma-peer (a foreign RDMA peer for the RDMA tests, built here against
+		# librdmacm) with libibverbs' soft-RoCE provider, which it loads at run time.
+		peer_src=$repo/tests/tools/rdma-peer/rdma-peer.c
+		peer_bin=$cache/rdma-peer-$(sha256sum <"$peer_src" | cut -c1-12)
+		if [ ! -x "$peer_bin" ]; then
+			log "building rdma-peer"
+			gcc -O2 -Wall -o "$peer_bin.tmp" "$peer_src" -lrdmacm -libverbs ||
+				die "cannot build $peer_src (librdmacm-dev: run tests/rig/setup-host.sh)"
+			mv "$peer_bin.tmp" "$peer_bin"
+		fi
 		for f in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so /etc/libibverbs.d/rxe.driver; do
 			[ -e "$f" ] && files+=("$f")
 		done
@@ -75,9 +82,9 @@ done
 case "$(ldd /bin/busybox 2>&1 || true)" in *'not a dynamic executable'*) ;; *) false ;; esac ||
 	die "/bin/busybox is not the static build (install busybox-static)"
 
-libs=$( { for b in "${bins[@]}" ${files[@]+"${files[@]}"}; do ldd "$b" 2>/dev/null || true; done; } |
+libs=$( { for b in "${bins[@]}" ${files[@]+"${files[@]}"} ${peer_bin:+"$peer_bin"}; do ldd "$b" 2>/dev/null || true; done; } |
 	awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | sort -u)
-basekey=$( { echo v3; cat "$0" | sha256sum; for f in "${bins[@]}" ${files[@]+"${files[@]}"} $libs; do
+basekey=$( { echo v3; cat "$0" | sha256sum; for f in "${bins[@]}" ${files[@]+"${files[@]}"} ${peer_bin:+"$peer_bin"} $libs; do
 	stat -L -c '%n %s %Y' "$f"; done; } | sha256sum | cut -c1-16)
 base=$cache/base-$basekey.cpio.gz
 
@@ -95,6 +102,7 @@ if [ ! -f "$base" ]; then
 		mkdir -p "$stage$(dirname "$b")"
 		cp -L "$b" "$stage$b"
 	done
+	[ -z "${peer_bin:-}" ] || cp "$peer_bin" "$stage/usr/bin/rdma-peer"
 	mknod -m 600 "$stage/dev/console" c 5 1
 	mknod -m 666 "$stage/dev/null" c 1 3
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"

@@ -39,15 +39,21 @@
 #   - at the end all three meet, node 1 checks its own stripes and scrubs both groups, all
 #     remove their volumes and stop the cluster.
 #
-# Kill points (make check): raid5 rmw after intent, prepared, data, parity, done; raid5 rcw
-# (3 of 4 data chunks) after prepared, data; raid5 full stripe after prepared, parity; raid6
-# rmw after data, parity; raid5 rmw after data with the network cut. amf.env= knobs:
+# Kill points (default; make check runs the six of tests/plan): raid5 rmw after intent,
+# prepared, data, parity, done; raid5 rcw (3 of 4 data chunks) after prepared, data; raid5
+# full stripe after prepared, parity; raid6 rmw after data, parity; raid5 rmw after data with
+# the network cut. amf.env= knobs:
 #   FAILOVER_FULL=1          every kind (raid5 rmw rcw full, raid6 rmw full) x every step,
 #                            and the network point (26 points, about 18 min: give --timeout 1800)
 #   FAILOVER_POINTS=p+p+...  these points only: <r5|r6>:<rmw|rcw|full>:<step>[:net]
 #   FAILOVER_DRY=1           the rig without replication (for a module without it): tables
 #                            without peers, no key, no fail_after (the last write completes),
 #                            the death checked through the cluster status only
+#
+# AMF_TRANSPORT=rdma (amf.env, as make check boots it): every guest gets soft-RoCE (rxe0 on
+# eth0) and the raid6 volume's channel runs over RDMA (`transport rdma`), raid5's over TCP:
+# the same kill points, checks and takeover on both transports; a network point on raid6
+# cuts the RDMA link mid-stream.
 #
 # Node 1 prints the summary line
 #   failover: K kill points, L lost acked writes, M parity mismatches, max takeover T ms
@@ -289,21 +295,23 @@ ktap_check "dm-linear slices$([ "$ID" -eq 1 ] && [ "$BOOT" -eq 0 ] && echo ', gr
 # The victim of the round waits while this note says so (see the header).
 [ "$ID" -ne 1 ] && cluster_note $((ST_SECTOR + AMF_NODE)) "joining $FIRST"
 
-# peers PORT: the replication parameters (7 words in <#params>, 9 over RDMA).
+# peers PORT [TRANSPORT]: the replication parameters (7 words in <#params>, and the
+# transport's; raid6 takes the RDMA transport with AMF_TRANSPORT=rdma, raid5 always TCP).
 peers() {
 	if [ "$DRY" = 1 ]; then
 		echo ""
 	else
-		echo " peers 3 1@10.199.0.1:$1 2@10.199.0.2:$1 3@10.199.0.3:$1 auth_key $KEY$(repl_transport)"
+		echo " peers 3 1@10.199.0.1:$1 2@10.199.0.2:$1 3@10.199.0.3:$1 auth_key $KEY${2:-}"
 	fi
 }
-np() { if [ "$DRY" = 1 ]; then echo "$1"; else echo $(($1 + 7 + $(repl_transport_words))); fi; }
+# np N [TRANSPORT_WORDS]: <#params> of a table with N words before the replication ones.
+np() { if [ "$DRY" = 1 ]; then echo "$1"; else echo $(($1 + 7 + ${2:-0})); fi; }
 t5() {
 	echo "0 $LEN5 amf raid5 $(np 7) $CHUNK group $U5 cluster $CL node $ID$(peers $PORT5) 5" \
 		"/dev/mapper/a0 8192 /dev/mapper/a1 8192 /dev/mapper/a2 8192 /dev/mapper/a3 8192 /dev/mapper/a4 8192"
 }
 t6() {
-	echo "0 $LEN6 amf raid6 $(np 9) $CHUNK group $U6 cluster $CL node $ID lock_stripes 2$(peers $PORT6) 5" \
+	echo "0 $LEN6 amf raid6 $(np 9 "$(repl_transport_words)") $CHUNK group $U6 cluster $CL node $ID lock_stripes 2$(peers $PORT6 "$(repl_transport)") 5" \
 		"/dev/mapper/b0 8192 /dev/mapper/b1 8192 /dev/mapper/b2 8192 /dev/mapper/b3 8192 /dev/mapper/b4 8192"
 }
 create() {
