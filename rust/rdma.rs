@@ -14,13 +14,15 @@
 //! messages use [`CTRL_SLOTS`] extra receive buffers, one in flight at a time, re-posted by
 //! the completion handler itself, so credits always flow even when neither side has data.
 //!
-//! Data is copied into and out of buffers that are DMA-mapped once per connection: the
-//! replication records come from stripe buffers that may be vmalloc'ed, which a real HCA
-//! cannot gather from. The RC transport retries lost packets itself (`retry_count` 7) and
-//! reports a dead peer as a failed completion; a disconnect, a device removal or a failed
-//! completion closes the stream, which wakes every waiter. A message that breaks the framing
-//! (bad magic, impossible length or grant) is counted and closes the stream: nothing after
-//! it is delivered.
+//! Connections are made in a NOIO scope (writes may be waiting for them), like the TCP
+//! sockets' GFP_NOIO. Data is copied into and out of buffers that are DMA-mapped once per
+//! connection: the replication records come from stripe buffers that may be vmalloc'ed,
+//! which a real HCA cannot gather from. The RC transport retries lost packets itself
+//! (`retry_count` 7) and reports a dead peer as a failed completion; a disconnect, a device
+//! removal or a failed completion closes the stream, which wakes every waiter. A message that
+//! breaks the framing (bad magic, impossible length or grant) is not delivered, nor is
+//! anything after it; the next call reports it once (`EBADMSG`) so the layer above counts it
+//! and closes the stream.
 //!
 //! C headers: [`include/rdma/rdma_cm.h`](srctree/include/rdma/rdma_cm.h),
 //! [`include/rdma/ib_verbs.h`](srctree/include/rdma/ib_verbs.h)
@@ -38,6 +40,7 @@ use kernel::{
 };
 
 use super::bindings as b;
+use super::block_io::NoIoScope;
 
 /// Bytes of one message, header included (the size of every posted buffer).
 pub(crate) const MSG_BYTES: usize = 16384;
@@ -862,6 +865,8 @@ pub(crate) struct RdmaStream {
 impl RdmaStream {
     /// Connects to `ip:port` (an address of an RDMA device's netdev) within `timeout_ms`.
     pub(crate) fn connect(ip: [u8; 4], port: u16, timeout_ms: u32) -> Result<Self> {
+        // Writes may wait for this connection: its allocations must not wait for them.
+        let _noio = NoIoScope::enter();
         let cm = CmEvents::new()?;
         let id = CmId::new(&cm)?;
         let addr = u32::from_ne_bytes(ip);
@@ -942,6 +947,8 @@ impl RdmaListener {
 
     /// Waits at most `timeout_ms` for a request and accepts it; `Ok(None)` on timeout.
     pub(crate) fn accept(&self, timeout_ms: u32) -> Result<Option<RdmaStream>> {
+        // Writes may wait for this connection: its allocations must not wait for them.
+        let _noio = NoIoScope::enter();
         let deadline = Deadline::new(timeout_ms);
         let req = {
             let mut st = self.cm.state.lock();
