@@ -60,7 +60,7 @@ impl Transport {
             #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
             Transport::Rdma => boxed_listener(RdmaListener::bind(ip, port)?),
             #[cfg(not(CONFIG_INFINIBAND_ADDR_TRANS))]
-            Transport::Rdma => Err(EOPNOTSUPP),
+            Transport::Rdma => Err(ENODEV),
         }
     }
 
@@ -76,7 +76,7 @@ impl Transport {
             #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
             Transport::Rdma => boxed_stream(RdmaStream::connect(ip, port, timeout_ms)?),
             #[cfg(not(CONFIG_INFINIBAND_ADDR_TRANS))]
-            Transport::Rdma => Err(EOPNOTSUPP),
+            Transport::Rdma => Err(ENODEV),
         }
     }
 }
