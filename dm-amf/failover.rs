@@ -40,6 +40,7 @@ pub(crate) fn settle(engine: &StripeEngine<'_>, scratch: &mut Scratch) -> Result
         if pending == 0 {
             return Ok(());
         }
+        repl.drop_sessions(pending);
         if !m.recovering() {
             let live = m.live_nodes() & !pending;
             if recovery::recoverer(live) == Some(repl.node()) {

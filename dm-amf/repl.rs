@@ -628,6 +628,32 @@ impl Replication {
         Some(i)
     }
 
+    /// Closes and forgets the connections to and from the nodes in `nodes` (declared dead):
+    /// a connection to a node that died stays open as far as the transport knows (an RDMA
+    /// queue pair to a dead host may not fail before the host is back), and the node dials
+    /// anew when it rejoins. Records held for them are kept for the takeover.
+    pub(crate) fn drop_sessions(&self, nodes: u64) {
+        let mut gone: [Option<Arc<Session>>; 2 * MAX_PEERS] = Default::default();
+        {
+            let mut st = self.state.lock();
+            let mut slots = gone.iter_mut();
+            for p in st
+                .peers
+                .iter_mut()
+                .filter(|p| nodes & bit(p.spec.node) != 0)
+            {
+                for s in [p.out.take(), p.inbound.take()] {
+                    if let Some(slot) = slots.next() {
+                        *slot = s;
+                    }
+                }
+            }
+        }
+        for s in gone.iter().flatten() {
+            s.close();
+        }
+    }
+
     /// Forgets `s` if it is still the installed connection (its receive loop ended: it is
     /// broken), so that its transport resources go now: an RDMA device is only removed once
     /// every connection on it is destroyed.
