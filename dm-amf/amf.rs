@@ -30,10 +30,12 @@ mod stripe_buf;
 mod stripe_lock;
 mod stripe_read;
 mod stripe_rebuild;
+mod stripe_resync;
 mod stripe_worker;
 mod stripe_write;
 mod target;
 mod transport;
+mod write_intent;
 
 use kernel_ext::device_mapper::Registration;
 

@@ -10,6 +10,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::all)]
 
+#[path = "core/src/bitmap.rs"]
+pub(crate) mod bitmap;
 #[path = "core/src/geometry.rs"]
 pub(crate) mod geometry;
 #[path = "core/src/lock.rs"]

@@ -10,6 +10,7 @@ use kernel::{prelude::*, sync::Mutex};
 use crate::core_proto::geometry::{Geometry, MemberSet};
 use crate::kernel_ext::device_mapper::DmDev;
 use crate::metadata::GroupMeta;
+use crate::write_intent::WriteIntent;
 
 /// One member device (none if the table names it missing: `-`) and where its data area
 /// starts.
@@ -24,6 +25,12 @@ impl Member {
         self.dev.as_ref().map_or("-", |d| d.name())
     }
 }
+
+/// The superblocks and the write-intent bitmap of a group named by the table.
+pub(crate) type OnDisk = (
+    Option<Pin<KBox<Mutex<GroupMeta>>>>,
+    Option<Pin<KBox<WriteIntent>>>,
+);
 
 /// Geometry and members of the group.
 pub(crate) struct Group {
@@ -45,6 +52,8 @@ pub(crate) struct Group {
     /// recorded yet, so the first check writes what the constructor found if it differs).
     recorded: AtomicU64,
     recorded_rebuilding: AtomicU64,
+    /// This AMF's write-intent bitmap (raid1/5/6 with `group <uuid>`).
+    intent: Option<Pin<KBox<WriteIntent>>>,
 }
 
 impl Group {
@@ -57,7 +66,7 @@ impl Group {
         member_len: u64,
         members: KVec<Member>,
         (failed, rebuilding): (MemberSet, MemberSet),
-        meta: Option<Pin<KBox<Mutex<GroupMeta>>>>,
+        (meta, intent): OnDisk,
     ) -> Self {
         Self {
             geometry,
@@ -70,7 +79,27 @@ impl Group {
             meta,
             recorded: AtomicU64::new(u64::MAX),
             recorded_rebuilding: AtomicU64::new(u64::MAX),
+            intent,
         }
+    }
+
+    /// The write-intent bitmap, if the group keeps one.
+    pub(crate) fn intent(&self) -> Option<&WriteIntent> {
+        self.intent.as_deref()
+    }
+
+    /// Makes the write-intent bit of the row at member sector `sector` durable before a
+    /// write into it is issued (members whose bitmap write fails are failed). Stripe worker
+    /// only; sleeps.
+    pub(crate) fn mark_intent(&self, sector: u64) -> Result {
+        let Some(wi) = self.intent() else {
+            return Ok(());
+        };
+        let bad = wi.mark(&self.members, self.failed().0, sector)?;
+        if bad != 0 {
+            self.mark_failed(MemberSet(bad));
+        }
+        Ok(())
     }
 
     /// Records in the superblocks (if the table names the group) the member states as they

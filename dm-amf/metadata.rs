@@ -159,6 +159,11 @@ fn read_member(
 }
 
 impl GroupMeta {
+    /// The newest superblock: the group state.
+    pub(crate) fn authority(&self) -> Option<&Superblock> {
+        self.sbs.get(self.authority).and_then(Option::as_ref)
+    }
+
     /// Writes a new round if the member states the superblocks record differ from
     /// `failed` (recorded failed) and `rebuilding` (recorded rebuilding from the start;
     /// everything else in sync): to every member not failed, before anything relies on the

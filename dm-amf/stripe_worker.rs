@@ -89,8 +89,9 @@ impl StripeService {
         let g = group.geometry;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
         // A clustered mirror writes through the worker too (under the stripe lock, with
-        // replication): it needs a chunk of buffer.
-        let scratch = if parity || cluster.is_some() {
+        // replication), and so does a mirror's write into a region whose write-intent bit
+        // is not set yet, and its resync: it needs a chunk of buffer.
+        let scratch = if parity || cluster.is_some() || group.intent().is_some() {
             Scratch::new(g.data_chunks(), chunk_bytes, raid6)?
         } else {
             Scratch::new(0, 0, false)?
@@ -261,6 +262,45 @@ impl StripeWorker {
         }
         !group.rebuilding().is_empty()
     }
+
+    /// Resyncs up to [`REBUILD_BATCH`] rows of the regions the write-intent bitmap found
+    /// dirty at start; returns whether a resync goes on.
+    fn resync_some(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) -> bool {
+        let group = &*self.group;
+        let Some(wi) = group.intent() else {
+            return false;
+        };
+        let g = &group.geometry;
+        let rows_per_region = (wi.region_sectors() / g.chunk_sectors().max(1)).max(1);
+        let mut budget = REBUILD_BATCH as u64;
+        while budget > 0 && !self.paused.load(Ordering::Acquire) {
+            let Some((region, rows)) = wi.next_resync(rows_per_region, g.stripes()) else {
+                return false;
+            };
+            let mut row = rows.first.max(wi.resync_row(region, rows.first));
+            while row < rows.end && budget > 0 {
+                let done = scratch.with_stripe_lock(engine, row, |s| engine.resync_stripe(s, row));
+                match done {
+                    Ok(()) => {}
+                    // A member failed: the next run re-evaluates the row without it.
+                    Err(WriteError::Io) if group.can_serve() => return true,
+                    Err(e) => {
+                        pr_err!("resync stopped at row {row}: {e:?}; the bits stay set\n");
+                        wi.abandon_resync();
+                        return false;
+                    }
+                }
+                row += 1;
+                budget -= 1;
+            }
+            if row >= rows.end {
+                wi.resync_done(region);
+            } else {
+                wi.set_resync_row(region, row);
+            }
+        }
+        true
+    }
 }
 
 impl WorkItem for StripeWorker {
@@ -284,7 +324,14 @@ impl WorkItem for StripeWorker {
                 // Blocking callbacks that arrived while idle: let the locks go.
                 locks.idle();
             }
-            !this.paused.load(Ordering::Acquire) && this.rebuild_some(&engine, &mut scratch)
+            let paused = this.paused.load(Ordering::Acquire);
+            let resyncing = !paused && this.resync_some(&engine, &mut scratch);
+            let rebuilding = !paused && this.rebuild_some(&engine, &mut scratch);
+            if let Some(wi) = this.group.intent().filter(|_| !paused) {
+                // Lazily: bits of regions idle for a whole period.
+                wi.sweep(&this.group.members, this.group.failed().0, false);
+            }
+            resyncing || rebuilding
         };
         if more {
             let wq = this.wq;

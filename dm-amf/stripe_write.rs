@@ -121,6 +121,10 @@ impl StripeEngine<'_> {
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
             scratch.op_id = scratch.op_id.wrapping_add(1);
+            // The row's write-intent bit is durable before anything of it is written.
+            self.group
+                .mark_intent(req.stripe * g.chunk_sectors())
+                .map_err(|_| WriteError::Io)?;
             scratch
                 .with_stripe_lock(self, req.stripe, |s| self.write_request(s, bio, skip, &req))?;
             sector += covered;

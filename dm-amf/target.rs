@@ -38,6 +38,7 @@ use crate::metadata;
 use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::stripe_worker::{ClusterLocks, StripeService};
 use crate::transport::Transport;
+use crate::write_intent::WriteIntent;
 
 /// Target version reported by `dmsetup targets`.
 pub(crate) const VERSION: [u32; 3] = [0, 4, 0];
@@ -51,6 +52,8 @@ pub(crate) struct BioNote {
     logical: u64,
     /// The bio's range before it was remapped.
     iter: SavedIter,
+    /// A mirror write started in this write-intent region from `map`.
+    intent_region: Option<u64>,
 }
 
 /// A constructed `amf` target.
@@ -189,6 +192,23 @@ impl From<TableError> for CtrError {
     }
 }
 
+/// The write-intent bitmap slot of this AMF: slot 0 without a cluster, `node - 1` in one;
+/// none for levels without redundancy to resync (raid0) or not covered yet (raid10), and
+/// for node ids beyond the format's eight slots.
+fn bitmap_slot(level: Level, node: Option<u32>) -> Option<u8> {
+    if !matches!(level, Level::Raid1 | Level::Raid5 | Level::Raid6) {
+        return None;
+    }
+    match node {
+        None => Some(0),
+        Some(n @ 1..=8) => u8::try_from(n - 1).ok(),
+        Some(n) => {
+            pr_warn!("node {n}: no write-intent bitmap slot (node ids 1 to 8 have one)\n");
+            None
+        }
+    }
+}
+
 impl AmfTarget {
     fn mirrored(&self) -> bool {
         self.copies.is_some()
@@ -223,6 +243,7 @@ impl AmfTarget {
             direct_read_from: Some(loc.member),
             logical,
             iter: bio.save_iter(),
+            intent_region: None,
         };
         bio.set_dev(dev);
         bio.set_sector(offset + loc.member_sector);
@@ -258,6 +279,13 @@ impl AmfTarget {
         }
         stripes.kick();
         Ok(())
+    }
+
+    /// A mirror write that `map` started in a write-intent region ended.
+    fn end_intent(&self, note: &mut BioNote) {
+        if let (Some(r), Some(wi)) = (note.intent_region.take(), self.group.intent()) {
+            wi.end(r);
+        }
     }
 
     /// A RAID5/6 write: handed to the stripe worker with its target-relative sector.
@@ -328,6 +356,12 @@ impl AmfTarget {
     fn map_read(&self, bio: &mut Bio<'_>, logical: u64, note: &mut BioNote) -> MapAction {
         let copies = self.copy_count();
         let pick = (logical / nonzero(u64::from(self.group.chunk_sectors))) % nonzero(copies);
+        // Copies of a region waiting for its resync may differ: read the one it copies.
+        let resyncing = self
+            .group
+            .intent()
+            .is_some_and(|wi| wi.resync_pending(logical));
+        let pick = if resyncing { 0 } else { pick };
         let (Ok(later), Ok(earlier)) = (
             self.group.geometry.copy_iter(logical),
             self.group.geometry.copy_iter(logical),
@@ -345,6 +379,7 @@ impl AmfTarget {
             direct_read_from: Some(place.member),
             logical,
             iter: bio.save_iter(),
+            intent_region: None,
         };
         bio.set_dev(dev);
         bio.set_sector(offset + place.sector);
@@ -452,11 +487,16 @@ impl TargetOperations for AmfTarget {
         let mut failed = spec.missing();
         let mut rebuild = MemberSet(spec.rebuild.0 & !failed.0);
         let mut meta = None;
+        let mut intent = None;
         if let Some(uuid) = spec.group.as_ref() {
             let found = metadata::assemble(uuid, &spec, &members)?;
             // The table's `rebuild` wins over a recorded failure (a replaced member).
             failed = MemberSet(failed.0 | (found.failed.0 & !spec.rebuild.0));
             rebuild = MemberSet((rebuild.0 | found.rebuilding.0) & !failed.0);
+            let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
+            if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
+                intent = Some(WriteIntent::load(sb, slot, &members, failed.0 | rebuild.0)?);
+            }
             meta = Some(
                 KBox::pin_init(new_mutex!(found.meta, "amf:group_meta"), GFP_KERNEL)
                     .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?,
@@ -476,7 +516,7 @@ impl TargetOperations for AmfTarget {
             member_len,
             members,
             (failed, rebuild),
-            meta,
+            (meta, intent),
         );
         let group = Arc::new(group, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
@@ -563,7 +603,19 @@ impl TargetOperations for AmfTarget {
                 // Cluster mode: under the stripe lock, replicated, by the worker.
                 self.map_parity_write(bio, logical)
             } else if op == BioOp::Write {
-                self.map_write(bio, logical)
+                match self.group.intent().map(|wi| wi.start(logical)) {
+                    // The region's bit is not durable yet: the worker sets it first.
+                    Some(None) => self.map_parity_write(bio, logical),
+                    started => {
+                        note.intent_region = started.flatten();
+                        let action = self.map_write(bio, logical);
+                        if matches!(action, MapAction::Kill) {
+                            // Remapped and completed bios come back through `end_io`.
+                            self.end_intent(note);
+                        }
+                        action
+                    }
+                }
             } else {
                 self.map_read(bio, logical, note)
             };
@@ -586,6 +638,7 @@ impl TargetOperations for AmfTarget {
         note: &mut BioNote,
         status: BlkStatus,
     ) -> BlkStatus {
+        self.end_intent(note);
         let Some(member) = note.direct_read_from.filter(|_| status != BlkStatus::OK) else {
             return status;
         };
@@ -636,7 +689,11 @@ impl TargetOperations for AmfTarget {
                     let _ = out.write_char(c);
                 }
                 let total = ti.len();
-                if rebuilding.is_empty() {
+                let bitmap = g.intent().map(|wi| wi.counters());
+                if let Some((regions, _, pending, _)) = bitmap.filter(|b| b.2 != 0) {
+                    let done = total - total / regions.max(1) * pending.min(regions);
+                    let _ = write!(out, " {done}/{total} resync 0");
+                } else if rebuilding.is_empty() {
                     let _ = write!(out, " {total}/{total} idle 0");
                 } else {
                     let per_stripe = g.geometry.stripe_sectors().unwrap_or(0);
@@ -680,6 +737,9 @@ impl TargetOperations for AmfTarget {
                         n(&s.last_takeover_ms),
                         n(&s.reconnects)
                     );
+                }
+                if let Some((regions, dirty, pending, resynced)) = bitmap {
+                    let _ = write!(out, " bitmap {regions} {dirty} {pending} {resynced}");
                 }
             }
             StatusKind::Table => {
@@ -755,6 +815,10 @@ impl TargetOperations for AmfTarget {
     fn postsuspend(&self, _ti: &Target) {
         if let Some(stripes) = self.stripes.as_ref() {
             stripes.pause();
+        }
+        if let Some(wi) = self.group.intent() {
+            // Quiesced: no write in flight, every bit can go (but those still to resync).
+            wi.sweep(&self.group.members, self.group.failed().0, true);
         }
         // Quiesced: leave the superblocks saying what happened (a reload reads them next).
         if let Err(e) = self.group.record_state() {

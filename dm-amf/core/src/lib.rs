@@ -16,6 +16,7 @@ extern crate std;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
+pub mod bitmap;
 pub mod geometry;
 pub mod lock;
 pub mod op;
