@@ -17,6 +17,8 @@ mod core_proto;
 mod failover;
 mod group;
 mod lock_stats;
+#[cfg(CONFIG_DLM)]
+mod member_lock;
 #[cfg(not(CONFIG_DLM))]
 mod no_dlm;
 #[cfg(not(CONFIG_DLM))]

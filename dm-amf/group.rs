@@ -10,6 +10,7 @@ use kernel::{prelude::*, sync::Mutex};
 use crate::core_proto::geometry::{Geometry, MemberSet};
 use crate::kernel_ext::device_mapper::DmDev;
 use crate::metadata::GroupMeta;
+use crate::stripe_lock::StripeLocks;
 use crate::write_intent::WriteIntent;
 
 /// One member device (none if the table names it missing: `-`) and where its data area
@@ -24,6 +25,16 @@ impl Member {
     pub(crate) fn name(&self) -> &str {
         self.dev.as_ref().map_or("-", |d| d.name())
     }
+}
+
+/// What a new grant of the group's member-state lock says about the member states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// The event counter of the last round written under the lock.
+    Events(u64),
+    /// Unknown (no round written since every holder left, or a writer died holding EX):
+    /// read the superblocks.
+    Unknown,
 }
 
 /// The superblocks and the write-intent bitmap of a group named by the table.
@@ -110,9 +121,7 @@ impl Group {
             return Ok(());
         };
         let (failed, rebuilding) = (self.failed(), self.rebuilding());
-        if self.recorded.load(Ordering::Acquire) == failed.0
-            && self.recorded_rebuilding.load(Ordering::Acquire) == rebuilding.0
-        {
+        if !self.state_changed() {
             return Ok(());
         }
         meta.lock().record(&self.members, failed, rebuilding)?;
@@ -120,6 +129,86 @@ impl Group {
         self.recorded_rebuilding
             .store(rebuilding.0, Ordering::Release);
         Ok(())
+    }
+
+    /// As [`Self::record_state`]; with `locks` of a group whose member states are agreed
+    /// cluster-wide, under the member-state lock in EX: the newest superblocks are read
+    /// first (another AMF may have written a round), their failures taken in, and the
+    /// round written on top of them; the lock goes back to PR publishing its event counter.
+    /// Stripe worker (or with its scratch space locked); sleeps.
+    pub(crate) fn record_state_locked(&self, locks: Option<&mut StripeLocks>) -> Result {
+        let (Some(locks), Some(meta)) = (locks.filter(|l| l.agrees_members()), self.meta.as_ref())
+        else {
+            return self.record_state();
+        };
+        if !self.state_changed() {
+            return Ok(());
+        }
+        locks.members_exclusive().map_err(|_| EIO)?;
+        let written = {
+            let mut meta = meta.lock();
+            meta.reload(&self.members).and_then(|()| {
+                self.take_in(&meta);
+                let (failed, rebuilding) = (self.failed(), self.rebuilding());
+                meta.record(&self.members, failed, rebuilding)?;
+                self.recorded.store(failed.0, Ordering::Release);
+                self.recorded_rebuilding
+                    .store(rebuilding.0, Ordering::Release);
+                Ok(meta.events())
+            })
+        };
+        // Back to PR even if the round failed: the others must not wait for us.
+        let published = match written {
+            Ok(events) => locks.publish_members(events),
+            Err(_) => locks.members_shared().map(|_| ()),
+        };
+        written?;
+        published.map_err(|_| EIO)
+    }
+
+    /// Under a new grant of the member-state lock: if another AMF wrote a round since the
+    /// superblocks were last read, reads them again and takes their member states in.
+    /// Sleeps.
+    pub(crate) fn learn(&self, round: Round) -> Result {
+        let Some(meta) = self.meta.as_ref() else {
+            return Ok(());
+        };
+        let mut meta = meta.lock();
+        if let Round::Events(e) = round {
+            if e <= meta.events() {
+                return Ok(());
+            }
+        }
+        meta.reload(&self.members)?;
+        self.take_in(&meta);
+        Ok(())
+    }
+
+    /// Fails the members the newest superblock records failed or being rebuilt (by another
+    /// AMF: this one cannot take part in that rebuild) that this AMF still uses.
+    fn take_in(&self, meta: &GroupMeta) {
+        let recorded = meta.unusable();
+        let new = MemberSet(recorded.0 & !self.failed().0 & !self.rebuilding().0);
+        if new.is_empty() {
+            return;
+        }
+        self.failed.fetch_or(new.0, Ordering::AcqRel);
+        for m in new.iter() {
+            let name = self.member(m).map_or("?", Member::name);
+            pr_err!(
+                "member {m} ({name}) failed on another AMF (superblock event {}); the group runs degraded\n",
+                meta.events()
+            );
+        }
+        if self.failed().0 == recorded.0 {
+            self.recorded.store(recorded.0, Ordering::Release);
+        }
+    }
+
+    /// Whether the member states differ from the last ones recorded.
+    fn state_changed(&self) -> bool {
+        self.recorded.load(Ordering::Acquire) != self.failed().0
+            || self.recorded_rebuilding.load(Ordering::Acquire) != self.rebuilding().0
     }
 
     /// Member `i`, if the group has it.

@@ -164,6 +164,54 @@ impl GroupMeta {
         self.sbs.get(self.authority).and_then(Option::as_ref)
     }
 
+    /// The event counter of the group state.
+    pub(crate) fn events(&self) -> u64 {
+        self.authority().map_or(0, |a| a.events)
+    }
+
+    /// Members the group state records failed or being rebuilt.
+    pub(crate) fn unusable(&self) -> MemberSet {
+        let Some(a) = self.authority() else {
+            return MemberSet::EMPTY;
+        };
+        (0..a.member_count())
+            .filter(|r| {
+                a.member(*r)
+                    .is_some_and(|e| !matches!(e.state, MemberState::InSync))
+            })
+            .fold(MemberSet::EMPTY, MemberSet::with)
+    }
+
+    /// Reads every member's superblocks again (another AMF of the cluster may have written
+    /// rounds) and takes the newest as the group state. Sleeps.
+    #[inline(never)]
+    pub(crate) fn reload(&mut self, members: &[Member]) -> Result {
+        let Some(uuid) = self.authority().map(|a| a.group_uuid) else {
+            return Err(EINVAL);
+        };
+        for (position, m) in members.iter().enumerate() {
+            let (Some(slot), Some(w)) = (self.sbs.get_mut(position), self.which.get_mut(position))
+            else {
+                return Err(EINVAL);
+            };
+            if slot.is_none() {
+                // Kept as found at assembly: no valid superblock then.
+                continue;
+            }
+            match read_member(m, &self.pool, &mut self.buf, slot, &mut self.next) {
+                Ok(Some(found)) => *w = Some(found),
+                // Unreadable now (a failed member): it takes no part in the vote.
+                Ok(None) | Err(_) => *slot = None,
+            }
+        }
+        let report = validate_member_set(Some(&uuid), &self.sbs).map_err(|e| {
+            pr_err!("superblocks: {}\n", e.message().to_str().unwrap_or("?"));
+            EIO
+        })?;
+        self.authority = report.authority;
+        Ok(())
+    }
+
     /// Writes a new round if the member states the superblocks record differ from
     /// `failed` (recorded failed) and `rebuilding` (recorded rebuilding from the start;
     /// everything else in sync): to every member not failed, before anything relies on the

@@ -100,6 +100,7 @@ pub(crate) mod stripe_lock {
 
     use super::cluster::GroupSpace;
     use crate::core_proto::superblock::Uuid;
+    use crate::group::Round;
     use crate::lock_stats::LockStats;
     use crate::stripe_worker::StripeWorker;
 
@@ -113,7 +114,7 @@ pub(crate) mod stripe_lock {
     impl StripeLocks {
         pub(crate) fn new(
             space: Arc<GroupSpace>,
-            _group: Uuid,
+            _group: (Uuid, bool),
             _lock_stripes: u32,
             _worker: Arc<StripeWorker>,
             _stats: Arc<LockStats>,
@@ -130,6 +131,22 @@ pub(crate) mod stripe_lock {
         }
 
         pub(crate) fn idle(&mut self) {
+            match *self {}
+        }
+
+        pub(crate) fn agrees_members(&self) -> bool {
+            match *self {}
+        }
+
+        pub(crate) fn members_shared(&mut self) -> Result<Option<Round>, LockFailure> {
+            match *self {}
+        }
+
+        pub(crate) fn members_exclusive(&mut self) -> Result<(), LockFailure> {
+            match *self {}
+        }
+
+        pub(crate) fn publish_members(&mut self, _events: u64) -> Result<(), LockFailure> {
             match *self {}
         }
     }

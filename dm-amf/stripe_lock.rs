@@ -25,8 +25,10 @@ use kernel::{prelude::*, sync::Arc, time::Ktime};
 use crate::cluster::{GroupSpace, Membership};
 use crate::core_proto::lock::{Action, LockState, Mode, Resource, ResourceName, State};
 use crate::core_proto::superblock::Uuid;
+use crate::group::Round;
 use crate::kernel_ext::dlm::{LockEvent, LockMode, LockTable};
 use crate::lock_stats::LockStats;
+use crate::member_lock::MemberLock;
 use crate::stripe_worker::StripeWorker;
 
 /// Lock units cached per target: the least recently used idle one is unlocked to make room.
@@ -104,6 +106,10 @@ pub(crate) struct StripeLocks {
     /// The slot an operation is being admitted to: its grant is not settled by `service`.
     acquiring: Option<usize>,
     stats: Arc<LockStats>,
+    /// The group's member-state lock (a group with superblocks).
+    members: Option<MemberLock>,
+    /// An operation runs (between `acquire` and `release`): it relies on the member states.
+    in_op: bool,
 }
 
 impl StripeLocks {
@@ -111,11 +117,17 @@ impl StripeLocks {
     /// callbacks wake `worker`.
     pub(crate) fn new(
         space: Arc<GroupSpace>,
-        group: Uuid,
+        (group, with_members): (Uuid, bool),
         lock_stripes: u32,
         worker: Arc<StripeWorker>,
         stats: Arc<LockStats>,
     ) -> Result<Self> {
+        let members = if with_members {
+            let t = LockTable::new(space.clone(), 1, worker.clone())?;
+            Some(MemberLock::new(t, &group)?)
+        } else {
+            None
+        };
         let table = LockTable::new(space, CACHE_SLOTS, worker)?;
         let mut slots = KVVec::with_capacity(CACHE_SLOTS, GFP_KERNEL)?;
         for _ in 0..CACHE_SLOTS {
@@ -132,6 +144,8 @@ impl StripeLocks {
             recheck: false,
             acquiring: None,
             stats,
+            members,
+            in_op: false,
         })
     }
 
@@ -201,10 +215,12 @@ impl StripeLocks {
     /// callbacks. Returns whether anything happened.
     fn service(&mut self) -> bool {
         let stopped = self.membership().recovering();
+        let in_op = self.in_op;
+        let members = !stopped && self.members.as_mut().is_some_and(|m| m.service(in_op));
         let now = self.table.callbacks();
         if now == self.seen && !self.recheck && (stopped || self.deferred == 0) {
             // No callback since the last full look, nothing left over from it.
-            return false;
+            return members;
         }
         self.seen = now;
         self.recheck = stopped;
@@ -232,7 +248,7 @@ impl StripeLocks {
                 self.send(i, a);
             }
         }
-        progress
+        progress || members
     }
 
     fn on_event(&mut self, i: usize, ev: LockEvent) {
@@ -384,6 +400,7 @@ impl StripeLocks {
                         // flight it never yields here.
                         let a = st.lock.settle();
                         self.send(i, a);
+                        self.in_op = true;
                         return Ok(i);
                     }
                     Ok(a @ (Action::Request(_) | Action::Convert(_))) => {
@@ -405,6 +422,7 @@ impl StripeLocks {
     /// The operation admitted by [`Self::acquire`] in slot `i` finished: the lock stays
     /// cached, unless another AMF asked for it meanwhile.
     pub(crate) fn release(&mut self, i: usize) {
+        self.in_op = false;
         let Some(st) = self.slots.get_mut(i) else {
             return;
         };
@@ -418,4 +436,64 @@ impl StripeLocks {
     pub(crate) fn idle(&mut self) {
         while self.service() {}
     }
+
+    /// Whether the group's member states are agreed through the member-state lock.
+    pub(crate) fn agrees_members(&self) -> bool {
+        self.members.is_some()
+    }
+
+    /// Holds the member-state lock in PR for an operation; returns what a new grant says
+    /// (`None`: it was held already, or the group has no such lock).
+    pub(crate) fn members_shared(&mut self) -> Result<Option<Round>, LockFailure> {
+        self.hold_members(LockMode::Pr)
+    }
+
+    /// Holds the member-state lock in EX, to write a round.
+    pub(crate) fn members_exclusive(&mut self) -> Result<(), LockFailure> {
+        self.hold_members(LockMode::Ex).map(|_| ())
+    }
+
+    /// Holds the member-state lock in `mode` (waiting for it, answering other callbacks
+    /// meanwhile). Returns what a new grant says (`None`: it was held already, or the group
+    /// has no such lock).
+    fn hold_members(&mut self, mode: LockMode) -> Result<Option<Round>, LockFailure> {
+        let mut fresh = false;
+        loop {
+            if self.lost() {
+                return Err(LockFailure::Lost);
+            }
+            self.wait_membership()?;
+            let Some(m) = self.members.as_mut() else {
+                return Ok(None);
+            };
+            match m.ask(mode) {
+                Ok(true) => return Ok(fresh.then(|| m.round())),
+                Ok(false) => fresh = true,
+                Err(_) => {
+                    self.lose("a DLM request for the member-state lock failed");
+                    return Err(LockFailure::Lost);
+                }
+            }
+            // The grant arrives on the member lock's own table: look at it often, and at
+            // the stripe locks' callbacks in between.
+            m.table().arm();
+            if !self.service() {
+                if let Some(m) = self.members.as_ref() {
+                    m.table().wait(MEMBER_POLL_MS);
+                }
+            }
+        }
+    }
+
+    /// Under the member-state lock in EX: the round `events` is on disk; back down to PR,
+    /// publishing it.
+    pub(crate) fn publish_members(&mut self, events: u64) -> Result<(), LockFailure> {
+        if let Some(m) = self.members.as_mut() {
+            m.publish(events);
+        }
+        self.hold_members(LockMode::Pr).map(|_| ())
+    }
 }
+
+/// How long one wait for the member-state lock lasts before the stripe locks are looked at.
+const MEMBER_POLL_MS: u32 = 10;

@@ -114,8 +114,13 @@ impl StripeService {
         )?;
         let repl = cluster.as_ref().and_then(|c| c.repl.clone());
         if let Some(c) = cluster {
-            let locks =
-                StripeLocks::new(c.space, c.group, c.lock_stripes, worker.clone(), c.stats)?;
+            let locks = StripeLocks::new(
+                c.space,
+                (c.group, c.members),
+                c.lock_stripes,
+                worker.clone(),
+                c.stats,
+            )?;
             if let Some(r) = c.repl.as_ref() {
                 r.set_worker(Some(worker.clone()));
             }
@@ -147,6 +152,15 @@ impl StripeService {
     pub(crate) fn pause(&self) {
         self.worker.paused.store(true, Ordering::Release);
         self.queue.flush();
+    }
+
+    /// Records the member states in the superblocks if they changed (under the group's
+    /// member-state lock in cluster mode). Sleeps.
+    pub(crate) fn record_state(&self) -> Result {
+        let mut scratch = self.worker.scratch.lock();
+        self.worker
+            .group
+            .record_state_locked(scratch.locks.as_mut())
     }
 
     /// Lets rebuild steps run again (device resume).
@@ -190,6 +204,8 @@ pub(crate) struct ClusterLocks {
     pub(crate) stats: Arc<LockStats>,
     /// The replication channel (`peers`).
     pub(crate) repl: Option<Arc<Replication>>,
+    /// The group has superblocks: member states are agreed under the member-state lock.
+    pub(crate) members: bool,
 }
 
 #[cfg(CONFIG_DLM)]
@@ -246,7 +262,7 @@ impl StripeWorker {
                     group.rebuild_advanced(stripe);
                     if group.rebuilding().is_empty() {
                         // The end of the rebuild: the superblocks say in sync again.
-                        if let Err(e) = group.record_state() {
+                        if let Err(e) = group.record_state_locked(scratch.locks.as_mut()) {
                             pr_err!("cannot record the end of the rebuild: {e:?}\n");
                         }
                     }

@@ -91,11 +91,26 @@ impl Scratch {
             None => None,
             Some(l) => Some(l.acquire(stripe).map_err(|_| WriteError::Cluster)?),
         };
-        let done = op(self);
+        let done = self.learn_members(engine).and_then(|()| op(self));
         if let (Some(l), Some(slot)) = (self.locks.as_mut(), held) {
             l.release(slot);
         }
         done
+    }
+}
+
+impl Scratch {
+    /// Cluster mode with superblocks: holds the member-state lock in PR for the operation
+    /// and, on a new grant, takes in the rounds other AMFs wrote meanwhile.
+    fn learn_members(&mut self, engine: &StripeEngine<'_>) -> Result<(), WriteError> {
+        let Some(l) = self.locks.as_mut() else {
+            return Ok(());
+        };
+        let round = l.members_shared().map_err(|_| WriteError::Cluster)?;
+        match round {
+            Some(r) => engine.group.learn(r).map_err(|_| WriteError::Io),
+            None => Ok(()),
+        }
     }
 }
 
@@ -149,6 +164,7 @@ impl StripeEngine<'_> {
             plan,
             op_id,
             repl,
+            locks,
             ..
         } = scratch;
         let (id, repl) = (*op_id, repl.as_deref());
@@ -167,7 +183,9 @@ impl StripeEngine<'_> {
         // Each round fails one more member, so this ends.
         for _ in 0..=g.members() {
             // A write never relies on a failure the superblocks do not record yet.
-            self.group.record_state().map_err(|_| WriteError::Io)?;
+            self.group
+                .record_state_locked(locks.as_mut())
+                .map_err(|_| WriteError::Io)?;
             let unavailable = self.group.unavailable(req.stripe);
             if unavailable.len() > g.tolerated_failures() {
                 // The new data could not be stored recoverably: refuse it.

@@ -274,11 +274,20 @@ impl AmfTarget {
             pr_warn!("rebuild: a rebuild is already running\n");
         })?;
         pr_info!("member {m}: rebuild started\n");
-        if let Err(e) = self.group.record_state() {
+        if let Err(e) = self.record_state() {
             pr_err!("member {m}: cannot record the rebuild in the superblocks: {e:?}\n");
         }
         stripes.kick();
         Ok(())
+    }
+
+    /// Records changed member states in the superblocks (through the worker's locks in
+    /// cluster mode: under the member-state lock). Sleeps.
+    fn record_state(&self) -> Result {
+        match self.stripes.as_ref() {
+            Some(s) => s.record_state(),
+            None => self.group.record_state(),
+        }
     }
 
     /// A mirror write that `map` started in a write-intent region ended.
@@ -510,6 +519,7 @@ impl TargetOperations for AmfTarget {
                 c"rebuild is only implemented for raid5 and raid6",
             ));
         }
+        let has_meta = meta.is_some();
         let group = Group::new(
             geometry,
             spec.chunk_sectors,
@@ -535,6 +545,7 @@ impl TargetOperations for AmfTarget {
                 lock_stripes: c.lock_stripes,
                 stats: c.stats.clone(),
                 repl: repl.as_ref().map(|r| r.repl().clone()),
+                members: has_meta,
             }),
             _ => None,
         };
@@ -821,7 +832,7 @@ impl TargetOperations for AmfTarget {
             wi.sweep(&self.group.members, self.group.failed().0, true);
         }
         // Quiesced: leave the superblocks saying what happened (a reload reads them next).
-        if let Err(e) = self.group.record_state() {
+        if let Err(e) = self.record_state() {
             pr_err!("cannot record the member states in the superblocks: {e:?}\n");
         }
     }
@@ -829,7 +840,7 @@ impl TargetOperations for AmfTarget {
     fn preresume(&self, _ti: &Target) -> Result {
         // Before the first write: the superblocks record what the constructor found and the
         // rebuilds the table names.
-        self.group.record_state()
+        self.record_state()
     }
 
     fn resume(&self, _ti: &Target) {

@@ -61,6 +61,10 @@ pub enum Resource {
     /// The group's cluster configuration: its value block holds the lock unit
     /// (`lock_stripes`) every AMF of the group must use.
     Config,
+    /// The group's member states: held PR by every AMF that relies on the states it knows,
+    /// EX by the one writing a round of superblocks; its value block carries the round's
+    /// event counter.
+    Members,
 }
 
 /// Why a name or a lock event was refused.
@@ -117,6 +121,10 @@ impl ResourceName {
                 n.push(b"c");
                 n.push(group);
             }
+            Resource::Members => {
+                n.push(b"m");
+                n.push(group);
+            }
         }
         Ok(n)
     }
@@ -162,6 +170,7 @@ impl ResourceName {
                 ids.try_into().map_err(|_| LockError::BadName)?,
             )),
             (Some(b"amfc"), 0) => Resource::Config,
+            (Some(b"amfm"), 0) => Resource::Members,
             _ => return Err(LockError::BadName),
         };
         Ok((group, resource))
@@ -408,6 +417,7 @@ mod tests {
             },
             Resource::Node(9),
             Resource::Config,
+            Resource::Members,
         ] {
             let n = ResourceName::new(&g, r).unwrap();
             assert!(n.as_bytes().len() <= RESNAME_MAX);

@@ -172,9 +172,12 @@ p_swap() {
 }
 
 # p_health CHARS: dmsetup status of the volume is exactly the documented line with these
-# health characters.
+# health characters (and for a group's table, its write-intent bitmap part with nothing
+# left to resync).
 p_health() {
-	p_expect "$(dmsetup status "$P_NAME" 2>&1)" "0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0"
+	p_st=$(dmsetup status "$P_NAME" 2>&1)
+	case $p_st in *" idle 0 bitmap "[0-9]*" "[0-9]*" 0 "[0-9]*) p_st=${p_st% bitmap *} ;; esac
+	p_expect "$p_st" "0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0"
 }
 
 # p_logged SHOW I...: the kernel log since the mark (kept in $P_TMP/p_log; its lines with

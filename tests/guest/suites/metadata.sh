@@ -148,8 +148,14 @@ g_wait() {
 	g_w=0
 	while [ $g_w -lt $G_WAIT ]; do
 		g_st=$(dmsetup status "$P_NAME")
-		[ "$g_st" = "0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0" ] &&
-			{ echo "$g_st after about $g_w s"; return 0; }
+		# raid5/6 groups end with their write-intent bitmap part: nothing left to resync.
+		case $g_st in
+		"0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0" | \
+			"0 $P_LEN amf $P_LEVEL $P_N $1 $P_LEN/$P_LEN idle 0 bitmap "[0-9]*" "[0-9]*" 0 "[0-9]*)
+			echo "$g_st after about $g_w s"
+			return 0
+			;;
+		esac
 		sleep 1
 		g_w=$((g_w + 1))
 	done
