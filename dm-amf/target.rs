@@ -264,6 +264,14 @@ impl AmfTarget {
                 return Err(EINVAL);
             }
         };
+        if let Some(c) = self.cluster.as_ref() {
+            // Other AMFs would write the stripes behind the cursor without the member.
+            let n = c.membership.membership().members();
+            if n > 1 {
+                pr_warn!("rebuild: {n} AMFs serve the group: stop the others first (cluster mode)\n");
+                return Err(EBUSY);
+            }
+        }
         let set = MemberSet::single(m);
         let others_failed = MemberSet(self.group.failed().0 & !set.0);
         if others_failed.len() + 1 > self.group.geometry.tolerated_failures() {

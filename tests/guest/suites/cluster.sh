@@ -15,6 +15,8 @@
 #   - ping-pong: nodes 0 and 1 take turns on one stripe: the lock moves back and forth
 #     (requests and blocking callbacks on both), the data is each turn's
 #   - two targets of the same group on one node arbitrate like two servers
+#   - a member of r6 fails on node 1 only: the failure is recorded under the member-state
+#     lock and every other node takes it in before its next write; node 1 rebuilds it alone
 #   - bad cluster tables: wrong node id, wrong cluster name, another lock_stripes than the
 #     group's other AMFs use
 #   - the last node is killed while idle (its QEMU process, by vm.sh): the others see it
@@ -57,11 +59,11 @@ bar() {
 		{ ktap_diag "barrier $B (${1:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 }
 
-# The last node is killed after the first 19 tests; node 2 (guest 1) after 26; node 1 runs 31.
+# The last node is killed after the first 23 tests; node 2 (guest 1) after 30; node 1 runs 35.
 case $AMF_NODE in
-$((N - 1))) ktap_plan 19 ;;
-1) ktap_plan 26 ;;
-*) ktap_plan 31 ;;
+$((N - 1))) ktap_plan 23 ;;
+1) ktap_plan 30 ;;
+*) ktap_plan 35 ;;
 esac
 
 amf_load >"$KTAP_TMP/ld" 2>&1
@@ -353,6 +355,85 @@ twin_check() {
 ktap_check "two targets of the raid5 group on node $ID share its lockspace and hand the stripe lock to each other" twin_check
 bar twin
 scrub_step "after the twins"
+
+# ------------------------------------------------------------------ an agreed member failure
+# Member 4 of r6 (b4) fails on node 1 only (its dm-linear slice swapped to dm-error): node 1
+# records the failure in a round of superblocks under the group's member-state lock in EX;
+# the other nodes, whose own path to b4 works, take it in before their next write (status
+# D, kernel log "failed on another AMF") and write without it. The nodes rewrite their own
+# blocks of r6 above the contended ones with the content they hold (gen $GENS), in the
+# stripes where b4 holds P (stripe % 5 == 0), so the later checks are unchanged. Then the
+# others remove r6, node 1 puts b4 back and rebuilds it alone (a cluster rebuild needs the
+# group's other AMFs stopped), and every node creates r6 again, all members in sync.
+AGREE_FROM=$((CONT + 10 * 3 * CHUNK)) # stripe 10 (3 data chunks a stripe)
+AGREE_LEN=$((3 * CHUNK))
+own_blocks() { # the node's blocks of stripes 10 and 15 of r6, rewritten unchanged
+	for st0 in $AGREE_FROM $((AGREE_FROM + 5 * 3 * CHUNK)); do
+		amf-iotool write --dev /dev/mapper/r6 --seed "$ID" --gen $GENS --bs $BS \
+			--every "$N" --phase "$AMF_NODE" --start "$st0" --count $AGREE_LEN || return 1
+	done
+}
+health6() { dmsetup status r6 | awk '{ print $6 }'; }
+fail_b4() {
+	if [ "$AMF_NODE" -eq 0 ]; then
+		kmsg_mark
+		dmsetup suspend b4 && dmsetup load b4 --table "0 32768 error" && dmsetup resume b4 ||
+			return 1
+		own_blocks || return 1
+		echo "r6: $(dmsetup status r6)"
+		[ "$(health6)" = AAAAD ] || { echo "node 1 did not fail b4"; return 1; }
+		amfctl examine /dev/mapper/b0 | grep -iE 'events|member 4|failed'
+	else
+		echo "node 1 fails b4"
+	fi
+}
+ktap_check "r6 member 4 fails on node 1 only: recorded failed (status AAAAD there)" fail_b4
+bar "b4 failed on node 1"
+learn_b4() {
+	if [ "$AMF_NODE" -ne 0 ]; then
+		kmsg_mark
+		[ "$(health6)" = AAAAA ] || { echo "b4 failed before any write: $(dmsetup status r6)"; return 1; }
+		own_blocks || return 1
+		echo "r6: $(dmsetup status r6)"
+		dmesg_since_mark | grep -F 'failed on another AMF'
+		[ "$(health6)" = AAAAD ] || { echo "node $ID wrote with a stale member set"; return 1; }
+		dmesg_since_mark | grep -q 'member 4 .*failed on another AMF' ||
+			{ echo "no kernel line: member 4 failed on another AMF"; return 1; }
+	else
+		echo "r6: $(dmsetup status r6)"
+	fi
+}
+ktap_check "node $ID takes the failure in before its next write (status AAAAD, 'failed on another AMF')" learn_b4
+bar "b4 failure agreed"
+if [ "$AMF_NODE" -ne 0 ]; then dmsetup remove r6; fi
+bar "r6 left by the others"
+one_member() { [ "$(st r6 members)" -eq 1 ]; }
+rebuild_b4() {
+	if [ "$AMF_NODE" -eq 0 ]; then
+		until_ok 60 one_member || { echo "r6: still $(st r6 members) members"; return 1; }
+		dmsetup suspend b4 && dmsetup load b4 --table "0 32768 linear /dev/vde 32768" &&
+			dmsetup resume b4 || return 1
+		dmsetup message r6 0 rebuild 4 || return 1
+		rebuilt() { dmsetup status r6 | grep -q " AAAAA $LEN6/$LEN6 idle 0"; }
+		until_ok 120 rebuilt || { echo "r6: $(dmsetup status r6)"; return 1; }
+		echo "r6: $(dmsetup status r6) after $WAITED s"
+	else
+		echo "node 1 rebuilds b4"
+	fi
+}
+ktap_check "node 1 alone rebuilds b4 (the others removed r6)" rebuild_b4
+bar "b4 rebuilt"
+rejoin6() {
+	if [ "$AMF_NODE" -ne 0 ]; then
+		dm_create r6 "$(t6)" || { echo "r6: $DM_OUT"; return 1; }
+	fi
+	all_in() { [ "$(st r6 members)" -eq "$N" ]; }
+	until_ok 60 all_in || { echo "r6: $(dmsetup status r6)"; return 1; }
+	echo "r6: $(dmsetup status r6)"
+	[ "$(health6)" = AAAAA ]
+}
+ktap_check "r6 on every node again, all members in sync" rejoin6
+bar "r6 back"
 
 # ------------------------------------------------------------------ bad cluster tables
 refuse() { # MESSAGE TABLE
