@@ -214,11 +214,24 @@ pub fn rewrite_ios(
         sectors: header.sectors as u64,
         chunks: ChunkSet(header.chunks),
     };
-    let plan = plan_write(g, &req, failed)?;
+    // Planned as if no member had failed, then the failed members' writes dropped: the image
+    // is absolute (the record holds every new block), so a rewrite reads nothing, and
+    // planning with `failed` could pick a reconstruct-write whose (unneeded) reads hit a
+    // member that failed after the operation was planned, and refuse the rewrite.
+    let plan = plan_write(g, &req, MemberSet::EMPTY)?;
     if (plan.kind == OpKind::Mirror) != (header.kind == OpKind::Mirror) {
         return Err(OpError::WrongStep);
     }
-    Ok(plan.writes)
+    let mut ios = IoList::new();
+    for io in plan.writes.as_slice() {
+        if !failed.contains(io.member) {
+            ios.push(*io);
+        }
+    }
+    if ios.as_slice().is_empty() {
+        return Err(OpError::TooManyFailures);
+    }
+    Ok(ios)
 }
 
 /// Whether an I/O of a rewrite carries parity.
@@ -390,6 +403,31 @@ mod tests {
         assert_eq!(c.phase(), Phase::Resumed);
         let mut c = Coordinator::new(0b1, 3);
         assert!(c.rewrites_done(0));
+    }
+
+    /// A member failing after the operation was planned (found by the simulator): the
+    /// rewrite still writes the image to the live members instead of refusing because a
+    /// reconstruct-write plan would read the failed member.
+    #[test]
+    fn rewrite_skips_a_member_that_failed_since() {
+        let g = Geometry::new(Level::Raid6, 5, 1, 4).unwrap();
+        let layout = g.layout(0).unwrap();
+        let h = RecordHeader {
+            op_id: 1,
+            generation: 1,
+            stripe: 0,
+            owner: 0,
+            step: Step::Prepared,
+            kind: OpKind::ReconstructWrite,
+            offset: 0,
+            sectors: 1,
+            chunks: 0b001,
+        };
+        let untouched = layout.data_member(2).unwrap();
+        let failed = MemberSet::EMPTY.with(untouched).with(layout.p.unwrap());
+        let ios = rewrite_ios(&g, &h, failed).unwrap();
+        let members: std::vec::Vec<usize> = ios.as_slice().iter().map(|io| io.member).collect();
+        assert_eq!(members, [layout.data_member(0).unwrap(), layout.q.unwrap()]);
     }
 
     /// A RAID6 stripe torn at every subset of its writes recovers to the new image, and a

@@ -2,9 +2,10 @@
 //! Command-line driver of the cluster simulator.
 //!
 //! `amf-sim [SCALE] [FAULT]`: SCALE multiplies the seeds of the standard pass (default 8);
-//! FAULT is `none` (default), `ack-before-replication`, `write-before-prepared` or
-//! `skip-recovery`. Prints `simulator: N schedules, M crash points, V violations` and exits
-//! non-zero if V > 0.
+//! FAULT is `none` (default), `ack-before-replication`, `write-before-prepared`,
+//! `skip-recovery`, `skip-bitmap` or `skip-resync`. Prints `simulator: N schedules, M crash
+//! points, V violations` and a `simulator exercised:` line (whole-group crashes, regions
+//! resynced, member failures), and exits non-zero if V > 0.
 
 use amf_core::sim::{standard_pass, Fault};
 
@@ -16,6 +17,8 @@ fn main() {
         Some("ack-before-replication") => Fault::AckBeforeReplication,
         Some("write-before-prepared") => Fault::WriteBeforePrepared,
         Some("skip-recovery") => Fault::SkipRecovery,
+        Some("skip-bitmap") => Fault::SkipBitmap,
+        Some("skip-resync") => Fault::SkipResync,
         Some(other) => {
             eprintln!("amf-sim: unknown fault {other}");
             std::process::exit(2);
@@ -27,6 +30,7 @@ fn main() {
         eprintln!("first violation: {first}");
     }
     println!("{}", sum.line());
+    println!("{}", sum.exercised());
     if sum.violations > 0 {
         std::process::exit(1);
     }

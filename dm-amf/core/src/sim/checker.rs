@@ -27,6 +27,9 @@ pub struct Checker {
     next_order: u64,
     acked_order: Vec<u64>,
     seen_order: Vec<u64>,
+    /// Per sector, the order of the newest write all of whose member writes completed: what
+    /// must survive a whole-group crash.
+    durable_order: Vec<u64>,
     /// Violations found so far.
     pub violations: Vec<String>,
 }
@@ -43,6 +46,7 @@ impl Checker {
             next_order: 1,
             acked_order: vec![0; sectors as usize],
             seen_order: vec![0; sectors as usize],
+            durable_order: vec![0; sectors as usize],
             violations: Vec::new(),
         }
     }
@@ -91,6 +95,29 @@ impl Checker {
             let secs: Vec<u64> = info.sectors.iter().copied().collect();
             self.raise_acked(&secs, o);
         }
+    }
+
+    /// Every member write of write `w` completed: it is on the disks, not only in RAM.
+    pub fn durable(&mut self, w: u64) {
+        let Some(info) = self.writes.get(w as usize) else {
+            return;
+        };
+        let Some(o) = info.order else {
+            return;
+        };
+        for l in info.sectors.iter() {
+            if let Some(d) = self.durable_order.get_mut(*l as usize) {
+                *d = (*d).max(o);
+            }
+        }
+    }
+
+    /// Every AMF died at once: acknowledged writes that were only in RAM may be gone (no
+    /// host flush covered them), so from now on a sector must only be at least as new as its
+    /// newest durable write, and what reads saw before no longer binds.
+    pub fn whole_crash(&mut self) {
+        self.acked_order.clone_from(&self.durable_order);
+        self.seen_order.clone_from(&self.durable_order);
     }
 
     /// What a read of sector `l` issued now must at least return (an order number).

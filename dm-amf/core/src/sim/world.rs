@@ -2,7 +2,7 @@
 //! The simulated cluster: AMF nodes running the real core (`geometry`, `parity`, `wire`,
 //! `lock`, `op`, `recovery`) over shared in-memory member disks, a network that delays and
 //! reorders, and the [`Arbiter`]. Everything happens through events in one deterministic
-//! queue, so a (config, seed, crash list) triple replays exactly.
+//! queue, so a (config, seed, crash list, failure list) replays exactly.
 
 use super::super::geometry::{Geometry, Level, MemberSet, ReadPlan};
 use super::super::lock::{Action as LockAction, LockState, Mode};
@@ -18,15 +18,18 @@ use super::super::wire::{
     Role, Step,
 };
 use super::arbiter::{Arbiter, Notice};
+use super::bitmap::Bitmaps;
 use super::checker::Checker;
 use super::rng::Rng;
-use super::{Config, Crash, Fault, Outcome};
+use super::{Config, Crash, Fail, Fault, Outcome, ALL};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::format;
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
+
+mod resync;
 
 /// Bytes per simulated sector: one u64 naming the write that produced it.
 pub const SECTOR_BYTES: usize = 8;
@@ -66,6 +69,8 @@ enum IoTag {
     HostRead { rid: u64, idx: usize },
     HostPart { rid: u64, idx: usize, member: usize },
     Rewrite { stripe: u64 },
+    ResyncRead { stripe: u64, idx: usize },
+    ResyncWrite { stripe: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +99,8 @@ enum Ev {
         sector: u64,
         sectors: u64,
         tag: IoTag,
+        /// Issued to a member already failed: a planning bug.
+        stale: bool,
     },
     DiskWrite {
         node: usize,
@@ -109,9 +116,19 @@ enum Ev {
 
 #[derive(Clone, Debug)]
 enum Work {
-    Write { w: u64, req: WriteRequest },
-    Read { rid: u64 },
-    Recover { epoch: u64, ops: Vec<(u32, u64)> },
+    Write {
+        w: u64,
+        req: WriteRequest,
+    },
+    Read {
+        rid: u64,
+    },
+    Recover {
+        epoch: u64,
+        ops: Vec<(u32, u64)>,
+    },
+    /// Restart resync of one stripe (its rows lie in a dirty region of the node's bitmap).
+    Resync,
 }
 
 impl Work {
@@ -165,6 +182,17 @@ struct RewriteCtx {
     epoch: u64,
     ops: VecDeque<(u32, u64)>,
     left: usize,
+    /// The record being rewritten (its write is durable once `left` reaches 0).
+    cur: Option<(u32, u64)>,
+}
+
+/// One stripe's restart resync: what it reads (member, sector, sectors, logical sector for
+/// mirrors), what came back, and the writes still in flight.
+struct ResyncCtx {
+    reads: Vec<(usize, u64, u64, u64)>,
+    got: Vec<Option<Vec<u8>>>,
+    left: usize,
+    writes_left: usize,
 }
 
 struct RecCtx {
@@ -190,6 +218,37 @@ struct Node {
     reads: BTreeMap<u64, ReadCtx>,
     rewrites: BTreeMap<u64, RewriteCtx>,
     rec: Option<RecCtx>,
+    /// Restarted after a whole-group crash and still resyncing: serves no host I/O yet.
+    restarting: bool,
+    resync: BTreeMap<u64, ResyncCtx>,
+    /// Dirty regions of the node's own bitmap left to resync, with their stripes left.
+    resync_regions: BTreeMap<u64, BTreeSet<u64>>,
+}
+
+/// A node as it boots: empty memory, the workload's remaining host requests, and operation
+/// ids that keep counting (so the simulator's op-to-write map stays unambiguous).
+fn fresh_node(id: usize, host_left: usize, next_op: u64) -> Node {
+    Node {
+        id,
+        alive: true,
+        epoch: 0,
+        dead: 0,
+        paused: false,
+        stripes: BTreeMap::new(),
+        ops: BTreeMap::new(),
+        next_op,
+        seq: 0,
+        table: RecordTable::new(),
+        held: BTreeMap::new(),
+        host_left,
+        host_inflight: 0,
+        reads: BTreeMap::new(),
+        rewrites: BTreeMap::new(),
+        rec: None,
+        restarting: false,
+        resync: BTreeMap::new(),
+        resync_regions: BTreeMap::new(),
+    }
 }
 
 /// One simulation run.
@@ -212,6 +271,13 @@ pub struct World {
     crashed: usize,
     processed: u64,
     stats: super::Stats,
+    /// Failed members now (the configuration's, plus those failed during the run).
+    failed: u64,
+    fails: Vec<Fail>,
+    bits: Bitmaps,
+    /// (owner, op id) to host write: lets a takeover's rewrite mark the write durable.
+    op_w: BTreeMap<(usize, u64), u64>,
+    resynced_at: Option<u64>,
 }
 
 fn val(bytes: &[u8], i: usize) -> u64 {
@@ -278,8 +344,8 @@ fn encode_frame(node: usize, seq: u64, msg: &Message<'_>) -> Vec<u8> {
 }
 
 impl World {
-    /// Build the world for `cfg` with these crashes (sorted by event index).
-    pub fn new(cfg: &Config, crashes: &[Crash]) -> World {
+    /// Build the world for `cfg` with these crashes and member failures.
+    pub fn new(cfg: &Config, crashes: &[Crash], fails: &[Fail]) -> World {
         let g = Geometry::new(
             cfg.level,
             cfg.members,
@@ -289,27 +355,12 @@ impl World {
         .expect("valid simulator geometry");
         let member_bytes = (cfg.chunk_sectors * cfg.rows) as usize * SECTOR_BYTES;
         let nodes = (0..cfg.nodes)
-            .map(|id| Node {
-                id,
-                alive: true,
-                epoch: 0,
-                dead: 0,
-                paused: false,
-                stripes: BTreeMap::new(),
-                ops: BTreeMap::new(),
-                next_op: 1,
-                seq: 0,
-                table: RecordTable::new(),
-                held: BTreeMap::new(),
-                host_left: cfg.host_ops,
-                host_inflight: 0,
-                reads: BTreeMap::new(),
-                rewrites: BTreeMap::new(),
-                rec: None,
-            })
+            .map(|id| fresh_node(id, cfg.host_ops, 1))
             .collect();
         let mut crashes = crashes.to_vec();
         crashes.sort_by_key(|c| c.at_event);
+        let mut fails = fails.to_vec();
+        fails.sort_by_key(|f| f.at_event);
         let mut w = World {
             cfg: *cfg,
             g,
@@ -329,6 +380,11 @@ impl World {
             crashed: 0,
             processed: 0,
             stats: super::Stats::default(),
+            failed: cfg.failed,
+            fails,
+            bits: Bitmaps::new(cfg.nodes, cfg.region_rows.max(1) * cfg.chunk_sectors),
+            op_w: BTreeMap::new(),
+            resynced_at: None,
         };
         for n in 0..cfg.nodes {
             w.schedule(0, Ev::Host { node: n });
@@ -345,6 +401,7 @@ impl World {
     /// A disk read of `sectors` sectors, completing after a random 1 to 5 ticks.
     fn disk_read(&mut self, node: usize, member: usize, sector: u64, sectors: u64, tag: IoTag) {
         let d = self.rng.range(1, 6);
+        let stale = self.failed & (1 << member) != 0;
         self.schedule(
             d,
             Ev::DiskRead {
@@ -353,12 +410,19 @@ impl World {
                 sector,
                 sectors,
                 tag,
+                stale,
             },
         );
     }
 
-    /// A disk write of `bytes`, landing after a random 1 to 5 ticks.
+    /// A disk write of `bytes`, landing after a random 1 to 5 ticks. The node's write-intent
+    /// bit of the region is set durably first (the `SkipBitmap` bug skips it for operations).
     fn disk_write(&mut self, node: usize, member: usize, sector: u64, bytes: Vec<u8>, tag: IoTag) {
+        let region = self.bits.region(sector);
+        let set = !(self.cfg.fault == Fault::SkipBitmap && matches!(tag, IoTag::OpWrite { .. }));
+        if self.bits.write_issued(node, region, set) {
+            self.stats.bits_set += 1;
+        }
         let d = self.rng.range(1, 6);
         self.schedule(
             d,
@@ -382,12 +446,34 @@ impl World {
             let Some(ev) = self.events.remove(&s) else {
                 continue;
             };
+            while let Some(f) = self.fails.first().copied() {
+                if f.at_event > self.processed {
+                    break;
+                }
+                self.fails.remove(0);
+                if self.failed & (1 << f.member) == 0 {
+                    self.failed |= 1 << f.member;
+                    self.stats.member_failures += 1;
+                }
+            }
+            let mut whole = false;
             while let Some(c) = self.crashes.first().copied() {
                 if c.at_event > self.processed {
                     break;
                 }
                 self.crashes.remove(0);
-                self.crash(c.node);
+                if c.node == ALL {
+                    whole = true;
+                } else {
+                    self.crash(c.node);
+                }
+            }
+            if whole {
+                // The event popped was in flight too: it goes with the rest.
+                self.events.insert(s, ev);
+                self.heap.push(Reverse((t, s)));
+                self.crash_all();
+                continue;
             }
             self.now = t;
             self.processed += 1;
@@ -407,6 +493,7 @@ impl World {
             crashes: self.crashed,
             violations: self.chk.violations,
             stats: self.stats,
+            resynced_at: self.resynced_at,
         }
     }
 
@@ -440,7 +527,7 @@ impl World {
             }) = self.events.remove(&s)
             {
                 if self.rng.chance(1, 2) {
-                    self.put(member, sector, &bytes);
+                    self.land(member, sector, &bytes);
                 }
             }
         }
@@ -460,6 +547,13 @@ impl World {
                     },
                 );
             }
+        }
+    }
+
+    /// A member write lands, unless the member has failed meanwhile (nothing reaches it).
+    fn land(&mut self, member: usize, sector: u64, bytes: &[u8]) {
+        if self.failed & (1 << member) == 0 {
+            self.put(member, sector, bytes);
         }
     }
 
@@ -522,9 +616,10 @@ impl World {
                 sector,
                 sectors,
                 tag,
+                stale,
             } => {
-                if self.cfg.failed & (1 << member) != 0 {
-                    self.violation(format!("read from failed member {member}"));
+                if stale {
+                    self.violation(format!("read issued to failed member {member}"));
                 }
                 if self.nodes[node].alive {
                     let data = self.get(member, sector, sectors);
@@ -538,11 +633,15 @@ impl World {
                 bytes,
                 tag,
             } => {
+                // Failed before the run: no plan may include it. (A member failing during
+                // the run still gets the writes planned before; `land` drops them.)
                 if self.cfg.failed & (1 << member) != 0 {
                     self.violation(format!("write to failed member {member}"));
                 }
-                self.put(member, sector, &bytes);
+                self.land(member, sector, &bytes);
                 if self.nodes[node].alive {
+                    let region = self.bits.region(sector);
+                    self.bits.write_done(node, region);
                     self.io_done(node, tag, None);
                 }
             }
@@ -571,8 +670,13 @@ impl World {
     // ---- host requests -------------------------------------------------------------------
 
     fn host(&mut self, node: usize) {
+        if !self.nodes[node].alive {
+            return;
+        }
+        // The bitmap sweep rides on the node's host tick (deterministic, no extra events).
+        self.stats.bits_cleared += self.bits.sweep(node);
         let n = &self.nodes[node];
-        if !n.alive || n.host_left == 0 {
+        if n.host_left == 0 {
             return;
         }
         if n.host_inflight >= self.cfg.host_depth {
@@ -645,7 +749,7 @@ impl World {
 
     fn enqueue(&mut self, node: usize, stripe: u64, work: Work) {
         let q = self.nodes[node].stripes.entry(stripe).or_default();
-        if matches!(work, Work::Recover { .. }) {
+        if matches!(work, Work::Recover { .. } | Work::Resync) {
             q.queue.push_front(work);
         } else {
             q.queue.push_back(work);
@@ -683,7 +787,7 @@ impl World {
         let Some(head) = q.queue.front() else {
             return;
         };
-        if paused && !matches!(head, Work::Recover { .. }) {
+        if paused && !matches!(head, Work::Recover { .. } | Work::Resync) {
             return;
         }
         let mode = head.mode();
@@ -748,7 +852,7 @@ impl World {
                 let (start, len) = (r.start, r.left);
                 let mut floors = Vec::new();
                 let mut parts = BTreeMap::new();
-                let failed = MemberSet(self.cfg.failed);
+                let failed = MemberSet(self.failed);
                 for i in 0..len {
                     let l = start + i as u64;
                     floors.push(self.chk.read_floor(l));
@@ -799,17 +903,19 @@ impl World {
                         epoch,
                         ops: ops.into_iter().collect(),
                         left: 0,
+                        cur: None,
                     },
                 );
                 self.next_rewrite(node, stripe);
             }
+            Work::Resync => self.start_resync(node, stripe),
         }
     }
 
     // ---- write operations -------------------------------------------------------------------
 
     fn start_write(&mut self, node: usize, w: u64, req: WriteRequest) {
-        let plan = match plan_write(&self.g, &req, MemberSet(self.cfg.failed)) {
+        let plan = match plan_write(&self.g, &req, MemberSet(self.failed)) {
             Ok(p) => p,
             Err(OpError::TooManyFailures) => {
                 // The host gets an I/O error: nothing written, nothing acked.
@@ -828,6 +934,7 @@ impl World {
         let id = n.next_op;
         n.next_op += 1;
         let (op, fx) = WriteOp::start(id, n.epoch, node as u32, req, &plan, peers);
+        self.op_w.insert((node, id), w);
         let mut new = BTreeMap::new();
         for k in 0..self.g.data_chunks() {
             if req.chunks.contains(k) {
@@ -1268,7 +1375,7 @@ impl World {
                 continue;
             };
             let held = self.nodes[node].held.get(&key).cloned().unwrap_or_default();
-            let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet(self.cfg.failed)) {
+            let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet(self.failed)) {
                 Ok(ios) => ios,
                 Err(e) => {
                     self.violation(format!("rewrite plan failed: {e:?}"));
@@ -1294,6 +1401,7 @@ impl World {
             }
             if let Some(rw) = self.nodes[node].rewrites.get_mut(&stripe) {
                 rw.left = evs.len();
+                rw.cur = Some(key);
             }
             for (member, sector, bytes) in evs {
                 self.disk_write(node, member, sector, bytes, IoTag::Rewrite { stripe });
@@ -1371,7 +1479,7 @@ impl World {
 
     fn resume(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        n.paused = false;
+        n.paused = n.restarting;
         n.rec = None;
         let stripes: Vec<u64> = n.stripes.keys().copied().collect();
         for s in stripes {
@@ -1403,10 +1511,12 @@ impl World {
             }
             IoTag::OpWrite { op } => {
                 let peers = self.peers(node);
+                let mut durable = None;
                 let fx = match self.nodes[node].ops.get_mut(&op) {
                     Some(c) if !c.early => {
                         c.writes_left -= 1;
                         if c.writes_left == 0 {
+                            durable = Some(c.w);
                             c.op.writes_done(peers).ok()
                         } else {
                             None
@@ -1414,6 +1524,9 @@ impl World {
                     }
                     _ => None,
                 };
+                if let Some(w) = durable {
+                    self.chk.durable(w);
+                }
                 if let Some(fx) = fx {
                     self.apply(node, op, fx);
                 }
@@ -1454,12 +1567,43 @@ impl World {
                 let next = match self.nodes[node].rewrites.get_mut(&stripe) {
                     Some(rw) => {
                         rw.left -= 1;
-                        rw.left == 0
+                        (rw.left == 0).then_some(rw.cur)
+                    }
+                    None => None,
+                };
+                if let Some(cur) = next {
+                    let w = cur.and_then(|(o, id)| self.op_w.get(&(o as usize, id)).copied());
+                    if let Some(w) = w {
+                        self.chk.durable(w);
+                    }
+                    self.next_rewrite(node, stripe);
+                }
+            }
+            IoTag::ResyncRead { stripe, idx } => {
+                let all = match self.nodes[node].resync.get_mut(&stripe) {
+                    Some(c) => {
+                        if let Some(slot) = c.got.get_mut(idx) {
+                            *slot = data;
+                        }
+                        c.left -= 1;
+                        c.left == 0
                     }
                     None => false,
                 };
-                if next {
-                    self.next_rewrite(node, stripe);
+                if all {
+                    self.resync_write(node, stripe);
+                }
+            }
+            IoTag::ResyncWrite { stripe } => {
+                let all = match self.nodes[node].resync.get_mut(&stripe) {
+                    Some(c) => {
+                        c.writes_left -= 1;
+                        c.writes_left == 0
+                    }
+                    None => false,
+                };
+                if all {
+                    self.finish_resync(node, stripe);
                 }
             }
         }
@@ -1524,7 +1668,7 @@ impl World {
     fn stripe_consistent(&self, s: u64) -> Result<(), String> {
         let g = self.g;
         let cs = g.chunk_sectors();
-        let failed = self.cfg.failed;
+        let failed = self.failed;
         let layout = g.layout(s).map_err(|e| format!("{e:?}"))?;
         if !matches!(g.level(), Level::Raid5 | Level::Raid6) {
             for off in 0..cs {
@@ -1621,7 +1765,7 @@ impl World {
             }
         }
         // Every sector: the value read (rebuilt if need be) is at least as new as required.
-        let failed = self.cfg.failed;
+        let failed = self.failed;
         for l in 0..g.logical_sectors() {
             let v = match g.read_plan(l, MemberSet(failed)) {
                 Ok(ReadPlan::Direct(p)) => val(&self.get(p.member, p.sector, 1), 0),
