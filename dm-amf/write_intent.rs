@@ -289,7 +289,7 @@ impl WriteIntent {
     /// the last sweep (or always with `all`, from a quiesced device). Stripe worker only;
     /// sleeps.
     pub(crate) fn sweep(&self, members: &[Member], failed: u64, all: bool) {
-        if self.dirty.load(Ordering::Relaxed) == 0 {
+        if self.dirty.load(Ordering::Relaxed) == 0 && !all {
             return;
         }
         let mut io = self.io.lock();
@@ -331,7 +331,9 @@ impl WriteIntent {
                     }
                 }
             }
-            if cleared == 0 {
+            // A quiesced device rewrites every block: a member that missed earlier bitmap
+            // writes (failed then, rebuilt since) must not keep a stale bit.
+            if cleared == 0 && !all {
                 continue;
             }
             if self.write_block(pool, buf, members, failed, block).is_err() {
