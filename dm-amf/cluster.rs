@@ -88,6 +88,11 @@ impl Membership {
     pub(crate) fn deaths(&self) -> u64 {
         self.deaths.load(Ordering::Relaxed)
     }
+
+    /// This server's node id (0 before the first recovery).
+    pub(crate) fn our_node(&self) -> u32 {
+        u32::try_from(self.our_node.load(Ordering::Relaxed)).unwrap_or(0)
+    }
 }
 
 impl Recovery for Membership {

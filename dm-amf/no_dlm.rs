@@ -52,6 +52,10 @@ pub(crate) mod cluster {
         pub(crate) fn deaths(&self) -> u64 {
             match *self {}
         }
+
+        pub(crate) fn our_node(&self) -> u32 {
+            match *self {}
+        }
     }
 
     /// Why a table with `cluster` is refused.
@@ -135,6 +139,10 @@ pub(crate) mod stripe_lock {
         }
 
         pub(crate) fn agrees_members(&self) -> bool {
+            match *self {}
+        }
+
+        pub(crate) fn membership(&self) -> &super::cluster::Membership {
             match *self {}
         }
 

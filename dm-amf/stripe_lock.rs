@@ -149,7 +149,8 @@ impl StripeLocks {
         })
     }
 
-    fn membership(&self) -> &Membership {
+    /// The group's membership, as the lockspace's recovery callbacks report it.
+    pub(crate) fn membership(&self) -> &Membership {
         self.table.space().handler()
     }
 

@@ -12,7 +12,7 @@
 //! never torn. Its buffers are preallocated; its only allocations are bios from its own
 //! bio_set (GFP_NOIO, inside a NOIO scope), so it makes progress under memory pressure.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::{
     new_mutex,
@@ -52,6 +52,8 @@ pub(crate) struct StripeWorker {
     wq: QueueHandle,
     /// Set while the device is suspended or going away: no rebuild steps.
     paused: AtomicBool,
+    /// Cluster deaths already looked at for their write-intent bitmaps.
+    seen_deaths: AtomicU64,
     pending: DeferredList,
     #[pin]
     scratch: Mutex<Scratch>,
@@ -106,6 +108,7 @@ impl StripeService {
                 raid6_rmw: parity::has_xor_syndrome(),
                 wq,
                 paused: AtomicBool::new(true),
+                seen_deaths: AtomicU64::new(0),
                 pending: DeferredList::new(),
                 scratch <- new_mutex!(scratch, "amf:stripe_scratch"),
                 work <- new_work!("amf:stripe_worker"),
@@ -279,6 +282,33 @@ impl StripeWorker {
         !group.rebuilding().is_empty()
     }
 
+    /// Cluster mode without replication: when a node died, the recoverer (lowest live
+    /// node) takes its write-intent bitmap's dirty regions over, to resync them (its
+    /// operation in flight may have torn a row that no record covers).
+    fn adopt_dead(&self, scratch: &Scratch) {
+        let (Some(wi), Some(locks)) = (self.group.intent(), scratch.locks.as_ref()) else {
+            return;
+        };
+        let m = locks.membership();
+        let deaths = m.deaths();
+        if m.recovering() || deaths == self.seen_deaths.load(Ordering::Acquire) {
+            return;
+        }
+        self.seen_deaths.store(deaths, Ordering::Release);
+        let live = m.live_nodes();
+        let dead = m.pending_deaths() & !live;
+        if crate::core_proto::recovery::recoverer(live) != Some(m.our_node()) {
+            return;
+        }
+        for node in (1..=8u32).filter(|n| dead & (1u64 << n) != 0) {
+            let slot = (node - 1) as u8;
+            match wi.adopt_slot(&self.group.members, self.group.failed().0, slot) {
+                Ok(n) => pr_info!("resync: {n} dirty regions of dead node {node} taken over\n"),
+                Err(e) => pr_err!("resync: cannot take over dead node {node}'s bitmap: {e:?}\n"),
+            }
+        }
+    }
+
     /// Resyncs up to [`REBUILD_BATCH`] rows of the regions the write-intent bitmap found
     /// dirty at start; returns whether a resync goes on.
     fn resync_some(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) -> bool {
@@ -335,6 +365,8 @@ impl WorkItem for StripeWorker {
             if scratch.repl.is_some() {
                 // Dead AMFs' operations are taken over even when no host I/O comes.
                 let _ = crate::failover::settle(&engine, &mut scratch);
+            } else {
+                this.adopt_dead(&scratch);
             }
             if let Some(locks) = scratch.locks.as_mut() {
                 // Blocking callbacks that arrived while idle: let the locks go.

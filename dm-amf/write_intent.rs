@@ -130,57 +130,9 @@ impl WriteIntent {
         let mut io = self.io.lock();
         let BlockIo { pool, buf, .. } = &mut *io;
         let hsector = bitmap::header_sector(self.header.slot).ok_or(nomem())?;
-        let mut all_dirty = false;
-        let mut need_header = 0u64;
-        for (i, m) in members.iter().enumerate() {
-            let Some(dev) = m.dev.as_ref().filter(|_| failed & (1 << i) == 0) else {
-                continue;
-            };
-            let mut ios = [MemberIo::read(dev, hsector, buf)];
-            if !block_io::submit_all(pool, &mut ios) {
-                pr_warn!("member {i}: cannot read the write-intent bitmap header\n");
-                continue;
-            }
-            match bitmap::check_header::<KernelCrc>(buf, &self.header) {
-                Ok(()) => {}
-                Err(HeaderError::Unused) => {
-                    // Never used since `amfctl format` zeroed it: no bit set.
-                    need_header |= 1 << i;
-                    continue;
-                }
-                Err(e) => {
-                    pr_warn!(
-                        "member {i}: write-intent bitmap of slot {} unusable ({e:?}): every region is resynced\n",
-                        self.header.slot
-                    );
-                    all_dirty = true;
-                    need_header |= 1 << i;
-                    continue;
-                }
-            }
-            for block in 0..bitmap::blocks(self.header.regions) {
-                let sector = bitmap::block_sector(self.header.slot, block).ok_or(nomem())?;
-                let mut ios = [MemberIo::read(dev, sector, buf)];
-                if !block_io::submit_all(pool, &mut ios) {
-                    pr_warn!("member {i}: cannot read the write-intent bitmap: every region is resynced\n");
-                    all_dirty = true;
-                    break;
-                }
-                let first = block * bitmap::BITS_PER_BLOCK;
-                for (byte_no, byte) in buf.iter().enumerate().filter(|(_, b)| **b != 0) {
-                    for bit in 0..8u64 {
-                        if byte & (1 << bit) != 0 {
-                            self.set_resync(first + byte_no as u64 * 8 + bit);
-                        }
-                    }
-                }
-            }
-        }
-        if all_dirty {
-            for r in 0..self.header.regions {
-                self.set_resync(r);
-            }
-        }
+        let (_, need_header) = self
+            .read_bits(pool, buf, members, failed, self.header.slot)
+            .map_err(|_| CtrError::new(EIO, c"Cannot read the write-intent bitmap"))?;
         // The dirty bits first (to every member, so a member whose copy was lost has them
         // again), then the header that makes them count.
         if self.dirty.load(Ordering::Relaxed) != 0 {
@@ -209,6 +161,97 @@ impl WriteIntent {
             );
         }
         Ok(())
+    }
+
+    /// Reads node slot `slot`'s bitmap from every member not in `failed` and marks every
+    /// region set in any copy for resync (its bit set in this AMF's memory). Returns whether
+    /// a copy could not be used (every region was marked then) and the members whose
+    /// header is not valid. Sleeps.
+    fn read_bits(
+        &self,
+        pool: &BioSet,
+        buf: &mut KVec<u8>,
+        members: &[Member],
+        failed: u64,
+        slot: u8,
+    ) -> Result<(bool, u64)> {
+        let hsector = bitmap::header_sector(slot).ok_or(EINVAL)?;
+        let want = Header {
+            slot,
+            ..self.header
+        };
+        let (mut all_dirty, mut need_header) = (false, 0u64);
+        for (i, m) in members.iter().enumerate() {
+            let Some(dev) = m.dev.as_ref().filter(|_| failed & (1 << i) == 0) else {
+                continue;
+            };
+            let mut ios = [MemberIo::read(dev, hsector, buf)];
+            if !block_io::submit_all(pool, &mut ios) {
+                pr_warn!("member {i}: cannot read the write-intent bitmap header of slot {slot}\n");
+                continue;
+            }
+            match bitmap::check_header::<KernelCrc>(buf, &want) {
+                Ok(()) => {}
+                Err(HeaderError::Unused) => {
+                    // Never used since `amfctl format` zeroed it: no bit set.
+                    need_header |= 1 << i;
+                    continue;
+                }
+                Err(e) => {
+                    pr_warn!(
+                        "member {i}: write-intent bitmap of slot {slot} unusable ({e:?}): every region is resynced\n"
+                    );
+                    all_dirty = true;
+                    need_header |= 1 << i;
+                    continue;
+                }
+            }
+            for block in 0..bitmap::blocks(self.header.regions) {
+                let sector = bitmap::block_sector(slot, block).ok_or(EINVAL)?;
+                let mut ios = [MemberIo::read(dev, sector, buf)];
+                if !block_io::submit_all(pool, &mut ios) {
+                    pr_warn!("member {i}: cannot read the write-intent bitmap of slot {slot}: every region is resynced\n");
+                    all_dirty = true;
+                    break;
+                }
+                let first = block * bitmap::BITS_PER_BLOCK;
+                for (byte_no, byte) in buf.iter().enumerate().filter(|(_, b)| **b != 0) {
+                    for bit in 0..8u64 {
+                        if byte & (1 << bit) != 0 {
+                            self.set_resync(first + byte_no as u64 * 8 + bit);
+                        }
+                    }
+                }
+            }
+        }
+        if all_dirty {
+            for r in 0..self.header.regions {
+                self.set_resync(r);
+            }
+        }
+        Ok((all_dirty, need_header))
+    }
+
+    /// A cluster node that died alone (no replication records cover its operation in
+    /// flight): its slot's dirty regions become this AMF's to resync. They are set in this
+    /// AMF's own bitmap on disk first, so that its own crash cannot lose them; the dead
+    /// node's slot is left alone (the node resyncs it again when it comes back, which does
+    /// no harm). Returns the regions taken over. Stripe worker only; sleeps.
+    pub(crate) fn adopt_slot(&self, members: &[Member], failed: u64, slot: u8) -> Result<u64> {
+        if slot == self.header.slot {
+            return Ok(0);
+        }
+        let before = self.pending.load(Ordering::Acquire);
+        let mut io = self.io.lock();
+        let BlockIo { pool, buf, .. } = &mut *io;
+        self.read_bits(pool, buf, members, failed, slot)?;
+        let taken = self.pending.load(Ordering::Acquire).saturating_sub(before);
+        if taken != 0 {
+            for block in 0..bitmap::blocks(self.header.regions) {
+                self.write_block(pool, buf, members, failed, block)?;
+            }
+        }
+        Ok(taken)
     }
 
     /// Marks region `r` dirty and waiting for its resync (it is set on disk).
