@@ -365,7 +365,7 @@ scrub_step "after the twins"
 # stripes where b4 holds P (stripe % 5 == 0), so the later checks are unchanged. Then the
 # others remove r6, node 1 puts b4 back and rebuilds it alone (a cluster rebuild needs the
 # group's other AMFs stopped), and every node creates r6 again, all members in sync.
-AGREE_FROM=$((CONT + 10 * 3 * CHUNK)) # stripe 10 (3 data chunks a stripe)
+AGREE_FROM=$((10 * 3 * CHUNK)) # stripe 10 (3 data chunks a stripe), above the contended blocks
 AGREE_LEN=$((3 * CHUNK))
 own_blocks() { # the node's blocks of stripes 10 and 15 of r6, rewritten unchanged
 	for st0 in $AGREE_FROM $((AGREE_FROM + 5 * 3 * CHUNK)); do
