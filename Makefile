@@ -6,8 +6,9 @@
 #   make check         every test: cargo, module build with CLIPPY=1, VM suites (README)
 #   make module        build dm-amf.ko (KDIR=<Rust-enabled kernel build dir> to choose one)
 #   make clippy        the same with CLIPPY=1
-#   make bench         benchmarks against dm-striped / dm-raid, cluster scaling, replication
-#                      over TCP and RDMA (not pass/fail)
+#   make bench         benchmarks against dm-striped / dm-raid, the write-intent bitmap
+#                      against md's bitmap and PPL, cluster scaling, replication over TCP
+#                      and RDMA (not pass/fail)
 #
 # Without KDIR, the project's own test kernel is built once and cached outside the
 # checkout (tests/rig/build-kernel.sh).

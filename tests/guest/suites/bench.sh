@@ -4,6 +4,16 @@
 #   bench: <level>-<seq|rand>-<read|write> amf/<peer> = <ratio>
 # Peers: dm-striped for raid0, dm-raid (md) raid1 and raid10 for the mirrors, dm-raid raid5_ls
 # and raid6_nc for raid5 and raid6. Not pass/fail: the KTAP results only say that each case ran.
+#
+# Then the cost of the write-intent bitmap on raid5 (same disks, member sizes and chunk): 4 KiB
+# random writes (qd 16) and full-stripe sequential writes (1.5 MiB, qd 4) on amf without
+# `group` (no bitmap), amf with `group` (its default region, 64 MiB, and 1 MiB), md raid5
+# (mdadm, left-symmetric) without bitmap, with an internal bitmap (64 MiB and 1 MiB chunks)
+# and with PPL:
+#   bench: bitmap-<4k-randwrite|full-stripe> <amf-bitmap|amf-bitmap-1m>/amf = <ratio>
+#   bench: bitmap-<4k-randwrite|full-stripe> <md-bitmap|md-bitmap-1m|md-ppl>/md = <ratio>
+# and the raw numbers with member writes per write. A check fails only when a tool fails or
+# a set-up or data check does (the amf groups' parity is scrubbed after their runs).
 . /amf/lib/ktap.sh
 
 SECS=${AMF_BENCH_SECS:-5}
@@ -90,15 +100,25 @@ parity_compare() {
 	report "$1" "$2" $_a $_p
 }
 
-ktap_plan 6
+ktap_plan $((6 + 7))
 ktap_check "load dm-amf" amf_load
 
+# peer_check NAME CMD...: ktap_check; with AMF_BENCH_ONLY=bitmap (amf.env) a skip, so that
+# only the write-intent bitmap part below runs.
+peer_check() {
+	if [ "${AMF_BENCH_ONLY:-}" = bitmap ]; then
+		ktap_skip "$1" "AMF_BENCH_ONLY=bitmap: only the bitmap part"
+	else
+		ktap_check "$@"
+	fi
+}
+
 LEN0=$((ROWS * CHUNK * 4))
-ktap_check "raid0 vs dm-striped" compare raid0 dm-striped \
+peer_check "raid0 vs dm-striped" compare raid0 dm-striped \
 	"0 $LEN0 amf raid0 1 $CHUNK 4$(pairs)" "0 $LEN0 striped 4 $CHUNK$(pairs)"
 
 LEN1=$((ROWS * CHUNK))
-ktap_check "raid1 vs dm-raid raid1" compare raid1 md-raid1 \
+peer_check "raid1 vs dm-raid raid1" compare raid1 md-raid1 \
 	"0 $LEN1 amf raid1 1 $CHUNK 4$(pairs)" "0 $LEN1 raid raid1 2 0 nosync 4$(mdpairs)"
 
 LEN10=$((ROWS * CHUNK * 2))
@@ -110,7 +130,7 @@ raid10_compare() {
 	md_meta_down
 	return $_r
 }
-ktap_check "raid10 vs dm-raid raid10" raid10_compare
+peer_check "raid10 vs dm-raid raid10" raid10_compare
 
 # raid5 and raid6: md without metadata devices, so it starts in sync (no resync competes with
 # the run; 'nosync' for raid5 as for raid1; dm-raid refuses 'nosync' only for a new raid6 with
@@ -118,10 +138,215 @@ ktap_check "raid10 vs dm-raid raid10" raid10_compare
 # raid6_nc is md's left-symmetric P rotation with Q before P instead of after it: the closest
 # of dm-raid's raid6 layouts to amf's (dm-raid has no name for md's raid6 left-symmetric).
 LEN5=$((ROWS * CHUNK * 3))
-ktap_check "raid5 vs dm-raid raid5_ls" parity_compare raid5 md-raid5 \
+peer_check "raid5 vs dm-raid raid5_ls" parity_compare raid5 md-raid5 \
 	"0 $LEN5 amf raid5 1 $CHUNK 4$(pairs)" "0 $LEN5 raid raid5_ls 2 $CHUNK nosync 4$(mdpairs)"
 
 LEN6=$((ROWS * CHUNK * 2))
-ktap_check "raid6 vs dm-raid raid6_nc" parity_compare raid6 md-raid6 \
+peer_check "raid6 vs dm-raid raid6_nc" parity_compare raid6 md-raid6 \
 	"0 $LEN6 amf raid6 1 $CHUNK 4$(pairs)" "0 $LEN6 raid raid6_nc 1 $CHUNK 4$(mdpairs)"
+
+# ------------------------------------------------------------------ write-intent bitmap
+# Seven raid5 volumes over the same four disks, one after the other, each over zeroed disks:
+#   amf            the raid5 table above: no `group`, no bitmap (and no superblocks);
+#   amf-bitmap     a group formatted by `amfctl format` (data at 4 MiB, the same size), the
+#                  table with `group <uuid>`: the bitmap at the default region (64 MiB:
+#                  8 regions over the 508 MiB of each member);
+#   amf-bitmap-1m  the same with `--region 1M` (508 regions): bits flip 64 times as often;
+#   md             mdadm raid5 over the same disks, left-symmetric (amf's layout), 512 KiB
+#                  chunk, data at 4 MiB, the same size per member, --assume-clean (no resync),
+#                  --bitmap=none: md's own reference;
+#   md-bitmap      the same with --bitmap=internal --bitmap-chunk=64M (as amf's default);
+#   md-bitmap-1m   --bitmap=internal --bitmap-chunk=1M;
+#   md-ppl         --consistency-policy=ppl (partial parity log, md's raid5 write-hole answer).
+# Each workload runs on a freshly loaded volume (amf: created again; md: stopped and assembled
+# again), so that every run starts with every bit clear and pays for setting its bits; fio
+# runs without a ramp for the same reason (the bits are set by the first writes into each
+# region). The member disks' write counters (/sys/block/vdX/stat) give the member writes per
+# fio write: data and parity, plus the bitmap's (amf: a 4 KiB FUA write to each of the four
+# members per bit set) or PPL's.
+BM_UUID=b17a5e00-0000-4000-8000-000000000005
+BM_DATA=$((ROWS * CHUNK))      # sectors per member
+BM_STRIPE_K=$((CHUNK * 3 / 2)) # KiB of data per stripe: 1536
+export MDADM_NO_UDEV=1
+
+# bm_writes: writes completed by the four member disks so far.
+bm_writes() {
+	_s=0
+	for d in $DISKS; do
+		# shellcheck disable=SC2046 # the stat fields
+		set -- $(cat "/sys/block/${d#/dev/}/stat")
+		_s=$((_s + $5))
+	done
+	echo $_s
+}
+
+# bm_run KIND DEV: one workload (rand: 4 KiB random writes, qd 16; seq: full-stripe sequential
+# writes, qd 4), no ramp. Sets BM_V (IOPS for rand, KiB/s for seq) and BM_PW (member writes
+# per fio write).
+bm_run() {
+	case $1 in
+	rand) _rw=randwrite _bk=4 _qd=16 ;;
+	*) _rw=write _bk=$BM_STRIPE_K _qd=4 ;;
+	esac
+	_w0=$(bm_writes)
+	_out=$(fio --name=b --filename="$2" --direct=1 --ioengine=libaio --rw=$_rw --bs=${_bk}k \
+		--iodepth=$_qd --numjobs=1 --time_based --runtime="$SECS" --randseed=1 \
+		--output-format=terse --terse-version=3 2>"$KTAP_TMP/fio.err") ||
+		{ echo "fio $_rw on $2 failed:"; cat "$KTAP_TMP/fio.err"; return 1; }
+	_w1=$(bm_writes)
+	# terse v3: write KiB in field 47, bandwidth (KiB/s) 48, IOPS 49.
+	# shellcheck disable=SC2046 # two words
+	set -- $(echo "$_out" | awk -F';' -v r=$_rw '{ print (r == "randwrite" ? $49 : $48), $47 }')
+	BM_V=$1
+	BM_PW=$(awk -v m=$((_w1 - _w0)) -v k="$2" -v b=$_bk \
+		'BEGIN { n = k / b; if (n > 0) printf "%.2f", m / n; else print "nan" }')
+	[ -n "$BM_V" ] || { echo "no fio result: $_out"; return 1; }
+}
+
+# bm_keep CFG KIND [NOTE]: stores BM_V and BM_PW as CFG's result for KIND, prints it.
+bm_keep() {
+	eval "BMV_$2_$1=\$BM_V BMP_$2_$1=\$BM_PW BMN_$2_$1=\${3:-}"
+	if [ "$2" = rand ]; then _u=IOPS; else _u=KiB/s; fi
+	echo "$1 $2: $BM_V $_u, $BM_PW member writes per write${3:+, $3}"
+}
+
+# bm_expect DEV WANT: dmsetup status of DEV is WANT.
+bm_expect() {
+	_st=$(dmsetup status "$1" 2>&1)
+	[ "$_st" = "$2" ] && return 0
+	echo "status: $_st"
+	echo "want:   $2"
+	return 1
+}
+
+# bm_amf CFG GROUP [REGION]: the amf volume (GROUP yes: formatted, `group <uuid>`, REGION
+# sectors or "" for amfctl's default), both workloads, then a scrub of the members.
+bm_amf() {
+	_cfg=$1 _grp=$2 _reg=${3:-}
+	zero_disks || return 1
+	_bm=
+	if [ "$_grp" = yes ]; then
+		# shellcheck disable=SC2086 # one word per member
+		amfctl format --level raid5 --chunk $((CHUNK / 2))K --uuid "$BM_UUID" --size "$BM_DATA" \
+			${_reg:+--region "$_reg"} $DISKS || return 1
+		_devs=
+		for d in $DISKS; do _devs="$_devs --dev $d:4M"; done
+		# shellcheck disable=SC2086 # --dev words
+		_tab=$(amfctl table --level raid5 --chunk $((CHUNK / 2))K --size "$LEN5" \
+			--group "$BM_UUID" $_devs) || return 1
+		_r=${_reg:-131072}
+		_bm=" bitmap $(((BM_DATA + _r - 1) / _r))"
+	else
+		_tab="0 $LEN5 amf raid5 1 $CHUNK 4$(pairs)"
+	fi
+	echo "table: $_tab"
+	_idle="0 $LEN5 amf raid5 4 AAAA $LEN5/$LEN5 idle 0"
+	for _k in rand seq; do
+		dm_create bm "$_tab" || { echo "create failed: $DM_OUT"; dmesg | tail -n 5; return 1; }
+		# Every bit clear at the start: the previous remove cleared them.
+		_rc=0
+		bm_expect bm "$_idle${_bm:+$_bm 0 0 0}" || _rc=1
+		[ $_rc -eq 0 ] && { bm_run $_k /dev/mapper/bm || _rc=1; }
+		_st=$(dmsetup status bm)
+		dmsetup remove bm || _rc=1
+		echo "status after $_k: $_st"
+		[ $_rc -eq 0 ] || return 1
+		case $_st in "$_idle"*) ;; *) echo "members not all in sync, or not idle"; return 1 ;; esac
+		_note=
+		[ -z "$_bm" ] || _note="$(echo "$_st" | awk '{ print $(NF - 2) " of " $(NF - 3) }') regions dirty at the end"
+		bm_keep "$_cfg" $_k "$_note"
+	done
+	# Loaded once more: no bit left behind by the removes (and no resync), then the members'
+	# parity scrubbed offline.
+	if [ -n "$_bm" ]; then
+		dm_create bm "$_tab" || { echo "create failed: $DM_OUT"; return 1; }
+		_rc=0
+		bm_expect bm "$_idle$_bm 0 0 0" || _rc=1
+		dmsetup remove bm || _rc=1
+		[ $_rc -eq 0 ] || return 1
+	fi
+	for d in $DISKS; do blockdev --flushbufs "$d"; done
+	echo 3 >/proc/sys/vm/drop_caches
+	_devs=
+	for d in $DISKS; do _devs="$_devs --dev $d:4M"; done
+	# shellcheck disable=SC2086 # --dev words
+	_o=$(amfctl scrub --level raid5 --chunk $((CHUNK / 2))K --size "$LEN5" $_devs 2>&1)
+	_rc=$?
+	echo "$_o" | tail -n 3
+	return $_rc
+}
+
+# bm_md CFG POLICY MDADM_OPTIONS...: the md volume (/dev/md0; POLICY: its expected
+# consistency_policy), both workloads.
+bm_md() {
+	_cfg=$1 _pol=$2
+	shift 2
+	if ! command -v mdadm >/dev/null; then
+		echo "no mdadm in the guest (vm.sh --extra mdadm)"
+		return 1
+	fi
+	zero_disks || return 1
+	# shellcheck disable=SC2086 # one word per member
+	mdadm --create /dev/md0 --run --level=5 --raid-devices=4 --chunk=$((CHUNK / 2)) \
+		--layout=left-symmetric --metadata=1.2 --data-offset=4M --size=$((BM_DATA / 2)) \
+		--assume-clean "$@" $DISKS 2>&1 || return 1
+	for _k in rand seq; do
+		if [ $_k = seq ]; then
+			# shellcheck disable=SC2086 # one word per member
+			mdadm -A /dev/md0 --run $DISKS 2>&1 || return 1
+		fi
+		_rc=0
+		_sys=/sys/block/md0/md
+		_got="$(cat $_sys/consistency_policy) $(cat $_sys/sync_action) $(blockdev --getsz /dev/md0)"
+		[ -r $_sys/bitmap/chunksize ] && _got="$_got $(cat $_sys/bitmap/chunksize)"
+		echo "md0: policy, sync action, size, bitmap chunk: $_got"
+		case "$_got" in
+		"$_pol idle $LEN5"*) ;;
+		*) echo "want: $_pol idle $LEN5"; _rc=1 ;;
+		esac
+		[ $_rc -eq 0 ] && { bm_run $_k /dev/md0 || _rc=1; }
+		mdadm --stop /dev/md0 2>&1 || _rc=1
+		[ $_rc -eq 0 ] || return 1
+		bm_keep "$_cfg" $_k
+	done
+}
+
+ktap_check "raid5 bitmap cost: amf without group (no bitmap)" bm_amf amf no
+ktap_check "raid5 bitmap cost: amf with group, default region" bm_amf amf_bitmap yes
+ktap_check "raid5 bitmap cost: amf with group, 1 MiB region" bm_amf amf_bitmap_1m yes 2048
+if command -v mdadm >/dev/null; then
+	ktap_check "raid5 bitmap cost: md without bitmap" bm_md md resync --bitmap=none
+	ktap_check "raid5 bitmap cost: md, internal bitmap, 64 MiB chunk" bm_md md_bitmap bitmap \
+		--bitmap=internal --bitmap-chunk=64M
+	ktap_check "raid5 bitmap cost: md, internal bitmap, 1 MiB chunk" bm_md md_bitmap_1m bitmap \
+		--bitmap=internal --bitmap-chunk=1M
+	ktap_check "raid5 bitmap cost: md with PPL" bm_md md_ppl ppl --consistency-policy=ppl
+else
+	for c in "md without bitmap" "md, internal bitmap, 64 MiB chunk" \
+		"md, internal bitmap, 1 MiB chunk" "md with PPL"; do
+		ktap_skip "raid5 bitmap cost: $c" "no mdadm in the guest (vm.sh --extra mdadm)"
+	done
+fi
+
+# The bench: lines, then the raw numbers ("# bitmap-..."). A ratio of a volume that did not
+# run is nan.
+bm_report() {
+	for _k in rand seq; do
+		if [ $_k = rand ]; then _n=bitmap-4k-randwrite _u=IOPS; else _n=bitmap-full-stripe _u=KiB/s; fi
+		for _p in amf_bitmap:amf amf_bitmap_1m:amf md_bitmap:md md_bitmap_1m:md md_ppl:md; do
+			_a=${_p%:*} _b=${_p#*:} _va='' _vb=''
+			eval "_va=\${BMV_${_k}_$_a:-} _vb=\${BMV_${_k}_$_b:-}"
+			_q=nan
+			[ -z "$_va" ] || _q=$(ratio "$_va" "$_vb")
+			echo "bench: $_n $(echo $_a | tr _ -)/$_b = $_q"
+		done
+		for _c in amf amf_bitmap amf_bitmap_1m md md_bitmap md_bitmap_1m md_ppl; do
+			_v='' _w='' _t=''
+			eval "_v=\${BMV_${_k}_$_c:-} _w=\${BMP_${_k}_$_c:-} _t=\${BMN_${_k}_$_c:-}"
+			[ -n "$_v" ] || { echo "# $_n $(echo $_c | tr _ -): no result"; continue; }
+			echo "# $_n $(echo $_c | tr _ -): $_v $_u, $_w member writes per write${_t:+, $_t}"
+		done
+	done
+}
+bm_report | sed 's/^/# /'
 ktap_done
