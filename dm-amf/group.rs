@@ -184,10 +184,11 @@ impl Group {
         Ok(())
     }
 
-    /// Fails the members the newest superblock records failed or being rebuilt (by another
-    /// AMF: this one cannot take part in that rebuild) that this AMF still uses.
+    /// Fails the members the newest superblock records failed that this AMF still uses
+    /// (a member this AMF rebuilds is its own to judge: a cluster rebuild runs only while
+    /// no other AMF serves the group).
     fn take_in(&self, meta: &GroupMeta) {
-        let recorded = meta.unusable();
+        let recorded = meta.failed_members();
         let new = MemberSet(recorded.0 & !self.failed().0 & !self.rebuilding().0);
         if new.is_empty() {
             return;

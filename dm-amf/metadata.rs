@@ -169,15 +169,15 @@ impl GroupMeta {
         self.authority().map_or(0, |a| a.events)
     }
 
-    /// Members the group state records failed or being rebuilt.
-    pub(crate) fn unusable(&self) -> MemberSet {
+    /// Members the group state records failed.
+    pub(crate) fn failed_members(&self) -> MemberSet {
         let Some(a) = self.authority() else {
             return MemberSet::EMPTY;
         };
         (0..a.member_count())
             .filter(|r| {
                 a.member(*r)
-                    .is_some_and(|e| !matches!(e.state, MemberState::InSync))
+                    .is_some_and(|e| matches!(e.state, MemberState::Failed))
             })
             .fold(MemberSet::EMPTY, MemberSet::with)
     }
