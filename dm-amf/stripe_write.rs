@@ -285,7 +285,9 @@ impl StripeEngine<'_> {
                 if !self.group.can_serve() {
                     return Err(WriteError::Io);
                 }
-                self.group.record_state().map_err(|_| WriteError::Io)?;
+                self.group
+                    .record_state_locked(locks.as_mut())
+                    .map_err(|_| WriteError::Io)?;
             }
             if let (Some(rp), Some(op)) = (repl, rop.as_mut()) {
                 rp.fault_point(FaultPoint::Parity)?;
