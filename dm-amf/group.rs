@@ -3,7 +3,7 @@
 //! The redundancy group a target serves: its geometry, member devices and which members
 //! have failed, shared by `map`, `end_io` and the stripe worker.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::{prelude::*, sync::Mutex};
 
@@ -63,6 +63,8 @@ pub(crate) struct Group {
     /// recorded yet, so the first check writes what the constructor found if it differs).
     recorded: AtomicU64,
     recorded_rebuilding: AtomicU64,
+    /// The rebuild's progress is to be recorded (a checkpoint).
+    checkpoint_due: AtomicBool,
     /// This AMF's write-intent bitmap (raid1/5/6 with `group <uuid>`).
     intent: Option<Pin<KBox<WriteIntent>>>,
 }
@@ -76,7 +78,7 @@ impl Group {
         chunk_sectors: u32,
         member_len: u64,
         members: KVec<Member>,
-        (failed, rebuilding): (MemberSet, MemberSet),
+        (failed, rebuilding, from_stripe): (MemberSet, MemberSet, u64),
         (meta, intent): OnDisk,
     ) -> Self {
         Self {
@@ -86,10 +88,11 @@ impl Group {
             members,
             failed: AtomicU64::new(failed.0),
             rebuilding: AtomicU64::new(rebuilding.0),
-            cursor: AtomicU64::new(0),
+            cursor: AtomicU64::new(from_stripe),
             meta,
             recorded: AtomicU64::new(u64::MAX),
             recorded_rebuilding: AtomicU64::new(u64::MAX),
+            checkpoint_due: AtomicBool::new(false),
             intent,
         }
     }
@@ -124,7 +127,9 @@ impl Group {
         if !self.state_changed() {
             return Ok(());
         }
-        meta.lock().record(&self.members, failed, rebuilding)?;
+        meta.lock()
+            .record(&self.members, failed, (rebuilding, self.checkpoint()))?;
+        self.checkpoint_due.store(false, Ordering::Release);
         self.recorded.store(failed.0, Ordering::Release);
         self.recorded_rebuilding
             .store(rebuilding.0, Ordering::Release);
@@ -150,7 +155,8 @@ impl Group {
             meta.reload(&self.members).and_then(|()| {
                 self.take_in(&meta);
                 let (failed, rebuilding) = (self.failed(), self.rebuilding());
-                meta.record(&self.members, failed, rebuilding)?;
+                meta.record(&self.members, failed, (rebuilding, self.checkpoint()))?;
+                self.checkpoint_due.store(false, Ordering::Release);
                 self.recorded.store(failed.0, Ordering::Release);
                 self.recorded_rebuilding
                     .store(rebuilding.0, Ordering::Release);
@@ -206,10 +212,35 @@ impl Group {
         }
     }
 
-    /// Whether the member states differ from the last ones recorded.
+    /// Whether the member states differ from the last ones recorded, or a rebuild
+    /// checkpoint is due.
     fn state_changed(&self) -> bool {
         self.recorded.load(Ordering::Acquire) != self.failed().0
             || self.recorded_rebuilding.load(Ordering::Acquire) != self.rebuilding().0
+            || self.checkpoint_due.load(Ordering::Acquire)
+    }
+
+    /// Member sectors the rebuild covered: what a checkpoint records.
+    fn checkpoint(&self) -> u64 {
+        if self.rebuilding().is_empty() {
+            return 0;
+        }
+        let rows = self.rebuild_cursor().min(self.geometry.stripes());
+        rows.saturating_mul(self.geometry.chunk_sectors())
+            .min(self.member_len)
+    }
+
+    /// Whether a checkpoint waits to be recorded.
+    pub(crate) fn checkpoint_pending(&self) -> bool {
+        self.checkpoint_due.load(Ordering::Acquire)
+    }
+
+    /// Asks the next record to write the rebuild's progress (the worker, every few
+    /// stripes), so that a restart resumes the rebuild from there.
+    pub(crate) fn checkpoint_rebuild(&self) {
+        if !self.rebuilding().is_empty() {
+            self.checkpoint_due.store(true, Ordering::Release);
+        }
     }
 
     /// Member `i`, if the group has it.

@@ -60,6 +60,8 @@ pub(crate) struct Assembly {
     pub(crate) failed: MemberSet,
     /// Members the superblocks record as being rebuilt.
     pub(crate) rebuilding: MemberSet,
+    /// Member sectors those rebuilds already covered (the lowest checkpoint recorded).
+    pub(crate) checkpoint: u64,
     pub(crate) meta: GroupMeta,
 }
 
@@ -109,9 +111,18 @@ pub(crate) fn assemble(
             Verdict::Failed | Verdict::Stale | Verdict::Missing => failed = failed.with(i),
         }
     }
+    let checkpoint = rebuilding
+        .iter()
+        .filter_map(|r| match authority.member(r)?.state {
+            MemberState::Rebuilding { checkpoint } => Some(checkpoint),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(0);
     Ok(Assembly {
         failed,
         rebuilding,
+        checkpoint,
         meta: GroupMeta {
             sbs,
             authority: report.authority,
@@ -221,7 +232,7 @@ impl GroupMeta {
         &mut self,
         members: &[Member],
         failed: MemberSet,
-        rebuilding: MemberSet,
+        (rebuilding, checkpoint): (MemberSet, u64),
     ) -> Result {
         let authority = self.sbs.get(self.authority).and_then(Option::as_ref);
         let authority = authority.ok_or(EINVAL)?;
@@ -234,10 +245,7 @@ impl GroupMeta {
             let state = if failed.contains(role) {
                 MemberState::Failed
             } else if rebuilding.contains(role) {
-                match entry.state {
-                    MemberState::Rebuilding { .. } => entry.state,
-                    _ => MemberState::Rebuilding { checkpoint: 0 },
-                }
+                MemberState::Rebuilding { checkpoint }
             } else {
                 MemberState::InSync
             };
@@ -282,7 +290,9 @@ impl GroupMeta {
                 .flatten()
                 .map_or(Which::A, Which::other);
             let data = self.buf.get(..SLOT_SIZE).ok_or(EINVAL)?;
-            let mut io = [MemberIo::write(dev, slot.sector(), data, true)];
+            // The preflush makes what the round describes (rebuilt stripes below a new
+            // checkpoint) durable before the superblock claims it.
+            let mut io = [MemberIo::write_ordered(dev, slot.sector(), data)];
             if !block_io::submit_all(&self.pool, &mut io) {
                 pr_err!("member {role}: superblock update failed\n");
                 return Err(EIO);

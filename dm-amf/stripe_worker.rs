@@ -41,6 +41,12 @@ use crate::stripe_write::{Scratch, StripeEngine, WriteError};
 /// Stripes rebuilt per run of the worker before it lets queued host I/O go first.
 const REBUILD_BATCH: usize = 8;
 
+/// Stripes between two rebuild checkpoints of a group of `stripes` stripes: a sixteenth of
+/// it, at least 64 stripes (a checkpoint is a superblock round on every member).
+fn checkpoint_every(stripes: u64) -> u64 {
+    (stripes / 16).max(64)
+}
+
 /// Queue and state of the stripe worker.
 #[pin_data]
 pub(crate) struct StripeWorker {
@@ -263,10 +269,14 @@ impl StripeWorker {
             }) {
                 Ok(()) => {
                     group.rebuild_advanced(stripe);
-                    if group.rebuilding().is_empty() {
-                        // The end of the rebuild: the superblocks say in sync again.
+                    if (stripe + 1) % checkpoint_every(group.geometry.stripes()) == 0 {
+                        group.checkpoint_rebuild();
+                    }
+                    if group.rebuilding().is_empty() || group.checkpoint_pending() {
+                        // A checkpoint, or the end of the rebuild: the superblocks say how
+                        // far it got, or in sync again.
                         if let Err(e) = group.record_state_locked(scratch.locks.as_mut()) {
-                            pr_err!("cannot record the end of the rebuild: {e:?}\n");
+                            pr_err!("cannot record the rebuild's progress: {e:?}\n");
                         }
                     }
                 }

@@ -268,7 +268,9 @@ impl AmfTarget {
             // Other AMFs would write the stripes behind the cursor without the member.
             let n = c.membership.membership().members();
             if n > 1 {
-                pr_warn!("rebuild: {n} AMFs serve the group: stop the others first (cluster mode)\n");
+                pr_warn!(
+                    "rebuild: {n} AMFs serve the group: stop the others first (cluster mode)\n"
+                );
                 return Err(EBUSY);
             }
         }
@@ -505,11 +507,17 @@ impl TargetOperations for AmfTarget {
         let mut rebuild = MemberSet(spec.rebuild.0 & !failed.0);
         let mut meta = None;
         let mut intent = None;
+        let mut from_stripe = 0;
         if let Some(uuid) = spec.group.as_ref() {
             let found = metadata::assemble(uuid, &spec, &members)?;
             // The table's `rebuild` wins over a recorded failure (a replaced member).
             failed = MemberSet(failed.0 | (found.failed.0 & !spec.rebuild.0));
             rebuild = MemberSet((rebuild.0 | found.rebuilding.0) & !failed.0);
+            // A recorded rebuild resumes from its checkpoint, unless the table names a
+            // member to rebuild (a new device starts from the beginning).
+            if spec.rebuild.is_empty() && !found.rebuilding.is_empty() {
+                from_stripe = found.checkpoint / u64::from(spec.chunk_sectors.max(1));
+            }
             let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
             if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
                 intent = Some(WriteIntent::load(sb, slot, &members, failed.0 | rebuild.0)?);
@@ -533,7 +541,7 @@ impl TargetOperations for AmfTarget {
             spec.chunk_sectors,
             member_len,
             members,
-            (failed, rebuild),
+            (failed, rebuild, from_stripe),
             (meta, intent),
         );
         let group = Arc::new(group, GFP_KERNEL)

@@ -413,14 +413,15 @@ g_back_d() {
 ktap_check "$t: recreated with the same table: AADA (member 2 recorded failed), volume = reference; nothing new recorded" \
 	g_back_d
 
-# --- a rebuild by message: its start and end recorded
+# --- a rebuild by message: its start, its checkpoint (every 64 stripes: one in these
+# 128-stripe groups) and its end recorded
 ktap_check "$t: 'dmsetup message r5 0 rebuild 2': AAAA idle" g_rebuild 2 AAAA
 
 g_rebuilt() {
 	g_remove || return 1
-	g_meta $((G_E0 + 3)) "$(g_states)" 0 1 2 3
+	g_meta $((G_E0 + 4)) "$(g_states)" 0 1 2 3
 }
-ktap_check "$t: removed: every member at event $((G_E0 + 3)) (start and end of the rebuild), all in sync" \
+ktap_check "$t: removed: every member at event $((G_E0 + 4)) (the rebuild's start, checkpoint and end), all in sync" \
 	g_rebuilt
 
 g_restart() { g_create "$1" && p_scrub_live && p_compare; }
@@ -442,10 +443,10 @@ g_stale_d() { g_create ADAA && p_compare; }
 ktap_check "$t: recreated: ADAA (member 1 stale), volume = reference (member 1 not read)" g_stale_d
 
 g_stale_rec() {
-	g_meta $((G_E0 + 4)) "$(g_states 1)" 0 2 3 || return 1
+	g_meta $((G_E0 + 5)) "$(g_states 1)" 0 2 3 || return 1
 	g_meta "$G_E0" "$(g_states)" 1
 }
-ktap_check "$t: the stale member recorded failed at resume: m0, m2, m3 at event $((G_E0 + 4)); m1 untouched ($G_E0)" \
+ktap_check "$t: the stale member recorded failed at resume: m0, m2, m3 at event $((G_E0 + 5)); m1 untouched ($G_E0)" \
 	g_stale_rec
 
 g_stale_rebuild() { g_rebuild 1 AAAA && p_scrub_live && p_compare; }
@@ -453,9 +454,9 @@ ktap_check "$t: 'dmsetup message r5 0 rebuild 1': AAAA idle, scrub clean, volume
 
 g_end5() {
 	g_remove || return 1
-	g_meta $((G_E0 + 6)) "$(g_states)" 0 1 2 3
+	g_meta $((G_E0 + 8)) "$(g_states)" 0 1 2 3
 }
-ktap_check "$t: removed: every member at event $((G_E0 + 6)), all in sync" g_end5
+ktap_check "$t: removed: every member at event $((G_E0 + 8)), all in sync" g_end5
 
 ktap_check "$t: members removed" p_teardown g_ref g_m1old
 
@@ -515,9 +516,9 @@ ktap_check "$t: 'dmsetup message r6 0 rebuild 3': AAAAA idle" g_rebuild 3 AAAAA
 
 g_rebuilt6() {
 	g_remove || return 1
-	g_meta $((G_EF + 4)) "$(g_states)" 0 1 2 3 4
+	g_meta $((G_EF + 6)) "$(g_states)" 0 1 2 3 4
 }
-ktap_check "$t: removed: every member in sync at event $((G_EF + 4)) (two rebuilds, each start and end)" \
+ktap_check "$t: removed: every member in sync at event $((G_EF + 6)) (two rebuilds, each start, checkpoint and end)" \
 	g_rebuilt6
 
 ktap_check "$t: recreated: AAAAA, scrub clean, volume = reference" g_restart AAAAA
