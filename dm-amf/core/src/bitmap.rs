@@ -201,15 +201,9 @@ pub mod state {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::TestCrc as Crc;
     use super::state::{self, Sweep};
     use super::*;
-
-    struct Crc;
-    impl Crc32c for Crc {
-        fn append(crc: u32, data: &[u8]) -> u32 {
-            crc32c::crc32c_append(crc, data)
-        }
-    }
 
     fn header() -> Header {
         Header {

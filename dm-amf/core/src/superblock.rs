@@ -1191,14 +1191,8 @@ pub fn validate_member_set(
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::TestCrc as Crc;
     use super::*;
-
-    struct Crc;
-    impl Crc32c for Crc {
-        fn append(crc: u32, data: &[u8]) -> u32 {
-            crc32c::crc32c_append(crc, data)
-        }
-    }
 
     const GROUP: Uuid = [0x42; 16];
 

@@ -1029,28 +1029,32 @@ impl SeqWindow {
     }
 }
 
+/// Bitwise CRC-32C for the crate's tests only (the library takes the checksum from its
+/// caller).
+#[cfg(test)]
+pub(crate) struct TestCrc;
+
+#[cfg(test)]
+impl Crc32c for TestCrc {
+    fn append(crc: u32, data: &[u8]) -> u32 {
+        let mut crc = !crc;
+        for b in data {
+            crc ^= *b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0x82f6_3b78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Bitwise CRC-32C for tests only (the library takes the checksum from its caller).
-    struct TestCrc;
-    impl Crc32c for TestCrc {
-        fn append(crc: u32, data: &[u8]) -> u32 {
-            let mut crc = !crc;
-            for b in data {
-                crc ^= *b as u32;
-                for _ in 0..8 {
-                    crc = if crc & 1 != 0 {
-                        (crc >> 1) ^ 0x82f6_3b78
-                    } else {
-                        crc >> 1
-                    };
-                }
-            }
-            !crc
-        }
-    }
 
     struct XorTagger(u8);
     impl Tagger for XorTagger {
