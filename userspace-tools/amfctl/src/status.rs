@@ -19,6 +19,13 @@
 //!     <auth_failures> <replayed> <last_takeover_ms> <reconnects>
 //! ```
 //!
+//! A group with a write-intent bitmap (`group <uuid>` on raid1, raid5 or raid6) ends with
+//! the bitmap part, after the cluster and replication parts when there are any:
+//!
+//! ```text
+//! ... bitmap <regions> <dirty> <resync_pending> <resynced>
+//! ```
+//!
 //! Later versions may append fields; they are kept, not refused. Anything else that does not
 //! match is an error that says what is wrong.
 
@@ -59,7 +66,8 @@ impl MemberHealth {
 pub enum VolumeState {
     /// Every member alive and in sync, no sync running.
     Optimal,
-    /// Members alive, some not in sync yet (or sync not complete).
+    /// Members alive, some not in sync yet (or sync not complete, or write-intent bitmap
+    /// regions waiting for their resync).
     Resyncing,
     /// Some members failed, but no more than the level tolerates.
     Degraded,
@@ -213,6 +221,50 @@ fn parse_replication(words: &[&str]) -> Result<ReplicationStatus, StatusErrorKin
     })
 }
 
+/// The write-intent bitmap part of a group with a bitmap (`bitmap <regions> ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BitmapStatus {
+    /// `<regions>`: regions of the member data area the bitmap covers (one bit each).
+    pub regions: u64,
+    /// `<dirty>`: regions whose bit is set now (writes in them since the last clear).
+    pub dirty: u64,
+    /// `<resync_pending>`: regions still to resync (dirty when the table was loaded).
+    pub resync_pending: u64,
+    /// `<resynced>`: regions resynced since the table was loaded.
+    pub resynced: u64,
+}
+
+/// The words of the bitmap part, `bitmap` included.
+const BITMAP_WORDS: usize = 5;
+
+/// The bitmap part's syntax, for messages.
+const BITMAP_SYNTAX: &str = "bitmap <regions> <dirty> <resync_pending> <resynced>";
+
+/// Parses the bitmap part: `words` starts with `bitmap`.
+fn parse_bitmap(words: &[&str]) -> Result<BitmapStatus, StatusErrorKind> {
+    if words.len() < BITMAP_WORDS {
+        return Err(StatusErrorKind::BitmapFields {
+            found: words.len().saturating_sub(1),
+        });
+    }
+    let b = BitmapStatus {
+        regions: number("bitmap regions", words[1])?,
+        dirty: number("bitmap dirty", words[2])?,
+        resync_pending: number("bitmap resync_pending", words[3])?,
+        resynced: number("bitmap resynced", words[4])?,
+    };
+    for (field, n) in [("dirty", b.dirty), ("resync_pending", b.resync_pending)] {
+        if n > b.regions {
+            return Err(StatusErrorKind::BitmapOverflow {
+                field,
+                value: n,
+                regions: b.regions,
+            });
+        }
+    }
+    Ok(b)
+}
+
 /// One `amf` target's status line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AmfStatus {
@@ -247,8 +299,12 @@ pub struct AmfStatus {
     /// Replication peers: the `replication ...` part after the cluster part.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationStatus>,
-    /// Fields after `<mismatch_cnt>` (and the cluster and replication parts) that this
-    /// version does not know.
+    /// A group with a write-intent bitmap: the `bitmap ...` part, after the cluster and
+    /// replication parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<BitmapStatus>,
+    /// Fields after `<mismatch_cnt>` (and the cluster, replication and bitmap parts) that
+    /// this version does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
 }
@@ -321,6 +377,22 @@ pub enum StatusErrorKind {
         /// How many words follow `replication`.
         found: usize,
     },
+    /// `bitmap` followed by fewer than its four fields.
+    #[error("bitmap part has {found} of its 4 fields, expected '{BITMAP_SYNTAX}'")]
+    BitmapFields {
+        /// How many words follow `bitmap`.
+        found: usize,
+    },
+    /// `<dirty>` or `<resync_pending>` above `<regions>`.
+    #[error("bitmap {field} {value} exceeds its {regions} regions")]
+    BitmapOverflow {
+        /// Field name.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// `<regions>`.
+        regions: u64,
+    },
     /// A line that is not `[<name>: ]<start> <length> <type> ...`.
     #[error("not a dmsetup status line")]
     NotStatus,
@@ -359,7 +431,13 @@ fn number(field: &'static str, value: &str) -> Result<u64, StatusErrorKind> {
     })
 }
 
-fn state_of(level: &str, members: &[MemberHealth], done: u64, total: u64) -> VolumeState {
+fn state_of(
+    level: &str,
+    members: &[MemberHealth],
+    done: u64,
+    total: u64,
+    resync_pending: u64,
+) -> VolumeState {
     let failed = members
         .iter()
         .filter(|&&m| m == MemberHealth::Failed)
@@ -368,7 +446,7 @@ fn state_of(level: &str, members: &[MemberHealth], done: u64, total: u64) -> Vol
         .iter()
         .filter(|&&m| m == MemberHealth::OutOfSync)
         .count();
-    let behind = rebuilding > 0 || done < total;
+    let behind = rebuilding > 0 || done < total || resync_pending > 0;
     let tolerated = known_level(level)
         .and_then(|l| Geometry::new(l, members.len(), 1, 0).ok())
         .map(|g| g.tolerated_failures());
@@ -451,6 +529,15 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         }
         _ => None,
     };
+    // Last: after <mismatch_cnt>, the cluster part or the replication part.
+    let bitmap = match rest.first() {
+        Some(&"bitmap") => {
+            let b = parse_bitmap(rest)?;
+            rest = &rest[BITMAP_WORDS..];
+            Some(b)
+        }
+        _ => None,
+    };
     Ok(AmfStatus {
         name: None,
         start,
@@ -458,7 +545,13 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         level: level.to_string(),
         devices,
         health: health.to_string(),
-        state: state_of(level, &members, sync_done, sync_total),
+        state: state_of(
+            level,
+            &members,
+            sync_done,
+            sync_total,
+            bitmap.map_or(0, |b| b.resync_pending),
+        ),
         members,
         sync_done,
         sync_total,
@@ -466,6 +559,7 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         mismatch_cnt,
         cluster,
         replication,
+        bitmap,
         extra: rest.iter().map(|w| w.to_string()).collect(),
     })
 }
@@ -604,6 +698,14 @@ pub fn summary(st: &AmfStatus) -> String {
             r.reconnects
         );
     }
+    if let Some(b) = &st.bitmap {
+        let _ = writeln!(
+            s,
+            "  bitmap:     {} regions, {} dirty, {} to resync, {} resynced since the table was \
+             loaded",
+            b.regions, b.dirty, b.resync_pending, b.resynced
+        );
+    }
     if !st.extra.is_empty() {
         let _ = writeln!(s, "  more:       {}", st.extra.join(" "));
     }
@@ -644,6 +746,7 @@ mod tests {
                 state: VolumeState::Optimal,
                 cluster: None,
                 replication: None,
+                bitmap: None,
                 extra: vec![],
             }
         );
@@ -1143,5 +1246,174 @@ mod tests {
         assert!(s.contains("recover, 8/16 sectors (50.0%)"), "{s}");
         assert!(s.lines().next().unwrap().ends_with(", degraded"), "{s}");
         assert!(s.contains("more:       x"), "{s}");
+    }
+
+    const BITMAPPED: &str = "r5: 0 24576 amf raid5 4 AAAA 24576/24576 resync 0 bitmap 16 9 7 1";
+
+    #[test]
+    fn bitmap_part() {
+        let st = one(BITMAPPED);
+        assert_eq!(
+            st.bitmap,
+            Some(BitmapStatus {
+                regions: 16,
+                dirty: 9,
+                resync_pending: 7,
+                resynced: 1,
+            })
+        );
+        assert_eq!(st.sync_action, "resync");
+        assert_eq!((st.cluster, st.replication), (None, None));
+        assert!(st.extra.is_empty());
+        // Regions waiting for their resync: not optimal yet.
+        assert_eq!(st.state, VolumeState::Resyncing);
+        let st = one(&BITMAPPED.replace("resync 0 bitmap 16 9 7 1", "idle 0 bitmap 16 0 0 8"));
+        assert_eq!(st.state, VolumeState::Optimal);
+        assert_eq!(st.bitmap.unwrap().resynced, 8);
+        // A failed member still makes it degraded.
+        let st = one(&BITMAPPED.replace("AAAA", "AADA"));
+        assert_eq!(st.state, VolumeState::Degraded);
+        // Fields after it are kept.
+        let st = one(&format!("{BITMAPPED} 5 new"));
+        assert_eq!(st.bitmap.unwrap().regions, 16);
+        assert_eq!(st.extra, vec!["5", "new"]);
+        // Without it, nothing changes.
+        assert_eq!(one("0 16 amf raid5 2 AA 16/16 idle 0").bitmap, None);
+        // Only as the last part: after an unknown field it is an extra field itself.
+        let st = one("0 16 amf raid5 2 AA 16/16 idle 0 x bitmap 1 0 0 0");
+        assert_eq!(st.bitmap, None);
+        assert_eq!(st.extra, vec!["x", "bitmap", "1", "0", "0", "0"]);
+    }
+
+    #[test]
+    fn bitmap_after_the_cluster_and_replication_parts() {
+        let st = one(&format!("{CLUSTERED} bitmap 64 2 0 3"));
+        assert_eq!(st.cluster.unwrap().cached, 4051);
+        assert_eq!(st.replication, None);
+        assert_eq!(
+            st.bitmap,
+            Some(BitmapStatus {
+                regions: 64,
+                dirty: 2,
+                resync_pending: 0,
+                resynced: 3,
+            })
+        );
+        let st = one(&format!("{REPLICATED} bitmap 64 2 1 3 9"));
+        assert_eq!(st.replication.unwrap().reconnects, 5);
+        assert_eq!(st.bitmap.unwrap().resync_pending, 1);
+        assert_eq!(st.state, VolumeState::Resyncing);
+        assert_eq!(st.extra, vec!["9"]);
+        // Before the cluster part it is not the bitmap part (the parts keep their order).
+        let st = one("0 16 amf raid5 2 AA 16/16 idle 0 bitmap 1 0 0 0 cluster ready 3 1 2 3 4 5");
+        assert_eq!(st.bitmap.unwrap().regions, 1);
+        assert_eq!(st.cluster, None);
+        assert_eq!(st.extra.len(), 8);
+    }
+
+    #[test]
+    fn malformed_bitmap_part_says_what_is_wrong() {
+        use StatusErrorKind::*;
+        let base = "0 16 amf raid1 2 AA 16/16 resync 0";
+        assert_eq!(bad(&format!("{base} bitmap")), BitmapFields { found: 0 });
+        assert_eq!(
+            bad(&format!("{base} bitmap 16 1 1")),
+            BitmapFields { found: 3 }
+        );
+        let fields = [
+            "bitmap regions",
+            "bitmap dirty",
+            "bitmap resync_pending",
+            "bitmap resynced",
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            let mut n = ["1"; 4];
+            n[i] = "-1";
+            assert_eq!(
+                bad(&format!("{base} bitmap {}", n.join(" "))),
+                NotANumber {
+                    field,
+                    value: "-1".to_string()
+                }
+            );
+        }
+        assert_eq!(
+            bad(&format!("{base} bitmap 16 17 0 0")),
+            BitmapOverflow {
+                field: "dirty",
+                value: 17,
+                regions: 16
+            }
+        );
+        assert_eq!(
+            bad(&format!("{base} bitmap 16 0 17 0")),
+            BitmapOverflow {
+                field: "resync_pending",
+                value: 17,
+                regions: 16
+            }
+        );
+        // More resynced than regions is possible (a region dirty again, resynced again).
+        assert_eq!(
+            one(&format!("{base} bitmap 16 0 0 40"))
+                .bitmap
+                .unwrap()
+                .resynced,
+            40
+        );
+        let e = parse_status(&format!("{base} bitmap 16")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "status line 1: bitmap part has 1 of its 4 fields, expected 'bitmap <regions> \
+                 <dirty> <resync_pending> <resynced>': '{base} bitmap 16'"
+            )
+        );
+        let e = parse_status(&format!("{base} bitmap 16 0 20 0")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "status line 1: bitmap resync_pending 20 exceeds its 16 regions: \
+                 '{base} bitmap 16 0 20 0'"
+            )
+        );
+    }
+
+    #[test]
+    fn bitmap_json_and_text() {
+        let st = one(BITMAPPED);
+        let j: serde_json::Value = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["bitmap"],
+            serde_json::json!({
+                "regions": 16,
+                "dirty": 9,
+                "resync_pending": 7,
+                "resynced": 1
+            })
+        );
+        assert_eq!(j["sync_action"], "resync");
+        assert_eq!(j["state"], "resyncing");
+        let j = serde_json::to_value(one(CLUSTERED)).unwrap();
+        assert!(j.get("bitmap").is_none(), "{j}");
+        assert_eq!(
+            summary(&st),
+            "r5: amf raid5, 4 members, 12.00 MiB (24576 sectors from 0), resyncing\n\
+             \x20 members:    AAAA (4 in sync)\n\
+             \x20 sync:       resync, 24576/24576 sectors (100.0%)\n\
+             \x20 mismatches: 0\n\
+             \x20 bitmap:     16 regions, 9 dirty, 7 to resync, 1 resynced since the table \
+             was loaded\n"
+        );
+        let s = summary(&one(&format!("{REPLICATED} bitmap 64 2 0 3 7")));
+        assert!(
+            s.ends_with(
+                " 5 reconnects\n\
+                 \x20 bitmap:     64 regions, 2 dirty, 0 to resync, 3 resynced since the \
+                 table was loaded\n\
+                 \x20 more:       7\n"
+            ),
+            "{s}"
+        );
     }
 }

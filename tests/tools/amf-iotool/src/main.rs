@@ -49,6 +49,12 @@
 //!           sector); a sector of zeroes is generation 0, anything else an error (exit 2:
 //!           not the barrier disk). Exit 0 all arrived; 1 timeout (default 300 s), after
 //!           printing the missing nodes and the generation each shows. Both ways O_DIRECT.
+//!   crash-write --dev D --seed S --boot K --wstart N --wcount N --log L --log-start N
+//!           --log-size N [--jobs J] [--bs N] [--stop FILE] [--progress FILE]
+//!   crash-check --dev D --seed S --boot K --jobs J --wstart N --wcount N --log L
+//!           --log-start N --log-size N --map-start N [--bs N] [--update 1]
+//!           writers that log every acknowledged write durably (O_DSYNC) and their checker
+//!           after a power cut: see crash.rs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -73,6 +79,8 @@ const BARRIER_SEED: u64 = 0xBA44_1E40_0000_0001;
 struct Fail(String);
 type Res<T> = Result<T, Fail>;
 macro_rules! fail { ($($t:tt)*) => { return Err(Fail(format!($($t)*))) } }
+
+mod crash;
 
 // ---------------------------------------------------------------- patterns
 
@@ -1021,7 +1029,7 @@ fn cmd_barrier(a: &Args) -> Res<u64> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier ...");
+        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -1034,6 +1042,8 @@ fn main() -> ExitCode {
         "copies" => cmd_copies(&a),
         "barrier" => cmd_barrier(&a),
         "verify-any" => cmd_verify_any(&a),
+        "crash-write" => crash::cmd_crash_write(&a),
+        "crash-check" => crash::cmd_crash_check(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
     match r {
