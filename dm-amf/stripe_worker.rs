@@ -15,9 +15,9 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::{
-    new_mutex,
+    new_condvar, new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{Arc, CondVar, Mutex},
     workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
@@ -71,8 +71,51 @@ impl_has_work! {
     impl HasWork<Self> for StripeWorker { self.work }
 }
 
+/// Wakes the stripe worker once a sweep period while write-intent bits are set, so that an
+/// idle group's bits clear without waiting for its next I/O (md's bitmap daemon).
+#[pin_data]
+struct Sweeper {
+    worker: Arc<StripeWorker>,
+    /// The worker's queue (alive while the sweeper runs: see `StripeService::drop`).
+    wq: QueueHandle,
+    #[pin]
+    stop: Mutex<bool>,
+    #[pin]
+    wake: CondVar,
+    #[pin]
+    work: Work<Sweeper>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Sweeper { self.work }
+}
+
+impl WorkItem for Sweeper {
+    type Pointer = Arc<Sweeper>;
+
+    fn run(this: Arc<Sweeper>) {
+        let mut stop = this.stop.lock();
+        while !*stop {
+            let period = kernel::time::msecs_to_jiffies(crate::write_intent::SWEEP_MS);
+            // A signal cannot reach a kworker; the stop flag is checked either way.
+            let _ = this.wake.wait_interruptible_timeout(&mut stop, period);
+            let dirty = this
+                .worker
+                .group
+                .intent()
+                .is_some_and(|wi| wi.counters().1 != 0);
+            if !*stop && dirty {
+                // SAFETY: `StripeService::drop` stops this loop before the queue goes.
+                let _ = unsafe { this.wq.get() }.enqueue(this.worker.clone());
+            }
+        }
+    }
+}
+
 /// The worker and the workqueue it runs on. Dropping it waits for the worker to finish.
 pub(crate) struct StripeService {
+    /// Declared before `queue`: destroyed (waiting for the sweeper to return) first.
+    sweeper: Option<(OwnedQueue, Arc<Sweeper>)>,
     // Declared first so that it drops first: `destroy_workqueue` waits for a running worker
     // before the worker's state (and the group's members) go away.
     queue: OwnedQueue,
@@ -137,7 +180,27 @@ impl StripeService {
             scratch.locks = Some(locks);
             scratch.repl = c.repl;
         }
+        // Last: nothing may fail after it starts (dropping it unstarted would wait forever).
+        let sweeper = if worker.group.intent().is_some() {
+            let sq = OwnedQueue::new_unbound(c"amf_sweep", 1)?;
+            let for_sweeper = worker.clone();
+            let sw = Arc::pin_init(
+                pin_init!(Sweeper {
+                    worker: for_sweeper,
+                    wq,
+                    stop <- new_mutex!(false, "amf:sweep_stop"),
+                    wake <- new_condvar!("amf:sweep_wake"),
+                    work <- new_work!("amf:sweeper"),
+                }),
+                GFP_KERNEL,
+            )?;
+            sq.enqueue(sw.clone()).map_err(|_| EINVAL)?;
+            Some((sq, sw))
+        } else {
+            None
+        };
         Ok(Self {
+            sweeper,
             queue,
             worker,
             repl,
@@ -181,6 +244,11 @@ impl StripeService {
 
 impl Drop for StripeService {
     fn drop(&mut self) {
+        if let Some((_, sw)) = self.sweeper.as_ref() {
+            // Its queue (dropped first) then waits for the loop to return.
+            *sw.stop.lock() = true;
+            sw.wake.notify_all();
+        }
         // No more self-requeueing: lets `destroy_workqueue` finish its drain.
         self.worker.paused.store(true, Ordering::Release);
         if let Some(r) = self.repl.as_ref() {

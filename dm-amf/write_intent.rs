@@ -29,9 +29,10 @@ use crate::kernel_ext::{
 };
 use crate::metadata::KernelCrc;
 
-/// Nanoseconds between sweeps; a bit is cleared after one to two periods without writes
+/// Milliseconds between sweeps; a bit is cleared after one to two periods without writes
 /// (md's bitmap daemon wakes every 5 s too).
-const SWEEP_NS: i64 = 5_000_000_000;
+pub(crate) const SWEEP_MS: u32 = 5000;
+const SWEEP_NS: i64 = SWEEP_MS as i64 * 1_000_000;
 
 /// What only the stripe worker (and the constructor) touch: the block buffer and its bios.
 struct BlockIo {
