@@ -400,8 +400,20 @@ victim() {
 		rep="$rep acked-writes-failed"
 	fi
 	t1=$(date +%s)
-	# Not while the other node creates its volumes (joins the lockspaces).
-	gate() { case $(cluster_read_note $((ST_SECTOR + other - 1))) in joining*) false ;; esac; }
+	# Not while the other node creates its volumes (joins the lockspaces): its note says
+	# so, or (the note was once seen stuck at "joining" for 90 s after the other node had
+	# joined, cause unknown) this node's own view does: the other node is a member of both
+	# lockspaces and connected to this one on both volumes, which it only is once it
+	# created them both.
+	all_in() {
+		vst r5 && [ "$VS_MEMBERS" -eq "$N" ] && [ "$VS_UP" -eq $((N - 1)) ] &&
+			vst r6 && [ "$VS_MEMBERS" -eq "$N" ] && [ "$VS_UP" -eq $((N - 1)) ]
+	}
+	gate() {
+		case $(cluster_read_note $((ST_SECTOR + other - 1))) in
+		joining*) [ "$DRY" != 1 ] && all_in ;;
+		esac
+	}
 	until_ok 90 gate || rep="$rep node-$other-still-joining-after-90s"
 	t2=$(date +%s)
 	onote=$(cluster_read_note $((ST_SECTOR + other - 1)))

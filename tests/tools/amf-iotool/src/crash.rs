@@ -131,20 +131,7 @@ pub(crate) fn ack_decode(buf: &[u8]) -> Option<[u64; 6]> {
 }
 
 fn open_log(path: &str, sync: bool) -> Res<Dev> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(O_DIRECT | if sync { O_DSYNC } else { 0 })
-        .open(path)
-        .map_err(|e| Fail(format!("open {path}: {e}")))?;
-    let bytes = f
-        .seek(SeekFrom::End(0))
-        .map_err(|e| Fail(format!("size of {path}: {e}")))?;
-    Ok(Dev {
-        path: path.into(),
-        f,
-        sectors: bytes / SECTOR_U64,
-    })
+    Dev::open_with(path, if sync { O_DSYNC } else { 0 })
 }
 
 fn check_log_room(p: &Plan, log: &Dev) -> Res<()> {

@@ -221,10 +221,14 @@ struct Dev {
 
 impl Dev {
     fn open(path: &str) -> Res<Dev> {
+        Dev::open_with(path, 0)
+    }
+    /// Opens `path` for O_DIRECT I/O with the extra open flags `flags` (O_DSYNC...).
+    fn open_with(path: &str, flags: i32) -> Res<Dev> {
         let mut f = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(O_DIRECT)
+            .custom_flags(O_DIRECT | flags)
             .open(path)
             .map_err(|e| Fail(format!("open {path}: {e}")))?;
         let bytes = f
