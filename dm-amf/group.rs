@@ -123,12 +123,17 @@ impl Group {
         let Some(meta) = self.meta.as_ref() else {
             return Ok(());
         };
-        let (failed, rebuilding) = (self.failed(), self.rebuilding());
         if !self.state_changed() {
             return Ok(());
         }
-        meta.lock()
-            .record(&self.members, failed, (rebuilding, self.checkpoint()))?;
+        self.write_round(&mut meta.lock())
+    }
+
+    /// Writes a round of the member states as they are now on top of `meta`'s group state
+    /// (nothing if they are what it records) and notes them as recorded.
+    fn write_round(&self, meta: &mut GroupMeta) -> Result {
+        let (failed, rebuilding) = (self.failed(), self.rebuilding());
+        meta.record(&self.members, failed, (rebuilding, self.checkpoint()))?;
         self.checkpoint_due.store(false, Ordering::Release);
         self.recorded.store(failed.0, Ordering::Release);
         self.recorded_rebuilding
@@ -154,12 +159,7 @@ impl Group {
             let mut meta = meta.lock();
             meta.reload(&self.members).and_then(|()| {
                 self.take_in(&meta);
-                let (failed, rebuilding) = (self.failed(), self.rebuilding());
-                meta.record(&self.members, failed, (rebuilding, self.checkpoint()))?;
-                self.checkpoint_due.store(false, Ordering::Release);
-                self.recorded.store(failed.0, Ordering::Release);
-                self.recorded_rebuilding
-                    .store(rebuilding.0, Ordering::Release);
+                self.write_round(&mut meta)?;
                 Ok(meta.events())
             })
         };
