@@ -3,7 +3,7 @@
 //! The redundancy group a target serves: its geometry, member devices and which members
 //! have failed, shared by `map`, `end_io` and the stripe worker.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kernel::{prelude::*, sync::Mutex};
 
@@ -67,7 +67,14 @@ pub(crate) struct Group {
     checkpoint_due: AtomicBool,
     /// This AMF's write-intent bitmap (raid1/5/6 with `group <uuid>`).
     intent: Option<Pin<KBox<WriteIntent>>>,
+    /// Test hook without peers (`fail_after data`): 0 off, [`HALT_ARMED`], [`HALT_FIRED`].
+    halt: AtomicU8,
 }
+
+/// `fail_after data` was given: the next RAID5/6 write stops after its data.
+const HALT_ARMED: u8 = 1;
+/// A write stopped after its data and waits for `fail_after off`.
+const HALT_FIRED: u8 = 2;
 
 impl Group {
     /// A group whose members `failed` are out of service from the start (missing, or
@@ -94,6 +101,37 @@ impl Group {
             recorded_rebuilding: AtomicU64::new(u64::MAX),
             checkpoint_due: AtomicBool::new(false),
             intent,
+            halt: AtomicU8::new(0),
+        }
+    }
+
+    /// Arms (`true`) or cancels and releases (`false`) the test hook that stops the next
+    /// RAID5/6 write after its data, before its parity (`fail_after data` without peers).
+    pub(crate) fn arm_halt(&self, on: bool) {
+        self.halt
+            .store(if on { HALT_ARMED } else { 0 }, Ordering::Release);
+    }
+
+    /// Whether the next write is to stop after its data.
+    pub(crate) fn halt_armed(&self) -> bool {
+        self.halt.load(Ordering::Acquire) == HALT_ARMED
+    }
+
+    /// Called by the worker once a write's data, and not its parity, is on the members
+    /// while the hook is armed: waits, doing nothing more, until `fail_after off` (the test
+    /// kills the machine meanwhile: a torn stripe), then fails the write. Sleeps.
+    pub(crate) fn halt_after_data(&self) {
+        if self
+            .halt
+            .compare_exchange(HALT_ARMED, HALT_FIRED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        pr_notice!("dm-amf: stopped dead after data (fault injection)\n");
+        while self.halt.load(Ordering::Acquire) == HALT_FIRED {
+            // SAFETY: process context (the stripe worker).
+            unsafe { kernel::bindings::msleep(100) };
         }
     }
 

@@ -256,7 +256,11 @@ impl StripeEngine<'_> {
                 IoDir::Write
             };
             let writes = plan.writes.as_slice();
-            if let Some(rp) = repl.filter(|rp| rp.fault_armed(FaultPoint::Data)) {
+            let halt = match repl {
+                Some(rp) => rp.fault_armed(FaultPoint::Data),
+                None => self.group.halt_armed(),
+            };
+            if halt {
                 // Fault injection: the new data reaches the disks, the parity does not (a
                 // mirror: the first copy only).
                 let mut data = [Io::default(); MAX_BLOCKS];
@@ -275,7 +279,13 @@ impl StripeEngine<'_> {
                     n += 1;
                 }
                 self.run_ios(bufs, data.get(..n).unwrap_or(&[]), plan.kind, &r, dir)?;
-                rp.fault_point(FaultPoint::Data)?;
+                match repl {
+                    Some(rp) => rp.fault_point(FaultPoint::Data)?,
+                    None => {
+                        self.group.halt_after_data();
+                        return Err(WriteError::Io);
+                    }
+                }
             }
             let bad = self.run_ios(bufs, writes, plan.kind, &r, dir)?;
             if !bad.is_empty() {

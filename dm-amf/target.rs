@@ -819,8 +819,22 @@ impl TargetOperations for AmfTarget {
             ["rebuild", idx] => self.start_rebuild(idx),
             ["fail_after", step] => {
                 let Some(r) = self.repl.as_ref().map(|r| r.repl()) else {
-                    pr_warn!("fail_after needs replication (peers)\n");
-                    return Err(EINVAL);
+                    // Without peers: only the torn stripe, for the crash tests.
+                    let parity = self.group.geometry.parity_chunks() > 0;
+                    return match *step {
+                        "data" if parity => {
+                            self.group.arm_halt(true);
+                            Ok(())
+                        }
+                        "off" => {
+                            self.group.arm_halt(false);
+                            Ok(())
+                        }
+                        _ => {
+                            pr_warn!("fail_after without peers: raid5/raid6 only, data or off\n");
+                            Err(EINVAL)
+                        }
+                    };
                 };
                 match (*step, FaultPoint::parse(step)) {
                     ("off", _) => r.arm_fault(None),
