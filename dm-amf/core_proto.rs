@@ -20,6 +20,8 @@ pub(crate) mod lock;
 pub(crate) mod op;
 #[path = "core/src/parity.rs"]
 pub(crate) mod parity;
+#[path = "core/src/ppl.rs"]
+pub(crate) mod ppl;
 #[path = "core/src/recovery.rs"]
 pub(crate) mod recovery;
 #[path = "core/src/superblock.rs"]

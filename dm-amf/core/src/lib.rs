@@ -21,6 +21,7 @@ pub mod geometry;
 pub mod lock;
 pub mod op;
 pub mod parity;
+pub mod ppl;
 pub mod recovery;
 pub mod superblock;
 pub mod table;
