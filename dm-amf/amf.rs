@@ -25,11 +25,13 @@ mod no_dlm;
 use no_dlm::{cluster, stripe_lock};
 mod metadata;
 mod parity_check;
+mod parity_log;
 mod repl;
 mod repl_session;
 mod stripe_buf;
 #[cfg(CONFIG_DLM)]
 mod stripe_lock;
+mod stripe_ppl;
 mod stripe_read;
 mod stripe_rebuild;
 mod stripe_resync;

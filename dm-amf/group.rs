@@ -10,6 +10,7 @@ use kernel::{prelude::*, sync::Mutex};
 use crate::core_proto::geometry::{Geometry, MemberSet};
 use crate::kernel_ext::device_mapper::DmDev;
 use crate::metadata::GroupMeta;
+use crate::parity_log::ParityLog;
 use crate::stripe_lock::StripeLocks;
 use crate::write_intent::WriteIntent;
 
@@ -37,10 +38,12 @@ pub(crate) enum Round {
     Unknown,
 }
 
-/// The superblocks and the write-intent bitmap of a group named by the table.
+/// The superblocks, the write-intent bitmap and the partial parity log of a group named by
+/// the table.
 pub(crate) type OnDisk = (
     Option<Pin<KBox<Mutex<GroupMeta>>>>,
     Option<Pin<KBox<WriteIntent>>>,
+    Option<Pin<KBox<ParityLog>>>,
 );
 
 /// Geometry and members of the group.
@@ -67,6 +70,8 @@ pub(crate) struct Group {
     checkpoint_due: AtomicBool,
     /// This AMF's write-intent bitmap (raid1/5/6 with `group <uuid>`).
     intent: Option<Pin<KBox<WriteIntent>>>,
+    /// This AMF's partial parity log (raid5/6 with `group <uuid>`).
+    log: Option<Pin<KBox<ParityLog>>>,
     /// Test hook without peers (`fail_after data`): 0 off, [`HALT_ARMED`], [`HALT_FIRED`].
     halt: AtomicU8,
 }
@@ -86,7 +91,7 @@ impl Group {
         member_len: u64,
         members: KVec<Member>,
         (failed, rebuilding, from_stripe): (MemberSet, MemberSet, u64),
-        (meta, intent): OnDisk,
+        (meta, intent, log): OnDisk,
     ) -> Self {
         Self {
             geometry,
@@ -101,6 +106,7 @@ impl Group {
             recorded_rebuilding: AtomicU64::new(u64::MAX),
             checkpoint_due: AtomicBool::new(false),
             intent,
+            log,
             halt: AtomicU8::new(0),
         }
     }
@@ -138,6 +144,11 @@ impl Group {
     /// The write-intent bitmap, if the group keeps one.
     pub(crate) fn intent(&self) -> Option<&WriteIntent> {
         self.intent.as_deref()
+    }
+
+    /// The partial parity log, if the group keeps one.
+    pub(crate) fn parity_log(&self) -> Option<&ParityLog> {
+        self.log.as_deref()
     }
 
     /// Makes the write-intent bit of the row at member sector `sector` durable before a

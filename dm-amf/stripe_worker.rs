@@ -439,6 +439,9 @@ impl WorkItem for StripeWorker {
                 pool: &this.pool,
                 raid6_rmw: this.raid6_rmw,
             };
+            if let Err(e) = engine.replay_log(&mut scratch) {
+                pr_err!("ppl: replay failed ({e:?}); tried again on the next run\n");
+            }
             this.drain(&engine, &mut scratch);
             if scratch.repl.is_some() {
                 // Dead AMFs' operations are taken over even when no host I/O comes.

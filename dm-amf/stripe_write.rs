@@ -135,6 +135,7 @@ impl StripeEngine<'_> {
         let (mut sector, mut left, mut skip) = (logical, bio.sectors(), 0u64);
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
+            let (req, covered) = self.cap_for_log(req, covered);
             scratch.op_id = scratch.op_id.wrapping_add(1);
             // The row's write-intent bit is durable before anything of it is written.
             self.group
@@ -240,6 +241,14 @@ impl StripeEngine<'_> {
             if !fx.write {
                 return Err(WriteError::Plan);
             }
+            if plan.kind != OpKind::Mirror {
+                // A stripe without one of its data members: its partial parity first.
+                let bad = self.log_write(bufs, req, &r, unavailable)?;
+                if !bad.is_empty() {
+                    self.group.mark_failed(bad);
+                    continue;
+                }
+            }
             if let (Some(rp), Some(op)) = (repl, rop.as_mut()) {
                 // Nothing reaches the disks before every live peer holds the new image.
                 let (ib, n) = intent_blocks(bufs, req, &r)?;
@@ -306,6 +315,7 @@ impl StripeEngine<'_> {
                 rp.wait_step(op, Step::Done, &[], &[])?;
                 rp.fault_point(FaultPoint::Done)?;
             }
+            self.after_write(locks.is_some())?;
             let fx = state.writes_done(0).map_err(|_| WriteError::Plan)?;
             return if fx.ack_host && fx.retire {
                 Ok(())

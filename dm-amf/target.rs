@@ -35,6 +35,7 @@ use crate::kernel_ext::{
 };
 use crate::lock_stats::LockStats;
 use crate::metadata;
+use crate::parity_log::ParityLog;
 use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::stripe_worker::{ClusterLocks, StripeService};
 use crate::transport::Transport;
@@ -507,6 +508,7 @@ impl TargetOperations for AmfTarget {
         let mut rebuild = MemberSet(spec.rebuild.0 & !failed.0);
         let mut meta = None;
         let mut intent = None;
+        let mut log = None;
         let mut from_stripe = 0;
         if let Some(uuid) = spec.group.as_ref() {
             let found = metadata::assemble(uuid, &spec, &members)?;
@@ -520,7 +522,12 @@ impl TargetOperations for AmfTarget {
             }
             let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
             if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
-                intent = Some(WriteIntent::load(sb, slot, &members, failed.0 | rebuild.0)?);
+                let unusable = failed.0 | rebuild.0;
+                intent = Some(WriteIntent::load(sb, slot, &members, unusable)?);
+                if parity {
+                    let n = geometry.parity_chunks();
+                    log = Some(ParityLog::load(sb, slot, n, &members, unusable)?);
+                }
             }
             meta = Some(
                 KBox::pin_init(new_mutex!(found.meta, "amf:group_meta"), GFP_KERNEL)
@@ -542,7 +549,7 @@ impl TargetOperations for AmfTarget {
             member_len,
             members,
             (failed, rebuild, from_stripe),
-            (meta, intent),
+            (meta, intent, log),
         );
         let group = Arc::new(group, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;

@@ -146,7 +146,7 @@ impl WriteIntent {
             let out: &mut [u8; BLOCK_BYTES] = buf.as_mut_slice().try_into().map_err(|_| nomem())?;
             bitmap::encode_header::<KernelCrc>(&self.header, out);
             let targets = !failed & need_header;
-            if write_all(pool, buf, members, targets, hsector).is_err() {
+            if write_all(pool, buf, members, targets, hsector, "write-intent bitmap").is_err() {
                 return Err(CtrError::new(
                     EIO,
                     c"Cannot write the write-intent bitmap header",
@@ -427,7 +427,7 @@ impl WriteIntent {
             }
         }
         let sector = bitmap::block_sector(self.header.slot, block).ok_or(EINVAL)?;
-        write_all(pool, buf, members, !failed, sector)
+        write_all(pool, buf, members, !failed, sector, "write-intent bitmap")
     }
 
     /// The next region waiting for its resync, from the resync cursor on, and its rows
@@ -520,17 +520,18 @@ impl WriteIntent {
 }
 
 /// Members written at once.
-const BATCH: usize = 8;
+pub(crate) const BATCH: usize = 8;
 
 /// Writes `buf` at `sector` (absolute, in the reserved area) of every member in `targets`
-/// with FUA, [`BATCH`] at a time. Returns the members whose write failed; an error if it
-/// landed on none. Sleeps.
-fn write_all(
+/// with FUA, [`BATCH`] at a time (`pool` reserves that many bios). Returns the members
+/// whose write failed (logged as writes of `what`); an error if it landed on none. Sleeps.
+pub(crate) fn write_all(
     pool: &BioSet,
     buf: &[u8],
     members: &[Member],
     targets: u64,
     sector: u64,
+    what: &str,
 ) -> Result<u64> {
     let (mut landed, mut bad) = (false, 0u64);
     let mut chosen = members
@@ -554,7 +555,7 @@ fn write_all(
             if io.status() == BlkStatus::OK {
                 landed = true;
             } else {
-                pr_err!("member {i}: write-intent bitmap write failed\n");
+                pr_err!("member {i}: {what} write failed\n");
                 bad |= 1u64 << i;
             }
         }

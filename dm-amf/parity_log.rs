@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! This AMF's partial parity log (Documentation/on-disk-format.rst, "Partial parity log";
+//! the entry format and the rules are core `ppl`'s): before a RAID5/6 write to a stripe that
+//! lacks a data member reaches the members, its partial parity is made durable in the node
+//! slot on every live member; at the next start the newest live entry is replayed, so that
+//! a write torn by a crash of every AMF cannot turn the missing chunk into garbage.
+//!
+//! The stripe worker (one write at a time) is the only writer; the constructor loads the
+//! slot. The replay itself, which needs the stripe buffers, is `stripe_ppl`'s.
+
+use kernel::{new_mutex, prelude::*, sync::Mutex};
+
+use crate::core_proto::{
+    op::{ChunkSet, WriteRequest},
+    ppl::{self, Entry, EntryError, EntryState, HEADER_BYTES, HEADER_SECTORS},
+    superblock::{Superblock, Uuid},
+    wire::Crc32c,
+};
+use crate::group::Member;
+use crate::kernel_ext::{
+    bio::BioSet,
+    block_io::{self, MemberIo},
+    device_mapper::CtrError,
+};
+use crate::metadata::KernelCrc;
+use crate::write_intent::{write_all, BATCH};
+
+/// What only the stripe worker (and the constructor) touch.
+pub(crate) struct LogIo {
+    pool: BioSet,
+    /// A whole slot: the header, then the partial parity (P, then Q).
+    buf: KVec<u8>,
+    /// Sequence number of the slot's newest entry on disk.
+    seq: u64,
+    /// The stripe of the entry on disk that is still live (written, not retired).
+    live: Option<u64>,
+    /// The entry the constructor found live, still to replay (its partial parity is in
+    /// `buf`).
+    replay: Option<Entry>,
+}
+
+/// The partial parity log of one node slot.
+#[pin_data]
+pub(crate) struct ParityLog {
+    group: Uuid,
+    ctime: u64,
+    slot: u8,
+    /// Parity chunks a stripe: partial parity blocks an entry holds.
+    parity: u8,
+    #[pin]
+    io: Mutex<LogIo>,
+}
+
+fn nomem() -> CtrError {
+    CtrError::new(ENOMEM, c"Cannot allocate the partial parity log")
+}
+
+impl ParityLog {
+    /// Loads node slot `slot`'s log of the group `sb` describes from the members not in
+    /// `unusable`: the newest valid entry (by sequence number, its partial parity intact)
+    /// is kept for the replay if it is live. Sleeps (constructor only).
+    pub(crate) fn load(
+        sb: &Superblock,
+        slot: u8,
+        parity: usize,
+        members: &[Member],
+        unusable: u64,
+    ) -> Result<Pin<KBox<Self>>, CtrError> {
+        let bytes = usize::try_from(ppl::SLOT_SECTORS * 512).map_err(|_| nomem())?;
+        let buf = KVec::from_elem(0u8, bytes, GFP_KERNEL).map_err(|_| nomem())?;
+        let pool = BioSet::with_bvecs(BATCH as u32).map_err(|_| nomem())?;
+        let parity = u8::try_from(parity).map_err(|_| nomem())?;
+        let this = KBox::pin_init(
+            pin_init!(Self {
+                group: sb.group_uuid,
+                ctime: sb.ctime,
+                slot,
+                parity,
+                io <- new_mutex!(
+                    LogIo { pool, buf, seq: 0, live: None, replay: None },
+                    "amf:parity_log"
+                ),
+            }),
+            GFP_KERNEL,
+        )
+        .map_err(|_| nomem())?;
+        this.read_slot(members, unusable)?;
+        Ok(this)
+    }
+
+    /// Finds the slot's newest entry: each usable member's header first, then the partial
+    /// parity of the newest live one whose copy is whole (a torn newer entry never had its
+    /// write started: the next older one is the slot's).
+    fn read_slot(&self, members: &[Member], unusable: u64) -> Result<(), CtrError> {
+        let sector = ppl::slot_sector(self.slot).ok_or(nomem())?;
+        let mut found: KVec<Option<Entry>> =
+            KVec::with_capacity(members.len(), GFP_KERNEL).map_err(|_| nomem())?;
+        let mut io = self.io.lock();
+        let LogIo {
+            pool,
+            buf,
+            seq,
+            live,
+            replay,
+        } = &mut *io;
+        for (i, m) in members.iter().enumerate() {
+            let mut entry = None;
+            if let Some(dev) = m.dev.as_ref().filter(|_| unusable & (1 << i) == 0) {
+                let head = buf.get_mut(..HEADER_BYTES).ok_or(nomem())?;
+                let mut ios = [MemberIo::read(dev, sector, head)];
+                if block_io::submit_all(pool, &mut ios) {
+                    match ppl::decode::<KernelCrc>(head, &self.group, self.ctime, self.slot) {
+                        Ok(e) => entry = Some(e),
+                        Err(EntryError::Unused) => {}
+                        Err(e) => pr_warn!(
+                            "member {i}: partial parity log of slot {} unusable ({e:?})\n",
+                            self.slot
+                        ),
+                    }
+                } else {
+                    pr_warn!("member {i}: cannot read the partial parity log\n");
+                }
+            }
+            found.push(entry, GFP_KERNEL).map_err(|_| nomem())?;
+        }
+        *seq = found.iter().flatten().map(|e| e.seq).max().unwrap_or(0);
+        // Newest first: the first whole copy decides.
+        loop {
+            let best = found
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| Some((i, (*e)?)))
+                .max_by_key(|(_, e)| e.seq);
+            let Some((i, e)) = best else {
+                return Ok(());
+            };
+            if e.state == EntryState::Retired {
+                return Ok(());
+            }
+            let whole = members
+                .get(i)
+                .and_then(|m| m.dev.as_ref())
+                .is_some_and(|dev| {
+                    let Some(pp) = buf.get_mut(HEADER_BYTES..HEADER_BYTES + e.pp_bytes()) else {
+                        return false;
+                    };
+                    let mut ios = [MemberIo::read(dev, sector + HEADER_SECTORS, pp)];
+                    block_io::submit_all(pool, &mut ios) && e.pp_matches::<KernelCrc>(pp)
+                });
+            if whole {
+                pr_info!(
+                    "ppl: stripe {} to replay (node slot {}, entry {})\n",
+                    e.stripe,
+                    self.slot,
+                    e.seq
+                );
+                *live = Some(e.stripe);
+                *replay = Some(e);
+                return Ok(());
+            }
+            if let Some(f) = found.get_mut(i) {
+                *f = None;
+            }
+        }
+    }
+
+    /// The worker's side of the log.
+    pub(crate) fn lock(
+        &self,
+    ) -> kernel::sync::lock::Guard<'_, LogIo, kernel::sync::lock::mutex::MutexBackend> {
+        self.io.lock()
+    }
+
+    /// Parity chunks a stripe.
+    pub(crate) fn parity(&self) -> usize {
+        usize::from(self.parity)
+    }
+
+    /// Logs a write of `req`'s range whose data chunks `written` are on present members:
+    /// the header and the partial parity that `io`'s buffer holds ([`LogIo::pp_mut`]) go to
+    /// every member in `targets`, with FUA. Returns the members whose write failed; an
+    /// error if it landed on none.
+    pub(crate) fn append(
+        &self,
+        io: &mut LogIo,
+        members: &[Member],
+        targets: u64,
+        req: &WriteRequest,
+        written: ChunkSet,
+    ) -> Result<u64> {
+        let seq = io.seq + 1;
+        let mut e = Entry {
+            group: self.group,
+            ctime: self.ctime,
+            slot: self.slot,
+            state: EntryState::Live,
+            seq,
+            stripe: req.stripe,
+            offset: u32::try_from(req.offset).map_err(|_| EINVAL)?,
+            sectors: u32::try_from(req.sectors).map_err(|_| EINVAL)?,
+            written: written.0,
+            parity: self.parity,
+            pp_crc: 0,
+        };
+        let LogIo { pool, buf, .. } = io;
+        let pp = buf
+            .get(HEADER_BYTES..HEADER_BYTES + e.pp_bytes())
+            .ok_or(EINVAL)?;
+        e.pp_crc = KernelCrc::crc32c(pp);
+        let len = HEADER_BYTES + e.pp_bytes();
+        let bad = self.write(pool, buf, len, members, targets, &e)?;
+        io.seq = seq;
+        io.live = Some(e.stripe);
+        Ok(bad)
+    }
+
+    /// Retires the live entry, if any: its stripe may change in ways it does not know of
+    /// (a write without an entry, another AMF, or its replay). Returns the members whose
+    /// write failed.
+    pub(crate) fn retire(&self, io: &mut LogIo, members: &[Member], targets: u64) -> Result<u64> {
+        let Some(stripe) = io.live else {
+            return Ok(0);
+        };
+        let seq = io.seq + 1;
+        let e = Entry {
+            group: self.group,
+            ctime: self.ctime,
+            slot: self.slot,
+            state: EntryState::Retired,
+            seq,
+            stripe,
+            offset: 0,
+            sectors: 8,
+            written: 0,
+            parity: self.parity,
+            pp_crc: 0,
+        };
+        let LogIo { pool, buf, .. } = io;
+        let bad = self.write(pool, buf, HEADER_BYTES, members, targets, &e)?;
+        io.seq = seq;
+        io.live = None;
+        io.replay = None;
+        Ok(bad)
+    }
+
+    /// Encodes `e` into the first block of `buf` and writes `buf[..len]` to the slot.
+    fn write(
+        &self,
+        pool: &BioSet,
+        buf: &mut KVec<u8>,
+        len: usize,
+        members: &[Member],
+        targets: u64,
+        e: &Entry,
+    ) -> Result<u64> {
+        let head: &mut [u8; HEADER_BYTES] = buf
+            .get_mut(..HEADER_BYTES)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(EINVAL)?;
+        ppl::encode::<KernelCrc>(e, head);
+        let sector = ppl::slot_sector(self.slot).ok_or(EINVAL)?;
+        let out = buf.get(..len).ok_or(EINVAL)?;
+        write_all(pool, out, members, targets, sector, "partial parity log")
+    }
+}
+
+impl LogIo {
+    /// The partial parity area: `parity` blocks of `bytes` bytes (P, then Q).
+    pub(crate) fn pp_mut(&mut self, bytes: usize, parity: usize) -> Option<(&mut [u8], &mut [u8])> {
+        let area = self
+            .buf
+            .get_mut(HEADER_BYTES..HEADER_BYTES + bytes * parity)?;
+        Some(area.split_at_mut(bytes))
+    }
+
+    /// The entry still to replay.
+    pub(crate) fn to_replay(&self) -> Option<Entry> {
+        self.replay
+    }
+
+    /// The stripe of the live entry.
+    pub(crate) fn live(&self) -> Option<u64> {
+        self.live
+    }
+}

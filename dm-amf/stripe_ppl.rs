@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The stripe worker's side of the partial parity log (`parity_log`): the entry of a write
+//! to a stripe that lacks a data member, made durable before the write reaches the members;
+//! its retirement; and the replay at start of the entry a crash left live.
+//!
+//! The partial parity is the stripe rows' new parity minus the written chunks on present
+//! members; the replay adds what those chunks hold then. Both are the same fold
+//! ([`fold_written`]): XOR for P, the syndrome routine's `xor_syndrome` for Q.
+
+use core::ops::Range;
+
+use kernel::prelude::*;
+
+use crate::core_proto::{
+    geometry::MemberSet,
+    op::{Block, ChunkSet, Io, WriteRequest},
+    ppl::{self, Entry},
+    wire::OpKind,
+};
+use crate::kernel_ext::parity::{self, BlockError, MAX_BLOCKS};
+use crate::parity_log::ParityLog;
+use crate::stripe_buf::StripeBuffers;
+use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
+
+impl StripeEngine<'_> {
+    /// Cuts a write request (covering `covered` host sectors) to what one log entry holds
+    /// when its stripe needs one.
+    pub(crate) fn cap_for_log(&self, req: WriteRequest, covered: u64) -> (WriteRequest, u64) {
+        let Some(log) = self.group.parity_log() else {
+            return (req, covered);
+        };
+        let needs = self
+            .group
+            .geometry
+            .layout(req.stripe)
+            .is_ok_and(|l| ppl::needs_log(&l, self.group.unavailable(req.stripe)));
+        if !needs {
+            return (req, covered);
+        }
+        ppl::cap_request(req, covered, ppl::max_sectors(log.parity()))
+    }
+
+    /// Before the writes of `req` (planned without the members `unavailable`) are issued,
+    /// with its new data and parity in `bufs`: logs its partial parity when the stripe lacks
+    /// a data member, or else retires a live entry of the same stripe (the write changes
+    /// what that entry's partial parity assumes). Returns members whose log write failed.
+    pub(crate) fn log_write(
+        &self,
+        bufs: &mut StripeBuffers,
+        req: &WriteRequest,
+        r: &Range<usize>,
+        unavailable: MemberSet,
+    ) -> Result<MemberSet, WriteError> {
+        let Some(log) = self.group.parity_log() else {
+            return Ok(MemberSet::EMPTY);
+        };
+        let members = &self.group.members;
+        let targets = !self.group.failed().0;
+        let layout = self
+            .group
+            .geometry
+            .layout(req.stripe)
+            .map_err(|_| WriteError::Plan)?;
+        let mut io = log.lock();
+        let fits = req.sectors <= ppl::max_sectors(log.parity());
+        if !ppl::needs_log(&layout, unavailable) || !fits {
+            if !fits {
+                // Only when a member failed after the request was cut (`cap_for_log`).
+                pr_warn!(
+                    "ppl: stripe {}: a write of {} sectors is too long to log\n",
+                    req.stripe,
+                    req.sectors
+                );
+            }
+            if io.live() != Some(req.stripe) {
+                return Ok(MemberSet::EMPTY);
+            }
+            let bad = log
+                .retire(&mut io, members, targets)
+                .map_err(|_| WriteError::Io)?;
+            return Ok(MemberSet(bad));
+        }
+        let written = ppl::written_present(req, &layout, unavailable);
+        let (pp_p, pp_q) = io.pp_mut(r.len(), log.parity()).ok_or(WriteError::Plan)?;
+        let (p, q) = (bufs.p.get(r.clone()), bufs.q.get(r.clone()));
+        copy(pp_p, p)?;
+        let pp_q = if log.parity() == 2 {
+            copy(pp_q, q)?;
+            Some(pp_q)
+        } else {
+            None
+        };
+        fold_written(&bufs.data, &bufs.zero, pp_p, pp_q, written, r)
+            .map_err(|_| WriteError::Parity)?;
+        let bad = log
+            .append(&mut io, members, targets, req, written)
+            .map_err(|_| WriteError::Io)?;
+        Ok(MemberSet(bad))
+    }
+
+    /// After a write's member writes: with other AMFs (`shared`), the stripe's lock may go
+    /// to one of them, which would change the stripe behind the entry's back, so a live
+    /// entry is retired now.
+    pub(crate) fn after_write(&self, shared: bool) -> Result<(), WriteError> {
+        let Some(log) = self.group.parity_log().filter(|_| shared) else {
+            return Ok(());
+        };
+        let mut io = log.lock();
+        let bad = log
+            .retire(&mut io, &self.group.members, !self.group.failed().0)
+            .map_err(|_| WriteError::Io)?;
+        self.group.mark_failed(MemberSet(bad));
+        Ok(())
+    }
+
+    /// Replays the entry the constructor found live, under its stripe's lock; the stripe
+    /// worker calls it before anything else, so no write or rebuild meets the torn stripe.
+    pub(crate) fn replay_log(&self, scratch: &mut Scratch) -> Result<(), WriteError> {
+        let Some(log) = self.group.parity_log() else {
+            return Ok(());
+        };
+        let Some(e) = log.lock().to_replay() else {
+            return Ok(());
+        };
+        scratch.with_stripe_lock(self, e.stripe, |s| self.replay_entry(&mut s.bufs, log, &e))
+    }
+
+    /// Rewrites the parity of `e`'s rows: partial parity plus what the written chunks hold.
+    #[inline(never)]
+    fn replay_entry(
+        &self,
+        bufs: &mut StripeBuffers,
+        log: &ParityLog,
+        e: &Entry,
+    ) -> Result<(), WriteError> {
+        let g = &self.group.geometry;
+        let layout = g.layout(e.stripe).map_err(|_| WriteError::Plan)?;
+        let unavailable = self.group.unavailable(e.stripe);
+        let written = ChunkSet(e.written);
+        let (offset, sectors) = (u64::from(e.offset), u64::from(e.sectors));
+        let gone = (0..layout.data_members().len())
+            .filter(|k| written.contains(*k))
+            .filter_map(|k| layout.data_member(k))
+            .find(|m| unavailable.contains(*m));
+        if offset + sectors > g.chunk_sectors() || gone.is_some() {
+            pr_warn!(
+                "ppl: stripe {}: entry {} cannot be replayed (member {:?} gone, or not this geometry's)\n",
+                e.stripe,
+                e.seq,
+                gone
+            );
+            return self.retire_replayed(log);
+        }
+        let r = (offset as usize * 512)..((offset + sectors) as usize * 512);
+        let mut reads = [Io::default(); MAX_BLOCKS];
+        let mut n = 0;
+        for (k, m) in layout.data_members().iter().enumerate() {
+            if written.contains(k) {
+                *reads.get_mut(n).ok_or(WriteError::Plan)? = Io {
+                    member: usize::from(*m),
+                    sector: layout.member_sector + offset,
+                    sectors,
+                    what: Block::Data(u8::try_from(k).map_err(|_| WriteError::Plan)?),
+                };
+                n += 1;
+            }
+        }
+        let reads = reads.get(..n).ok_or(WriteError::Plan)?;
+        let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
+        if !bad.is_empty() {
+            self.group.mark_failed(bad);
+            return Err(WriteError::Io);
+        }
+        {
+            let mut io = log.lock();
+            let (pp_p, pp_q) = io.pp_mut(r.len(), log.parity()).ok_or(WriteError::Plan)?;
+            copy_into(bufs.p.get_mut(r.clone()), pp_p)?;
+            if log.parity() == 2 {
+                copy_into(bufs.q.get_mut(r.clone()), pp_q)?;
+            }
+        }
+        let StripeBuffers {
+            data, p, q, zero, ..
+        } = &mut *bufs;
+        let p = p.get_mut(r.clone()).ok_or(WriteError::Plan)?;
+        let q = q.get_mut(r.clone()).filter(|_| log.parity() == 2);
+        fold_written(data, zero, p, q, written, &r).map_err(|_| WriteError::Parity)?;
+        let mut writes = [Io::default(); 2];
+        let mut n = 0;
+        for (m, what) in [(layout.p, Block::P), (layout.q, Block::Q)] {
+            if let Some(m) = m.filter(|m| !unavailable.contains(*m)) {
+                *writes.get_mut(n).ok_or(WriteError::Plan)? = Io {
+                    member: m,
+                    sector: layout.member_sector + offset,
+                    sectors,
+                    what,
+                };
+                n += 1;
+            }
+        }
+        let writes = writes.get(..n).ok_or(WriteError::Plan)?;
+        let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::WriteFua)?;
+        if !bad.is_empty() {
+            self.group.mark_failed(bad);
+            return Err(WriteError::Io);
+        }
+        pr_info!(
+            "ppl: stripe {} replayed (entry {}): parity rewritten for sectors {}..{} of its chunks\n",
+            e.stripe,
+            e.seq,
+            offset,
+            offset + sectors
+        );
+        self.retire_replayed(log)
+    }
+
+    fn retire_replayed(&self, log: &ParityLog) -> Result<(), WriteError> {
+        let mut io = log.lock();
+        let bad = log
+            .retire(&mut io, &self.group.members, !self.group.failed().0)
+            .map_err(|_| WriteError::Io)?;
+        self.group.mark_failed(MemberSet(bad));
+        Ok(())
+    }
+}
+
+/// `dst = src` (same length, or an error).
+fn copy(dst: &mut [u8], src: Option<&[u8]>) -> Result<(), WriteError> {
+    let src = src
+        .filter(|s| s.len() == dst.len())
+        .ok_or(WriteError::Plan)?;
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+    }
+    Ok(())
+}
+
+/// `dst = src` for an optional destination.
+fn copy_into(dst: Option<&mut [u8]>, src: &[u8]) -> Result<(), WriteError> {
+    let dst = dst.ok_or(WriteError::Plan)?;
+    copy(dst, Some(src))
+}
+
+/// `p ^= ` the XOR, and `q ^= ` the Q syndrome, of the data chunks `written` of `data`
+/// over `r` (`zero`: a zero chunk) (`p` and `q` are `r.len()` long). Linear, so it both takes the
+/// written chunks out of new parity (the partial parity) and puts what they hold back in.
+fn fold_written(
+    data: &[KVec<u8>],
+    zero: &[u8],
+    p: &mut [u8],
+    q: Option<&mut [u8]>,
+    written: ChunkSet,
+    r: &Range<usize>,
+) -> Result<(), BlockError> {
+    let (mut first, mut last) = (None, 0);
+    let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
+    let mut n = 0;
+    match q {
+        Some(q) => {
+            let zero = zero.get(r.clone()).ok_or(BlockError::Length)?;
+            for (k, (s, d)) in srcs.iter_mut().zip(data.iter()).enumerate() {
+                *s = if written.contains(k) {
+                    first.get_or_insert(k);
+                    last = k;
+                    d.get(r.clone()).ok_or(BlockError::Length)?
+                } else {
+                    zero
+                };
+                n += 1;
+            }
+            let Some(first) = first else {
+                return Ok(());
+            };
+            let srcs = srcs.get(..n).ok_or(BlockError::Count)?;
+            parity::xor_syndrome(srcs, p, q, first, last)
+        }
+        None => {
+            let chosen = data
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| written.contains(*k));
+            for (s, (_, d)) in srcs.iter_mut().zip(chosen) {
+                *s = d.get(r.clone()).ok_or(BlockError::Length)?;
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            parity::xor_into(p, srcs.get(..n).ok_or(BlockError::Count)?)
+        }
+    }
+}
