@@ -87,6 +87,15 @@ fn take_over(
             );
         }
         repl.complete_round(node).map_err(|_| WriteError::Cluster)?;
+        let slot = node.checked_sub(1).and_then(|s| u8::try_from(s).ok());
+        if let (Some(log), Some(slot)) = (engine.group.parity_log(), slot.filter(|s| *s < 8)) {
+            // What it logged is on disk whole now, or was never written: retire it before
+            // anybody changes its stripe, so that its restart does not replay it.
+            let failed = engine.group.failed().0;
+            if let Err(e) = log.adopt(&engine.group.members, failed, slot, false) {
+                pr_err!("ppl: cannot retire dead node {node}'s log: {e:?}\n");
+            }
+        }
     }
     let ms = kernel::time::ktime_ms_delta(Ktime::ktime_get(), repl.membership().last_death());
     repl.stats

@@ -35,9 +35,9 @@ pub(crate) struct LogIo {
     seq: u64,
     /// The stripe of the entry on disk that is still live (written, not retired).
     live: Option<u64>,
-    /// The entry the constructor found live, still to replay (its partial parity is in
-    /// `buf`).
-    replay: Option<Entry>,
+    /// A live entry still to replay (its partial parity is in `buf`): this slot's, found by
+    /// the constructor, or a dead node's; and the sequence number that retires it.
+    replay: Option<(Entry, u64)>,
 }
 
 /// The partial parity log of one node slot.
@@ -85,46 +85,54 @@ impl ParityLog {
             GFP_KERNEL,
         )
         .map_err(|_| nomem())?;
-        this.read_slot(members, unusable)?;
+        {
+            let mut io = this.io.lock();
+            let (seq, live) = this
+                .find_live(&mut io, members, unusable, slot)
+                .map_err(|_| CtrError::new(EIO, c"Cannot read the partial parity log"))?;
+            io.seq = seq;
+            if let Some(e) = live {
+                io.live = Some(e.stripe);
+                io.replay = Some((e, seq + 1));
+            }
+        }
         Ok(this)
     }
 
-    /// Finds the slot's newest entry: each usable member's header first, then the partial
-    /// parity of the newest live one whose copy is whole (a torn newer entry never had its
-    /// write started: the next older one is the slot's).
-    fn read_slot(&self, members: &[Member], unusable: u64) -> Result<(), CtrError> {
-        let sector = ppl::slot_sector(self.slot).ok_or(nomem())?;
-        let mut found: KVec<Option<Entry>> =
-            KVec::with_capacity(members.len(), GFP_KERNEL).map_err(|_| nomem())?;
-        let mut io = self.io.lock();
-        let LogIo {
-            pool,
-            buf,
-            seq,
-            live,
-            replay,
-        } = &mut *io;
+    /// Finds node slot `slot`'s newest entry: each usable member's header first, then the
+    /// partial parity (read into `io`'s buffer) of the newest live one whose copy is whole
+    /// (a torn newer entry never had its write started: the next older one is the slot's).
+    /// Returns the highest sequence number seen and the live entry, if any. Sleeps.
+    fn find_live(
+        &self,
+        io: &mut LogIo,
+        members: &[Member],
+        unusable: u64,
+        slot: u8,
+    ) -> Result<(u64, Option<Entry>)> {
+        let sector = ppl::slot_sector(slot).ok_or(EINVAL)?;
+        let mut found: KVec<Option<Entry>> = KVec::with_capacity(members.len(), GFP_KERNEL)?;
+        let LogIo { pool, buf, .. } = io;
         for (i, m) in members.iter().enumerate() {
             let mut entry = None;
             if let Some(dev) = m.dev.as_ref().filter(|_| unusable & (1 << i) == 0) {
-                let head = buf.get_mut(..HEADER_BYTES).ok_or(nomem())?;
+                let head = buf.get_mut(..HEADER_BYTES).ok_or(EINVAL)?;
                 let mut ios = [MemberIo::read(dev, sector, head)];
                 if block_io::submit_all(pool, &mut ios) {
-                    match ppl::decode::<KernelCrc>(head, &self.group, self.ctime, self.slot) {
+                    match ppl::decode::<KernelCrc>(head, &self.group, self.ctime, slot) {
                         Ok(e) => entry = Some(e),
                         Err(EntryError::Unused) => {}
                         Err(e) => pr_warn!(
-                            "member {i}: partial parity log of slot {} unusable ({e:?})\n",
-                            self.slot
+                            "member {i}: partial parity log of slot {slot} unusable ({e:?})\n"
                         ),
                     }
                 } else {
-                    pr_warn!("member {i}: cannot read the partial parity log\n");
+                    pr_warn!("member {i}: cannot read the partial parity log of slot {slot}\n");
                 }
             }
-            found.push(entry, GFP_KERNEL).map_err(|_| nomem())?;
+            found.push(entry, GFP_KERNEL)?;
         }
-        *seq = found.iter().flatten().map(|e| e.seq).max().unwrap_or(0);
+        let max = found.iter().flatten().map(|e| e.seq).max().unwrap_or(0);
         // Newest first: the first whole copy decides.
         loop {
             let best = found
@@ -133,10 +141,10 @@ impl ParityLog {
                 .filter_map(|(i, e)| Some((i, (*e)?)))
                 .max_by_key(|(_, e)| e.seq);
             let Some((i, e)) = best else {
-                return Ok(());
+                return Ok((max, None));
             };
             if e.state == EntryState::Retired {
-                return Ok(());
+                return Ok((max, None));
             }
             let whole = members
                 .get(i)
@@ -150,19 +158,33 @@ impl ParityLog {
                 });
             if whole {
                 pr_info!(
-                    "ppl: stripe {} to replay (node slot {}, entry {})\n",
+                    "ppl: stripe {} to replay (node slot {slot}, entry {})\n",
                     e.stripe,
-                    self.slot,
                     e.seq
                 );
-                *live = Some(e.stripe);
-                *replay = Some(e);
-                return Ok(());
+                return Ok((max, Some(e)));
             }
             if let Some(f) = found.get_mut(i) {
                 *f = None;
             }
         }
+    }
+
+    /// A cluster node died: its slot's live entry, if any, is to be replayed by this AMF
+    /// (`replay`: no replication records covered its write) or only retired (the takeover
+    /// rewrote its write from the records). This AMF's own entry is retired first (its
+    /// buffer is needed). Stripe worker only; sleeps.
+    pub(crate) fn adopt(&self, members: &[Member], failed: u64, slot: u8, replay: bool) -> Result {
+        let mut io = self.io.lock();
+        self.retire(&mut io, members, !failed)?;
+        let (max, live) = self.find_live(&mut io, members, failed, slot)?;
+        if let Some(e) = live {
+            io.replay = Some((e, max + 1));
+            if !replay {
+                self.retire_replayed(&mut io, members, !failed)?;
+            }
+        }
+        Ok(())
     }
 
     /// The worker's side of the log.
@@ -215,18 +237,52 @@ impl ParityLog {
         Ok(bad)
     }
 
-    /// Retires the live entry, if any: its stripe may change in ways it does not know of
-    /// (a write without an entry, another AMF, or its replay). Returns the members whose
-    /// write failed.
+    /// Retires this slot's live entry, if any: its stripe may change in ways it does not
+    /// know of (a write without an entry, another AMF). Returns the members whose write
+    /// failed.
     pub(crate) fn retire(&self, io: &mut LogIo, members: &[Member], targets: u64) -> Result<u64> {
         let Some(stripe) = io.live else {
             return Ok(0);
         };
         let seq = io.seq + 1;
+        let bad = self.write_retired(io, members, targets, self.slot, stripe, seq)?;
+        io.seq = seq;
+        io.live = None;
+        Ok(bad)
+    }
+
+    /// Retires the entry that was to be replayed (once replayed, or when it cannot be).
+    pub(crate) fn retire_replayed(
+        &self,
+        io: &mut LogIo,
+        members: &[Member],
+        targets: u64,
+    ) -> Result<u64> {
+        let Some((e, seq)) = io.replay.take() else {
+            return Ok(0);
+        };
+        let bad = self.write_retired(io, members, targets, e.slot, e.stripe, seq)?;
+        if e.slot == self.slot {
+            io.seq = io.seq.max(seq);
+            io.live = None;
+        }
+        Ok(bad)
+    }
+
+    /// Writes a retired header with sequence number `seq` into node slot `slot`.
+    fn write_retired(
+        &self,
+        io: &mut LogIo,
+        members: &[Member],
+        targets: u64,
+        slot: u8,
+        stripe: u64,
+        seq: u64,
+    ) -> Result<u64> {
         let e = Entry {
             group: self.group,
             ctime: self.ctime,
-            slot: self.slot,
+            slot,
             state: EntryState::Retired,
             seq,
             stripe,
@@ -237,11 +293,7 @@ impl ParityLog {
             pp_crc: 0,
         };
         let LogIo { pool, buf, .. } = io;
-        let bad = self.write(pool, buf, HEADER_BYTES, members, targets, &e)?;
-        io.seq = seq;
-        io.live = None;
-        io.replay = None;
-        Ok(bad)
+        self.write(pool, buf, HEADER_BYTES, members, targets, &e)
     }
 
     /// Encodes `e` into the first block of `buf` and writes `buf[..len]` to the slot.
@@ -259,7 +311,7 @@ impl ParityLog {
             .and_then(|h| h.try_into().ok())
             .ok_or(EINVAL)?;
         ppl::encode::<KernelCrc>(e, head);
-        let sector = ppl::slot_sector(self.slot).ok_or(EINVAL)?;
+        let sector = ppl::slot_sector(e.slot).ok_or(EINVAL)?;
         let out = buf.get(..len).ok_or(EINVAL)?;
         write_all(pool, out, members, targets, sector, "partial parity log")
     }
@@ -276,7 +328,7 @@ impl LogIo {
 
     /// The entry still to replay.
     pub(crate) fn to_replay(&self) -> Option<Entry> {
-        self.replay
+        self.replay.map(|(e, _)| e)
     }
 
     /// The stripe of the live entry.

@@ -218,7 +218,7 @@ impl StripeEngine<'_> {
     fn retire_replayed(&self, log: &ParityLog) -> Result<(), WriteError> {
         let mut io = log.lock();
         let bad = log
-            .retire(&mut io, &self.group.members, !self.group.failed().0)
+            .retire_replayed(&mut io, &self.group.members, !self.group.failed().0)
             .map_err(|_| WriteError::Io)?;
         self.group.mark_failed(MemberSet(bad));
         Ok(())

@@ -384,6 +384,12 @@ impl StripeWorker {
                 Ok(n) => pr_info!("resync: {n} dirty regions of dead node {node} taken over\n"),
                 Err(e) => pr_err!("resync: cannot take over dead node {node}'s bitmap: {e:?}\n"),
             }
+            if let Some(log) = self.group.parity_log() {
+                // Its write in flight, if it logged one, is replayed by this AMF.
+                if let Err(e) = log.adopt(&self.group.members, self.group.failed().0, slot, true) {
+                    pr_err!("ppl: cannot take over dead node {node}'s log: {e:?}\n");
+                }
+            }
         }
     }
 
@@ -448,6 +454,9 @@ impl WorkItem for StripeWorker {
                 let _ = crate::failover::settle(&engine, &mut scratch);
             } else {
                 this.adopt_dead(&scratch);
+                if let Err(e) = engine.replay_log(&mut scratch) {
+                    pr_err!("ppl: replay failed ({e:?}); tried again on the next run\n");
+                }
             }
             if let Some(locks) = scratch.locks.as_mut() {
                 // Blocking callbacks that arrived while idle: let the locks go.
