@@ -15,6 +15,7 @@ use kernel::prelude::*;
 use crate::core_proto::{
     geometry::MemberSet,
     op::{Block, ChunkSet, Io, WriteRequest},
+    parity as reference,
     ppl::{self, Entry},
     wire::OpKind,
 };
@@ -257,6 +258,21 @@ fn fold_written(
     let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
     let mut n = 0;
     match q {
+        Some(q) if !parity::has_xor_syndrome() => {
+            // The CPU's raid6 routines cannot update a syndrome in place (md then gives up
+            // read-modify-write): fold each chunk with its coefficient, {02}^k.
+            for (k, d) in data
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| written.contains(*k))
+            {
+                let d = d.get(r.clone()).ok_or(BlockError::Length)?;
+                parity::xor_into(p, &[d])?;
+                reference::mul_xor_into(q, d, reference::gf_exp2(k))
+                    .map_err(|_| BlockError::Length)?;
+            }
+            Ok(())
+        }
         Some(q) => {
             let zero = zero.get(r.clone()).ok_or(BlockError::Length)?;
             for (k, (s, d)) in srcs.iter_mut().zip(data.iter()).enumerate() {
