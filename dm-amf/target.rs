@@ -868,6 +868,13 @@ impl TargetOperations for AmfTarget {
             // Quiesced: no write in flight, every bit can go (but those still to resync).
             wi.sweep(&self.group.members, self.group.failed().0, true);
         }
+        if let Some(log) = self.group.parity_log() {
+            // Quiesced: no write is torn, nothing to replay at the next load.
+            let mut io = log.lock();
+            if let Ok(bad) = log.retire(&mut io, &self.group.members, !self.group.failed().0) {
+                self.group.mark_failed(MemberSet(bad));
+            }
+        }
         // Quiesced: leave the superblocks saying what happened (a reload reads them next).
         if let Err(e) = self.record_state() {
             pr_err!("cannot record the member states in the superblocks: {e:?}\n");
