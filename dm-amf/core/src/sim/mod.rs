@@ -16,6 +16,11 @@
 //! (`Fail`). After a whole-group crash only writes whose member writes all completed
 //! (durable) must survive: the others were in RAM only, like a volatile write cache.
 //!
+//! A write to a stripe that already lacks a data member is logged first in the writer's slot
+//! of the partial parity log (`crate::ppl`, `world/parity_log.rs`), and every restart replays
+//! the live entries before its resync: the write hole of a degraded group (`Config::ppl`
+//! turns it off, to show the hole).
+//!
 //! Run it with `cargo run --release -p amf-core --features sim --bin amf-sim`, or through the
 //! tests (`cargo test --release -p amf-core sim::`).
 
@@ -72,6 +77,9 @@ pub struct Config {
     pub failed: u64,
     /// Rows per write-intent bitmap region (small, so a group has several regions).
     pub region_rows: u64,
+    /// Partial parity log: writes to a stripe that lacks a data member are logged first,
+    /// and replayed after a crash (`false`: the write hole of a degraded group stays open).
+    pub ppl: bool,
 }
 
 /// Crash `node` (or every node: [`ALL`]) just before the `at_event`-th event.
@@ -152,6 +160,16 @@ pub struct Stats {
     pub bits_cleared: u64,
     /// Member disk failures injected during a run.
     pub member_failures: u64,
+    /// Live partial parity log entries written (before their stripe's write).
+    pub log_entries: u64,
+    /// Retired log entries written (a live entry's stripe about to change, or replayed).
+    pub log_retired: u64,
+    /// Log entry copies in flight at a crash that were lost or torn.
+    pub log_torn: u64,
+    /// Live log entries replayed (parity recomputed, then retired).
+    pub replays: u64,
+    /// Replays skipped (a written chunk's member had failed; the group stops serving).
+    pub replays_skipped: u64,
 }
 
 impl Stats {
@@ -175,6 +193,11 @@ impl Stats {
         self.bits_set += o.bits_set;
         self.bits_cleared += o.bits_cleared;
         self.member_failures += o.member_failures;
+        self.log_entries += o.log_entries;
+        self.log_retired += o.log_retired;
+        self.log_torn += o.log_torn;
+        self.replays += o.replays;
+        self.replays_skipped += o.replays_skipped;
     }
 }
 
@@ -191,6 +214,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Event index at which the last restart resync finished (after a whole-group crash).
     pub resynced_at: Option<u64>,
+    /// Event index at which the first replay of a log entry started.
+    pub replayed_at: Option<u64>,
 }
 
 /// Run one schedule with the given crashes.
@@ -343,8 +368,9 @@ pub fn randomized(
 /// second run in which a member also fails once the restart resyncs are over, and on the
 /// event after it a second run in which one AMF died alone shortly before (its takeover
 /// may be under way when the whole group dies; it restarts with its own bitmap). (A failure
-/// before then can meet a torn row that is not resynced yet: the write hole, which only a
-/// partial parity log closes; see the `degraded_whole_group_crash_is_the_write_hole` test.)
+/// before then can meet a torn row that is not resynced yet: the write hole, which the
+/// partial parity log closes only for writes to stripes that already lacked a data member;
+/// see the `degraded_whole_group_crash_*` tests.)
 pub fn whole_group(cfg: &Config, seeds: core::ops::Range<u64>, fail_every: u64, sum: &mut Summary) {
     for seed in seeds {
         let cfg = Config { seed, ..*cfg };
@@ -386,6 +412,55 @@ pub fn whole_group(cfg: &Config, seeds: core::ops::Range<u64>, fail_every: u64, 
             }];
             let out = run_with(&cfg, &crashes, &fails);
             sum.record_with(&cfg, &crashes, &fails, &out);
+        }
+    }
+}
+
+/// Whole-group crashes of a degraded RAID5/6 array, the write hole's ground: per seed, one
+/// run per event crashing every AMF just before it (each restart replays the live entries of
+/// the partial parity log, then resyncs); on every other event a run in which one AMF died
+/// alone shortly before (its takeover replays its entry and logs the rewrites); and on the
+/// others, when the restart replayed an entry, a run in which a random present member fails
+/// during the replay (beyond the level's tolerance the group stops serving; within it the
+/// replay writes the parity members still there, or skips if a written chunk is gone).
+pub fn degraded_whole_group(cfg: &Config, seeds: core::ops::Range<u64>, sum: &mut Summary) {
+    for seed in seeds {
+        let cfg = Config { seed, ..*cfg };
+        sum.schedules += 1;
+        let base = run(&cfg, &[]);
+        sum.record(&cfg, &[], &base);
+        let mut r = rng::Rng::new(seed ^ 0x9911);
+        for at_event in 0..base.events {
+            let whole = Crash {
+                node: ALL,
+                at_event,
+            };
+            let out = run(&cfg, &[whole]);
+            sum.record(&cfg, &[whole], &out);
+            if at_event % 2 == 1 {
+                let crashes = [
+                    Crash {
+                        node: r.range(0, cfg.nodes as u64 - 1) as usize,
+                        at_event: at_event.saturating_sub(r.range(1, 30)),
+                    },
+                    whole,
+                ];
+                let out = run(&cfg, &crashes);
+                sum.record(&cfg, &crashes, &out);
+                continue;
+            }
+            let Some(replayed) = out.replayed_at else {
+                continue;
+            };
+            let live: Vec<usize> = (0..cfg.members)
+                .filter(|m| cfg.failed & (1 << m) == 0)
+                .collect();
+            let fails = [Fail {
+                member: live[r.range(0, live.len() as u64 - 1) as usize],
+                at_event: (replayed + r.range(0, 8)).saturating_sub(3),
+            }];
+            let out = run_with(&cfg, &[whole], &fails);
+            sum.record_with(&cfg, &[whole], &fails, &out);
         }
     }
 }
@@ -438,6 +513,7 @@ pub fn small(level: Level, fault: Fault) -> Config {
         fault,
         failed: 0,
         region_rows: 1,
+        ppl: true,
     }
 }
 
@@ -467,6 +543,7 @@ pub fn standard_pass(scale: u64, fault: Fault) -> Summary {
             fault,
             failed: 0,
             region_rows: 2,
+            ppl: true,
         };
         // Up to three of four nodes crash: later crashes often hit a recovery in progress,
         // and the last survivor runs alone (acking only after its disk writes).
@@ -531,6 +608,9 @@ mod tests {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
     }
+
+    /// Seeds per configuration of the partial parity log test.
+    const PPL_SEEDS: u64 = 8;
 
     fn scale() -> u64 {
         // Debug builds are ~10x slower: a smaller pass, still over 10,000 crash points.
@@ -636,13 +716,12 @@ mod tests {
         assert!(broken_whole(Fault::SkipResync).violations > 0);
     }
 
-    /// The known limit, shown rather than hidden: a whole-group crash of an already degraded
-    /// RAID5/6 array tears stripes that the restart resync cannot repair (the lost member's
-    /// chunk exists only as the parity that the torn write left stale), so a degraded read
-    /// of a *previously acknowledged* chunk in the same stripe returns garbage: the RAID
-    /// write hole. A partial parity log (PPL, as md's raid5-ppl), which the kernel does not
-    /// have yet, is what closes it. A member failing during the restart resync, before the
-    /// torn row is resynced, is the same hole.
+    /// What the partial parity log closes, shown without it (`ppl: false`): a whole-group
+    /// crash of an already degraded RAID5/6 array tears stripes that the restart resync
+    /// cannot repair (the lost member's chunk exists only as the parity that the torn write
+    /// left stale), so a degraded read of a *previously acknowledged* chunk in the same
+    /// stripe returns garbage: the RAID write hole. A member failing during the restart
+    /// resync, before the torn row is resynced, is the same hole.
     #[test]
     fn degraded_whole_group_crash_is_the_write_hole() {
         let mut sum = Summary::default();
@@ -650,6 +729,7 @@ mod tests {
             let cfg = Config {
                 members,
                 failed,
+                ppl: false,
                 ..small(level, Fault::None)
             };
             whole_group(&cfg, 0..2, 0, &mut sum);
@@ -659,5 +739,44 @@ mod tests {
             sum.stats.whole_crashes, sum.violations
         ));
         assert!(sum.violations > 0);
+    }
+
+    /// The same degraded whole-group crashes with the partial parity log (the default): every
+    /// restart replays the live entries before its resync, so no acknowledged block is lost.
+    /// Also an AMF dying alone shortly before (its takeover replays its entry), and a member
+    /// failing during the replay (the group then stops serving, or the replay writes the
+    /// parity members still there).
+    #[test]
+    fn degraded_whole_group_crash_with_ppl_keeps_every_block() {
+        let mut sum = Summary::default();
+        for (level, members, failed) in [
+            (Level::Raid5, 3, 0b001),
+            (Level::Raid6, 4, 0b0010),
+            (Level::Raid6, 4, 0b0011),
+        ] {
+            let cfg = Config {
+                members,
+                failed,
+                ..small(level, Fault::None)
+            };
+            degraded_whole_group(&cfg, 0..PPL_SEEDS, &mut sum);
+        }
+        let s = &sum.stats;
+        report(&std::format!(
+            "partial parity log (degraded whole-group crash): {} schedules, {} whole-group crashes, \
+             {} entries logged ({} copies torn by a crash), {} replayed, {} skipped (member failed \
+             during the replay), {} member failures, {} violations",
+            sum.schedules,
+            s.whole_crashes,
+            s.log_entries,
+            s.log_torn,
+            s.replays,
+            s.replays_skipped,
+            s.member_failures,
+            sum.violations
+        ));
+        assert_eq!(sum.violations, 0, "{:?}", sum.first);
+        assert!(s.whole_crashes >= 1000 && s.replays >= 100, "{s:?}");
+        assert!(s.log_torn > 0 && s.replays_skipped > 0 && s.member_failures > 0);
     }
 }

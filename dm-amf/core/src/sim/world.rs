@@ -29,7 +29,10 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
+mod parity_log;
 mod resync;
+
+use parity_log::{ReplayCtx, Slot, SlotCopy};
 
 /// Bytes per simulated sector: one u64 naming the write that produced it.
 pub const SECTOR_BYTES: usize = 8;
@@ -71,6 +74,13 @@ enum IoTag {
     Rewrite { stripe: u64 },
     ResyncRead { stripe: u64, idx: usize },
     ResyncWrite { stripe: u64 },
+    // The partial parity log: a copy of an entry of the node's own slot; a replay's read,
+    // its parity write (no write-intent bit: the live entry covers it), a copy of the
+    // Retired entry that ends it.
+    SlotCopy,
+    ReplayRead { stripe: u64, idx: usize },
+    ReplayWrite { stripe: u64 },
+    ReplayRetire { stripe: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +119,16 @@ enum Ev {
         bytes: Vec<u8>,
         tag: IoTag,
     },
+    /// A write to node slot `slot` of the partial parity log on `member`: the header block,
+    /// and the partial parity (`None`: the header alone, as a retirement writes it).
+    LogWrite {
+        node: usize,
+        member: usize,
+        slot: usize,
+        header: Vec<u8>,
+        pp: Option<Vec<u8>>,
+        tag: IoTag,
+    },
     Host {
         node: usize,
     },
@@ -129,6 +149,12 @@ enum Work {
     },
     /// Restart resync of one stripe (its rows lie in a dirty region of the node's bitmap).
     Resync,
+    /// Replay of node slot `slot`'s live log entry for this stripe, then its retirement: at
+    /// a restart (`epoch` None) or in the takeover of a dead AMF.
+    Replay {
+        slot: usize,
+        epoch: Option<u64>,
+    },
 }
 
 impl Work {
@@ -157,6 +183,8 @@ struct OpCtx {
     q: Vec<u8>,
     writes_left: usize,
     early: bool,
+    /// Its writes follow a log entry: the node's slot is its until they complete.
+    logged: bool,
 }
 
 #[derive(Default, Clone)]
@@ -184,6 +212,10 @@ struct RewriteCtx {
     left: usize,
     /// The record being rewritten (its write is durable once `left` reaches 0).
     cur: Option<(u32, u64)>,
+    /// Its writes, while they wait for the node's log slot.
+    pending: Vec<(usize, u64, Vec<u8>)>,
+    /// They follow a log entry: the node's slot is theirs until they complete.
+    logged: bool,
 }
 
 /// One stripe's restart resync: what it reads (member, sector, sectors, logical sector for
@@ -198,6 +230,9 @@ struct ResyncCtx {
 struct RecCtx {
     coord: Coordinator,
     stripes_left: usize,
+    /// Dead AMFs' live log entries still to replay; the rewrites wait for them.
+    replays_left: usize,
+    rewrites: BTreeMap<u64, Vec<(u32, u64)>>,
 }
 
 struct Node {
@@ -223,6 +258,13 @@ struct Node {
     resync: BTreeMap<u64, ResyncCtx>,
     /// Dirty regions of the node's own bitmap left to resync, with their stripes left.
     resync_regions: BTreeMap<u64, BTreeSet<u64>>,
+    /// Its own slot of the partial parity log.
+    slot: Slot,
+    /// Log replays in progress, by stripe.
+    replays: BTreeMap<u64, ReplayCtx>,
+    /// Restart replays left before the resync of `pending_resync` may start.
+    replays_left: usize,
+    pending_resync: BTreeSet<u64>,
 }
 
 /// A node as it boots: empty memory, the workload's remaining host requests, and operation
@@ -248,6 +290,10 @@ fn fresh_node(id: usize, host_left: usize, next_op: u64) -> Node {
         restarting: false,
         resync: BTreeMap::new(),
         resync_regions: BTreeMap::new(),
+        slot: Slot::default(),
+        replays: BTreeMap::new(),
+        replays_left: 0,
+        pending_resync: BTreeSet::new(),
     }
 }
 
@@ -278,6 +324,12 @@ pub struct World {
     /// (owner, op id) to host write: lets a takeover's rewrite mark the write durable.
     op_w: BTreeMap<(usize, u64), u64>,
     resynced_at: Option<u64>,
+    /// Durable: every member's copy of every node slot of the partial parity log.
+    log: Vec<Vec<SlotCopy>>,
+    /// A replay had to be skipped: the group stops serving (host I/O fails).
+    lost: bool,
+    /// Event index at which the first replay started recomputing parity.
+    replayed_at: Option<u64>,
 }
 
 fn val(bytes: &[u8], i: usize) -> u64 {
@@ -385,6 +437,9 @@ impl World {
             bits: Bitmaps::new(cfg.nodes, cfg.region_rows.max(1) * cfg.chunk_sectors),
             op_w: BTreeMap::new(),
             resynced_at: None,
+            log: vec![vec![SlotCopy::default(); cfg.nodes]; cfg.members],
+            lost: false,
+            replayed_at: None,
         };
         for n in 0..cfg.nodes {
             w.schedule(0, Ev::Host { node: n });
@@ -420,7 +475,7 @@ impl World {
     fn disk_write(&mut self, node: usize, member: usize, sector: u64, bytes: Vec<u8>, tag: IoTag) {
         let region = self.bits.region(sector);
         let set = !(self.cfg.fault == Fault::SkipBitmap && matches!(tag, IoTag::OpWrite { .. }));
-        if self.bits.write_issued(node, region, set) {
+        if !matches!(tag, IoTag::ReplayWrite { .. }) && self.bits.write_issued(node, region, set) {
             self.stats.bits_set += 1;
         }
         let d = self.rng.range(1, 6);
@@ -494,6 +549,7 @@ impl World {
             violations: self.chk.violations,
             stats: self.stats,
             resynced_at: self.resynced_at,
+            replayed_at: self.replayed_at,
         }
     }
 
@@ -515,20 +571,32 @@ impl World {
         let pending: Vec<u64> = self
             .events
             .iter()
-            .filter(|(_, e)| matches!(e, Ev::DiskWrite { node: n, .. } if *n == node))
+            .filter(|(_, e)| {
+                matches!(e, Ev::DiskWrite { node: n, .. } | Ev::LogWrite { node: n, .. } if *n == node)
+            })
             .map(|(s, _)| *s)
             .collect();
         for s in pending {
-            if let Some(Ev::DiskWrite {
-                member,
-                sector,
-                bytes,
-                ..
-            }) = self.events.remove(&s)
-            {
-                if self.rng.chance(1, 2) {
-                    self.land(member, sector, &bytes);
+            match self.events.remove(&s) {
+                Some(Ev::DiskWrite {
+                    member,
+                    sector,
+                    bytes,
+                    ..
+                }) => {
+                    let lands = self.rng.chance(1, 2);
+                    if lands {
+                        self.land(member, sector, &bytes);
+                    }
                 }
+                Some(Ev::LogWrite {
+                    member,
+                    slot,
+                    header,
+                    pp,
+                    ..
+                }) => self.land_log_torn(member, slot, &header, pp.as_deref()),
+                _ => {}
             }
         }
         self.arb.mark_dead(node);
@@ -640,8 +708,26 @@ impl World {
                 }
                 self.land(member, sector, &bytes);
                 if self.nodes[node].alive {
-                    let region = self.bits.region(sector);
-                    self.bits.write_done(node, region);
+                    if !matches!(tag, IoTag::ReplayWrite { .. }) {
+                        let region = self.bits.region(sector);
+                        self.bits.write_done(node, region);
+                    }
+                    self.io_done(node, tag, None);
+                }
+            }
+            Ev::LogWrite {
+                node,
+                member,
+                slot,
+                header,
+                pp,
+                tag,
+            } => {
+                if self.cfg.failed & (1 << member) != 0 {
+                    self.violation(format!("log write to failed member {member}"));
+                }
+                self.land_log(member, slot, &header, pp.as_deref());
+                if self.nodes[node].alive {
                     self.io_done(node, tag, None);
                 }
             }
@@ -749,7 +835,10 @@ impl World {
 
     fn enqueue(&mut self, node: usize, stripe: u64, work: Work) {
         let q = self.nodes[node].stripes.entry(stripe).or_default();
-        if matches!(work, Work::Recover { .. } | Work::Resync) {
+        if matches!(
+            work,
+            Work::Recover { .. } | Work::Resync | Work::Replay { .. }
+        ) {
             q.queue.push_front(work);
         } else {
             q.queue.push_back(work);
@@ -757,7 +846,18 @@ impl World {
         self.pump(node, stripe);
     }
 
+    /// Send a lock action; a down-conversion waits until the node's log entry for the stripe,
+    /// if live, is retired (another AMF may change the stripe once it has the lock).
     fn send_lock(&mut self, node: usize, stripe: u64, a: LockAction) {
+        if let LockAction::Convert(m) = a {
+            if m != Mode::Ex && self.retire_before_release(node, stripe, a) {
+                return;
+            }
+        }
+        self.send_lock_now(node, stripe, a);
+    }
+
+    fn send_lock_now(&mut self, node: usize, stripe: u64, a: LockAction) {
         match a {
             LockAction::Request(m) | LockAction::Convert(m) => {
                 let d = self.rng.range(1, 4);
@@ -787,7 +887,12 @@ impl World {
         let Some(head) = q.queue.front() else {
             return;
         };
-        if paused && !matches!(head, Work::Recover { .. } | Work::Resync) {
+        if paused
+            && !matches!(
+                head,
+                Work::Recover { .. } | Work::Resync | Work::Replay { .. }
+            )
+        {
             return;
         }
         let mode = head.mode();
@@ -846,6 +951,14 @@ impl World {
         match work {
             Work::Write { w, req } => self.start_write(node, w, req),
             Work::Read { rid } => {
+                if !self.serving() {
+                    // The host gets an I/O error.
+                    self.nodes[node].reads.remove(&rid);
+                    self.stats.refused += 1;
+                    self.host_done(node);
+                    self.work_done(node, stripe);
+                    return;
+                }
                 let Some(r) = self.nodes[node].reads.get(&rid) else {
                     return;
                 };
@@ -904,11 +1017,14 @@ impl World {
                         ops: ops.into_iter().collect(),
                         left: 0,
                         cur: None,
+                        pending: Vec::new(),
+                        logged: false,
                     },
                 );
                 self.next_rewrite(node, stripe);
             }
             Work::Resync => self.start_resync(node, stripe),
+            Work::Replay { slot, epoch } => self.start_replay(node, stripe, slot, epoch),
         }
     }
 
@@ -916,6 +1032,10 @@ impl World {
 
     fn start_write(&mut self, node: usize, w: u64, req: WriteRequest) {
         let plan = match plan_write(&self.g, &req, MemberSet(self.failed)) {
+            Ok(_) if !self.serving() => Err(OpError::TooManyFailures),
+            r => r,
+        };
+        let plan = match plan {
             Ok(p) => p,
             Err(OpError::TooManyFailures) => {
                 // The host gets an I/O error: nothing written, nothing acked.
@@ -954,6 +1074,7 @@ impl World {
                 q: vec![0; len],
                 writes_left: 0,
                 early: false,
+                logged: false,
             },
         );
         if self.cfg.fault == Fault::AckBeforeReplication {
@@ -1031,7 +1152,7 @@ impl World {
                     }
                 }
             } else {
-                self.issue_writes(node, id);
+                self.op_write(node, id);
             }
         }
         if fx.retire {
@@ -1336,10 +1457,44 @@ impl World {
             }
         }
         self.stats.recoveries += 1;
+        // The dead AMFs' live log entries are replayed (and retired) first: their stripes
+        // may be torn, and the rewrites change them.
+        let replays = if self.cfg.ppl {
+            self.live_slots(dead)
+        } else {
+            Vec::new()
+        };
         self.nodes[node].rec = Some(RecCtx {
             coord: Coordinator::new(dead, epoch),
             stripes_left: by_stripe.len(),
+            replays_left: replays.len(),
+            rewrites: BTreeMap::new(),
         });
+        if replays.is_empty() {
+            self.start_rewrites(node, epoch, by_stripe);
+            return;
+        }
+        if let Some(rec) = self.nodes[node].rec.as_mut() {
+            rec.rewrites = by_stripe;
+        }
+        for (slot, stripe) in replays {
+            self.enqueue(
+                node,
+                stripe,
+                Work::Replay {
+                    slot,
+                    epoch: Some(epoch),
+                },
+            );
+        }
+    }
+
+    fn start_rewrites(
+        &mut self,
+        node: usize,
+        epoch: u64,
+        by_stripe: BTreeMap<u64, Vec<(u32, u64)>>,
+    ) {
         if by_stripe.is_empty() {
             self.rewrites_finished(node);
             return;
@@ -1377,6 +1532,7 @@ impl World {
             let held = self.nodes[node].held.get(&key).cloned().unwrap_or_default();
             let ios = match recovery::rewrite_ios(&self.g, &h, MemberSet(self.failed)) {
                 Ok(ios) => ios,
+                Err(_) if !self.serving() => continue,
                 Err(e) => {
                     self.violation(format!("rewrite plan failed: {e:?}"));
                     continue;
@@ -1402,11 +1558,25 @@ impl World {
             if let Some(rw) = self.nodes[node].rewrites.get_mut(&stripe) {
                 rw.left = evs.len();
                 rw.cur = Some(key);
+                rw.pending = evs;
             }
-            for (member, sector, bytes) in evs {
-                self.disk_write(node, member, sector, bytes, IoTag::Rewrite { stripe });
+            if self.cfg.ppl {
+                self.rewrite_write(node, &h, &held);
+            } else {
+                self.issue_rewrite(node, stripe);
             }
             return;
+        }
+    }
+
+    /// Issue the writes of the record being rewritten on `stripe`.
+    fn issue_rewrite(&mut self, node: usize, stripe: u64) {
+        let evs = match self.nodes[node].rewrites.get_mut(&stripe) {
+            Some(rw) => std::mem::take(&mut rw.pending),
+            None => Vec::new(),
+        };
+        for (member, sector, bytes) in evs {
+            self.disk_write(node, member, sector, bytes, IoTag::Rewrite { stripe });
         }
     }
 
@@ -1512,11 +1682,13 @@ impl World {
             IoTag::OpWrite { op } => {
                 let peers = self.peers(node);
                 let mut durable = None;
+                let mut release = false;
                 let fx = match self.nodes[node].ops.get_mut(&op) {
                     Some(c) if !c.early => {
                         c.writes_left -= 1;
                         if c.writes_left == 0 {
                             durable = Some(c.w);
+                            release = std::mem::take(&mut c.logged);
                             c.op.writes_done(peers).ok()
                         } else {
                             None
@@ -1526,6 +1698,9 @@ impl World {
                 };
                 if let Some(w) = durable {
                     self.chk.durable(w);
+                }
+                if release {
+                    self.slot_release(node);
                 }
                 if let Some(fx) = fx {
                     self.apply(node, op, fx);
@@ -1564,13 +1739,20 @@ impl World {
                 self.sector_read(node, rid, idx, v);
             }
             IoTag::Rewrite { stripe } => {
+                let mut release = false;
                 let next = match self.nodes[node].rewrites.get_mut(&stripe) {
                     Some(rw) => {
                         rw.left -= 1;
+                        if rw.left == 0 {
+                            release = std::mem::take(&mut rw.logged);
+                        }
                         (rw.left == 0).then_some(rw.cur)
                     }
                     None => None,
                 };
+                if release {
+                    self.slot_release(node);
+                }
                 if let Some(cur) = next {
                     let w = cur.and_then(|(o, id)| self.op_w.get(&(o as usize, id)).copied());
                     if let Some(w) = w {
@@ -1593,6 +1775,11 @@ impl World {
                 if all {
                     self.resync_write(node, stripe);
                 }
+            }
+            IoTag::SlotCopy => self.slot_copy_done(node),
+            IoTag::ReplayRead { stripe, idx } => self.replay_read_done(node, stripe, idx, data),
+            IoTag::ReplayWrite { stripe } | IoTag::ReplayRetire { stripe } => {
+                self.replay_write_done(node, stripe)
             }
             IoTag::ResyncWrite { stripe } => {
                 let all = match self.nodes[node].resync.get_mut(&stripe) {
@@ -1725,6 +1912,9 @@ impl World {
 
     /// Right after a recovery: every stripe nobody is working on must be consistent.
     fn check_after_recovery(&mut self) {
+        if !self.serving() {
+            return;
+        }
         for st in 0..self.g.stripes() {
             let busy = self
                 .nodes
@@ -1745,19 +1935,28 @@ impl World {
                 && (node.host_left > 0
                     || node.host_inflight > 0
                     || node.paused
-                    || !node.ops.is_empty())
+                    || !node.ops.is_empty()
+                    || node.slot.busy()
+                    || !node.replays.is_empty())
             {
                 let msg = format!(
-                    "stuck: node {n} left {} inflight {} paused {} ops {}",
+                    "stuck: node {n} left {} inflight {} paused {} ops {} log slot busy {} replays {}",
                     node.host_left,
                     node.host_inflight,
                     node.paused,
-                    node.ops.len()
+                    node.ops.len(),
+                    node.slot.busy(),
+                    node.replays.len()
                 );
                 self.violation(msg);
             }
         }
         self.chk.final_check();
+        if !self.serving() {
+            // The group stopped serving (more members failed than it tolerates, or a replay
+            // could not run): what it holds is not read any more.
+            return;
+        }
         let g = self.g;
         for st in 0..g.stripes() {
             if let Err(e) = self.stripe_consistent(st) {

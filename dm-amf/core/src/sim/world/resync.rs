@@ -25,19 +25,28 @@ impl World {
         let events = std::mem::take(&mut self.events);
         self.heap.clear();
         for (_, ev) in events {
-            if let Ev::DiskWrite {
-                member,
-                sector,
-                bytes,
-                ..
-            } = ev
-            {
-                if self.rng.chance(1, 2) {
-                    self.stats.torn_landed += 1;
-                    self.land(member, sector, &bytes);
-                } else {
-                    self.stats.torn_lost += 1;
+            match ev {
+                Ev::DiskWrite {
+                    member,
+                    sector,
+                    bytes,
+                    ..
+                } => {
+                    if self.rng.chance(1, 2) {
+                        self.stats.torn_landed += 1;
+                        self.land(member, sector, &bytes);
+                    } else {
+                        self.stats.torn_lost += 1;
+                    }
                 }
+                Ev::LogWrite {
+                    member,
+                    slot,
+                    header,
+                    pp,
+                    ..
+                } => self.land_log_torn(member, slot, &header, pp.as_deref()),
+                _ => {}
             }
         }
         self.chk.whole_crash();
@@ -78,8 +87,11 @@ impl World {
         out
     }
 
-    /// Boot after a whole-group crash: queue a resync of every stripe in a dirty region of
-    /// the node's own bitmap (the `SkipResync` bug serves at once).
+    /// Boot after a whole-group crash: replay every live entry of the partial parity log
+    /// (any node slot's: a node that does not come back is covered too; the replays of one
+    /// entry meet under its stripe's lock and only the first finds it live), then queue a
+    /// resync of every stripe in a dirty region of the node's own bitmap (the `SkipResync`
+    /// bug serves at once).
     fn restart(&mut self, node: usize) {
         let regions = if self.cfg.fault == Fault::SkipResync {
             Vec::new()
@@ -103,6 +115,25 @@ impl World {
         n.restarting = true;
         n.paused = true;
         n.resync_regions = todo;
+        let replays = if self.cfg.ppl {
+            self.live_slots(u64::MAX)
+        } else {
+            Vec::new()
+        };
+        if replays.is_empty() {
+            self.restart_resync(node, stripes);
+            return;
+        }
+        let n = &mut self.nodes[node];
+        n.replays_left = replays.len();
+        n.pending_resync = stripes;
+        for (slot, stripe) in replays {
+            self.enqueue(node, stripe, Work::Replay { slot, epoch: None });
+        }
+    }
+
+    /// The restart's replays are done: resync the dirty regions' stripes.
+    pub(super) fn restart_resync(&mut self, node: usize, stripes: BTreeSet<u64>) {
         if stripes.is_empty() {
             self.restart_done(node);
             return;
@@ -113,6 +144,9 @@ impl World {
     }
 
     fn restart_done(&mut self, node: usize) {
+        if self.cfg.ppl {
+            self.slot_boot(node);
+        }
         let n = &mut self.nodes[node];
         n.restarting = false;
         if n.epoch == 0 {
