@@ -12,6 +12,7 @@
 use kernel::{new_mutex, prelude::*, sync::Mutex};
 
 use crate::core_proto::{
+    geometry::{MemberSet, StripeLayout},
     op::{ChunkSet, WriteRequest},
     ppl::{self, Entry, EntryError, EntryState, HEADER_BYTES, HEADER_SECTORS},
     superblock::{Superblock, Uuid},
@@ -48,6 +49,9 @@ pub(crate) struct ParityLog {
     slot: u8,
     /// Parity chunks a stripe: partial parity blocks an entry holds.
     parity: u8,
+    /// The table's `ppl`: every write is logged, not only those to rows that lack a data
+    /// member.
+    always: bool,
     #[pin]
     io: Mutex<LogIo>,
 }
@@ -63,7 +67,7 @@ impl ParityLog {
     pub(crate) fn load(
         sb: &Superblock,
         slot: u8,
-        parity: usize,
+        (parity, always): (usize, bool),
         members: &[Member],
         unusable: u64,
     ) -> Result<Pin<KBox<Self>>, CtrError> {
@@ -77,6 +81,7 @@ impl ParityLog {
                 ctime: sb.ctime,
                 slot,
                 parity,
+                always,
                 io <- new_mutex!(
                     LogIo { pool, buf, seq: 0, live: None, replay: None },
                     "amf:parity_log"
@@ -197,6 +202,21 @@ impl ParityLog {
     /// Parity chunks a stripe.
     pub(crate) fn parity(&self) -> usize {
         usize::from(self.parity)
+    }
+
+    /// Whether a write to a stripe laid out as `layout`, with the members `unavailable`
+    /// out, is logged.
+    pub(crate) fn logs(&self, layout: &StripeLayout, unavailable: MemberSet) -> bool {
+        let parity_live = [layout.p, layout.q]
+            .into_iter()
+            .flatten()
+            .any(|m| !unavailable.contains(m));
+        (self.always && parity_live) || ppl::needs_log(layout, unavailable)
+    }
+
+    /// The table's `ppl`.
+    pub(crate) fn always(&self) -> bool {
+        self.always
     }
 
     /// Logs a write of `req`'s range whose data chunks `written` are on present members:

@@ -35,7 +35,7 @@ impl StripeEngine<'_> {
             .group
             .geometry
             .layout(req.stripe)
-            .is_ok_and(|l| ppl::needs_log(&l, self.group.unavailable(req.stripe)));
+            .is_ok_and(|l| log.logs(&l, self.group.unavailable(req.stripe)));
         if !needs {
             return (req, covered);
         }
@@ -65,7 +65,7 @@ impl StripeEngine<'_> {
             .map_err(|_| WriteError::Plan)?;
         let mut io = log.lock();
         let fits = req.sectors <= ppl::max_sectors(log.parity());
-        if !ppl::needs_log(&layout, unavailable) || !fits {
+        if !log.logs(&layout, unavailable) || !fits {
             if !fits {
                 // Only when a member failed after the request was cut (`cap_for_log`).
                 pr_warn!(

@@ -526,7 +526,8 @@ impl TargetOperations for AmfTarget {
                 intent = Some(WriteIntent::load(sb, slot, &members, unusable)?);
                 if parity {
                     let n = geometry.parity_chunks();
-                    log = Some(ParityLog::load(sb, slot, n, &members, unusable)?);
+                    let how = (n, spec.ppl);
+                    log = Some(ParityLog::load(sb, slot, how, &members, unusable)?);
                 }
             }
             meta = Some(
@@ -784,8 +785,10 @@ impl TargetOperations for AmfTarget {
                 let cluster_words = self.cluster.as_ref().map_or(0, |c| {
                     4 + 2 * usize::from(c.lock_stripes != 1) + c.repl_words.1
                 });
+                let ppl = g.parity_log().is_some_and(|l| l.always());
                 let params = 1
                     + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()))
+                    + usize::from(ppl)
                     + cluster_words;
                 let _ = write!(out, "{level} {params} {}", g.chunk_sectors);
                 if let Some(copies) = copies {
@@ -793,6 +796,9 @@ impl TargetOperations for AmfTarget {
                 }
                 if let Some(uuid) = self.uuid.as_ref() {
                     let _ = write!(out, " group {}", UuidText(uuid));
+                }
+                if ppl {
+                    let _ = out.write_str(" ppl");
                 }
                 if let Some(c) = self.cluster.as_ref() {
                     let _ = write!(

@@ -146,6 +146,10 @@ pub enum TableError {
     BadTransport,
     /// `transport` without `peers`.
     TransportNeedsPeers,
+    /// `ppl` with a level other than raid5 and raid6.
+    PplLevel,
+    /// `ppl` without `group` (the log lives in the members' reserved area).
+    PplNeedsGroup,
 }
 
 impl TableError {
@@ -196,6 +200,8 @@ impl TableError {
             Self::BadAuthKey => c"auth_key must be <prefix>:<name>, 1 to 255 characters",
             Self::BadTransport => c"transport must be tcp or rdma",
             Self::TransportNeedsPeers => c"transport needs peers",
+            Self::PplLevel => c"ppl is only valid for raid5 and raid6",
+            Self::PplNeedsGroup => c"ppl needs group <uuid>",
         }
     }
 }
@@ -408,6 +414,9 @@ pub struct TableSpec<'a> {
     /// [peers <n> <peer>... auth_key <desc>]`): `None` for a single-node target, which takes
     /// no locks.
     pub cluster: Option<ClusterSpec<'a>>,
+    /// `ppl`: every raid5/6 write goes through the partial parity log, not only those to
+    /// rows that lack a member (closes the write hole of a member lost after a crash).
+    pub ppl: bool,
     members: [MemberArg<'a>; MAX_MEMBERS],
     nr_members: usize,
 }
@@ -530,6 +539,8 @@ struct Optional<'a> {
     auth_key: Option<&'a str>,
     /// `transport tcp|rdma`.
     transport: Option<TransportKind>,
+    /// `ppl`.
+    ppl: bool,
 }
 
 /// The `<n>` entries after `peers <n>`, checked and sorted by node id.
@@ -575,6 +586,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
     let mut group = None;
     let (mut cluster, mut node, mut lock_stripes) = (None, None, None);
     let (mut peers, mut auth_key, mut transport) = (None, None, None);
+    let mut ppl = false;
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -668,8 +680,21 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
                 let value = it.next().ok_or(TableError::BadTransport)?;
                 transport = Some(TransportKind::parse(value).ok_or(TableError::BadTransport)?);
             }
+            // A flag, like dm-raid's `sync`: md's `consistency_policy=ppl`.
+            "ppl" => {
+                if ppl {
+                    return Err(TableError::DuplicateParam);
+                }
+                if !matches!(level, Level::Raid5 | Level::Raid6) {
+                    return Err(TableError::PplLevel);
+                }
+                ppl = true;
+            }
             _ => return Err(TableError::UnknownParam),
         }
+    }
+    if ppl && group.is_none() {
+        return Err(TableError::PplNeedsGroup);
     }
     Ok(Optional {
         rebuild,
@@ -680,6 +705,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
         peers,
         auth_key,
         transport,
+        ppl,
     })
 }
 
@@ -812,7 +838,7 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
     let chunk_sectors = parse_chunk(word(2)?)?;
     let mut level = level;
     let opt = parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
-    let (rebuild, group) = (opt.rebuild, opt.group);
+    let (rebuild, group, ppl) = (opt.rebuild, opt.group, opt.ppl);
     let cluster = cluster_spec(&opt, level)?;
 
     let devs_at = 2 + nr_params;
@@ -861,6 +887,7 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
         rebuild,
         group,
         cluster,
+        ppl,
         members,
         nr_members: nr_devs,
     };
@@ -1670,6 +1697,8 @@ mod tests {
             TableError::BadAuthKey,
             TableError::BadTransport,
             TableError::TransportNeedsPeers,
+            TableError::PplLevel,
+            TableError::PplNeedsGroup,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();
@@ -2018,6 +2047,38 @@ mod tests {
         // The usual member checks still apply.
         let l = std::format!("raid5 3 128 group {GROUP} 3 - 0 /dev/b 0 - 0");
         assert_eq!(err(&l, 256), TableError::TooManyFailed);
+    }
+
+    #[test]
+    fn ppl_parameter() {
+        use TableError::*;
+        let four = "4 /dev/a 8192 /dev/b 8192 /dev/c 8192 /dev/d 8192";
+        let t = |lvl: &str, params: &str, len| {
+            parse(&words(&std::format!("{lvl} {params} {four}")), len).map(|t| t.ppl)
+        };
+        assert_eq!(
+            t("raid5", &std::format!("3 128 group {GROUP}"), 384),
+            Ok(false)
+        );
+        assert_eq!(
+            t("raid5", &std::format!("4 128 group {GROUP} ppl"), 384),
+            Ok(true)
+        );
+        assert_eq!(
+            t("raid6", &std::format!("4 128 ppl group {GROUP}"), 256),
+            Ok(true)
+        );
+        assert_eq!(t("raid5", "2 128 ppl", 384), Err(PplNeedsGroup));
+        assert_eq!(
+            t("raid1", &std::format!("4 128 group {GROUP} ppl"), 128),
+            Err(PplLevel)
+        );
+        assert_eq!(
+            t("raid0", &std::format!("4 128 group {GROUP} ppl"), 512),
+            Err(PplLevel)
+        );
+        let twice = std::format!("5 128 ppl group {GROUP} ppl");
+        assert_eq!(t("raid5", &twice, 384), Err(DuplicateParam));
     }
 
     #[test]
