@@ -56,7 +56,10 @@ Too many failed members for the RAID level|0 768 amf raid5 1 128 3 - 0 - 0 /dev/
 Too many failed members for the RAID level|0 768 amf raid5 3 128 rebuild 0 3 /dev/vda 0 - 0 /dev/vdc 0
 Too many failed members for the RAID level|0 768 amf raid6 5 128 rebuild 0 rebuild 1 4 /dev/vda 0 /dev/vdb 0 - 0 /dev/vdd 0
 Too many failed members for the RAID level|0 512 amf raid0 1 128 2 /dev/vda 0 - 0
-Device lookup failed|0 768 amf raid5 1 128 3 - 0 /dev/vdz 0 /dev/vdc 0"
+Device lookup failed|0 768 amf raid5 1 128 3 - 0 /dev/vdz 0 /dev/vdc 0
+ppl needs group <uuid>|0 768 amf raid5 2 128 ppl 3 /dev/vda 0 /dev/vdb 0 /dev/vdc 0
+ppl is only valid for raid5 and raid6|0 1024 amf raid1 4 128 group 0123456789abcdef0123456789abcdef ppl 2 /dev/vda 0 /dev/vdb 0
+Duplicate optional parameter|0 768 amf raid5 5 128 ppl group 0123456789abcdef0123456789abcdef ppl 3 /dev/vda 0 /dev/vdb 0 /dev/vdc 0"
 NCASES=$(echo "$CASES" | wc -l)
 
 ktap_plan $((NCASES + 1 + 1 + 2))
