@@ -12,8 +12,18 @@
 # and with PPL:
 #   bench: bitmap-<4k-randwrite|full-stripe> <amf-bitmap|amf-bitmap-1m>/amf = <ratio>
 #   bench: bitmap-<4k-randwrite|full-stripe> <md-bitmap|md-bitmap-1m|md-ppl>/md = <ratio>
-# and the raw numbers with member writes per write. A check fails only when a tool fails or
-# a set-up or data check does (the amf groups' parity is scrubbed after their runs).
+# and the raw numbers with member writes per write.
+#
+# Then the cost of the partial parity log: the same two workloads on a DEGRADED raid5 (member
+# 3, /dev/vdd, missing from the start) on amf without `group` (no bitmap, no log), amf with
+# `group` (bitmap and log), md without bitmap and md with --consistency-policy=ppl:
+#   bench: ppl-<4k-randwrite|full-stripe> amf-degraded-ppl/amf-degraded = <ratio>
+#   bench: ppl-<4k-randwrite|full-stripe> md-degraded-ppl/md-degraded = <ratio>
+# and the raw numbers with member writes and reads and amf's log headers per write.
+#
+# amf.env=AMF_BENCH_ONLY=<part>[+<part>...] runs only the parts named (peers, bitmap, ppl),
+# the others are skipped. A check fails only when a tool fails or a set-up or data check
+# does (the amf groups' parity is scrubbed after their runs).
 . /amf/lib/ktap.sh
 
 SECS=${AMF_BENCH_SECS:-5}
@@ -100,18 +110,39 @@ parity_compare() {
 	report "$1" "$2" $_a $_p
 }
 
-ktap_plan $((6 + 7))
+ktap_plan $((6 + 7 + 4))
 ktap_check "load dm-amf" amf_load
 
-# peer_check NAME CMD...: ktap_check; with AMF_BENCH_ONLY=bitmap (amf.env) a skip, so that
-# only the write-intent bitmap part below runs.
-peer_check() {
-	if [ "${AMF_BENCH_ONLY:-}" = bitmap ]; then
-		ktap_skip "$1" "AMF_BENCH_ONLY=bitmap: only the bitmap part"
-	else
+# part PART: whether PART (peers, bitmap, ppl) runs: every part without AMF_BENCH_ONLY
+# (amf.env), else the parts it names, '+'-separated.
+part() {
+	case "+${AMF_BENCH_ONLY:-$1}+" in
+	*"+$1+"*) return 0 ;;
+	esac
+	return 1
+}
+
+# part_check PART NAME CMD...: ktap_check when PART runs, else a skip.
+part_check() {
+	_part=$1
+	shift
+	if part "$_part"; then
 		ktap_check "$@"
+	else
+		ktap_skip "$1" "AMF_BENCH_ONLY=$AMF_BENCH_ONLY: not the $_part part"
 	fi
 }
+
+# md_check PART NAME CMD...: part_check, a skip without mdadm in the guest.
+md_check() {
+	if part "$1" && ! command -v mdadm >/dev/null; then
+		ktap_skip "$2" "no mdadm in the guest (vm.sh --extra mdadm)"
+	else
+		part_check "$@"
+	fi
+}
+
+peer_check() { part_check peers "$@"; }
 
 LEN0=$((ROWS * CHUNK * 4))
 peer_check "raid0 vs dm-striped" compare raid0 dm-striped \
@@ -169,38 +200,44 @@ BM_DATA=$((ROWS * CHUNK))      # sectors per member
 BM_STRIPE_K=$((CHUNK * 3 / 2)) # KiB of data per stripe: 1536
 export MDADM_NO_UDEV=1
 
-# bm_writes: writes completed by the four member disks so far.
-bm_writes() {
-	_s=0
+# bm_io: writes and reads completed by the four member disks so far ("<writes> <reads>").
+bm_io() {
+	_s=0 _r=0
 	for d in $DISKS; do
 		# shellcheck disable=SC2046 # the stat fields
 		set -- $(cat "/sys/block/${d#/dev/}/stat")
-		_s=$((_s + $5))
+		_s=$((_s + $5)) _r=$((_r + $1))
 	done
-	echo $_s
+	echo "$_s $_r"
 }
 
 # bm_run KIND DEV: one workload (rand: 4 KiB random writes, qd 16; seq: full-stripe sequential
-# writes, qd 4), no ramp. Sets BM_V (IOPS for rand, KiB/s for seq) and BM_PW (member writes
-# per fio write).
+# writes, qd 4), no ramp. Sets BM_V (IOPS for rand, KiB/s for seq), BM_N (fio's writes),
+# BM_PW and BM_PR (member writes and reads per fio write).
 bm_run() {
 	case $1 in
 	rand) _rw=randwrite _bk=4 _qd=16 ;;
 	*) _rw=write _bk=$BM_STRIPE_K _qd=4 ;;
 	esac
-	_w0=$(bm_writes)
+	_io0=$(bm_io)
 	_out=$(fio --name=b --filename="$2" --direct=1 --ioengine=libaio --rw=$_rw --bs=${_bk}k \
 		--iodepth=$_qd --numjobs=1 --time_based --runtime="$SECS" --randseed=1 \
 		--output-format=terse --terse-version=3 2>"$KTAP_TMP/fio.err") ||
 		{ echo "fio $_rw on $2 failed:"; cat "$KTAP_TMP/fio.err"; return 1; }
-	_w1=$(bm_writes)
+	_io1=$(bm_io)
 	# terse v3: write KiB in field 47, bandwidth (KiB/s) 48, IOPS 49.
 	# shellcheck disable=SC2046 # two words
 	set -- $(echo "$_out" | awk -F';' -v r=$_rw '{ print (r == "randwrite" ? $49 : $48), $47 }')
 	BM_V=$1
-	BM_PW=$(awk -v m=$((_w1 - _w0)) -v k="$2" -v b=$_bk \
-		'BEGIN { n = k / b; if (n > 0) printf "%.2f", m / n; else print "nan" }')
+	BM_N=$(awk -v k="$2" -v b=$_bk 'BEGIN { printf "%d", k / b }')
+	BM_PW=$(per_write $((${_io1% *} - ${_io0% *})))
+	BM_PR=$(per_write $((${_io1#* } - ${_io0#* })))
 	[ -n "$BM_V" ] || { echo "no fio result: $_out"; return 1; }
+}
+
+# per_write COUNT: COUNT over the last bm_run's fio writes.
+per_write() {
+	awk -v m="$1" -v n="$BM_N" 'BEGIN { if (n > 0) printf "%.2f", m / n; else print "nan" }'
 }
 
 # bm_keep CFG KIND [NOTE]: stores BM_V and BM_PW as CFG's result for KIND, prints it.
@@ -311,42 +348,193 @@ bm_md() {
 	done
 }
 
-ktap_check "raid5 bitmap cost: amf without group (no bitmap)" bm_amf amf no
-ktap_check "raid5 bitmap cost: amf with group, default region" bm_amf amf_bitmap yes
-ktap_check "raid5 bitmap cost: amf with group, 1 MiB region" bm_amf amf_bitmap_1m yes 2048
-if command -v mdadm >/dev/null; then
-	ktap_check "raid5 bitmap cost: md without bitmap" bm_md md resync --bitmap=none
-	ktap_check "raid5 bitmap cost: md, internal bitmap, 64 MiB chunk" bm_md md_bitmap bitmap \
-		--bitmap=internal --bitmap-chunk=64M
-	ktap_check "raid5 bitmap cost: md, internal bitmap, 1 MiB chunk" bm_md md_bitmap_1m bitmap \
-		--bitmap=internal --bitmap-chunk=1M
-	ktap_check "raid5 bitmap cost: md with PPL" bm_md md_ppl ppl --consistency-policy=ppl
-else
-	for c in "md without bitmap" "md, internal bitmap, 64 MiB chunk" \
-		"md, internal bitmap, 1 MiB chunk" "md with PPL"; do
-		ktap_skip "raid5 bitmap cost: $c" "no mdadm in the guest (vm.sh --extra mdadm)"
-	done
-fi
+part_check bitmap "raid5 bitmap cost: amf without group (no bitmap)" bm_amf amf no
+part_check bitmap "raid5 bitmap cost: amf with group, default region" bm_amf amf_bitmap yes
+part_check bitmap "raid5 bitmap cost: amf with group, 1 MiB region" \
+	bm_amf amf_bitmap_1m yes 2048
+md_check bitmap "raid5 bitmap cost: md without bitmap" bm_md md resync --bitmap=none
+md_check bitmap "raid5 bitmap cost: md, internal bitmap, 64 MiB chunk" \
+	bm_md md_bitmap bitmap --bitmap=internal --bitmap-chunk=64M
+md_check bitmap "raid5 bitmap cost: md, internal bitmap, 1 MiB chunk" \
+	bm_md md_bitmap_1m bitmap --bitmap=internal --bitmap-chunk=1M
+md_check bitmap "raid5 bitmap cost: md with PPL" bm_md md_ppl ppl --consistency-policy=ppl
 
-# The bench: lines, then the raw numbers ("# bitmap-..."). A ratio of a volume that did not
-# run is nan.
-bm_report() {
+# cost_report PART PAIRS CONFIGS: the bench: lines "<PART>-<4k-randwrite|full-stripe> A/B"
+# for each A:B of PAIRS, then the raw numbers of CONFIGS ("# <PART>-..."). A ratio of a volume
+# that did not run is nan.
+cost_report() {
 	for _k in rand seq; do
-		if [ $_k = rand ]; then _n=bitmap-4k-randwrite _u=IOPS; else _n=bitmap-full-stripe _u=KiB/s; fi
-		for _p in amf_bitmap:amf amf_bitmap_1m:amf md_bitmap:md md_bitmap_1m:md md_ppl:md; do
+		if [ $_k = rand ]; then _n=$1-4k-randwrite _u=IOPS; else _n=$1-full-stripe _u=KiB/s; fi
+		for _p in $2; do
 			_a=${_p%:*} _b=${_p#*:} _va='' _vb=''
 			eval "_va=\${BMV_${_k}_$_a:-} _vb=\${BMV_${_k}_$_b:-}"
 			_q=nan
 			[ -z "$_va" ] || _q=$(ratio "$_va" "$_vb")
-			echo "bench: $_n $(echo $_a | tr _ -)/$_b = $_q"
+			echo "bench: $_n $(echo "$_a" | tr _ -)/$(echo "$_b" | tr _ -) = $_q"
 		done
-		for _c in amf amf_bitmap amf_bitmap_1m md md_bitmap md_bitmap_1m md_ppl; do
+		for _c in $3; do
 			_v='' _w='' _t=''
 			eval "_v=\${BMV_${_k}_$_c:-} _w=\${BMP_${_k}_$_c:-} _t=\${BMN_${_k}_$_c:-}"
-			[ -n "$_v" ] || { echo "# $_n $(echo $_c | tr _ -): no result"; continue; }
-			echo "# $_n $(echo $_c | tr _ -): $_v $_u, $_w member writes per write${_t:+, $_t}"
+			[ -n "$_v" ] || { echo "# $_n $(echo "$_c" | tr _ -): no result"; continue; }
+			echo "# $_n $(echo "$_c" | tr _ -): $_v $_u, $_w member writes per write${_t:+, $_t}"
 		done
 	done
 }
-bm_report | sed 's/^/# /'
+if part bitmap; then
+	cost_report bitmap "amf_bitmap:amf amf_bitmap_1m:amf md_bitmap:md md_bitmap_1m:md md_ppl:md" \
+		"amf amf_bitmap amf_bitmap_1m md md_bitmap md_bitmap_1m md_ppl" | sed 's/^/# /'
+fi
+
+# ------------------------------------------------------------------ partial parity log
+# Four raid5 volumes over the same four disks, one after the other, each over zeroed disks,
+# all DEGRADED from the start: member 3 (/dev/vdd) is missing. It holds a data chunk in three
+# rows out of four (left-symmetric: P is on member 3 in rows 0, 4, 8...):
+#   amf-degraded      the raid5 table above with `- 8192` for member 3: no `group`, so no
+#                     bitmap and no log;
+#   amf-degraded-ppl  a group formatted as amf-bitmap's (all four disks, default region), its
+#                     table with `-` for member 3: the constructor records member 3 failed at
+#                     the first resume. Each write to a row whose member-3 chunk is data
+#                     first writes a log entry (4 KiB header + partial parity, FUA) to
+#                     members 0-2 and waits for it; a write of more than 224 sectors to such
+#                     a row is cut into pieces of at most 224 sectors of one chunk, each with
+#                     its own entry (a full-stripe write: 3 chunks of 1024 sectors, 15 pieces);
+#   md-degraded       md raid5 as `md` above, created with `missing` for member 3;
+#   md-degraded-ppl   the same with --consistency-policy=ppl (md logs to the row's parity
+#                     member, when that member is in sync).
+# Workloads, fresh loads and member write counts as in the bitmap part (member 3 writes
+# nothing). amf's log headers per write: how far the sequence number of node slot 0's log
+# header (member 0, sector 192) moved during the run: one per entry and one per retirement.
+PPL_GONE=/dev/vdd
+
+# ppl_pairs: the member pairs of amf's table, PPL_GONE as `-`.
+ppl_pairs() {
+	for d in $DISKS; do
+		if [ "$d" = $PPL_GONE ]; then printf ' - 8192'; else printf ' %s 8192' "$d"; fi
+	done
+}
+
+# ppl_seq: the sequence number of node slot 0's log header on member 0 (sector 192, the 4 KiB
+# block 24), read direct; 0 when the slot holds no header (never used, or no group).
+ppl_seq() {
+	dd if=/dev/vda of="$KTAP_TMP/pplhdr" bs=4096 skip=24 count=1 iflag=direct status=none ||
+		return 1
+	if [ "$(head -c 8 "$KTAP_TMP/pplhdr" | tr -d '\000')" = AMFPPLOG ]; then
+		od -An -tu8 -j48 -N8 "$KTAP_TMP/pplhdr" | tr -d ' '
+	else
+		echo 0
+	fi
+}
+
+# ppl_amf CFG GROUP: the degraded amf volume (GROUP yes: formatted, `group <uuid>`), both
+# workloads.
+ppl_amf() {
+	_cfg=$1 _grp=$2
+	zero_disks || return 1
+	_bm=
+	if [ "$_grp" = yes ]; then
+		# shellcheck disable=SC2086 # one word per member
+		amfctl format --level raid5 --chunk $((CHUNK / 2))K --uuid "$BM_UUID" --size "$BM_DATA" \
+			$DISKS || return 1
+		_tab="0 $LEN5 amf raid5 3 $CHUNK group $BM_UUID 4$(ppl_pairs)"
+		_bm=" bitmap $(((BM_DATA + 131071) / 131072))"
+	else
+		_tab="0 $LEN5 amf raid5 1 $CHUNK 4$(ppl_pairs)"
+	fi
+	echo "table: $_tab"
+	_h=
+	for d in $DISKS; do
+		if [ "$d" = $PPL_GONE ]; then _h=${_h}D; else _h=${_h}A; fi
+	done
+	_idle="0 $LEN5 amf raid5 4 $_h $LEN5/$LEN5 idle 0"
+	for _k in rand seq; do
+		_s0=$(ppl_seq) || return 1
+		kmsg_mark
+		dm_create bm "$_tab" || { echo "create failed: $DM_OUT"; dmesg | tail -n 5; return 1; }
+		_rc=0
+		bm_expect bm "$_idle${_bm:+$_bm 0 0 0}" || _rc=1
+		[ $_rc -eq 0 ] && { bm_run $_k /dev/mapper/bm || _rc=1; }
+		_st=$(dmsetup status bm)
+		dmsetup remove bm || _rc=1
+		echo "status after $_k: $_st"
+		# The module's kernel messages (a live entry replayed at the load, warnings): the
+		# first four and their number.
+		dmesg_since_mark | grep -E 'amf' | sed 's/^\[[ 0-9.]*\] //' |
+			awk 'NR <= 4 { print } END { if (NR > 4) print NR " lines from dm_amf in the kernel log" }'
+		[ $_rc -eq 0 ] || return 1
+		case $_st in "$_idle"*) ;; *) echo "members not as loaded, or not idle"; return 1 ;; esac
+		_s1=$(ppl_seq) || return 1
+		if [ -n "$_bm" ]; then
+			[ "$_s1" -gt "$_s0" ] || { echo "no log header written (sequence $_s0 .. $_s1)"; return 1; }
+			_note="$BM_PR member reads per write"
+			_note="$_note, $(per_write $((_s1 - _s0))) log headers per write (sequence $_s0 .. $_s1)"
+			_note="$_note, $(echo "$_st" | awk '{ print $(NF - 2) " of " $(NF - 3) }')"
+			_note="$_note regions dirty at the end"
+		else
+			[ "$_s1" -eq 0 ] || { echo "a log header without group (sequence $_s1)"; return 1; }
+			_note="$BM_PR member reads per write, no log"
+		fi
+		bm_keep "$_cfg" $_k "$_note"
+	done
+	# Loaded once more: no bit left behind by the removes (and no resync).
+	if [ -n "$_bm" ]; then
+		dm_create bm "$_tab" || { echo "create failed: $DM_OUT"; return 1; }
+		_rc=0
+		bm_expect bm "$_idle$_bm 0 0 0" || _rc=1
+		dmsetup remove bm || _rc=1
+		[ $_rc -eq 0 ] || return 1
+	fi
+}
+
+# ppl_md CFG POLICY MDADM_OPTIONS...: the degraded md volume (/dev/md0, `missing` for
+# PPL_GONE; POLICY: its expected consistency_policy), both workloads.
+ppl_md() {
+	_cfg=$1 _pol=$2
+	shift 2
+	zero_disks || return 1
+	_devs='' _live=''
+	for d in $DISKS; do
+		if [ "$d" = $PPL_GONE ]; then
+			_devs="$_devs missing"
+		else
+			_devs="$_devs $d" _live="$_live $d"
+		fi
+	done
+	kmsg_mark
+	# shellcheck disable=SC2086 # one word per member
+	mdadm --create /dev/md0 --run --level=5 --raid-devices=4 --chunk=$((CHUNK / 2)) \
+		--layout=left-symmetric --metadata=1.2 --data-offset=4M --size=$((BM_DATA / 2)) \
+		--assume-clean "$@" $_devs 2>&1 || { dmesg_since_mark | tail -n 5; return 1; }
+	dmesg_since_mark | grep 'md/raid' | sed 's/^\[[ 0-9.]*\] //' | head -n 6
+	# What member 0 (never PPL_GONE) records: the policy, and the PPL's place with ppl.
+	mdadm --examine /dev/vda 2>&1 | grep -i -E 'policy|ppl'
+	for _k in rand seq; do
+		if [ $_k = seq ]; then
+			# shellcheck disable=SC2086 # one word per member
+			mdadm -A /dev/md0 --run $_live 2>&1 || return 1
+		fi
+		_rc=0
+		_sys=/sys/block/md0/md
+		_got="$(cat $_sys/consistency_policy) $(cat $_sys/sync_action) $(blockdev --getsz /dev/md0)"
+		_got="$_got $(cat $_sys/degraded)"
+		echo "md0: policy, sync action, size, degraded: $_got"
+		[ "$_got" = "$_pol idle $LEN5 1" ] || { echo "want: $_pol idle $LEN5 1"; _rc=1; }
+		[ $_rc -eq 0 ] && { bm_run $_k /dev/md0 || _rc=1; }
+		mdadm --stop /dev/md0 2>&1 || _rc=1
+		[ $_rc -eq 0 ] || return 1
+		bm_keep "$_cfg" $_k "$BM_PR member reads per write"
+	done
+}
+
+part_check ppl "degraded raid5 log cost: amf without group (no bitmap, no log)" \
+	ppl_amf amf_degraded no
+part_check ppl "degraded raid5 log cost: amf with group (bitmap, log)" \
+	ppl_amf amf_degraded_ppl yes
+md_check ppl "degraded raid5 log cost: md without bitmap" \
+	ppl_md md_degraded resync --bitmap=none
+md_check ppl "degraded raid5 log cost: md with PPL" ppl_md md_degraded_ppl ppl \
+	--consistency-policy=ppl
+if part ppl; then
+	cost_report ppl "amf_degraded_ppl:amf_degraded md_degraded_ppl:md_degraded" \
+		"amf_degraded amf_degraded_ppl md_degraded md_degraded_ppl" | sed 's/^/# /'
+fi
 ktap_done
