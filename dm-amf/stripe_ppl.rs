@@ -64,16 +64,17 @@ impl StripeEngine<'_> {
             .layout(req.stripe)
             .map_err(|_| WriteError::Plan)?;
         let mut io = log.lock();
+        let logged = log.logs(&layout, unavailable);
         let fits = req.sectors <= ppl::max_sectors(log.parity());
-        if !log.logs(&layout, unavailable) || !fits {
-            if !fits {
-                // Only when a member failed after the request was cut (`cap_for_log`).
-                pr_warn!(
-                    "ppl: stripe {}: a write of {} sectors is too long to log\n",
-                    req.stripe,
-                    req.sectors
-                );
-            }
+        if logged && !fits {
+            // Only when a member failed after the request was cut (`cap_for_log`).
+            pr_warn!(
+                "ppl: stripe {}: a write of {} sectors is too long to log\n",
+                req.stripe,
+                req.sectors
+            );
+        }
+        if !logged || !fits {
             if io.live() != Some(req.stripe) {
                 return Ok(MemberSet::EMPTY);
             }

@@ -5,7 +5,9 @@
 #   - tests/guest/suites/bench.sh in one guest on four RAM-backed disks: the `bench:` lines
 #     amf/<peer> (raid0, raid1, raid10, raid5, raid6), the raw numbers under them; then the
 #     write-intent bitmap's cost on raid5 (bitmap-4k-randwrite, bitmap-full-stripe:
-#     amf-bitmap/amf, md-bitmap/md, md-ppl/md, md with mdadm) and their raw numbers;
+#     amf-bitmap/amf, md-bitmap/md, md-ppl/md, md with mdadm) and the partial parity log's
+#     on a degraded raid5 (ppl-4k-randwrite, ppl-full-stripe: amf-degraded-ppl/amf-degraded,
+#     md-degraded-ppl/md-degraded), with their raw numbers;
 #   - tests/guest/suites/bench-cluster.sh in three guests (a corosync + DLM cluster) on four
 #     shared RAM-backed disks and the barrier disk: the `bench:` lines <k>n/1n of dm-amf's
 #     clustered raid5 and of an md-cluster raid1, k nodes writing at once, each its own third
@@ -32,7 +34,7 @@ tests/rig/vm.sh --name bench --kernel "$kdir/arch/x86/boot/bzImage" --module "$s
 	--extra fio --extra mdadm --disk 512M --disk 512M --disk 512M --disk 512M --test bench \
 	--timeout 1800 || rc=$?
 # The suite prints its lines as KTAP diagnostics: strip the '# '.
-sed -n 's/^ *# \(bench: .*\)$/\1/p; s/^ *# # \(\(raid\|bitmap\).*\)$/  \1/p; s/^ *\(not ok .*\)$/\1/p' \
+sed -n 's/^ *# \(bench: .*\)$/\1/p; s/^ *# # \(\(raid\|bitmap\|ppl\).*\)$/  \1/p; s/^ *\(not ok .*\)$/\1/p' \
 	tests/out/bench.g0.ktap
 t1=$(date +%s)
 
