@@ -187,13 +187,18 @@ struct TableOpts {
     devs: Vec<DevArg>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 struct GroupOpt {
     /// The group's UUID (amfctl format printed it; amfctl examine shows it): adds
     /// `group <uuid>` to the table, so that the kernel assembles the group from the members'
     /// superblocks. Each --dev offset must then be the member's data offset (default 8192).
     #[arg(long, value_name = "UUID")]
     group: Option<String>,
+    /// raid5 and raid6 with --group: every write goes through the partial parity log (as
+    /// md's consistency_policy=ppl), not only those to rows that lack a data member. Adds
+    /// `ppl` to the table, right after `group <uuid>`.
+    #[arg(long)]
+    ppl: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -276,7 +281,7 @@ impl TableOpts {
     fn build(
         &self,
         check: DeviceCheck,
-        group: Option<&str>,
+        group: &GroupOpt,
         cluster: ClusterRequest,
     ) -> Result<TableLine> {
         let req = TableRequest {
@@ -284,7 +289,8 @@ impl TableOpts {
             chunk_sectors: self.chunk,
             size: self.size,
             devs: self.devs.clone(),
-            group: group.map(str::to_string),
+            group: group.group.clone(),
+            ppl: group.ppl,
             cluster,
         };
         Ok(table::build(&req, check, &device::probe)?)
@@ -400,7 +406,11 @@ fn open_member(path: &str) -> Result<std::fs::File> {
 
 fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
     // The group as the kernel would see it: the same checks and sizes as `amfctl table`.
-    let line = opts.build(DeviceCheck::AllowFiles, None, ClusterRequest::default())?;
+    let line = opts.build(
+        DeviceCheck::AllowFiles,
+        &GroupOpt::default(),
+        ClusterRequest::default(),
+    )?;
     let words: Vec<&str> = line.args.iter().map(String::as_str).collect();
     let spec = amf_core::table::parse(&words, line.len)
         .map_err(|e| anyhow::anyhow!(table::kernel_message(e)))?;
@@ -450,7 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 DeviceCheck::AllowFiles
             };
-            let line = opts.build(check, group.group.as_deref(), cluster.request())?;
+            let line = opts.build(check, &group, cluster.request())?;
             println!("{line}");
         }
         Cmd::Create {
@@ -461,11 +471,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             noudevsync,
         } => {
             let line = opts
-                .build(
-                    DeviceCheck::BlockOnly,
-                    group.group.as_deref(),
-                    cluster.request(),
-                )?
+                .build(DeviceCheck::BlockOnly, &group, cluster.request())?
                 .to_string();
             let out = match dmsetup::run(&dmsetup::create_args(&name, &line, noudevsync)) {
                 Ok(out) => out,
@@ -559,9 +565,10 @@ mod tests {
         };
         assert!(offline);
         assert_eq!(group.group, None);
+        assert!(!group.ppl);
         assert_eq!(cluster.request(), ClusterRequest::default());
         assert_eq!(
-            opts.build(DeviceCheck::None, None, cluster.request())
+            opts.build(DeviceCheck::None, &group, cluster.request())
                 .unwrap()
                 .to_string(),
             "0 2097152 amf raid0 1 128 1 8:16 2048"
@@ -584,13 +591,9 @@ mod tests {
             panic!("not table")
         };
         assert_eq!(
-            opts.build(
-                DeviceCheck::None,
-                group.group.as_deref(),
-                ClusterRequest::default()
-            )
-            .unwrap()
-            .to_string(),
+            opts.build(DeviceCheck::None, &group, ClusterRequest::default())
+                .unwrap()
+                .to_string(),
             "0 2097152 amf raid0 3 128 group 01234567-89ab-cdef-0123-456789abcdef 1 8:16 8192"
         );
         let r = Cli::try_parse_from([
@@ -648,7 +651,7 @@ mod tests {
             panic!("not table")
         };
         assert_eq!(
-            opts.build(DeviceCheck::None, group.group.as_deref(), cluster.request())
+            opts.build(DeviceCheck::None, &group, cluster.request())
                 .unwrap()
                 .to_string(),
             format!(
@@ -690,7 +693,7 @@ mod tests {
             }
         );
         let e = opts
-            .build(DeviceCheck::None, group.group.as_deref(), cluster.request())
+            .build(DeviceCheck::None, &group, cluster.request())
             .unwrap_err();
         assert!(
             e.to_string()
@@ -705,6 +708,78 @@ mod tests {
             ])
             .is_err());
         }
+    }
+
+    #[test]
+    fn ppl_option() {
+        let uuid = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+        // `amfctl <cmd> [name] --level <level> --chunk 64K --size 256 --dev ... <rest>`, built.
+        let line = |cmd: &[&str], level: &str, rest: &[&str]| {
+            let mut args = vec!["amfctl"];
+            args.extend_from_slice(cmd);
+            args.extend(["--level", level, "--chunk", "64K", "--size", "256"]);
+            args.extend(["--dev", "8:16:4M", "--dev", "8:32:4M", "--dev", "8:48:4M"]);
+            args.extend_from_slice(rest);
+            let (opts, group, cluster) = match Cli::try_parse_from(args).unwrap().cmd {
+                Cmd::Table {
+                    opts,
+                    group,
+                    cluster,
+                    ..
+                }
+                | Cmd::Create {
+                    opts,
+                    group,
+                    cluster,
+                    ..
+                } => (opts, group, cluster),
+                other => panic!("not table or create: {other:?}"),
+            };
+            opts.build(DeviceCheck::None, &group, cluster.request())
+                .map(|l| l.to_string())
+                .map_err(|e| e.to_string())
+        };
+        let devs = "3 8:16 8192 8:32 8192 8:48 8192";
+        for cmd in [&["table", "--offline"][..], &["create", "v"]] {
+            // Right after `group <uuid>`, wherever --ppl is given.
+            assert_eq!(
+                line(cmd, "raid5", &["--ppl", "--group", uuid]),
+                Ok(format!("0 256 amf raid5 4 128 group {uuid} ppl {devs}"))
+            );
+            assert_eq!(
+                line(
+                    cmd,
+                    "raid5",
+                    &["--group", uuid, "--cluster", "c", "--node", "1", "--ppl"]
+                ),
+                Ok(format!(
+                    "0 256 amf raid5 8 128 group {uuid} ppl cluster c node 1 {devs}"
+                ))
+            );
+            assert_eq!(
+                line(cmd, "raid5", &["--group", uuid]),
+                Ok(format!("0 256 amf raid5 3 128 group {uuid} {devs}"))
+            );
+            // The refusals are the kernel parser's (exit status 1), not clap's.
+            assert_eq!(
+                line(cmd, "raid1", &["--group", uuid, "--ppl"]),
+                Err("ppl is only valid for raid5 and raid6 (--level raid1 with --ppl)".into())
+            );
+            assert_eq!(
+                line(cmd, "raid5", &["--ppl"]),
+                Err(
+                    "ppl needs group <uuid> (--ppl needs --group <uuid>: the log lives in the \
+                     reserved area of members formatted with amfctl format)"
+                        .into()
+                )
+            );
+        }
+        // Not an option of scrub.
+        assert!(Cli::try_parse_from([
+            "amfctl", "scrub", "--level", "raid5", "--chunk", "8", "--dev", "a", "--dev", "b",
+            "--ppl",
+        ])
+        .is_err());
     }
 
     #[test]
@@ -750,7 +825,7 @@ mod tests {
             else {
                 panic!("not create")
             };
-            opts.build(DeviceCheck::None, group.group.as_deref(), cluster.request())
+            opts.build(DeviceCheck::None, &group, cluster.request())
                 .map(|l| l.to_string())
                 .map_err(|e| e.to_string())
         };

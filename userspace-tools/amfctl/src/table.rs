@@ -26,6 +26,8 @@ pub struct TableRequest {
     pub devs: Vec<DevArg>,
     /// `group <uuid>`: the group UUID as the administrator wrote it (`None`: no metadata).
     pub group: Option<String>,
+    /// `ppl` (`--ppl`): every raid5/6 write goes through the partial parity log.
+    pub ppl: bool,
     /// Cluster mode: `cluster <name> node <id> [lock_stripes <n>]`, as given.
     pub cluster: ClusterRequest,
 }
@@ -136,6 +138,11 @@ fn args_for(req: &TableRequest) -> Vec<String> {
         // else as given, for the parser to refuse.
         let text = parse_uuid(g).map_or_else(|| g.clone(), |u| UuidText(&u).to_string());
         params.extend(["group".to_string(), text]);
+    }
+    // `ppl` right after `group <uuid>`, where the kernel prints it back; without `group`
+    // it stays, so that the parser refuses it.
+    if req.ppl {
+        params.push("ppl".to_string());
     }
     // In the kernel's order (`dmsetup table` prints `cluster <name> node <id>` after
     // `group`, then `lock_stripes <n>` when it is not 1). Numbers in their canonical
@@ -470,6 +477,10 @@ fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
             req.cluster.transport.as_deref().unwrap_or("")
         ),
         TableError::TransportNeedsPeers => "--transport needs --peer".to_string(),
+        TableError::PplLevel => format!("--level {} with --ppl", req.level),
+        TableError::PplNeedsGroup => "--ppl needs --group <uuid>: the log lives in the reserved \
+             area of members formatted with amfctl format"
+            .to_string(),
         _ => String::new(),
     }
 }
@@ -561,6 +572,7 @@ mod tests {
             size,
             devs: devs.iter().map(|&(p, o)| DevArg::new(p, o)).collect(),
             group: None,
+            ppl: false,
             cluster: ClusterRequest::default(),
         }
     }
@@ -950,6 +962,94 @@ mod tests {
         assert!(opened.to_string().starts_with(&format!(
             "0 1024 amf raid6 7 128 group {UUID} cluster amftest node 1 4 "
         )));
+    }
+
+    #[test]
+    fn ppl_right_after_group() {
+        let none = fake(&[]);
+        // raid5 with --group: `ppl` right after `group <uuid>`, one more word in <#params>.
+        let mut r = clustered(None, None, None);
+        r.ppl = true;
+        let l = build(&r, DeviceCheck::None, &none).unwrap();
+        assert_eq!(
+            l.to_string(),
+            format!("0 1536 amf raid5 4 128 group {UUID} ppl {FOUR_AT_8192}")
+        );
+        assert!(parse_args(&l.args, l.len).unwrap().ppl);
+        // Without --ppl, none.
+        r.ppl = false;
+        let l = build(&r, DeviceCheck::None, &none).unwrap();
+        assert!(!l.args.iter().any(|w| w == "ppl"), "{l}");
+        assert!(!parse_args(&l.args, l.len).unwrap().ppl);
+        // raid6 too; with the members opened, the line is the same.
+        let mut r = clustered(None, None, None);
+        r.level = "raid6".to_string();
+        r.size = Some(1024);
+        r.ppl = true;
+        let offline = build(&r, DeviceCheck::None, &none).unwrap();
+        let opened = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 4])).unwrap();
+        assert_eq!(offline, opened);
+        assert_eq!(
+            opened.to_string(),
+            format!("0 1024 amf raid6 4 128 group {UUID} ppl {FOUR_AT_8192}")
+        );
+        assert!(parse_args(&opened.args, opened.len).unwrap().ppl);
+        // Before the cluster and replication words, as the kernel prints them back.
+        let mut r = over("rdma");
+        r.cluster.lock_stripes = Some("8".to_string());
+        r.ppl = true;
+        let l = build(&r, DeviceCheck::None, &none).unwrap();
+        assert_eq!(
+            l.to_string(),
+            format!(
+                "0 1536 amf raid5 19 128 group {UUID} ppl cluster amftest node 2 lock_stripes 8 \
+                 peers 3 1@10.199.0.1:7789 2@10.199.0.2:7789 3@10.199.0.3:7789 \
+                 auth_key dm-amf:grp1 transport rdma {FOUR_AT_8192}"
+            )
+        );
+        let spec = parse_args(&l.args, l.len).unwrap();
+        assert!(spec.ppl);
+        assert_eq!(spec.cluster.unwrap().lock_stripes, 8);
+    }
+
+    #[test]
+    fn ppl_refusals() {
+        use TableError::*;
+        // Levels other than raid5 and raid6, with --group and without it.
+        for level in ["raid0", "raid1", "raid10"] {
+            for group in [Some(UUID), None] {
+                let mut r = clustered(None, None, None);
+                r.level = level.to_string();
+                r.group = group.map(str::to_string);
+                r.ppl = true;
+                let (e, m) = refusal(&r);
+                assert_eq!(e, PplLevel, "{level} {group:?}");
+                assert_eq!(
+                    m,
+                    format!("ppl is only valid for raid5 and raid6 (--level {level} with --ppl)")
+                );
+            }
+        }
+        // raid5 and raid6 without --group.
+        for (level, size) in [("raid5", 1536), ("raid6", 1024)] {
+            let mut r = clustered(None, None, None);
+            r.level = level.to_string();
+            r.size = Some(size);
+            r.group = None;
+            r.ppl = true;
+            let (e, m) = refusal(&r);
+            assert_eq!(e, PplNeedsGroup, "{level}");
+            assert_eq!(
+                m,
+                "ppl needs group <uuid> (--ppl needs --group <uuid>: the log lives in the \
+                 reserved area of members formatted with amfctl format)"
+            );
+            // The refusal is the kernel parser's: `ppl` stays in the words amfctl would have
+            // printed, and the parser refuses them with the same error.
+            let words = args_for(&r);
+            assert_eq!(words[1..4], ["2", "128", "ppl"]);
+            assert_eq!(parse_args(&words, size).unwrap_err(), PplNeedsGroup);
+        }
     }
 
     /// The refusal of a request: the kernel's error and the whole message.

@@ -187,6 +187,52 @@ fn table_with_group() {
 }
 
 #[test]
+fn table_with_ppl() {
+    let d = TempDir::new("ppl");
+    let (a, b, c) = (
+        d.file("a", 8 * MIB),
+        d.file("b", 8 * MIB),
+        d.file("c", 8 * MIB),
+    );
+    let uuid = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+    let devs = [
+        "--dev",
+        &format!("{a}:4M"),
+        "--dev",
+        &format!("{b}:4M"),
+        "--dev",
+        &format!("{c}:4M"),
+    ];
+    // `ppl` right after `group <uuid>`, as dmsetup table prints it back.
+    let mut args = devs.to_vec();
+    args.extend_from_slice(&["--ppl", "--group", uuid]);
+    let o = table("raid5", "64K", &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("0 16384 amf raid5 4 128 group {uuid} ppl 3 {a} 8192 {b} 8192 {c} 8192\n")
+    );
+    // The kernel's refusals (exit 1), with the options at fault.
+    let o = table("raid5", "64K", &[&devs[..], &["--ppl"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with("amfctl: ppl needs group <uuid> (--ppl needs --group <uuid>"),
+        "{}",
+        stderr(&o)
+    );
+    let o = table(
+        "raid1",
+        "64K",
+        &[&devs[..], &["--group", uuid, "--ppl"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "amfctl: ppl is only valid for raid5 and raid6 (--level raid1 with --ppl)\n"
+    );
+}
+
+#[test]
 fn table_usage_errors() {
     // Bad size syntax and a missing --dev are command-line errors (exit 2).
     let o = table("raid0", "64X", &["--dev", "/dev/null"]);
