@@ -25,21 +25,32 @@ use crate::stripe_buf::StripeBuffers;
 use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
 
 impl StripeEngine<'_> {
-    /// Cuts a write request (covering `covered` host sectors) to what one log entry holds
-    /// when its stripe needs one.
+    /// The longest range of a chunk one logged operation of `req`'s stripe may cover
+    /// (`None` when its writes are not logged).
+    fn log_limit(&self, req: &WriteRequest) -> Option<u64> {
+        let log = self.group.parity_log()?;
+        let layout = self.group.geometry.layout(req.stripe).ok()?;
+        log.logs(&layout, self.group.unavailable(req.stripe))
+            .then(|| ppl::max_sectors(log.parity()))
+    }
+
+    /// Cuts a write request of part of one chunk (covering `covered` host sectors) to what
+    /// one log entry holds, when its stripe's writes are logged. Whole chunks are left to
+    /// [`Self::log_slice`].
     pub(crate) fn cap_for_log(&self, req: WriteRequest, covered: u64) -> (WriteRequest, u64) {
-        let Some(log) = self.group.parity_log() else {
-            return (req, covered);
-        };
-        let needs = self
-            .group
-            .geometry
-            .layout(req.stripe)
-            .is_ok_and(|l| log.logs(&l, self.group.unavailable(req.stripe)));
-        if !needs {
-            return (req, covered);
+        match self.log_limit(&req) {
+            Some(max) if req.chunks.len() == 1 => ppl::cap_request(req, covered, max),
+            _ => (req, covered),
         }
-        ppl::cap_request(req, covered, ppl::max_sectors(log.parity()))
+    }
+
+    /// Sectors of each chunk one operation of `req` (whole chunks) covers: all of them, or,
+    /// when an entry cannot hold them, slices of the rows that are still written whole (a
+    /// full-stripe write stays one, without reads).
+    pub(crate) fn log_slice(&self, req: &WriteRequest) -> u64 {
+        self.log_limit(req)
+            .filter(|max| *max > 0)
+            .map_or(req.sectors, |max| max.min(req.sectors))
     }
 
     /// Before the writes of `req` (planned without the members `unavailable`) are issued,

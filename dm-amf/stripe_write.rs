@@ -136,13 +136,33 @@ impl StripeEngine<'_> {
         while left > 0 {
             let (req, covered) = op::split_write(g, sector, left).map_err(|_| WriteError::Plan)?;
             let (req, covered) = self.cap_for_log(req, covered);
-            scratch.op_id = scratch.op_id.wrapping_add(1);
             // The row's write-intent bit is durable before anything of it is written.
             self.group
                 .mark_intent(req.stripe * g.chunk_sectors())
                 .map_err(|_| WriteError::Io)?;
-            scratch
-                .with_stripe_lock(self, req.stripe, |s| self.write_request(s, bio, skip, &req))?;
+            // Whole chunks go as one operation, unless a log entry cannot hold them: then as
+            // slices of the rows, each still written whole (`cap_for_log`).
+            let cs = g.chunk_sectors();
+            let slice = self.log_slice(&req);
+            let mut offset = 0;
+            while offset < req.sectors {
+                let piece = WriteRequest {
+                    offset: req.offset + offset,
+                    sectors: slice.min(req.sectors - offset),
+                    ..req
+                };
+                // Chunk k's bytes of the piece are `stride` after chunk k - 1's in the bio.
+                let (at, stride) = if slice < req.sectors {
+                    (skip + offset * 512, cs * 512)
+                } else {
+                    (skip, req.sectors * 512)
+                };
+                scratch.op_id = scratch.op_id.wrapping_add(1);
+                scratch.with_stripe_lock(self, req.stripe, |s| {
+                    self.write_request(s, bio, (at, stride), &piece)
+                })?;
+                offset += piece.sectors;
+            }
             sector += covered;
             left -= covered;
             skip += covered * 512;
@@ -150,14 +170,14 @@ impl StripeEngine<'_> {
         Ok(())
     }
 
-    /// One operation: `bio` bytes from `skip` on are the new data of `req`'s chunks, in
-    /// chunk order.
+    /// One operation: the new data of `req`'s chunks, in chunk order, is in `bio` from
+    /// byte `skip` on, each chunk's `stride` bytes after the previous one's.
     #[inline(never)]
     fn write_request(
         &self,
         scratch: &mut Scratch,
         bio: &DeferredBio,
-        skip: u64,
+        (skip, stride): (u64, u64),
         req: &WriteRequest,
     ) -> Result<(), WriteError> {
         let Scratch {
@@ -173,11 +193,12 @@ impl StripeEngine<'_> {
         let rmw_allowed = g.level() != Level::Raid6 || self.raid6_rmw;
         let r = byte_range(req)?;
         let mut skip = u32::try_from(skip).map_err(|_| WriteError::Copy)?;
+        let stride = u32::try_from(stride).map_err(|_| WriteError::Copy)?;
         for (k, buf) in bufs.data.iter_mut().enumerate() {
             if req.chunks.contains(k) {
                 let dst = buf.get_mut(r.clone()).ok_or(WriteError::Copy)?;
                 bio.copy_to_buf(skip, dst).map_err(|_| WriteError::Copy)?;
-                skip += r.len() as u32;
+                skip = skip.saturating_add(stride);
             }
         }
         // A member failing during the pre-reads changes the plan: start again without it.
