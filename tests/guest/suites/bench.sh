@@ -248,6 +248,16 @@ bm_keep() {
 }
 
 # bm_expect DEV WANT: dmsetup status of DEV is WANT.
+# bm_reload_clean TABLE STATUS: the volume loaded once more shows STATUS with no bit set,
+# nothing to resync and nothing resynced (the removes cleared every bit), and goes again.
+bm_reload_clean() {
+	dm_create bm "$1" || { echo "create failed: $DM_OUT"; return 1; }
+	_rc=0
+	bm_expect bm "$2 0 0 0" || _rc=1
+	dmsetup remove bm || _rc=1
+	return $_rc
+}
+
 bm_expect() {
 	_st=$(dmsetup status "$1" 2>&1)
 	[ "$_st" = "$2" ] && return 0
@@ -295,13 +305,7 @@ bm_amf() {
 	done
 	# Loaded once more: no bit left behind by the removes (and no resync), then the members'
 	# parity scrubbed offline.
-	if [ -n "$_bm" ]; then
-		dm_create bm "$_tab" || { echo "create failed: $DM_OUT"; return 1; }
-		_rc=0
-		bm_expect bm "$_idle$_bm 0 0 0" || _rc=1
-		dmsetup remove bm || _rc=1
-		[ $_rc -eq 0 ] || return 1
-	fi
+	[ -z "$_bm" ] || bm_reload_clean "$_tab" "$_idle$_bm" || return 1
 	for d in $DISKS; do blockdev --flushbufs "$d"; done
 	echo 3 >/proc/sys/vm/drop_caches
 	_devs=
@@ -476,13 +480,7 @@ ppl_amf() {
 		bm_keep "$_cfg" $_k "$_note"
 	done
 	# Loaded once more: no bit left behind by the removes (and no resync).
-	if [ -n "$_bm" ]; then
-		dm_create bm "$_tab" || { echo "create failed: $DM_OUT"; return 1; }
-		_rc=0
-		bm_expect bm "$_idle$_bm 0 0 0" || _rc=1
-		dmsetup remove bm || _rc=1
-		[ $_rc -eq 0 ] || return 1
-	fi
+	[ -z "$_bm" ] || bm_reload_clean "$_tab" "$_idle$_bm" || return 1
 }
 
 # ppl_md CFG POLICY MDADM_OPTIONS...: the degraded md volume (/dev/md0, `missing` for

@@ -218,6 +218,21 @@ struct RewriteCtx {
     logged: bool,
 }
 
+/// Stores what read `idx` of a gather (a resync's or a replay's reads) returned; true once
+/// every read (`left` of them were outstanding) came back.
+fn gathered(
+    got: &mut [Option<Vec<u8>>],
+    left: &mut usize,
+    idx: usize,
+    data: Option<Vec<u8>>,
+) -> bool {
+    if let Some(slot) = got.get_mut(idx) {
+        *slot = data;
+    }
+    *left = left.saturating_sub(1);
+    *left == 0
+}
+
 /// One stripe's restart resync: what it reads (member, sector, sectors, logical sector for
 /// mirrors), what came back, and the writes still in flight.
 struct ResyncCtx {
@@ -1763,13 +1778,7 @@ impl World {
             }
             IoTag::ResyncRead { stripe, idx } => {
                 let all = match self.nodes[node].resync.get_mut(&stripe) {
-                    Some(c) => {
-                        if let Some(slot) = c.got.get_mut(idx) {
-                            *slot = data;
-                        }
-                        c.left -= 1;
-                        c.left == 0
-                    }
+                    Some(c) => gathered(&mut c.got, &mut c.left, idx, data),
                     None => false,
                 };
                 if all {

@@ -648,13 +648,7 @@ impl World {
         data: Option<Vec<u8>>,
     ) {
         let all = match self.nodes[node].replays.get_mut(&stripe) {
-            Some(c) => {
-                if let Some(slot) = c.got.get_mut(idx) {
-                    *slot = data;
-                }
-                c.left -= 1;
-                c.left == 0
-            }
+            Some(c) => super::gathered(&mut c.got, &mut c.left, idx, data),
             None => false,
         };
         if all {
