@@ -40,6 +40,14 @@
 #              and Q): garbage unless the table load made the parity agree again (a partial
 #              parity log). One KTAP line a group: blocks checked, blocks bad; the kernel's
 #              `ppl` lines shown for information; removed
+#   dirty      degraded: the write hole of a group that was whole at the crash and misses a
+#              member at the next start, closed by the table parameter `ppl` (every write
+#              logged). t7 (raid5 x4, `group <uuid> ppl`, `dmsetup table` must print `ppl`
+#              back): boot 0 created whole, filled (generation 1), torn with t5 and t6 in a
+#              data chunk of stripe 5 (member 3), the crash; boot 1 created again with member
+#              1, which holds another data chunk of that stripe, given as `-`: its block in
+#              the torn rows is rebuilt from P, which only the log's replay made agree with
+#              member 3's new data (without `ppl`: garbage); checked as t5 and t6 are
 #
 # Writers (amf-iotool crash-write): 4 jobs a volume, one 4 KiB O_DIRECT write at a time each,
 # at seeded random blocks of the first half of the volume; every sector tagged (seed, its
@@ -52,13 +60,14 @@
 #   metadata: N whole-group crashes, L lost acked writes, M parity mismatches, S stale members used
 # and a failure for any L, M, S > 0 or N < 10. A whole-group crash is a group with writes in
 # flight (the writers, the rebuild of boot 2 or a torn write) at the kill, checked by the
-# next boot. L counts the bad blocks of t5 and t6 too.
+# next boot. L counts the bad blocks of t5, t6 and t7 too.
 #
 # Disks: vda..vdd 32 MiB (8 MiB slices: 0 raid1, 1 raid5, 2 raid6; a member is 4 MiB of
 # reserved area + 4 MiB of data; slice 3 in halves of 4 MiB: t5, t6, their members 3 MiB of
 # reserved area + 1 MiB of data), vde 16 MiB: the ack disk (sector 8 + b: boot b's numbers,
 # for boot 0 the groups it tore; group i's map at 1024 + 10240 i, its ack log the 9216
-# sectors after 1024 more).
+# sectors after 1024 more). t7: the 4 MiB halves of slice 0 of vdc and vdd, which raid1 x2
+# leaves free (members 0, 1 on vdc, 2, 3 on vdd; 3 MiB of reserved area + 1 MiB of data).
 # amf.env=CRASH_BOOTS=K: the last boot (default 5: five crashes; at least 4).
 # shellcheck disable=SC1091 # the guest's path
 . /amf/lib/ktap.sh
@@ -77,23 +86,31 @@ mkdir -p $W
 # ------------------------------------------------------------------ the groups
 # gv NAME: GL level, GN members, GLEN volume sectors, GU uuid, GS seed, GI index (ack disk;
 # -1: no writers), GSL slice, GW writers' sectors (the first half), GWR regions the writers touch; GSTART and
-# GSIZE the members' slice on each disk, GOFF their data offset, GM the member the table
-# gives as `-` (none: -1), GP parity chunks a stripe.
+# GSIZE the members' slice on each disk (GDSK the members' disks), GOFF their data offset, GM
+# the member the table gives as `-` (none: -1), GY the member whose data chunk the torn
+# stripe loses (t5, t6: GM; t7: the one missing in boot 1), GP parity chunks a stripe, GPPL
+# 1: the table says `ppl`.
 gv() {
-	GM=-1 GOFF=8192 GP=0 GI=-1
+	GM=-1 GOFF=8192 GP=0 GI=-1 GY='' GPPL=0 GDSK=$DISKS
 	case $1 in
 	r1) GL=raid1 GN=2 GLEN=8192 GU=c0a51001-0000-4000-8000-000000000001 GS=11 GI=0 GSL=0 ;;
 	r5) GL=raid5 GN=4 GLEN=24576 GU=c0a51005-0000-4000-8000-000000000005 GS=15 GI=1 GSL=1 GP=1 ;;
 	# the degraded write hole: 4 MiB halves of slice 3, 1 MiB of data a member
 	t5) GL=raid5 GN=4 GLEN=6144 GU=c0a51005-0000-4000-8000-0000000000f5 GS=25 GSL=3 GP=1 GM=1 ;;
 	t6) GL=raid6 GN=4 GLEN=4096 GU=c0a51006-0000-4000-8000-0000000000f6 GS=26 GSL=3 GP=2 GM=0 ;;
+	# dirty degraded: whole in boot 0 (`ppl`), member GY missing in boot 1; slice 0 of vdc, vdd
+	t7) GL=raid5 GN=4 GLEN=6144 GU=c0a51005-0000-4000-8000-0000000000f7 GS=27 GSL=0 GP=1 GY=1 GPPL=1
+		GDSK="vdc vdc vdd vdd"
+		[ "$BOOT" -eq 0 ] || GM=$GY ;;
 	*) GL=raid6 GN=4 GLEN=16384 GU=c0a51006-0000-4000-8000-000000000006 GS=16 GI=2 GSL=2 GP=2 ;;
 	esac
 	GSTART=$((GSL * 16384)) GSIZE=16384
 	case $1 in
 	t5) GOFF=6144 GSIZE=8192 ;;
 	t6) GOFF=6144 GSIZE=8192 GSTART=$((GSTART + 8192)) ;;
+	t7) GOFF=6144 GSIZE=8192 ;;
 	esac
+	GY=${GY:-$GM}
 	GW=$((GLEN / 2))
 	# member data 8192 sectors = 16 regions of 512; the writers' half is member rows 0..4095
 	GWR=8
@@ -101,7 +118,7 @@ gv() {
 	GLOG=$((GMAP + 1024))
 }
 GRPS="r1 r5 r6"
-TGRPS="t5 t6"   # the torn stripes of degraded groups: set up in boot 0, checked in boot 1
+TGRPS="t5 t6 t7"   # the torn stripes of (dirty) degraded groups: set up in boot 0, checked in boot 1
 DISKS="vda vdb vdc vdd"
 
 # members NAME: the member devices of a group, in order.
@@ -119,18 +136,21 @@ members() {
 # with DELAY ms on every request).
 slice_table() {
 	gv "$1"
-	_d=$(echo $DISKS | cut -d' ' -f$(($2 + 1)))
+	_d=$(echo $GDSK | cut -d' ' -f$(($2 + 1)))
+	_s=$GSTART
+	# (t7: two members a disk, in its slice's halves)
+	[ "$1" = t7 ] && _s=$((GSTART + $2 % 2 * GSIZE))
 	if [ "${3:-}" = delay ]; then
-		echo "0 $GSIZE delay /dev/$_d $GSTART $DELAY"
+		echo "0 $GSIZE delay /dev/$_d $_s $DELAY"
 	else
-		echo "0 $GSIZE linear /dev/$_d $GSTART"
+		echo "0 $GSIZE linear /dev/$_d $_s"
 	fi
 }
 
-# table NAME: the volume's table (member GM given as `-`: missing).
+# table NAME: the volume's table (member GM given as `-`: missing; `ppl` with GPPL=1).
 table() {
 	gv "$1"
-	_t="0 $GLEN amf $GL 3 64 group $GU $GN"
+	_t="0 $GLEN amf $GL $((3 + GPPL)) 64 group $GU$([ "$GPPL" = 1 ] && echo ' ppl') $GN"
 	_k=0
 	for _m in $(members "$1"); do
 		[ $_k -eq "$GM" ] && _m=-
@@ -198,9 +218,9 @@ midwrite() {
 }
 
 if [ "$BOOT" -eq 0 ]; then
-	ktap_plan 9
+	ktap_plan 10
 elif [ "$BOOT" -eq 1 ]; then
-	ktap_plan 19
+	ktap_plan 20
 elif [ "$BOOT" -lt "$LAST" ]; then
 	ktap_plan 16
 else
@@ -242,9 +262,9 @@ slices() {
 	echo
 }
 if [ "$BOOT" -eq 0 ]; then
-	ktap_check "members: 8 MiB slices of vda..vdd, raid1 x2, raid5 x4, raid6 x4 formatted with 256 KiB regions; 4 MiB halves of slice 3: raid5 x4 and raid6 x4 (1 MiB data offset 3 MiB); ack disk zeroed" slices
+	ktap_check "members: 8 MiB slices of vda..vdd, raid1 x2, raid5 x4, raid6 x4 formatted with 256 KiB regions; 4 MiB halves of slice 3: raid5 x4 and raid6 x4, of slice 0 of vdc, vdd: raid5 x4 (1 MiB data offset 3 MiB); ack disk zeroed" slices
 elif [ "$BOOT" -eq 1 ]; then
-	ktap_check "members: the same slices (and slice 3's halves for t5, t6)" slices
+	ktap_check "members: the same slices (and the halves for t5, t6, t7)" slices
 elif [ "$BOOT" -eq 3 ]; then
 	ktap_check "members: the same slices (raid5's behind dm-delay, $DELAY ms)" slices
 else
@@ -426,13 +446,14 @@ scrubbed() {
 }
 
 # ------------------------------------------------------------------ the degraded write hole
-# t5 and t6 ("torn" in the header): member GM missing, the torn write in stripe TSTRIPE.
-# Each bad block counts as a lost acknowledged write, each group as a whole-group crash.
+# t5 and t6 ("torn" in the header): member GM missing, the torn write in stripe TSTRIPE; t7
+# ("dirty degraded"): whole in boot 0, member GY missing in boot 1. Each bad block counts
+# as a lost acknowledged write, each group as a whole-group crash.
 TSTRIPE=5
 
 # tspot NAME: where group NAME's stripe is torn (md left-symmetric, table-syntax.rst
 # "Mapping"): in stripe TT, P on member TP = GN - 1 - TT % GN (raid6: Q on the next one) and
-# data chunk k on member (TP + GP + k) % GN. The missing member GM holds data chunk TKL; the
+# data chunk k on member (TP + GP + k) % GN. The missing member GY holds data chunk TKL; the
 # torn write is the third 4 KiB block of data chunk TKT (on member TMT, present): sectors
 # TX..TX+7; the block of the lost chunk in the same rows: TL..TL+7.
 tspot() {
@@ -443,14 +464,14 @@ tspot() {
 	TKL='' TKT=''
 	_k=0
 	while [ $_k -lt $_nd ]; do
-		if [ $(((TP + GP + _k) % GN)) -eq "$GM" ]; then
+		if [ $(((TP + GP + _k) % GN)) -eq "$GY" ]; then
 			TKL=$_k
 		elif [ -z "$TKT" ]; then
 			TKT=$_k
 		fi
 		_k=$((_k + 1))
 	done
-	[ -n "$TKL" ] && [ -n "$TKT" ] || { echo "$1: member $GM holds no data chunk of stripe $TT"; return 1; }
+	[ -n "$TKL" ] && [ -n "$TKT" ] || { echo "$1: member $GY holds no data chunk of stripe $TT"; return 1; }
 	TMT=$(((TP + GP + TKT) % GN))
 	TX=$(((TT * _nd + TKT) * 64 + 16))
 	TL=$(((TT * _nd + TKL) * 64 + 16))
@@ -467,12 +488,24 @@ dwant() {
 	echo "$_w"
 }
 
-# boot 0: tfirst NAME: created degraded, filled with generation 1, read back.
+# pplshown NAME: with GPPL=1, `dmsetup table` prints `ppl` back.
+pplshown() {
+	[ "$GPPL" = 1 ] || return 0
+	_tb=$(dmsetup table "$1")
+	echo "dmsetup table: $_tb"
+	case " $_tb " in
+	*" ppl "*) ;;
+	*) echo "$1: no ppl in its table"; return 1 ;;
+	esac
+}
+
+# boot 0: tfirst NAME: created degraded (t7: whole), filled with generation 1, read back.
 tfirst() {
 	g=$1
 	tspot $g || return 1
 	create $g || return 1
 	table $g
+	pplshown $g || return 1
 	[ -z "$CREATE_LOG" ] || echo "$CREATE_LOG" | sed 's/^/kernel: /' | tail -4
 	bst $g
 	echo "status: $B_LINE"
@@ -480,10 +513,10 @@ tfirst() {
 	[ "$B_HEALTH" = "$want" ] || { echo "health $B_HEALTH, want $want (member $GM missing)"; return 1; }
 	amf-iotool write --dev /dev/mapper/$g --seed $GS --gen 1 --bs 2048 || return 1
 	amf-iotool verify --dev /dev/mapper/$g --seed $GS --gen 1 || return 1
-	echo "stripe $TT: P on member $TP$([ "$GP" -eq 2 ] && echo ", Q on $(((TP + 1) % GN))"), data chunk $TKL on the missing member $GM; the torn write will be data chunk $TKT on member $TMT, sectors $TX..$((TX + 7)); the missing member's block in those rows: sectors $TL..$((TL + 7))"
+	echo "stripe $TT: P on member $TP$([ "$GP" -eq 2 ] && echo ", Q on $(((TP + 1) % GN))"), data chunk $TKL on the missing member $GY$([ "$GM" -lt 0 ] && echo ' (missing in boot 1)'); the torn write will be data chunk $TKT on member $TMT, sectors $TX..$((TX + 7)); the missing member's block in those rows: sectors $TL..$((TL + 7))"
 }
 
-# boot 0, after the writers: torn: both groups armed and written at once; each must log
+# boot 0, after the writers: torn: the groups armed and written at once; each must log
 # "stopped dead after data" (the line names no group: one line a group) and its write must
 # still wait. The groups torn go to note 0 on the ack disk.
 stopped() { [ "$(dmesg_since_mark | grep -c 'stopped dead after data')" -ge "$1" ]; }
@@ -553,8 +586,9 @@ bad_blocks() {
 	done
 }
 
-# boot 1: tchecked NAME: created again (member GM still missing) after the crash; every
-# block read back. TCHK blocks checked, TBAD bad (added to LOST); a whole-group crash.
+# boot 1: tchecked NAME: created again (member GM still missing; t7: now missing) after the
+# crash; every block read back. TCHK blocks checked, TBAD bad (added to LOST); a whole-group
+# crash.
 pending0() { bst "$1"; [ -n "$B_PENDING" ] && [ "$B_PENDING" -eq 0 ]; }
 tchecked() {
 	g=$1
@@ -566,6 +600,7 @@ tchecked() {
 	esac
 	create $g || return 1
 	table $g
+	pplshown $g || return 1
 	echo "$CREATE_LOG" | sed 's/^/kernel: /' | tail -8
 	echo "kernel log, grep -i ppl (for information):"
 	dmesg | grep -i ppl | tail -6 | sed 's/^/  /' | grep . || echo "  (no line)"
@@ -701,11 +736,15 @@ if [ "$BOOT" -eq 0 ]; then
 	done
 	for g in $TGRPS; do
 		gv $g
-		ktap_check "$g ($GL x$GN): created without member $GM ('-', recorded failed): health $(dwant), filled (generation 1) and read back" tfirst $g
+		if [ "$GM" -ge 0 ]; then
+			ktap_check "$g ($GL x$GN): created without member $GM ('-', recorded failed): health $(dwant), filled (generation 1) and read back" tfirst $g
+		else
+			ktap_check "$g ($GL x$GN$([ "$GPPL" = 1 ] && echo ", ppl")): created whole$([ "$GPPL" = 1 ] && echo ", 'dmsetup table' prints ppl"), health $(dwant), filled (generation 1) and read back" tfirst $g
+		fi
 	done
 	ktap_check "writers on r1, r5, r6 ($JOBS jobs each, the first half of each volume), $MINACKS acknowledged writes each" \
 		crash_writes r1 r5 r6
-	ktap_check "t5, t6: fail_after data, one 4 KiB write into stripe $TSTRIPE beside the missing member's data chunk: stopped dead after its data, before its parity; the crash" torn
+	ktap_check "t5, t6, t7: fail_after data, one 4 KiB write into stripe $TSTRIPE beside the (t7: next boot's) missing member's data chunk: stopped dead after its data, before its parity; the crash" torn
 	touch /tmp/amf-restartme
 	ktap_diag "boot 0: power cut now"
 	ktap_done
@@ -733,10 +772,12 @@ if [ "$BOOT" -eq 1 ]; then
 		tchecked $g >"$KTAP_TMP/tc" 2>&1
 		rc=$?
 		ktap_diag_file "$KTAP_TMP/tc"
-		ktap_result "crash 1: $g ($GL x$GN without member $GM, a stripe torn after its data): $TCHK blocks checked, $TBAD bad: every block holds its acknowledged tag (the missing member's from parity), the torn one old or new, whole" $rc \
+		twhat="without member $GM"
+		[ $g = t7 ] && twhat="$([ "$GPPL" = 1 ] && echo "ppl, ")whole at the crash, created again without member $GM: dirty degraded"
+		ktap_result "crash 1: $g ($GL x$GN $twhat, a stripe torn after its data): $TCHK blocks checked, $TBAD bad: every block holds its acknowledged tag (the missing member's from parity), the torn one old or new, whole" $rc \
 			"$g: $TBAD bad blocks after the crash (the degraded write hole)"
 	done
-	ktap_check "t5, t6 and their members removed" tremoved
+	ktap_check "t5, t6, t7 and their members removed" tremoved
 fi
 
 if [ "$BOOT" -lt "$LAST" ]; then
