@@ -87,8 +87,8 @@ fn take_over(
             );
         }
         repl.complete_round(node).map_err(|_| WriteError::Cluster)?;
-        let slot = node.checked_sub(1).and_then(|s| u8::try_from(s).ok());
-        if let (Some(log), Some(slot)) = (engine.group.parity_log(), slot.filter(|s| *s < 8)) {
+        let slot = crate::core_proto::bitmap::node_slot(node);
+        if let (Some(log), Some(slot)) = (engine.group.parity_log(), slot) {
             // What it logged is on disk whole now, or was never written: retire it before
             // anybody changes its stripe, so that its restart does not replay it.
             let failed = engine.group.failed().0;

@@ -151,6 +151,17 @@ impl Group {
         self.log.as_deref()
     }
 
+    /// Retires this AMF's live log entry, if any (members whose write fails are failed).
+    /// Stripe worker or a quiesced device only; sleeps.
+    pub(crate) fn retire_log(&self) -> Result {
+        let Some(log) = self.parity_log() else {
+            return Ok(());
+        };
+        let bad = log.retire(&mut log.lock(), &self.members, !self.failed().0)?;
+        self.mark_failed(MemberSet(bad));
+        Ok(())
+    }
+
     /// Makes the write-intent bit of the row at member sector `sector` durable before a
     /// write into it is issued (members whose bitmap write fails are failed). Stripe worker
     /// only; sleeps.

@@ -207,11 +207,7 @@ impl ParityLog {
     /// Whether a write to a stripe laid out as `layout`, with the members `unavailable`
     /// out, is logged.
     pub(crate) fn logs(&self, layout: &StripeLayout, unavailable: MemberSet) -> bool {
-        let parity_live = [layout.p, layout.q]
-            .into_iter()
-            .flatten()
-            .any(|m| !unavailable.contains(m));
-        (self.always && parity_live) || ppl::needs_log(layout, unavailable)
+        ppl::logged(layout, unavailable, self.always)
     }
 
     /// The table's `ppl`.

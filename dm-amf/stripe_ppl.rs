@@ -54,9 +54,10 @@ impl StripeEngine<'_> {
     }
 
     /// Before the writes of `req` (planned without the members `unavailable`) are issued,
-    /// with its new data and parity in `bufs`: logs its partial parity when the stripe lacks
-    /// a data member, or else retires a live entry of the same stripe (the write changes
-    /// what that entry's partial parity assumes). Returns members whose log write failed.
+    /// with its new data and parity in `bufs`: logs its partial parity when the log takes it
+    /// ([`ParityLog::logs`]: the stripe lacks a data member, or the table says `ppl`), or else
+    /// retires a live entry of the same stripe (the write changes what that entry's partial
+    /// parity assumes). Returns members whose log write failed.
     pub(crate) fn log_write(
         &self,
         bufs: &mut StripeBuffers,
@@ -116,15 +117,10 @@ impl StripeEngine<'_> {
     /// to one of them, which would change the stripe behind the entry's back, so a live
     /// entry is retired now.
     pub(crate) fn after_write(&self, shared: bool) -> Result<(), WriteError> {
-        let Some(log) = self.group.parity_log().filter(|_| shared) else {
+        if !shared {
             return Ok(());
-        };
-        let mut io = log.lock();
-        let bad = log
-            .retire(&mut io, &self.group.members, !self.group.failed().0)
-            .map_err(|_| WriteError::Io)?;
-        self.group.mark_failed(MemberSet(bad));
-        Ok(())
+        }
+        self.group.retire_log().map_err(|_| WriteError::Io)
     }
 
     /// Replays the entry the constructor found live, under its stripe's lock; the stripe

@@ -22,6 +22,7 @@ use kernel::{
 };
 
 use crate::cluster::GroupSpace;
+use crate::core_proto::bitmap::{self, MAX_SLOT_NODE};
 use crate::core_proto::geometry::MemberSet;
 use crate::core_proto::superblock::Uuid;
 use crate::group::Group;
@@ -378,8 +379,8 @@ impl StripeWorker {
         if crate::core_proto::recovery::recoverer(live) != Some(m.our_node()) {
             return;
         }
-        for node in (1..=8u32).filter(|n| dead & (1u64 << n) != 0) {
-            let slot = (node - 1) as u8;
+        let dead_slots = (1..=MAX_SLOT_NODE).filter(|n| dead & (1u64 << n) != 0);
+        for (node, slot) in dead_slots.filter_map(|n| Some((n, bitmap::node_slot(n)?))) {
             match wi.adopt_slot(&self.group.members, self.group.failed().0, slot) {
                 Ok(n) => pr_info!("resync: {n} dirty regions of dead node {node} taken over\n"),
                 Err(e) => pr_err!("resync: cannot take over dead node {node}'s bitmap: {e:?}\n"),
@@ -445,6 +446,11 @@ impl WorkItem for StripeWorker {
                 pool: &this.pool,
                 raid6_rmw: this.raid6_rmw,
             };
+            if scratch.repl.is_none() {
+                // Dead AMFs' bitmaps and log entries, before any host write of this run.
+                this.adopt_dead(&scratch);
+            }
+            // This AMF's entry from its last start, or a dead AMF's just adopted.
             if let Err(e) = engine.replay_log(&mut scratch) {
                 pr_err!("ppl: replay failed ({e:?}); tried again on the next run\n");
             }
@@ -452,11 +458,6 @@ impl WorkItem for StripeWorker {
             if scratch.repl.is_some() {
                 // Dead AMFs' operations are taken over even when no host I/O comes.
                 let _ = crate::failover::settle(&engine, &mut scratch);
-            } else {
-                this.adopt_dead(&scratch);
-                if let Err(e) = engine.replay_log(&mut scratch) {
-                    pr_err!("ppl: replay failed ({e:?}); tried again on the next run\n");
-                }
             }
             if let Some(locks) = scratch.locks.as_mut() {
                 // Blocking callbacks that arrived while idle: let the locks go.

@@ -20,6 +20,7 @@ use kernel::{fmt, new_mutex, prelude::*, str::CString, sync::Arc};
 
 use crate::cluster::{GroupMembership, UnitLock};
 use crate::core_proto::{
+    bitmap,
     geometry::{nonzero, Geometry, Level, MemberSet},
     superblock::{Uuid, UuidText},
     table::{self, ClusterSpec, TableError, TransportKind},
@@ -200,14 +201,14 @@ fn bitmap_slot(level: Level, node: Option<u32>) -> Option<u8> {
     if !matches!(level, Level::Raid1 | Level::Raid5 | Level::Raid6) {
         return None;
     }
-    match node {
-        None => Some(0),
-        Some(n @ 1..=8) => u8::try_from(n - 1).ok(),
-        Some(n) => {
-            pr_warn!("node {n}: no write-intent bitmap slot (node ids 1 to 8 have one)\n");
-            None
-        }
+    let Some(n) = node else {
+        return Some(0);
+    };
+    let slot = bitmap::node_slot(n);
+    if slot.is_none() {
+        pr_warn!("node {n}: no write-intent bitmap slot (node ids 1 to 8 have one)\n");
     }
+    slot
 }
 
 impl AmfTarget {
@@ -874,13 +875,8 @@ impl TargetOperations for AmfTarget {
             // Quiesced: no write in flight, every bit can go (but those still to resync).
             wi.sweep(&self.group.members, self.group.failed().0, true);
         }
-        if let Some(log) = self.group.parity_log() {
-            // Quiesced: no write is torn, nothing to replay at the next load.
-            let mut io = log.lock();
-            if let Ok(bad) = log.retire(&mut io, &self.group.members, !self.group.failed().0) {
-                self.group.mark_failed(MemberSet(bad));
-            }
-        }
+        // Quiesced: no write is torn, nothing to replay at the next load.
+        let _ = self.group.retire_log();
         // Quiesced: leave the superblocks saying what happened (a reload reads them next).
         if let Err(e) = self.record_state() {
             pr_err!("cannot record the member states in the superblocks: {e:?}\n");

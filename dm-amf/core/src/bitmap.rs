@@ -54,6 +54,18 @@ pub enum HeaderError {
     Foreign,
 }
 
+/// The highest cluster node id that has a node slot.
+pub const MAX_SLOT_NODE: u32 = BITMAP_SLOTS as u32;
+
+/// The node slot (bitmap and partial parity log) of cluster node id `node`: `node - 1` for
+/// ids 1 to [`MAX_SLOT_NODE`], none beyond the format's slots.
+pub fn node_slot(node: u32) -> Option<u8> {
+    (1..=MAX_SLOT_NODE)
+        .contains(&node)
+        .then(|| u8::try_from(node - 1).ok())
+        .flatten()
+}
+
 /// Sector of node slot `slot`'s header on a member (`None` beyond the slots).
 pub fn header_sector(slot: u8) -> Option<u64> {
     (usize::from(slot) < BITMAP_SLOTS)
@@ -213,6 +225,15 @@ mod tests {
             region_sectors: 1024,
             regions: 40_000,
         }
+    }
+
+    #[test]
+    fn node_slots() {
+        assert_eq!(node_slot(0), None);
+        assert_eq!(node_slot(1), Some(0));
+        assert_eq!(node_slot(8), Some(7));
+        assert_eq!(node_slot(9), None);
+        assert_eq!(node_slot(u32::MAX), None);
     }
 
     #[test]

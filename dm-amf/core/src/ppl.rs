@@ -59,6 +59,12 @@ pub fn max_sectors(parity: usize) -> u64 {
 /// out, needs a log entry: a data member is missing (its chunk lives only in the parity)
 /// and some parity member is there to be torn.
 pub fn needs_log(layout: &StripeLayout, unavailable: MemberSet) -> bool {
+    logged(layout, unavailable, false)
+}
+
+/// Whether such a write is logged when the table asks for `every_write` (its `ppl`): then
+/// any write with a parity member there to be torn is, not only those [`needs_log`] names.
+pub fn logged(layout: &StripeLayout, unavailable: MemberSet, every_write: bool) -> bool {
     let data_lost = layout
         .data_members()
         .iter()
@@ -67,7 +73,7 @@ pub fn needs_log(layout: &StripeLayout, unavailable: MemberSet) -> bool {
         .into_iter()
         .flatten()
         .any(|m| !unavailable.contains(m));
-    data_lost && parity_live
+    (every_write || data_lost) && parity_live
 }
 
 /// The data chunks of `req` whose members are there: the replay reads what they hold then.
@@ -340,6 +346,10 @@ mod tests {
         assert!(needs_log(&l6, MemberSet::EMPTY.with(d6)));
         assert!(needs_log(&l6, MemberSet::EMPTY.with(d6).with(p6)));
         assert!(!needs_log(&l6, MemberSet::EMPTY.with(p6).with(q6)));
+        // Every write with the table's `ppl`, as long as a parity member can be torn.
+        assert!(logged(&l, MemberSet::EMPTY, true));
+        assert!(!logged(&l, MemberSet::EMPTY.with(p), true));
+        assert!(!logged(&l6, MemberSet::EMPTY.with(p6).with(q6), true));
         let req = WriteRequest {
             stripe: 0,
             offset: 0,
