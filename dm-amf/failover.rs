@@ -176,7 +176,7 @@ fn rewrite(
     let Scratch { bufs, plan, .. } = scratch;
     let done = engine.run_ios(
         bufs,
-        plan.writes.as_slice(),
+        plan.writes.as_slice().iter().copied(),
         crate::core_proto::wire::OpKind::FullStripe,
         r,
         IoDir::WriteFua,

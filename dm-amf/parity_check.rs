@@ -72,7 +72,7 @@ fn check_stripe(v: &mut [&mut [u8]], k: usize, len: usize, seed: u64) -> Result<
             .map_err(|_| Mismatch::Reference)?;
         set.push(&mut kq[0][..len], GFP_KERNEL)
             .map_err(|_| Mismatch::Reference)?;
-        kparity::gen_syndrome(&mut set).map_err(Mismatch::Kernel)?;
+        kparity::gen_syndrome(set.iter_mut().map(|b| Some(&mut **b))).map_err(Mismatch::Kernel)?;
     }
 
     // Kernel P again with xor_blocks: D_0 ^ ... into the reference-P slot, compared, then the
@@ -85,7 +85,8 @@ fn check_stripe(v: &mut [&mut [u8]], k: usize, len: usize, seed: u64) -> Result<
             srcs.push(&d[..len], GFP_KERNEL)
                 .map_err(|_| Mismatch::Reference)?;
         }
-        kparity::xor_into(&mut rp[0][..len], &srcs).map_err(Mismatch::Kernel)?;
+        kparity::xor_into(&mut rp[0][..len], srcs.iter().map(|s| Some(*s)))
+            .map_err(Mismatch::Kernel)?;
         if rp[0][..len] != kpq[0][..len] {
             return Err(Mismatch::XorVsRaid6P);
         }
@@ -113,7 +114,7 @@ fn check_stripe(v: &mut [&mut [u8]], k: usize, len: usize, seed: u64) -> Result<
             data[a][..len].fill(0);
             data[b][..len].fill(0);
             recover(data, kpq, k, len, |set| {
-                kparity::recover_two_data(set, a, b)
+                kparity::recover_two_data(set.iter_mut().map(|b| Some(&mut **b)), a, b)
             })?;
             if !matches_pattern(&data[a][..len], seed, a)
                 || !matches_pattern(&data[b][..len], seed, b)
@@ -124,7 +125,9 @@ fn check_stripe(v: &mut [&mut [u8]], k: usize, len: usize, seed: u64) -> Result<
         }
         data[a][..len].fill(0);
         kpq[0][..len].fill(0);
-        recover(data, kpq, k, len, |set| kparity::recover_data_and_p(set, a))?;
+        recover(data, kpq, k, len, |set| {
+            kparity::recover_data_and_p(set.iter_mut().map(|b| Some(&mut **b)), a)
+        })?;
         if !matches_pattern(&data[a][..len], seed, a) || kpq[0][..len] != rpq[0][..len] {
             return Err(Mismatch::DataPRecovery);
         }

@@ -19,7 +19,7 @@ use crate::core_proto::{
     ppl::{self, Entry},
     wire::OpKind,
 };
-use crate::kernel_ext::parity::{self, BlockError, MAX_BLOCKS};
+use crate::kernel_ext::parity::{self, BlockError};
 use crate::parity_log::ParityLog;
 use crate::stripe_buf::StripeBuffers;
 use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
@@ -162,20 +162,20 @@ impl StripeEngine<'_> {
             return self.retire_replayed(log);
         }
         let r = (offset as usize * 512)..((offset + sectors) as usize * 512);
-        let mut reads = [Io::default(); MAX_BLOCKS];
-        let mut n = 0;
-        for (k, m) in layout.data_members().iter().enumerate() {
-            if written.contains(k) {
-                *reads.get_mut(n).ok_or(WriteError::Plan)? = Io {
-                    member: usize::from(*m),
-                    sector: layout.member_sector + offset,
-                    sectors,
-                    what: Block::Data(u8::try_from(k).map_err(|_| WriteError::Plan)?),
-                };
-                n += 1;
-            }
+        if layout.data_members().len() > usize::from(u8::MAX) {
+            return Err(WriteError::Plan);
         }
-        let reads = reads.get(..n).ok_or(WriteError::Plan)?;
+        let reads = layout
+            .data_members()
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| written.contains(*k))
+            .map(|(k, m)| Io {
+                member: usize::from(*m),
+                sector: layout.member_sector + offset,
+                sectors,
+                what: Block::Data(k as u8),
+            });
         let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);
@@ -195,20 +195,16 @@ impl StripeEngine<'_> {
         let p = p.get_mut(r.clone()).ok_or(WriteError::Plan)?;
         let q = q.get_mut(r.clone()).filter(|_| log.parity() == 2);
         fold_written(data, zero, p, q, written, &r).map_err(|_| WriteError::Parity)?;
-        let mut writes = [Io::default(); 2];
-        let mut n = 0;
-        for (m, what) in [(layout.p, Block::P), (layout.q, Block::Q)] {
-            if let Some(m) = m.filter(|m| !unavailable.contains(*m)) {
-                *writes.get_mut(n).ok_or(WriteError::Plan)? = Io {
-                    member: m,
+        let writes = [(layout.p, Block::P), (layout.q, Block::Q)]
+            .into_iter()
+            .filter_map(|(m, what)| {
+                Some(Io {
+                    member: m.filter(|m| !unavailable.contains(*m))?,
                     sector: layout.member_sector + offset,
                     sectors,
                     what,
-                };
-                n += 1;
-            }
-        }
-        let writes = writes.get(..n).ok_or(WriteError::Plan)?;
+                })
+            });
         let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::WriteFua)?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);
@@ -263,8 +259,6 @@ fn fold_written(
     r: &Range<usize>,
 ) -> Result<(), BlockError> {
     let (mut first, mut last) = (None, 0);
-    let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
-    let mut n = 0;
     match q {
         Some(q) if !parity::has_xor_syndrome() => {
             // The CPU's raid6 routines cannot update a syndrome in place (md then gives up
@@ -275,7 +269,7 @@ fn fold_written(
                 .filter(|(k, _)| written.contains(*k))
             {
                 let d = d.get(r.clone()).ok_or(BlockError::Length)?;
-                parity::xor_into(p, &[d])?;
+                parity::xor_into(p, [Some(d)])?;
                 reference::mul_xor_into(q, d, reference::gf_exp2(k))
                     .map_err(|_| BlockError::Length)?;
             }
@@ -283,35 +277,32 @@ fn fold_written(
         }
         Some(q) => {
             let zero = zero.get(r.clone()).ok_or(BlockError::Length)?;
-            for (k, (s, d)) in srcs.iter_mut().zip(data.iter()).enumerate() {
-                *s = if written.contains(k) {
-                    first.get_or_insert(k);
-                    last = k;
-                    d.get(r.clone()).ok_or(BlockError::Length)?
-                } else {
-                    zero
-                };
-                n += 1;
+            for k in (0..data.len()).filter(|k| written.contains(*k)) {
+                first.get_or_insert(k);
+                last = k;
             }
             let Some(first) = first else {
                 return Ok(());
             };
-            let srcs = srcs.get(..n).ok_or(BlockError::Count)?;
+            let srcs = data.iter().enumerate().map(|(k, d)| {
+                if written.contains(k) {
+                    d.get(r.clone())
+                } else {
+                    Some(zero)
+                }
+            });
             parity::xor_syndrome(srcs, p, q, first, last)
         }
         None => {
+            if !(0..data.len()).any(|k| written.contains(k)) {
+                return Ok(());
+            }
             let chosen = data
                 .iter()
                 .enumerate()
-                .filter(|(k, _)| written.contains(*k));
-            for (s, (_, d)) in srcs.iter_mut().zip(chosen) {
-                *s = d.get(r.clone()).ok_or(BlockError::Length)?;
-                n += 1;
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            parity::xor_into(p, srcs.get(..n).ok_or(BlockError::Count)?)
+                .filter(|(k, _)| written.contains(*k))
+                .map(|(_, d)| d.get(r.clone()));
+            parity::xor_into(p, chosen)
         }
     }
 }

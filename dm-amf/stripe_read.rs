@@ -16,7 +16,7 @@ use crate::core_proto::{
 };
 use crate::kernel_ext::{
     bio::DeferredBio,
-    parity::{self, BlockError, MAX_BLOCKS},
+    parity::{self, BlockError},
 };
 use crate::stripe_buf::StripeBuffers;
 use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
@@ -62,9 +62,7 @@ impl StripeEngine<'_> {
                 ReadPlan::Direct(place) => MemberSet::single(place.member),
                 ReadPlan::Reconstruct { sources, .. } => sources,
             };
-            let mut ios = [Io::default(); MAX_BLOCKS];
             let ios = stripe_ios(
-                &mut ios,
                 &layout,
                 loc.member_sector,
                 bio.sectors(),
@@ -89,27 +87,26 @@ impl StripeEngine<'_> {
     }
 }
 
-/// Fills `ios` with one I/O per member of `members`, each `sectors` long from `sector` of
-/// the member's data area, carrying the block the member holds in the stripe of `layout`;
-/// returns them.
+/// One I/O per member of `members`, each `sectors` long from `sector` of the member's data
+/// area, carrying the block the member holds in the stripe of `layout` (checked first: a
+/// member that holds no block is a planning error).
 pub(crate) fn stripe_ios<'a>(
-    ios: &'a mut [Io; MAX_BLOCKS],
-    layout: &StripeLayout,
+    layout: &'a StripeLayout,
     sector: u64,
     sectors: u64,
-    members: impl Iterator<Item = usize>,
-) -> Result<&'a [Io], WriteError> {
-    let mut n = 0;
-    for (io, m) in ios.iter_mut().zip(members) {
-        *io = Io {
+    members: impl Iterator<Item = usize> + Clone + 'a,
+) -> Result<impl Iterator<Item = Io> + Clone + 'a, WriteError> {
+    if members.clone().any(|m| block_of(layout, m).is_none()) {
+        return Err(WriteError::Plan);
+    }
+    Ok(members.filter_map(move |m| {
+        Some(Io {
             member: m,
             sector,
             sectors,
-            what: block_of(layout, m).ok_or(WriteError::Plan)?,
-        };
-        n += 1;
-    }
-    ios.get(..n).ok_or(WriteError::Plan)
+            what: block_of(layout, m)?,
+        })
+    }))
 }
 
 /// The block member `m` holds in a stripe.
@@ -139,40 +136,22 @@ pub(crate) fn rebuild(
     let StripeBuffers { data, p, q, .. } = bufs;
     if other_lost.is_none() && p_alive {
         // RAID5, or RAID6 with P: the chunk is P XOR the other data chunks.
-        let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
-        let mut n = 0;
-        let mut target = None;
-        for (k, d) in data.iter_mut().enumerate() {
-            let blk = d.get_mut(r.clone()).ok_or(BlockError::Length)?;
-            if k == want {
-                target = Some(blk);
-            } else if let Some(s) = srcs.get_mut(n) {
-                *s = blk;
-                n += 1;
-            }
-        }
-        if let Some(s) = srcs.get_mut(n) {
-            *s = p.get(r.clone()).ok_or(BlockError::Length)?;
-            n += 1;
-        }
-        let target = target.ok_or(BlockError::Index)?;
+        let at = want.min(data.len());
+        let (before, rest) = data.split_at_mut(at);
+        let (target, after) = rest.split_first_mut().ok_or(BlockError::Index)?;
+        let target = target.get_mut(r.clone()).ok_or(BlockError::Length)?;
         target.fill(0);
-        return parity::xor_into(target, srcs.get(..n).ok_or(BlockError::Count)?);
+        let others = Iterator::chain(before.iter(), after.iter()).map(|d| d.get(r.clone()));
+        let srcs = Iterator::chain(others, [p.get(r.clone())]);
+        return parity::xor_into(target, srcs);
     }
     // RAID6 with Q: every data block, P and Q, the lost ones rebuilt in place.
-    let mut blocks: [&mut [u8]; MAX_BLOCKS] = core::array::from_fn(|_| Default::default());
-    let mut n = 0;
     let all = Iterator::chain(
         data.iter_mut().map(|d| d.get_mut(r.clone())),
         [p.get_mut(r.clone()), q.get_mut(r.clone())],
     );
-    for (slot, blk) in blocks.iter_mut().zip(all) {
-        *slot = blk.ok_or(BlockError::Length)?;
-        n += 1;
-    }
-    let blocks = blocks.get_mut(..n).ok_or(BlockError::Count)?;
     match other_lost {
-        Some(other) => parity::recover_two_data(blocks, want, other),
-        None => parity::recover_data_and_p(blocks, want),
+        Some(other) => parity::recover_two_data(all, want, other),
+        None => parity::recover_data_and_p(all, want),
     }
 }

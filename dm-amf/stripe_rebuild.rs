@@ -6,8 +6,7 @@
 
 use kernel::prelude::*;
 
-use crate::core_proto::{geometry::MemberSet, op::Io, wire::OpKind};
-use crate::kernel_ext::parity::MAX_BLOCKS;
+use crate::core_proto::{geometry::MemberSet, wire::OpKind};
 use crate::stripe_read::{rebuild, stripe_ios};
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
 
@@ -27,10 +26,8 @@ impl StripeEngine<'_> {
         let lost = MemberSet(self.group.failed().0 | targets.0);
         let bufs = &mut scratch.bufs;
 
-        let mut ios = [Io::default(); MAX_BLOCKS];
         let sources = (0..g.members()).filter(|m| !lost.contains(*m));
         let reads = stripe_ios(
-            &mut ios,
             &layout,
             layout.member_sector,
             g.chunk_sectors(),
@@ -55,7 +52,6 @@ impl StripeEngine<'_> {
         }
 
         let writes = stripe_ios(
-            &mut ios,
             &layout,
             layout.member_sector,
             g.chunk_sectors(),

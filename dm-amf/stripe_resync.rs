@@ -13,7 +13,6 @@ use crate::core_proto::{
     op::{Block, Io},
     wire::OpKind,
 };
-use crate::kernel_ext::parity::MAX_BLOCKS;
 use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
 
 impl StripeEngine<'_> {
@@ -70,18 +69,12 @@ impl StripeEngine<'_> {
             what: Block::Data(0),
         };
         let read = [io(source)];
-        let bad = self.run_ios(&mut scratch.bufs, &read, OpKind::Mirror, &r, IoDir::Read)?;
+        let bad = self.run_ios(&mut scratch.bufs, read.into_iter(), OpKind::Mirror, &r, IoDir::Read)?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);
             return Err(WriteError::Io);
         }
-        let mut writes = [Io::default(); MAX_BLOCKS];
-        let mut n = 0;
-        for (slot, m) in writes.iter_mut().zip(live) {
-            *slot = io(m);
-            n += 1;
-        }
-        let writes = writes.get(..n).ok_or(WriteError::Plan)?;
+        let writes = live.map(io);
         let bad = self.run_ios(&mut scratch.bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);

@@ -27,7 +27,8 @@ use crate::group::Group;
 use crate::kernel_ext::{
     bio::{BioSet, BlkStatus, DeferredBio},
     block_io::{self, MemberIo},
-    parity::{self, BlockError, MAX_BLOCKS},
+    parity::{self, BlockError},
+    zeroed,
 };
 use crate::repl::{FaultPoint, ReplError, ReplOp, Replication};
 use crate::repl_session::MAX_RECORD_BLOCKS;
@@ -70,7 +71,7 @@ impl Scratch {
     pub(crate) fn new(data_chunks: usize, chunk_bytes: usize, raid6: bool) -> Result<Self> {
         Ok(Self {
             bufs: StripeBuffers::new(data_chunks, chunk_bytes, raid6)?,
-            plan: KBox::new(Plan::empty(), GFP_KERNEL)?,
+            plan: zeroed::boxed_plan(GFP_KERNEL)?,
             op_id: 0,
             locks: None,
             repl: None,
@@ -245,7 +246,7 @@ impl StripeEngine<'_> {
                 None => None,
             };
             if fx.read {
-                let bad = self.run_ios(bufs, plan.reads.as_slice(), plan.kind, &r, IoDir::Read)?;
+                let bad = self.run_ios(bufs, plan.reads.as_slice().iter().copied(), plan.kind, &r, IoDir::Read)?;
                 if !bad.is_empty() {
                     self.group.mark_failed(bad);
                     continue;
@@ -293,22 +294,17 @@ impl StripeEngine<'_> {
             if halt {
                 // Fault injection: the new data reaches the disks, the parity does not (a
                 // mirror: the first copy only).
-                let mut data = [Io::default(); MAX_BLOCKS];
-                let mut n = 0;
                 let most = if plan.kind == OpKind::Mirror {
                     1
                 } else {
                     usize::MAX
                 };
-                let picked = writes
+                let data = writes
                     .iter()
+                    .copied()
                     .filter(|io| matches!(io.what, Block::Data(_)))
                     .take(most);
-                for io in picked {
-                    *data.get_mut(n).ok_or(WriteError::Plan)? = *io;
-                    n += 1;
-                }
-                self.run_ios(bufs, data.get(..n).unwrap_or(&[]), plan.kind, &r, dir)?;
+                self.run_ios(bufs, data, plan.kind, &r, dir)?;
                 match repl {
                     Some(rp) => rp.fault_point(FaultPoint::Data)?,
                     None => {
@@ -317,7 +313,7 @@ impl StripeEngine<'_> {
                     }
                 }
             }
-            let bad = self.run_ios(bufs, writes, plan.kind, &r, dir)?;
+            let bad = self.run_ios(bufs, writes.iter().copied(), plan.kind, &r, dir)?;
             if !bad.is_empty() {
                 // What reached the other members is consistent without the failed ones,
                 // once the superblocks say they failed.
@@ -361,10 +357,8 @@ impl StripeEngine<'_> {
     ) -> Result<MemberSet, WriteError> {
         let g = &self.group.geometry;
         let layout = g.layout(req.stripe).map_err(|_| WriteError::Plan)?;
-        let mut ios = [Io::default(); MAX_BLOCKS];
         let sources = (0..g.members()).filter(|m| !unavailable.contains(*m));
         let reads = stripe_ios(
-            &mut ios,
             &layout,
             layout.member_sector + req.offset,
             req.sectors,
@@ -402,13 +396,15 @@ impl StripeEngine<'_> {
         Ok(bad)
     }
 
-    /// Issues `ios` (reads into the buffers the computation expects them in, or writes from
-    /// them), `BATCH` at a time, and waits for them. Returns the members whose I/O failed.
+    /// Issues the I/Os of `list` (reads into the buffers the computation expects them in, or
+    /// writes from them), `BATCH` at a time, and waits for them. Returns the members whose
+    /// I/O failed. `list` is walked, never copied: only `BATCH` bios' worth of state is on
+    /// the stack.
     #[inline(never)]
     pub(crate) fn run_ios(
         &self,
         bufs: &mut StripeBuffers,
-        list: &[Io],
+        list: impl Iterator<Item = Io> + Clone,
         kind: OpKind,
         r: &Range<usize>,
         dir: IoDir,
@@ -416,38 +412,52 @@ impl StripeEngine<'_> {
         // Read-modify-write reads old data beside the new; everything else uses `data`.
         let into_old = kind == OpKind::ReadModifyWrite && dir == IoDir::Read;
         let mut bad = MemberSet::EMPTY;
-        for part in list.chunks(BATCH) {
+        let mut start = 0;
+        loop {
+            let part = list.clone().skip(start).take(BATCH);
+            let n = part.clone().count();
+            if n == 0 {
+                break;
+            }
+            start += n;
             let mut ios: [MemberIo<'_>; BATCH] = core::array::from_fn(|_| MemberIo::empty());
-            let n = part.len();
             let StripeBuffers {
                 data, old, p, q, ..
             } = &mut *bufs;
             if dir == IoDir::Read {
-                // Each buffer is read into by at most one I/O of a step: a plan names each
-                // block once.
-                let mut data_bufs: [Option<&mut [u8]>; MAX_BLOCKS] = core::array::from_fn(|_| None);
+                // Each buffer is read into by at most one I/O of a step (a plan names each
+                // block once): each buffer is handed to the I/O that names it.
                 let source = if into_old { old } else { data };
-                for (slot, buf) in data_bufs.iter_mut().zip(source.iter_mut()) {
-                    *slot = buf.get_mut(r.clone());
-                }
-                let (mut p_buf, mut q_buf) = (p.get_mut(r.clone()), q.get_mut(r.clone()));
-                for (io, step) in ios.iter_mut().zip(part) {
+                let blocks = Iterator::chain(
+                    source
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(k, b)| (u8::try_from(k).ok().map(Block::Data), b)),
+                    [(Some(Block::P), p), (Some(Block::Q), q)],
+                );
+                let mut given = 0usize;
+                for (what, buf) in blocks {
+                    let Some((i, step)) = part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
+                    else {
+                        continue;
+                    };
+                    let (Some(io), Some(buf)) = (ios.get_mut(i), buf.get_mut(r.clone())) else {
+                        return Err(WriteError::Plan);
+                    };
                     let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
-                    let buf = match step.what {
-                        Block::Data(k) => data_bufs.get_mut(usize::from(k)).and_then(Option::take),
-                        Block::P => p_buf.take(),
-                        Block::Q => q_buf.take(),
-                    }
-                    .ok_or(WriteError::Plan)?;
                     // A missing member is never planned (it starts failed); if it were, its
                     // I/O fails without being sent.
                     if let Some(dev) = member.dev.as_ref() {
                         *io = MemberIo::read(dev, member.offset + step.sector, buf);
                     }
+                    given += 1;
+                }
+                if given != n {
+                    return Err(WriteError::Plan);
                 }
             } else {
                 // Writes only read the buffers: a mirror writes one block to every copy.
-                for (io, step) in ios.iter_mut().zip(part) {
+                for (io, step) in ios.iter_mut().zip(part.clone()) {
                     let member = self.group.member(step.member).ok_or(WriteError::Plan)?;
                     let buf = match step.what {
                         Block::Data(k) => data.get(usize::from(k)).and_then(|b| b.get(r.clone())),
@@ -609,38 +619,23 @@ pub(crate) fn full_parity(
 ) -> Result<(), BlockError> {
     match q {
         Some(q) => {
-            let mut blocks: [&mut [u8]; MAX_BLOCKS] = core::array::from_fn(|_| Default::default());
-            let mut n = 0;
-            let parity = [p, q];
             let all = Iterator::chain(
                 data.iter_mut().map(|d| d.get_mut(r.clone())),
-                parity.into_iter().map(Some),
+                [Some(p), Some(q)],
             );
-            for (slot, blk) in blocks.iter_mut().zip(all) {
-                *slot = blk.ok_or(BlockError::Length)?;
-                n += 1;
-            }
-            parity::gen_syndrome(blocks.get_mut(..n).ok_or(BlockError::Count)?)
+            parity::gen_syndrome(all)
         }
         None => {
-            let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
-            let mut n = 0;
-            for (s, d) in srcs.iter_mut().zip(data.iter()) {
-                *s = d.get(r.clone()).ok_or(BlockError::Length)?;
-                n += 1;
-            }
-            let (first, rest) = srcs
-                .get(..n)
-                .and_then(|s| s.split_first())
-                .ok_or(BlockError::Count)?;
+            let mut srcs = data.iter().map(|d| d.get(r.clone()));
+            let first = srcs.next().flatten().ok_or(BlockError::Count)?;
             // Element-wise so that no length-mismatch panic path is compiled in.
-            for (d, s) in p.iter_mut().zip(*first) {
+            for (d, s) in p.iter_mut().zip(first) {
                 *d = *s;
             }
-            if rest.is_empty() {
+            if data.len() < 2 {
                 return Ok(());
             }
-            parity::xor_into(p, rest)
+            parity::xor_into(p, srcs)
         }
     }
 }
@@ -664,40 +659,36 @@ fn read_modify_write(
             let (Some(o), Some(n)) = (o.get_mut(r.clone()), n.get(r.clone())) else {
                 return Err(BlockError::Length);
             };
-            parity::xor_into(o, &[n])?;
+            parity::xor_into(o, [Some(n)])?;
             first.get_or_insert(k);
             last = k;
         }
     }
     let first = first.ok_or(BlockError::Count)?;
-    let mut srcs: [&[u8]; MAX_BLOCKS] = [&[]; MAX_BLOCKS];
-    let mut n = 0;
     match q {
         Some(q) => {
             // The syndrome routine wants every data position from `first` to `last`: a
             // chunk that did not change contributes zeroes.
             let zero = zero.get(r.clone()).ok_or(BlockError::Length)?;
-            for (k, (s, o)) in srcs.iter_mut().zip(old.iter()).enumerate() {
-                *s = if req.chunks.contains(k) {
-                    o.get(r.clone()).ok_or(BlockError::Length)?
+            let changes = old.iter().enumerate().map(|(k, o)| {
+                if req.chunks.contains(k) {
+                    o.get(r.clone())
                 } else {
-                    zero
-                };
-                n += 1;
+                    Some(zero)
+                }
+            });
+            if old.len() != dc {
+                return Err(BlockError::Count);
             }
-            let srcs = srcs.get(..n).filter(|_| n == dc).ok_or(BlockError::Count)?;
-            parity::xor_syndrome(srcs, p, q, first, last)
+            parity::xor_syndrome(changes, p, q, first, last)
         }
         None => {
             let changed = old
                 .iter()
                 .enumerate()
-                .filter(|(k, _)| req.chunks.contains(*k));
-            for (s, (_, o)) in srcs.iter_mut().zip(changed) {
-                *s = o.get(r.clone()).ok_or(BlockError::Length)?;
-                n += 1;
-            }
-            parity::xor_into(p, srcs.get(..n).ok_or(BlockError::Count)?)
+                .filter(|(k, _)| req.chunks.contains(*k))
+                .map(|(_, o)| o.get(r.clone()));
+            parity::xor_into(p, changed)
         }
     }
 }

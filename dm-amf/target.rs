@@ -457,7 +457,7 @@ impl TargetOperations for AmfTarget {
     fn ctr(ti: &mut TargetCtr<'_>, args: &[&str]) -> Result<KBox<Self>, CtrError> {
         let spec = table::parse(args, ti.len())?;
         let nr = spec.members().len();
-        let member_len = spec.members().first().map_or(0, |m| m.len);
+        let member_len = spec.members().next().map_or(0, |m| m.len);
 
         let mut members = KVec::with_capacity(nr, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate member table"))?;

@@ -19,3 +19,4 @@ pub(crate) mod parity;
 #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
 pub(crate) mod rdma;
 pub(crate) mod workqueue;
+pub(crate) mod zeroed;

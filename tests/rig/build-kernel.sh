@@ -3,10 +3,12 @@
 # Build (once) the kernel dm-amf is tested on, from Debian's linux-source-6.12, and cache it
 # outside the checkout, keyed by source version + config hash.
 #
-#   build-kernel.sh [debug|bench]          build if needed, print the build dir (KDIR) last
+#   build-kernel.sh [debug|bench|size]     build if needed, print the build dir (KDIR) last
 #
 # debug: tinyconfig + tests/rig/kernel.config (lockdep, kmemleak, kfence...): for tests.
 # bench: the same without the debug section: for benchmarks only.
+# size:  debug built with CONFIG_CC_OPTIMIZE_FOR_SIZE (tinyconfig's default; Rust at
+#        opt-level s), whose frames differ from -O2's: the stack check builds against both.
 set -euo pipefail
 
 flavour=${1:-debug}
@@ -23,7 +25,11 @@ trap 'rm -f "$frag"' EXIT
 case "$flavour" in
 debug) grep -v '^#' "$here/kernel.config" | sed '/^$/d' >"$frag" ;;
 bench) sed '/^# --- debug set/,$d' "$here/kernel.config" | grep -v '^#' | sed '/^$/d' >"$frag" ;;
-*) log "unknown flavour '$flavour' (debug|bench)"; exit 2 ;;
+size)
+	grep -v '^#' "$here/kernel.config" | sed '/^$/d' |
+		sed 's/^CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y$/CONFIG_CC_OPTIMIZE_FOR_SIZE=y/' >"$frag"
+	;;
+*) log "unknown flavour '$flavour' (debug|bench|size)"; exit 2 ;;
 esac
 # Bump when the build recipe below changes in a way that changes the result.
 recipe=1
@@ -31,12 +37,19 @@ key=$( (cat "$frag"; echo "recipe=$recipe") | sha256sum | cut -c1-12)
 
 src=$cache/linux-$srcver
 out=$cache/build-$srcver-$flavour-$key
-# One build at a time: a second caller waits, then finds the result cached (without the
-# lock it would delete the directory the first one is building in).
+# A finished build is never written again: found, it needs no lock.
+if [ -f "$out/.amf-complete" ]; then
+	log "cached: $out"
+	echo "$out"
+	exit 0
+fi
+# One build of each kind at a time: a second caller waits, then finds the result cached
+# (without the lock it would delete the directory the first one is building in). Builds of
+# other kinds go on beside it; the shared source is extracted under its own lock.
 mkdir -p "$cache"
-exec 9>"$cache/.build.lock"
+exec 9>"$cache/.build-$flavour-$key.lock"
 if ! flock -n 9; then
-	log "another kernel build is running: waiting for it"
+	log "another build of this kernel is running: waiting for it"
 	flock 9
 fi
 if [ -f "$out/.amf-complete" ]; then
@@ -45,7 +58,8 @@ if [ -f "$out/.amf-complete" ]; then
 	exit 0
 fi
 
-mkdir -p "$cache"
+exec 8>"$cache/.source.lock"
+flock 8
 if [ ! -f "$src/.amf-extracted" ]; then
 	log "extracting $tarball (about 1 min)"
 	rm -rf "$src" "$src.tmp"
@@ -54,6 +68,7 @@ if [ ! -f "$src/.amf-extracted" ]; then
 	touch "$src.tmp/.amf-extracted"
 	mv "$src.tmp" "$src"
 fi
+flock -u 8
 
 export PATH="$HOME/.cargo/bin:$PATH"
 rm -rf "$out"

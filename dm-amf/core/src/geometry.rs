@@ -112,7 +112,7 @@ impl MemberSet {
     }
 
     /// Members in increasing order.
-    pub fn iter(self) -> impl Iterator<Item = usize> {
+    pub fn iter(self) -> impl Iterator<Item = usize> + Clone {
         (0..MAX_MEMBERS).filter(move |m| self.contains(*m))
     }
 }

@@ -99,8 +99,10 @@ pub struct Io {
     pub what: Block,
 }
 
-/// Which block of the stripe an I/O carries.
+/// Which block of the stripe an I/O carries. `repr(u8)` with `Data` first, so that all
+/// zero bytes are `Data(0)`: the kernel allocates its plans zeroed, in place.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Block {
     /// Data chunk `n` of the stripe.
     Data(u8),

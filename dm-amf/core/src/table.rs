@@ -417,20 +417,65 @@ pub struct TableSpec<'a> {
     /// `ppl`: every raid5/6 write goes through the partial parity log, not only those to
     /// rows that lack a member (closes the write hole of a member lost after a crash).
     pub ppl: bool,
-    members: [MemberArg<'a>; MAX_MEMBERS],
+    /// The `<dev> <offset>` pairs, checked by [`parse`]; the members are read from them on
+    /// demand, so that the spec stays small (the kernel's constructor keeps it on a 16 KiB
+    /// stack).
+    member_words: &'a [&'a str],
+    member_len: u64,
     nr_members: usize,
 }
 
+/// The members of a [`TableSpec`], in member order.
+#[derive(Clone, Debug)]
+pub struct Members<'a> {
+    pairs: core::slice::ChunksExact<'a, &'a str>,
+    len: u64,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = MemberArg<'a>;
+
+    fn next(&mut self) -> Option<MemberArg<'a>> {
+        let pair = self.pairs.next()?;
+        let path = pair.first().copied().unwrap_or(MISSING_DEVICE);
+        Some(MemberArg {
+            path,
+            // Checked by `parse`.
+            offset: pair.get(1).and_then(|o| parse_decimal(o)).unwrap_or(0),
+            len: self.len,
+            missing: path == MISSING_DEVICE,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.pairs.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Members<'_> {}
+
 impl<'a> TableSpec<'a> {
     /// The members, in member order.
-    pub fn members(&self) -> &[MemberArg<'a>] {
-        self.members.get(..self.nr_members).unwrap_or(&[])
+    pub fn members(&self) -> Members<'a> {
+        Members {
+            pairs: self.member_words.chunks_exact(2),
+            len: self.member_len,
+        }
+    }
+
+    /// Member `i`, if the table has it.
+    pub fn member(&self, i: usize) -> Option<MemberArg<'a>> {
+        self.members().nth(i)
+    }
+
+    /// The number of members.
+    pub fn nr_members(&self) -> usize {
+        self.nr_members
     }
 
     /// The missing members (`-` in the table).
     pub fn missing(&self) -> MemberSet {
         self.members()
-            .iter()
             .enumerate()
             .filter(|(_, m)| m.missing)
             .fold(MemberSet::EMPTY, |set, (i, _)| set.with(i))
@@ -452,10 +497,7 @@ impl<'a> TableSpec<'a> {
     /// size and member count, and a member length (the sectors each member serves from its
     /// offset) within the group's data area. The group UUID is `validate_member_set`'s.
     pub fn check_group(&self, authority: &Superblock) -> Result<(), TableError> {
-        let fits = self
-            .members()
-            .iter()
-            .all(|m| m.len <= authority.data_sectors);
+        let fits = self.member_len <= authority.data_sectors;
         if self.level != authority.level
             || self.chunk_sectors != authority.chunk_sectors
             || self.nr_members != authority.member_count()
@@ -469,7 +511,7 @@ impl<'a> TableSpec<'a> {
     /// With `group <uuid>`: the `<offset>` of the member at `position` must be the data
     /// offset recorded in that member's own superblock `sb`.
     pub fn check_data_offset(&self, position: usize, sb: &Superblock) -> Result<(), TableError> {
-        match self.members().get(position) {
+        match self.member(position) {
             Some(m) if m.offset == sb.data_offset => Ok(()),
             _ => Err(TableError::WrongDataOffset),
         }
@@ -823,7 +865,7 @@ fn replication_spec<'a>(
 
 /// Parses the constructor arguments of a target `target_len` sectors long.
 #[inline(never)]
-pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, TableError> {
+pub fn parse<'a>(args: &'a [&'a str], target_len: u64) -> Result<TableSpec<'a>, TableError> {
     let word = |i: usize| args.get(i).copied().ok_or(TableError::NotEnoughArgs);
 
     let level = parse_level(word(0)?)?;
@@ -860,7 +902,6 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
     }
 
     let (member_len, geometry) = member_len(level, nr_devs, chunk_sectors, target_len)?;
-    let mut members = [MemberArg::default(); MAX_MEMBERS];
     for (i, pair) in dev_words.chunks_exact(2).enumerate() {
         let (path, offset) = (pair[0], pair[1]);
         let missing = path == MISSING_DEVICE;
@@ -868,16 +909,9 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
         if offset.checked_add(member_len).is_none() {
             return Err(TableError::DeviceTooSmall);
         }
-        if !missing && members[..i].iter().any(|m| m.path == path) {
+        let earlier = dev_words.get(..2 * i).unwrap_or(&[]);
+        if !missing && earlier.chunks_exact(2).any(|p| p[0] == path) {
             return Err(TableError::DuplicateDevice);
-        }
-        if let Some(slot) = members.get_mut(i) {
-            *slot = MemberArg {
-                path,
-                offset,
-                len: member_len,
-                missing,
-            };
         }
     }
 
@@ -888,7 +922,8 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
         group,
         cluster,
         ppl,
-        members,
+        member_words: dev_words,
+        member_len,
         nr_members: nr_devs,
     };
     // The group must be able to serve every sector from the members that hold valid data.
@@ -904,8 +939,12 @@ pub fn parse<'a>(args: &[&'a str], target_len: u64) -> Result<TableSpec<'a>, Tab
 mod tests {
     use super::*;
 
-    fn words(s: &str) -> std::vec::Vec<&str> {
-        s.split_whitespace().collect()
+    /// The words of `s`, kept for the whole test run (a spec borrows its words).
+    fn words(s: &str) -> &'static [&'static str] {
+        let s: &'static str = std::string::String::from(s).leak();
+        s.split_whitespace()
+            .collect::<std::vec::Vec<_>>()
+            .leak()
     }
 
     fn err(s: &str, len: u64) -> TableError {
@@ -920,7 +959,7 @@ mod tests {
         assert_eq!(t.chunk_sectors, 128);
         assert_eq!(t.members().len(), 3);
         assert_eq!(
-            t.members()[1],
+            t.member(1).unwrap(),
             MemberArg {
                 path: "/dev/b",
                 offset: 2048,
@@ -928,7 +967,7 @@ mod tests {
                 missing: false,
             }
         );
-        assert_eq!(t.members()[2].path, "8:16");
+        assert_eq!(t.member(2).unwrap().path, "8:16");
         assert_eq!(t.rebuild, MemberSet::EMPTY);
         assert_eq!(t.missing(), MemberSet::EMPTY);
         assert_eq!(t.unavailable(), MemberSet::EMPTY);
@@ -976,22 +1015,22 @@ mod tests {
         let w = words("raid1 1 128 3 /dev/a 0 /dev/b 0 /dev/c 8");
         let t = parse(&w, 128 * 10).unwrap();
         assert_eq!(t.level, Level::Raid1);
-        assert!(t.members().iter().all(|m| m.len == 1280));
+        assert!(t.members().all(|m| m.len == 1280));
 
         let w = words("raid10 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
         let t = parse(&w, 128 * 10).unwrap();
         assert_eq!(t.level, Level::Raid10 { copies: 2 });
         // 10 chunks x 2 copies over 4 members: 5 rows.
-        assert_eq!(t.members()[0].len, 5 * 128);
+        assert_eq!(t.member(0).unwrap().len, 5 * 128);
 
         let w = words("raid10 3 128 raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
         let t = parse(&w, 128 * 7).unwrap();
         assert_eq!(t.level, Level::Raid10 { copies: 3 });
-        assert_eq!(t.members()[0].len, 7 * 128);
+        assert_eq!(t.member(0).unwrap().len, 7 * 128);
 
         // 3 members, 2 copies, 3 chunks: 6 device chunks in 2 rows.
         let w = words("raid10 1 8 3 /dev/a 0 /dev/b 0 /dev/c 0");
-        assert_eq!(parse(&w, 24).unwrap().members()[0].len, 16);
+        assert_eq!(parse(&w, 24).unwrap().member(0).unwrap().len, 16);
 
         let len = 128 * 4;
         assert_eq!(err("raid1 1 128 1 /dev/a 0", len), TooFewDevices);
@@ -1038,27 +1077,27 @@ mod tests {
         assert_eq!(t.level, Level::Raid5);
         assert_eq!(t.level_name(), "raid5");
         assert_eq!(t.members().len(), 4);
-        assert!(t.members().iter().all(|m| m.len == 128 * 10));
-        assert_eq!(t.members()[3].offset, 2048);
+        assert!(t.members().all(|m| m.len == 128 * 10));
+        assert_eq!(t.member(3).unwrap().offset, 2048);
 
         // raid6 over 5 members: 3 data chunks per stripe.
         let w = words("raid6 1 64 5 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0 /dev/e 0");
         let t = parse(&w, 3 * 64 * 7).unwrap();
         assert_eq!(t.level, Level::Raid6);
         assert_eq!(t.level_name(), "raid6");
-        assert!(t.members().iter().all(|m| m.len == 64 * 7));
+        assert!(t.members().all(|m| m.len == 64 * 7));
 
         // The examples of table-syntax.rst: 256 MiB per member.
         let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0");
-        assert_eq!(parse(&w, 1_572_864).unwrap().members()[0].len, 524_288);
+        assert_eq!(parse(&w, 1_572_864).unwrap().member(0).unwrap().len, 524_288);
         let w = words("raid6 1 128 5 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0 /dev/vdf 0");
-        assert_eq!(parse(&w, 1_572_864).unwrap().members()[0].len, 524_288);
+        assert_eq!(parse(&w, 1_572_864).unwrap().member(0).unwrap().len, 524_288);
 
         // The smallest groups: raid5 over 2 members (1 data chunk), raid6 over 4 (2).
         let w = words("raid5 1 8 2 /dev/a 0 /dev/b 0");
-        assert_eq!(parse(&w, 80).unwrap().members()[0].len, 80);
+        assert_eq!(parse(&w, 80).unwrap().member(0).unwrap().len, 80);
         let w = words("raid6 1 8 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
-        assert_eq!(parse(&w, 80).unwrap().members()[0].len, 40);
+        assert_eq!(parse(&w, 80).unwrap().member(0).unwrap().len, 40);
 
         let len = 128 * 6;
         assert_eq!(err("raid5 1 128 1 /dev/a 0", len), TooFewDevices);
@@ -1196,10 +1235,8 @@ mod tests {
         )
     }
 
-    fn replication_of(line: &str) -> Result<Option<ReplicationSpec<'_>>, TableError> {
-        // The spec borrows from the words, which borrow from `line`.
-        let w: std::vec::Vec<&str> = line.split_whitespace().collect();
-        parse(&w, 384).map(|t| t.cluster.and_then(|c| c.replication))
+    fn replication_of(line: &str) -> Result<Option<ReplicationSpec<'static>>, TableError> {
+        parse(words(line), 384).map(|t| t.cluster.and_then(|c| c.replication))
     }
 
     fn peer(node: u32, ip: [u8; 4], port: u16) -> PeerSpec {
@@ -1770,7 +1807,7 @@ mod tests {
         let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 - 0 /dev/vde 0");
         let t = parse(&w, 1_572_864).unwrap();
         assert_eq!(
-            t.members()[2],
+            t.member(2).unwrap(),
             MemberArg {
                 path: "-",
                 offset: 0,
@@ -1778,7 +1815,7 @@ mod tests {
                 missing: true,
             }
         );
-        assert!(!t.members()[1].missing && !t.members()[3].missing);
+        assert!(!t.member(1).unwrap().missing && !t.member(3).unwrap().missing);
         assert_eq!(t.missing(), MemberSet::single(2));
         assert_eq!(t.rebuild, MemberSet::EMPTY);
         assert_eq!(t.unavailable(), MemberSet::single(2));
@@ -1786,9 +1823,9 @@ mod tests {
         // The offset of a missing member is parsed and kept; several `-` are no duplicates.
         let w = words("raid1 1 128 3 - 2048 /dev/b 0 - 8");
         let t = parse(&w, 128 * 10).unwrap();
-        assert_eq!(t.members()[0].offset, 2048);
-        assert_eq!(t.members()[2].offset, 8);
-        assert_eq!(t.members()[2].path, "-");
+        assert_eq!(t.member(0).unwrap().offset, 2048);
+        assert_eq!(t.member(2).unwrap().offset, 8);
+        assert_eq!(t.member(2).unwrap().path, "-");
         assert_eq!(t.missing(), MemberSet(0b101));
 
         let w = words("raid6 1 128 5 /dev/a 0 - 0 /dev/c 0 - 0 /dev/e 0");
@@ -1824,7 +1861,7 @@ mod tests {
         assert_eq!(t.rebuild, MemberSet::single(2));
         assert_eq!(t.missing(), MemberSet::EMPTY);
         assert_eq!(t.unavailable(), MemberSet::single(2));
-        assert_eq!(t.members()[2].path, "/dev/vdf");
+        assert_eq!(t.member(2).unwrap().path, "/dev/vdf");
 
         // Repeatable, in any order with the other parameters.
         let w = words("raid1 5 128 rebuild 2 rebuild 0 3 /dev/a 0 /dev/b 0 /dev/c 0");
@@ -2015,7 +2052,7 @@ mod tests {
             let l = line(&std::format!("3 128 group {uuid}"));
             let t = parse(&words(&l), 384).unwrap();
             assert_eq!(t.group, Some(GROUP_BYTES), "{l}");
-            assert_eq!(t.members()[3].offset, 8192);
+            assert_eq!(t.member(3).unwrap().offset, 8192);
         }
         // In any order with the other parameters.
         let l =
@@ -2043,7 +2080,7 @@ mod tests {
         // The member offsets are not checked against anything here (the kernel compares
         // them with the superblocks).
         let l = std::format!("raid1 3 128 group {GROUP} 2 /dev/a 0 /dev/b 7");
-        assert_eq!(parse(&words(&l), 128).unwrap().members()[1].offset, 7);
+        assert_eq!(parse(&words(&l), 128).unwrap().member(1).unwrap().offset, 7);
         // The usual member checks still apply.
         let l = std::format!("raid5 3 128 group {GROUP} 3 - 0 /dev/b 0 - 0");
         assert_eq!(err(&l, 256), TableError::TooManyFailed);

@@ -414,7 +414,7 @@ fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
     let words: Vec<&str> = line.args.iter().map(String::as_str).collect();
     let spec = amf_core::table::parse(&words, line.len)
         .map_err(|e| anyhow::anyhow!(table::kernel_message(e)))?;
-    let members = spec.members();
+    let members: Vec<_> = spec.members().collect();
     let member_len = members.first().map_or(0, |m| m.len);
     let chunk = u64::from(spec.chunk_sectors);
     let g = Geometry::new(spec.level, members.len(), chunk, member_len)

@@ -199,10 +199,9 @@ fn args_for(req: &TableRequest) -> Vec<String> {
     args
 }
 
-fn parse_args(args: &[String], len: u64) -> Result<TableSpec<'_>, TableError> {
-    // The spec borrows the member paths from `args`, not from this vector.
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    table::parse(&words, len)
+/// The words of a table line, as [`table::parse`] takes them (the spec borrows them).
+fn words(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// Builds and checks the table line.
@@ -227,8 +226,9 @@ pub fn build(
             .max(1)
             .saturating_mul(stripe_chunks(&req.level, n))
     });
+    let w = words(&args);
     let spec =
-        parse_args(&args, placeholder).map_err(|e| table_err(e, detail(e, req, placeholder)))?;
+        table::parse(&w, placeholder).map_err(|e| table_err(e, detail(e, req, placeholder)))?;
 
     // 2. Members.
     let infos = match check {
@@ -273,11 +273,12 @@ pub fn build(
             ))
         }
     };
-    let spec = parse_args(&args, len).map_err(|e| table_err(e, detail(e, req, len)))?;
+    let w = words(&args);
+    let spec = table::parse(&w, len).map_err(|e| table_err(e, detail(e, req, len)))?;
 
     // 4. Member sizes, as the kernel checks them.
     if let Some(infos) = &infos {
-        for (m, info) in spec.members().iter().zip(infos) {
+        for (m, info) in spec.members().zip(infos) {
             let need = m.offset.saturating_add(m.len);
             if info.sectors < need {
                 return Err(table_err(
@@ -644,8 +645,9 @@ mod tests {
         assert_eq!(line.len, 4 * 97_920);
         assert_eq!(line.len % (128 * 4), 0);
         // The kernel's parser agrees.
-        let spec = parse_args(&line.args, line.len).unwrap();
-        assert_eq!(spec.members()[1].len, 97_920);
+        let w = words(&line.args);
+        let spec = table::parse(&w, line.len).unwrap();
+        assert_eq!(spec.member(1).unwrap().len, 97_920);
     }
 
     #[test]
@@ -774,7 +776,7 @@ mod tests {
             "0 1572864 amf raid5 1 128 4 /dev/vda 2048 /dev/vdb 2048 /dev/vdc 2048 /dev/vdd 2048"
         );
         assert_eq!(
-            parse_args(&line.args, line.len).unwrap().members()[0].len,
+            table::parse(&words(&line.args), line.len).unwrap().member(0).unwrap().len,
             524_288
         );
         // Without a size: the largest fit, in whole stripes of 3 data chunks.
@@ -849,7 +851,8 @@ mod tests {
                 "0 128 amf raid1 3 128 group 6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f \
                  3 /dev/vda 8192 /dev/vdb 8192 - 8192"
             );
-            let spec = parse_args(&line.args, line.len).unwrap();
+            let w = words(&line.args);
+        let spec = table::parse(&w, line.len).unwrap();
             assert_eq!(spec.group.map(|u| u[0]), Some(0x6a));
         }
         // The member devices are checked as without it.
@@ -917,7 +920,8 @@ mod tests {
             l.to_string(),
             format!("0 1536 amf raid5 7 128 group {UUID} cluster amftest node 2 {FOUR_AT_8192}")
         );
-        let spec = parse_args(&l.args, l.len).unwrap();
+        let w = words(&l.args);
+        let spec = table::parse(&w, l.len).unwrap();
         let c = spec.cluster.unwrap();
         assert_eq!((c.name, c.node, c.lock_stripes), ("amftest", 2, 1));
         // Then `lock_stripes <n>` when it is not 1, two more words.
@@ -929,7 +933,8 @@ mod tests {
                  {FOUR_AT_8192}"
             )
         );
-        let spec = parse_args(&l.args, l.len).unwrap();
+        let w = words(&l.args);
+        let spec = table::parse(&w, l.len).unwrap();
         assert_eq!(spec.cluster.unwrap().lock_stripes, 16);
         // The default is left out, as the kernel prints it; numbers in canonical form.
         let l = line(&clustered(Some("a.b_c-1"), Some("0042"), Some("01")));
@@ -975,12 +980,12 @@ mod tests {
             l.to_string(),
             format!("0 1536 amf raid5 4 128 group {UUID} ppl {FOUR_AT_8192}")
         );
-        assert!(parse_args(&l.args, l.len).unwrap().ppl);
+        assert!(table::parse(&words(&l.args), l.len).unwrap().ppl);
         // Without --ppl, none.
         r.ppl = false;
         let l = build(&r, DeviceCheck::None, &none).unwrap();
         assert!(!l.args.iter().any(|w| w == "ppl"), "{l}");
-        assert!(!parse_args(&l.args, l.len).unwrap().ppl);
+        assert!(!table::parse(&words(&l.args), l.len).unwrap().ppl);
         // raid6 too; with the members opened, the line is the same.
         let mut r = clustered(None, None, None);
         r.level = "raid6".to_string();
@@ -993,7 +998,7 @@ mod tests {
             opened.to_string(),
             format!("0 1024 amf raid6 4 128 group {UUID} ppl {FOUR_AT_8192}")
         );
-        assert!(parse_args(&opened.args, opened.len).unwrap().ppl);
+        assert!(table::parse(&words(&opened.args), opened.len).unwrap().ppl);
         // Before the cluster and replication words, as the kernel prints them back.
         let mut r = over("rdma");
         r.cluster.lock_stripes = Some("8".to_string());
@@ -1007,7 +1012,8 @@ mod tests {
                  auth_key dm-amf:grp1 transport rdma {FOUR_AT_8192}"
             )
         );
-        let spec = parse_args(&l.args, l.len).unwrap();
+        let w = words(&l.args);
+        let spec = table::parse(&w, l.len).unwrap();
         assert!(spec.ppl);
         assert_eq!(spec.cluster.unwrap().lock_stripes, 8);
     }
@@ -1046,9 +1052,9 @@ mod tests {
             );
             // The refusal is the kernel parser's: `ppl` stays in the words amfctl would have
             // printed, and the parser refuses them with the same error.
-            let words = args_for(&r);
-            assert_eq!(words[1..4], ["2", "128", "ppl"]);
-            assert_eq!(parse_args(&words, size).unwrap_err(), PplNeedsGroup);
+            let args = args_for(&r);
+            assert_eq!(args[1..4], ["2", "128", "ppl"]);
+            assert_eq!(table::parse(&words(&args), size).unwrap_err(), PplNeedsGroup);
         }
     }
 
@@ -1159,12 +1165,12 @@ mod tests {
         // Every refusal above is the kernel parser's: the words amfctl would have printed
         // fail there with the same error.
         let r = clustered(Some("amftest"), None, Some("4"));
-        let words = args_for(&r);
+        let args = args_for(&r);
         assert_eq!(
-            words[3..9],
+            args[3..9],
             ["group", UUID, "cluster", "amftest", "lock_stripes", "4"]
         );
-        assert_eq!(parse_args(&words, 1536).unwrap_err(), ClusterIncomplete);
+        assert_eq!(table::parse(&words(&args), 1536).unwrap_err(), ClusterIncomplete);
     }
 
     /// `clustered(amftest, node)` with `--peer`s and `--auth-key`.
@@ -1199,7 +1205,8 @@ mod tests {
                  {FOUR_AT_8192}"
             )
         );
-        let spec = parse_args(&l.args, l.len).unwrap();
+        let w = words(&l.args);
+        let spec = table::parse(&w, l.len).unwrap();
         let rep = spec.cluster.unwrap().replication.unwrap();
         assert_eq!(rep.own(2).unwrap().to_string(), "2@10.199.0.2:7789");
         assert_eq!(rep.auth_key, "dm-amf:grp1");
@@ -1399,7 +1406,8 @@ mod tests {
                  transport rdma {FOUR_AT_8192}"
             )
         );
-        let spec = parse_args(&l.args, l.len).unwrap();
+        let w = words(&l.args);
+        let spec = table::parse(&w, l.len).unwrap();
         let rep = spec.cluster.unwrap().replication.unwrap();
         assert_eq!(rep.transport, table::TransportKind::Rdma);
         // What the kernel echoes is what amfctl wrote, up to <#devs>.
@@ -1421,7 +1429,8 @@ mod tests {
         .unwrap();
         assert_eq!(tcp, default);
         assert!(!tcp.args.iter().any(|w| w == "transport"), "{tcp}");
-        let spec = parse_args(&tcp.args, tcp.len).unwrap();
+        let w = words(&tcp.args);
+        let spec = table::parse(&w, tcp.len).unwrap();
         assert_eq!(
             spec.cluster.unwrap().replication.unwrap().transport,
             table::TransportKind::Tcp
