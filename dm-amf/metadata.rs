@@ -81,7 +81,7 @@ pub(crate) fn assemble(
     spec: &TableSpec<'_>,
     members: &[Member],
 ) -> Result<Assembly, CtrError> {
-    let pool = BioSet::with_bvecs(2).map_err(|_| NO_MEMORY)?;
+    let pool = BioSet::with_bvecs(8).map_err(|_| NO_MEMORY)?;
     let mut buf = KVec::from_elem(0u8, 2 * SLOT_SIZE, GFP_KERNEL).map_err(|_| NO_MEMORY)?;
     let mut next = KBox::new(Superblock::BLANK, GFP_KERNEL).map_err(|_| NO_MEMORY)?;
     let mut sbs = KVec::with_capacity(members.len(), GFP_KERNEL).map_err(|_| NO_MEMORY)?;
@@ -272,6 +272,17 @@ impl GroupMeta {
     /// Writes `next`, each member's copy with its own role, to the slot not holding its
     /// current superblock, with FUA; it then is the group state.
     fn write_next(&mut self, members: &[Member], usable: MemberSet) -> Result {
+        // What the round describes (rebuilt stripes below a new checkpoint) is on stable
+        // media on every member before any member's copy claims it: the newest copy anywhere
+        // is the group state at the next start.
+        let chosen = members
+            .iter()
+            .enumerate()
+            .filter(|(role, _)| usable.contains(*role))
+            .filter_map(|(role, m)| Some((role, m.dev.as_ref()?)));
+        if block_io::flush_each(&self.pool, chosen) != 0 {
+            return Err(EIO);
+        }
         for (role, m) in members.iter().enumerate() {
             let (Some(dev), true) = (m.dev.as_ref(), usable.contains(role)) else {
                 continue;

@@ -25,7 +25,7 @@ use crate::kernel_ext::{
     device_mapper::CtrError,
 };
 use crate::metadata::KernelCrc;
-use crate::write_intent::{write_all, BATCH};
+use crate::write_intent::{write_all, Mark, BATCH};
 
 /// What only the stripe worker (and the constructor) touch.
 pub(crate) struct LogIo {
@@ -241,13 +241,20 @@ impl ParityLog {
             parity: self.parity,
             pp_crc: 0,
         };
+        // A live entry of another write is overwritten: that write's data and parity must
+        // be on stable media before its entry is gone (md flushes before reusing PPL space).
+        let mark = if io.live.is_some() {
+            Mark::Clean
+        } else {
+            Mark::Dirty
+        };
         let LogIo { pool, buf, .. } = io;
         let pp = buf
             .get(HEADER_BYTES..HEADER_BYTES + e.pp_bytes())
             .ok_or(EINVAL)?;
         e.pp_crc = KernelCrc::crc32c(pp);
         let len = HEADER_BYTES + e.pp_bytes();
-        let bad = self.write(pool, buf, len, members, targets, &e)?;
+        let bad = self.write(pool, buf, len, members, targets, &e, mark)?;
         io.seq = seq;
         io.live = Some(e.stripe);
         Ok(bad)
@@ -309,10 +316,13 @@ impl ParityLog {
             pp_crc: 0,
         };
         let LogIo { pool, buf, .. } = io;
-        self.write(pool, buf, HEADER_BYTES, members, targets, &e)
+        // Retired, the entry is never replayed: what it covered must be durable first.
+        self.write(pool, buf, HEADER_BYTES, members, targets, &e, Mark::Clean)
     }
 
-    /// Encodes `e` into the first block of `buf` and writes `buf[..len]` to the slot.
+    /// Encodes `e` into the first block of `buf` and writes `buf[..len]` to the slot,
+    /// ordered as `mark` says.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         pool: &BioSet,
@@ -321,6 +331,7 @@ impl ParityLog {
         members: &[Member],
         targets: u64,
         e: &Entry,
+        mark: Mark,
     ) -> Result<u64> {
         let head: &mut [u8; HEADER_BYTES] = buf
             .get_mut(..HEADER_BYTES)
@@ -329,7 +340,7 @@ impl ParityLog {
         ppl::encode::<KernelCrc>(e, head);
         let sector = ppl::slot_sector(e.slot).ok_or(EINVAL)?;
         let out = buf.get(..len).ok_or(EINVAL)?;
-        write_all(pool, out, members, targets, sector, "partial parity log")
+        write_all(pool, out, members, targets, sector, "partial parity log", mark)
     }
 }
 

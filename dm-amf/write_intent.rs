@@ -138,7 +138,7 @@ impl WriteIntent {
         // again), then the header that makes them count.
         if self.dirty.load(Ordering::Relaxed) != 0 {
             for block in 0..bitmap::blocks(self.header.regions) {
-                self.write_block(pool, buf, members, failed, block)
+                self.write_block(pool, buf, members, failed, block, Mark::Dirty)
                     .map_err(|_| CtrError::new(EIO, c"Cannot write the write-intent bitmap"))?;
             }
         }
@@ -146,7 +146,9 @@ impl WriteIntent {
             let out: &mut [u8; BLOCK_BYTES] = buf.as_mut_slice().try_into().map_err(|_| nomem())?;
             bitmap::encode_header::<KernelCrc>(&self.header, out);
             let targets = !failed & need_header;
-            if write_all(pool, buf, members, targets, hsector, "write-intent bitmap").is_err() {
+            if write_all(pool, buf, members, targets, hsector, "write-intent bitmap", Mark::Dirty)
+                .is_err()
+            {
                 return Err(CtrError::new(
                     EIO,
                     c"Cannot write the write-intent bitmap header",
@@ -249,7 +251,7 @@ impl WriteIntent {
         let taken = self.pending.load(Ordering::Acquire).saturating_sub(before);
         if taken != 0 {
             for block in 0..bitmap::blocks(self.header.regions) {
-                self.write_block(pool, buf, members, failed, block)?;
+                self.write_block(pool, buf, members, failed, block, Mark::Dirty)?;
             }
         }
         Ok(taken)
@@ -318,7 +320,7 @@ impl WriteIntent {
         let mut io = self.io.lock();
         let BlockIo { pool, buf, .. } = &mut *io;
         let block = bitmap::bit_of(region).0;
-        let written = self.write_block(pool, buf, members, failed, block);
+        let written = self.write_block(pool, buf, members, failed, block, Mark::Dirty);
         let set = if written.is_ok() { state::DURABLE } else { 0 };
         let _ = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
             Some((v & !state::MARKING) | set)
@@ -380,7 +382,9 @@ impl WriteIntent {
             if cleared == 0 && !all {
                 continue;
             }
-            if self.write_block(pool, buf, members, failed, block).is_err() {
+            // Clearing bits says the rows are consistent: their data and parity go to stable
+            // media first (one flush round per bitmap block written, every 5 s at most).
+            if self.write_block(pool, buf, members, failed, block, Mark::Clean).is_err() {
                 // The bits stay set on disk: a later resync does more than needed, never
                 // less. Keep counting them as dirty.
                 pr_warn!("write-intent bitmap: cannot clear bits of block {block}\n");
@@ -402,8 +406,9 @@ impl WriteIntent {
         }
     }
 
-    /// Writes bitmap block `block` from the state words to every usable member, with FUA.
-    /// Returns the members whose write failed; an error if it landed on none.
+    /// Writes bitmap block `block` from the state words to every usable member, with FUA,
+    /// ordered as `mark` says. Returns the members whose write failed; an error if it landed
+    /// on none.
     fn write_block(
         &self,
         pool: &BioSet,
@@ -411,6 +416,7 @@ impl WriteIntent {
         members: &[Member],
         failed: u64,
         block: u64,
+        mark: Mark,
     ) -> Result<u64> {
         buf.fill(0);
         let first = block * bitmap::BITS_PER_BLOCK;
@@ -427,7 +433,7 @@ impl WriteIntent {
             }
         }
         let sector = bitmap::block_sector(self.header.slot, block).ok_or(EINVAL)?;
-        write_all(pool, buf, members, !failed, sector, "write-intent bitmap")
+        write_all(pool, buf, members, !failed, sector, "write-intent bitmap", mark)
     }
 
     /// The next region waiting for its resync, from the resync cursor on, and its rows
@@ -522,9 +528,35 @@ impl WriteIntent {
 /// Members written at once.
 pub(crate) const BATCH: usize = 8;
 
+/// How a reserved-area write is ordered against the member writes before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// A mark that makes a restart do more (a bit set, a new log entry over a retired one,
+    /// a header): FUA, durable before the writes it protects are issued.
+    Dirty,
+    /// A mark that lets a restart do less (bits cleared, a log entry retired or
+    /// overwritten): every target's cache is flushed first, all of them before any mark is
+    /// written, so that the data and parity it calls clean are on stable media before it
+    /// is. Copies are merged across members at load (the union of bits, the newest entry),
+    /// so one member's mark must not overtake another member's data.
+    Clean,
+}
+
+/// Flushes the volatile cache of every member in `targets`. Returns the members whose flush
+/// failed. Sleeps.
+pub(crate) fn flush_all(pool: &BioSet, members: &[Member], targets: u64) -> u64 {
+    let chosen = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| targets & (1u64 << i) != 0)
+        .filter_map(|(i, m)| Some((i, m.dev.as_ref()?)));
+    block_io::flush_each(pool, chosen)
+}
+
 /// Writes `buf` at `sector` (absolute, in the reserved area) of every member in `targets`
-/// with FUA, [`BATCH`] at a time (`pool` reserves that many bios). Returns the members
-/// whose write failed (logged as writes of `what`); an error if it landed on none. Sleeps.
+/// with FUA, [`BATCH`] at a time (`pool` reserves that many bios), after a flush of every
+/// target when `mark` is [`Mark::Clean`]. Returns the members whose flush or write failed
+/// (logged as writes of `what`); an error if it landed on none. Sleeps.
 pub(crate) fn write_all(
     pool: &BioSet,
     buf: &[u8],
@@ -532,7 +564,15 @@ pub(crate) fn write_all(
     targets: u64,
     sector: u64,
     what: &str,
+    mark: Mark,
 ) -> Result<u64> {
+    // A member whose cache could not be flushed gets no clean mark: its copy keeps saying
+    // dirty, which a restart reads as more work, never less.
+    let unflushed = match mark {
+        Mark::Dirty => 0,
+        Mark::Clean => flush_all(pool, members, targets),
+    };
+    let targets = targets & !unflushed;
     let (mut landed, mut bad) = (false, 0u64);
     let mut chosen = members
         .iter()
@@ -561,7 +601,7 @@ pub(crate) fn write_all(
         }
     }
     if landed {
-        Ok(bad)
+        Ok(bad | unflushed)
     } else {
         Err(EIO)
     }

@@ -27,6 +27,8 @@ pub(crate) enum Dir {
     /// Write the buffer with `REQ_PREFLUSH | REQ_FUA`: every write completed before it is
     /// on stable media first, then the buffer.
     WriteOrdered,
+    /// An empty `REQ_PREFLUSH` write: every write completed before it is on stable media.
+    Flush,
 }
 
 /// One member I/O of a batch: `buf` to or from `sector` of `dev`.
@@ -64,6 +66,12 @@ impl<'a> MemberIo<'a> {
             buf.len(),
             Dir::WriteOrdered,
         )
+    }
+
+    /// A cache flush of `dev` (an empty `REQ_PREFLUSH` write): what completed before it is
+    /// on stable media when it completes.
+    pub(crate) fn flush(dev: &'a DmDev) -> Self {
+        Self::new(dev, 0, ptr::null_mut(), 0, Dir::Flush)
     }
 
     /// A placeholder that [`submit_all`] fails without I/O; fills fixed-size arrays.
@@ -124,7 +132,8 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
             io.status = BlkStatus::IOERR;
             continue;
         };
-        if io.len == 0 || io.len % 512 != 0 {
+        let flush = io.dir == Dir::Flush;
+        if !flush && (io.len == 0 || io.len % 512 != 0) {
             io.status = BlkStatus::IOERR;
             continue;
         }
@@ -135,11 +144,18 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
             Dir::WriteOrdered => {
                 bindings::req_op_REQ_OP_WRITE | b::AMF_CONST_REQ_FUA | b::AMF_CONST_REQ_PREFLUSH
             }
+            Dir::Flush => bindings::req_op_REQ_OP_WRITE | b::AMF_CONST_REQ_PREFLUSH,
         };
         // SAFETY: `pool` outlives the batch (we wait for every bio below); `dev` holds its
         // block device; GFP_NOIO from a bio_set waits for a free bio instead of failing.
         let bio = unsafe {
-            b::bio_alloc_bioset(dev.bdev(), 1, opf, b::AMF_CONST_GFP_NOIO, pool.as_ptr())
+            b::bio_alloc_bioset(
+                dev.bdev(),
+                u16::from(!flush),
+                opf,
+                b::AMF_CONST_GFP_NOIO,
+                pool.as_ptr(),
+            )
         };
         let Some(bio) = NonNull::new(bio) else {
             io.status = BlkStatus::IOERR;
@@ -150,7 +166,7 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
         // until this function returns, i.e. until the I/O completed; `io` itself stays in
         // place (the slice is borrowed mutably) so the completion may write its status.
         unsafe {
-            if !add_kernel_buf(bio.as_ptr(), io.buf.as_ptr(), io.len) {
+            if !flush && !add_kernel_buf(bio.as_ptr(), io.buf.as_ptr(), io.len) {
                 bindings::bio_put(bio.as_ptr());
                 io.status = BlkStatus::IOERR;
                 continue;
@@ -167,6 +183,42 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
         unsafe { bindings::wait_for_completion_io(batch.done.get()) };
     }
     ios.iter().all(|io| io.status == BlkStatus::OK)
+}
+
+/// Most cache flushes in flight at once in [`flush_each`].
+const FLUSH_BATCH: usize = 8;
+
+/// Flushes the volatile cache of every `(index, device)` of `devs` (an empty `REQ_PREFLUSH`
+/// each, [`FLUSH_BATCH`] at a time from `pool`, which should reserve that many bios) and
+/// waits. Returns the bit mask of the indexes (below 64) whose flush failed, each logged.
+/// Sleeps.
+pub(crate) fn flush_each<'a>(
+    pool: &BioSet,
+    devs: impl Iterator<Item = (usize, &'a DmDev)>,
+) -> u64 {
+    let mut bad = 0u64;
+    let mut devs = devs.peekable();
+    while devs.peek().is_some() {
+        let mut ios: [MemberIo<'_>; FLUSH_BATCH] = core::array::from_fn(|_| MemberIo::empty());
+        let mut which = [0usize; FLUSH_BATCH];
+        let mut n = 0;
+        for ((io, w), (i, dev)) in ios.iter_mut().zip(which.iter_mut()).zip(devs.by_ref()) {
+            *io = MemberIo::flush(dev);
+            *w = i;
+            n += 1;
+        }
+        let Some(ios) = ios.get_mut(..n) else {
+            break;
+        };
+        submit_all(pool, ios);
+        for (io, i) in ios.iter().zip(which) {
+            if io.status() != BlkStatus::OK {
+                kernel::pr_err!("member {i}: cache flush failed\n");
+                bad |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
+        }
+    }
+    bad
 }
 
 /// Completion of one bio of a batch.
