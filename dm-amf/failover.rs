@@ -29,6 +29,7 @@ use crate::stripe_write::{IoDir, Scratch, StripeEngine, WriteError};
 
 /// Holds the worker back while dead nodes' operations are being taken over, and takes them
 /// over itself when it is the recoverer. Called before every stripe operation.
+#[inline(never)]
 pub(crate) fn settle(engine: &StripeEngine<'_>, scratch: &mut Scratch) -> Result<(), WriteError> {
     let Some(repl) = scratch.repl.clone() else {
         return Ok(());

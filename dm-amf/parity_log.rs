@@ -64,6 +64,7 @@ impl ParityLog {
     /// Loads node slot `slot`'s log of the group `sb` describes from the members not in
     /// `unusable`: the newest valid entry (by sequence number, its partial parity intact)
     /// is kept for the replay if it is live. Sleeps (constructor only).
+    #[inline(never)]
     pub(crate) fn load(
         sb: &Superblock,
         slot: u8,
@@ -340,7 +341,15 @@ impl ParityLog {
         ppl::encode::<KernelCrc>(e, head);
         let sector = ppl::slot_sector(e.slot).ok_or(EINVAL)?;
         let out = buf.get(..len).ok_or(EINVAL)?;
-        write_all(pool, out, members, targets, sector, "partial parity log", mark)
+        write_all(
+            pool,
+            out,
+            members,
+            targets,
+            sector,
+            "partial parity log",
+            mark,
+        )
     }
 }
 

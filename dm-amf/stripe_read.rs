@@ -43,6 +43,7 @@ impl StripeEngine<'_> {
 
     /// [`Self::read_bio`] once the stripe is locked (cluster mode): `r` is the bio's byte
     /// range in its chunk.
+    #[inline(never)]
     fn read_locked(
         &self,
         bufs: &mut StripeBuffers,
@@ -62,12 +63,7 @@ impl StripeEngine<'_> {
                 ReadPlan::Direct(place) => MemberSet::single(place.member),
                 ReadPlan::Reconstruct { sources, .. } => sources,
             };
-            let ios = stripe_ios(
-                &layout,
-                loc.member_sector,
-                bio.sectors(),
-                sources.iter(),
-            )?;
+            let ios = stripe_ios(&layout, loc.member_sector, bio.sectors(), sources.iter())?;
             let bad = self.run_ios(bufs, ios, OpKind::Mirror, r, IoDir::Read)?;
             if !bad.is_empty() {
                 self.group.mark_failed(bad);

@@ -27,12 +27,7 @@ impl StripeEngine<'_> {
         let bufs = &mut scratch.bufs;
 
         let sources = (0..g.members()).filter(|m| !lost.contains(*m));
-        let reads = stripe_ios(
-            &layout,
-            layout.member_sector,
-            g.chunk_sectors(),
-            sources,
-        )?;
+        let reads = stripe_ios(&layout, layout.member_sector, g.chunk_sectors(), sources)?;
         let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);

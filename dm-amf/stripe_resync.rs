@@ -69,7 +69,13 @@ impl StripeEngine<'_> {
             what: Block::Data(0),
         };
         let read = [io(source)];
-        let bad = self.run_ios(&mut scratch.bufs, read.into_iter(), OpKind::Mirror, &r, IoDir::Read)?;
+        let bad = self.run_ios(
+            &mut scratch.bufs,
+            read.into_iter(),
+            OpKind::Mirror,
+            &r,
+            IoDir::Read,
+        )?;
         if !bad.is_empty() {
             self.group.mark_failed(bad);
             return Err(WriteError::Io);

@@ -132,6 +132,7 @@ impl StripeService {
     /// rebuild run.
     ///
     /// With `cluster` every stripe operation holds the stripe's DLM lock.
+    #[inline(never)]
     pub(crate) fn new(
         group: Arc<Group>,
         parity: bool,

@@ -103,6 +103,7 @@ impl Scratch {
 impl Scratch {
     /// Cluster mode with superblocks: holds the member-state lock in PR for the operation
     /// and, on a new grant, takes in the rounds other AMFs wrote meanwhile.
+    #[inline(never)]
     fn learn_members(&mut self, engine: &StripeEngine<'_>) -> Result<(), WriteError> {
         let Some(l) = self.locks.as_mut() else {
             return Ok(());
@@ -246,7 +247,13 @@ impl StripeEngine<'_> {
                 None => None,
             };
             if fx.read {
-                let bad = self.run_ios(bufs, plan.reads.as_slice().iter().copied(), plan.kind, &r, IoDir::Read)?;
+                let bad = self.run_ios(
+                    bufs,
+                    plan.reads.as_slice().iter().copied(),
+                    plan.kind,
+                    &r,
+                    IoDir::Read,
+                )?;
                 if !bad.is_empty() {
                     self.group.mark_failed(bad);
                     continue;
@@ -437,7 +444,8 @@ impl StripeEngine<'_> {
                 );
                 let mut given = 0usize;
                 for (what, buf) in blocks {
-                    let Some((i, step)) = part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
+                    let Some((i, step)) =
+                        part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
                     else {
                         continue;
                     };

@@ -23,9 +23,9 @@ use crate::core_proto::{
     bitmap,
     geometry::{nonzero, Geometry, Level, MemberSet},
     superblock::{Uuid, UuidText},
-    table::{self, ClusterSpec, TableError, TransportKind},
+    table::{self, ClusterSpec, TableError, TableSpec, TransportKind},
 };
-use crate::group::{Group, Member};
+use crate::group::{Group, Member, OnDisk};
 use crate::kernel_ext::keyring;
 use crate::kernel_ext::{
     bio::{Bio, BioOp, BioSet, BlkStatus, SavedIter},
@@ -94,6 +94,7 @@ struct ClusterState {
 }
 
 /// Joins the group's lockspace for a table with `cluster`.
+#[inline(never)]
 fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrError> {
     let nomem = || CtrError::new(ENOMEM, c"Cannot allocate target context");
     let name = CString::try_from_fmt(fmt!("{}", c.name)).map_err(|_| nomem())?;
@@ -135,6 +136,7 @@ impl Write for VecWriter<'_> {
 }
 
 /// Starts the replication channel of a table with `peers`.
+#[inline(never)]
 fn start_replication(
     c: &ClusterSpec<'_>,
     state: &ClusterState,
@@ -192,6 +194,153 @@ impl From<TableError> for CtrError {
     fn from(e: TableError) -> Self {
         CtrError::inval(e.message())
     }
+}
+
+/// The constructor's second half, once the group is built: joins the cluster, starts the
+/// replication channel and the stripe worker, and sets the limits dm core splits bios at.
+/// Apart from `ctr` so that neither frame holds both halves' values.
+#[inline(never)]
+fn start(
+    ti: &mut TargetCtr<'_>,
+    spec: &TableSpec<'_>,
+    group: Arc<Group>,
+    (parity, mirrored, ranged_per_member): (bool, bool, bool),
+    copies: Option<BioSet>,
+    has_meta: bool,
+) -> Result<KBox<AmfTarget>, CtrError> {
+    let geometry = group.geometry;
+    let nr = geometry.members();
+    let cluster = match (spec.cluster.as_ref(), spec.group.as_ref()) {
+        (Some(c), Some(uuid)) => Some(join_cluster(c, uuid)?),
+        _ => None,
+    };
+    let repl = match (spec.cluster.as_ref(), cluster.as_ref(), spec.group.as_ref()) {
+        (Some(c), Some(st), Some(uuid)) => start_replication(c, st, uuid, geometry)?,
+        _ => None,
+    };
+    let locks = match (cluster.as_ref(), spec.group) {
+        (Some(c), Some(uuid)) => Some(ClusterLocks {
+            space: c.membership.space().clone(),
+            group: uuid,
+            lock_stripes: c.lock_stripes,
+            stats: c.stats.clone(),
+            repl: repl.as_ref().map(|r| r.repl().clone()),
+            members: has_meta,
+        }),
+        _ => None,
+    };
+    let stripes = if parity || mirrored {
+        Some(
+            StripeService::new(group.clone(), parity, spec.level == Level::Raid6, locks)
+                .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate stripe buffers"))?,
+        )
+    } else {
+        None
+    };
+
+    // dm core splits every bio at this boundary: a chunk, or for RAID5/6 a stripe, so
+    // that one bio can be a full-stripe write.
+    let max_io = match geometry.stripe_sectors() {
+        Some(stripe) if parity => stripe,
+        _ => u64::from(spec.chunk_sectors),
+    };
+    ti.set_max_io_len(max_io)?;
+    ti.set_num_flush_bios(nr as u32);
+    let range_bios = if ranged_per_member { nr as u32 } else { 0 };
+    ti.set_num_discard_bios(range_bios);
+    ti.set_num_write_zeroes_bios(range_bios);
+    ti.set_num_secure_erase_bios(range_bios);
+
+    KBox::new(
+        AmfTarget {
+            stripes,
+            repl,
+            parity,
+            uuid: spec.group,
+            group,
+            copies,
+            cluster,
+        },
+        GFP_KERNEL,
+    )
+    .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))
+}
+
+/// Opens the table's member devices (`None` for a missing one), checking that none is
+/// named twice and each is large enough.
+#[inline(never)]
+fn open_members(ti: &mut TargetCtr<'_>, spec: &TableSpec<'_>) -> Result<KVec<Member>, CtrError> {
+    let mut members = KVec::with_capacity(spec.nr_members(), GFP_KERNEL)
+        .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate member table"))?;
+    for m in spec.members() {
+        let dev = if m.missing {
+            None
+        } else {
+            let dev = ti.get_device(m.path)?;
+            if members.iter().any(|o: &Member| o.name() == dev.name()) {
+                return Err(TableError::DuplicateDevice.into());
+            }
+            // `parse` checked that offset + len does not overflow.
+            if dev.sectors() < m.offset + m.len {
+                return Err(TableError::DeviceTooSmall.into());
+            }
+            Some(dev)
+        };
+        members
+            .push(
+                Member {
+                    dev,
+                    offset: m.offset,
+                },
+                GFP_KERNEL,
+            )
+            .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate member table"))?;
+    }
+    Ok(members)
+}
+
+/// With `group <uuid>`: the superblocks, the write-intent bitmap and the partial parity log
+/// of this node's slot. Returns the failed and rebuilding members, the stripe a recorded
+/// rebuild resumes from, and the on-disk state.
+#[inline(never)]
+fn load_on_disk(
+    spec: &TableSpec<'_>,
+    members: &[Member],
+    geometry: &Geometry,
+) -> Result<(MemberSet, MemberSet, u64, OnDisk), CtrError> {
+    let parity = geometry.parity_chunks() > 0;
+    let mut failed = spec.missing();
+    let mut rebuild = MemberSet(spec.rebuild.0 & !failed.0);
+    let mut meta = None;
+    let mut intent = None;
+    let mut log = None;
+    let mut from_stripe = 0;
+    if let Some(uuid) = spec.group.as_ref() {
+        let found = metadata::assemble(uuid, &spec, members)?;
+        // The table's `rebuild` wins over a recorded failure (a replaced member).
+        failed = MemberSet(failed.0 | (found.failed.0 & !spec.rebuild.0));
+        rebuild = MemberSet((rebuild.0 | found.rebuilding.0) & !failed.0);
+        // A recorded rebuild resumes from its checkpoint, unless the table names a
+        // member to rebuild (a new device starts from the beginning).
+        if spec.rebuild.is_empty() && !found.rebuilding.is_empty() {
+            from_stripe = found.checkpoint / u64::from(spec.chunk_sectors.max(1));
+        }
+        let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
+        if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
+            let unusable = failed.0 | rebuild.0;
+            intent = Some(WriteIntent::load(sb, slot, members, unusable)?);
+            if parity {
+                let n = geometry.parity_chunks();
+                let how = (n, spec.ppl);
+                log = Some(ParityLog::load(sb, slot, how, members, unusable)?);
+            }
+        }
+        meta = Some(
+            KBox::pin_init(new_mutex!(found.meta, "amf:group_meta"), GFP_KERNEL)
+                .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?,
+        );
+    }
+    Ok((failed, rebuild, from_stripe, (meta, intent, log)))
 }
 
 /// The write-intent bitmap slot of this AMF: slot 0 without a cluster, `node - 1` in one;
@@ -459,32 +608,7 @@ impl TargetOperations for AmfTarget {
         let nr = spec.members().len();
         let member_len = spec.members().next().map_or(0, |m| m.len);
 
-        let mut members = KVec::with_capacity(nr, GFP_KERNEL)
-            .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate member table"))?;
-        for m in spec.members() {
-            let dev = if m.missing {
-                None
-            } else {
-                let dev = ti.get_device(m.path)?;
-                if members.iter().any(|o: &Member| o.name() == dev.name()) {
-                    return Err(TableError::DuplicateDevice.into());
-                }
-                // `parse` checked that offset + len does not overflow.
-                if dev.sectors() < m.offset + m.len {
-                    return Err(TableError::DeviceTooSmall.into());
-                }
-                Some(dev)
-            };
-            members
-                .push(
-                    Member {
-                        dev,
-                        offset: m.offset,
-                    },
-                    GFP_KERNEL,
-                )
-                .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate member table"))?;
-        }
+        let members = open_members(ti, &spec)?;
 
         let geometry = Geometry::new(spec.level, nr, u64::from(spec.chunk_sectors), member_len)
             .map_err(|_| CtrError::inval(c"Invalid geometry"))?;
@@ -505,37 +629,8 @@ impl TargetOperations for AmfTarget {
         } else {
             None
         };
-        let mut failed = spec.missing();
-        let mut rebuild = MemberSet(spec.rebuild.0 & !failed.0);
-        let mut meta = None;
-        let mut intent = None;
-        let mut log = None;
-        let mut from_stripe = 0;
-        if let Some(uuid) = spec.group.as_ref() {
-            let found = metadata::assemble(uuid, &spec, &members)?;
-            // The table's `rebuild` wins over a recorded failure (a replaced member).
-            failed = MemberSet(failed.0 | (found.failed.0 & !spec.rebuild.0));
-            rebuild = MemberSet((rebuild.0 | found.rebuilding.0) & !failed.0);
-            // A recorded rebuild resumes from its checkpoint, unless the table names a
-            // member to rebuild (a new device starts from the beginning).
-            if spec.rebuild.is_empty() && !found.rebuilding.is_empty() {
-                from_stripe = found.checkpoint / u64::from(spec.chunk_sectors.max(1));
-            }
-            let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
-            if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
-                let unusable = failed.0 | rebuild.0;
-                intent = Some(WriteIntent::load(sb, slot, &members, unusable)?);
-                if parity {
-                    let n = geometry.parity_chunks();
-                    let how = (n, spec.ppl);
-                    log = Some(ParityLog::load(sb, slot, how, &members, unusable)?);
-                }
-            }
-            meta = Some(
-                KBox::pin_init(new_mutex!(found.meta, "amf:group_meta"), GFP_KERNEL)
-                    .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?,
-            );
-        }
+        let (failed, rebuild, from_stripe, on_disk) = load_on_disk(&spec, &members, &geometry)?;
+        let (meta, intent, log) = on_disk;
         if MemberSet(failed.0 | rebuild.0).len() > geometry.tolerated_failures() {
             return Err(TableError::TooManyFailed.into());
         }
@@ -555,60 +650,14 @@ impl TargetOperations for AmfTarget {
         );
         let group = Arc::new(group, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
-        let cluster = match (spec.cluster, spec.group.as_ref()) {
-            (Some(c), Some(uuid)) => Some(join_cluster(&c, uuid)?),
-            _ => None,
-        };
-        let repl = match (spec.cluster.as_ref(), cluster.as_ref(), spec.group.as_ref()) {
-            (Some(c), Some(st), Some(uuid)) => start_replication(c, st, uuid, geometry)?,
-            _ => None,
-        };
-        let locks = match (cluster.as_ref(), spec.group) {
-            (Some(c), Some(uuid)) => Some(ClusterLocks {
-                space: c.membership.space().clone(),
-                group: uuid,
-                lock_stripes: c.lock_stripes,
-                stats: c.stats.clone(),
-                repl: repl.as_ref().map(|r| r.repl().clone()),
-                members: has_meta,
-            }),
-            _ => None,
-        };
-        let stripes = if parity || mirrored {
-            Some(
-                StripeService::new(group.clone(), parity, spec.level == Level::Raid6, locks)
-                    .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate stripe buffers"))?,
-            )
-        } else {
-            None
-        };
-
-        // dm core splits every bio at this boundary: a chunk, or for RAID5/6 a stripe, so
-        // that one bio can be a full-stripe write.
-        let max_io = match geometry.stripe_sectors() {
-            Some(stripe) if parity => stripe,
-            _ => u64::from(spec.chunk_sectors),
-        };
-        ti.set_max_io_len(max_io)?;
-        ti.set_num_flush_bios(nr as u32);
-        let range_bios = if ranged_per_member { nr as u32 } else { 0 };
-        ti.set_num_discard_bios(range_bios);
-        ti.set_num_write_zeroes_bios(range_bios);
-        ti.set_num_secure_erase_bios(range_bios);
-
-        KBox::new(
-            Self {
-                stripes,
-                repl,
-                parity,
-                uuid: spec.group,
-                group,
-                copies,
-                cluster,
-            },
-            GFP_KERNEL,
+        start(
+            ti,
+            &spec,
+            group,
+            (parity, mirrored, ranged_per_member),
+            copies,
+            has_meta,
         )
-        .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))
     }
 
     fn map(&self, ti: &Target, bio: &mut Bio<'_>, note: &mut BioNote) -> MapAction {

@@ -84,6 +84,7 @@ impl WriteIntent {
     /// regions for resync, and writes the slot's header where it is missing. A corrupted
     /// header or one of another incarnation makes every region dirty: nothing can tell
     /// which were. Sleeps (constructor only).
+    #[inline(never)]
     pub(crate) fn load(
         sb: &Superblock,
         slot: u8,
@@ -146,8 +147,16 @@ impl WriteIntent {
             let out: &mut [u8; BLOCK_BYTES] = buf.as_mut_slice().try_into().map_err(|_| nomem())?;
             bitmap::encode_header::<KernelCrc>(&self.header, out);
             let targets = !failed & need_header;
-            if write_all(pool, buf, members, targets, hsector, "write-intent bitmap", Mark::Dirty)
-                .is_err()
+            if write_all(
+                pool,
+                buf,
+                members,
+                targets,
+                hsector,
+                "write-intent bitmap",
+                Mark::Dirty,
+            )
+            .is_err()
             {
                 return Err(CtrError::new(
                     EIO,
@@ -384,7 +393,10 @@ impl WriteIntent {
             }
             // Clearing bits says the rows are consistent: their data and parity go to stable
             // media first (one flush round per bitmap block written, every 5 s at most).
-            if self.write_block(pool, buf, members, failed, block, Mark::Clean).is_err() {
+            if self
+                .write_block(pool, buf, members, failed, block, Mark::Clean)
+                .is_err()
+            {
                 // The bits stay set on disk: a later resync does more than needed, never
                 // less. Keep counting them as dirty.
                 pr_warn!("write-intent bitmap: cannot clear bits of block {block}\n");
@@ -433,7 +445,15 @@ impl WriteIntent {
             }
         }
         let sector = bitmap::block_sector(self.header.slot, block).ok_or(EINVAL)?;
-        write_all(pool, buf, members, !failed, sector, "write-intent bitmap", mark)
+        write_all(
+            pool,
+            buf,
+            members,
+            !failed,
+            sector,
+            "write-intent bitmap",
+            mark,
+        )
     }
 
     /// The next region waiting for its resync, from the resync cursor on, and its rows

@@ -192,10 +192,7 @@ const FLUSH_BATCH: usize = 8;
 /// each, [`FLUSH_BATCH`] at a time from `pool`, which should reserve that many bios) and
 /// waits. Returns the bit mask of the indexes (below 64) whose flush failed, each logged.
 /// Sleeps.
-pub(crate) fn flush_each<'a>(
-    pool: &BioSet,
-    devs: impl Iterator<Item = (usize, &'a DmDev)>,
-) -> u64 {
+pub(crate) fn flush_each<'a>(pool: &BioSet, devs: impl Iterator<Item = (usize, &'a DmDev)>) -> u64 {
     let mut bad = 0u64;
     let mut devs = devs.peekable();
     while devs.peek().is_some() {

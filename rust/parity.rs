@@ -95,7 +95,11 @@ impl Gathered {
         &mut self,
         blocks: impl IntoIterator<Item = Option<&'a mut [u8]>>,
     ) -> Result<(), BlockError> {
-        self.take(blocks.into_iter().map(|b| b.map(|b| (b.as_mut_ptr(), b.len()))))
+        self.take(
+            blocks
+                .into_iter()
+                .map(|b| b.map(|b| (b.as_mut_ptr(), b.len()))),
+        )
     }
 
     /// The raid6 routines' block count (data + P + Q: at least four).
@@ -126,7 +130,12 @@ pub(crate) fn xor_into<'a>(
         return Err(BlockError::Alignment);
     }
     let n = g.n;
-    for group in g.ptrs.get_mut(..n).unwrap_or(&mut []).chunks_mut(b::MAX_XOR_BLOCKS as usize) {
+    for group in g
+        .ptrs
+        .get_mut(..n)
+        .unwrap_or(&mut [])
+        .chunks_mut(b::MAX_XOR_BLOCKS as usize)
+    {
         // SAFETY: `dest` and every source are `len` bytes, aligned, and valid; `dest` is a
         // unique borrow so it overlaps no source; `xor_blocks` only reads the sources and
         // takes `group.len() <= MAX_XOR_BLOCKS` of them.
@@ -186,7 +195,10 @@ pub(crate) fn xor_syndrome<'a>(
     let data = data
         .into_iter()
         .map(|b| b.map(|b| (b.as_ptr().cast_mut(), b.len())));
-    let pq = [Some((p.as_mut_ptr(), p.len())), Some((q.as_mut_ptr(), q.len()))];
+    let pq = [
+        Some((p.as_mut_ptr(), p.len())),
+        Some((q.as_mut_ptr(), q.len())),
+    ];
     let mut g = Gathered::EMPTY;
     g.take(data.chain(pq))?;
     let disks = g.disks()?;

@@ -624,12 +624,10 @@ impl Geometry {
     pub fn read_plan(&self, sector: u64, failed: MemberSet) -> Result<ReadPlan, GeometryError> {
         let loc = self.map(sector)?;
         if let Level::Raid1 | Level::Raid10 { .. } = self.level {
-            let copies = self.copies(sector)?;
-            return copies
-                .as_slice()
-                .iter()
+            return self
+                .copy_iter(sector)?
                 .find(|p| !failed.contains(p.member))
-                .map(|p| ReadPlan::Direct(*p))
+                .map(ReadPlan::Direct)
                 .ok_or(GeometryError::TooManyFailures);
         }
         if !failed.contains(loc.member) {

@@ -299,7 +299,7 @@ pub fn plan_write_into(
             }
             _ => {
                 let first = req.stripe * cs + req.offset;
-                for place in g.copies(first)?.as_slice() {
+                for place in g.copy_iter(first)? {
                     if !failed.contains(place.member) {
                         plan.writes.push(Io {
                             member: place.member,

@@ -942,9 +942,7 @@ mod tests {
     /// The words of `s`, kept for the whole test run (a spec borrows its words).
     fn words(s: &str) -> &'static [&'static str] {
         let s: &'static str = std::string::String::from(s).leak();
-        s.split_whitespace()
-            .collect::<std::vec::Vec<_>>()
-            .leak()
+        s.split_whitespace().collect::<std::vec::Vec<_>>().leak()
     }
 
     fn err(s: &str, len: u64) -> TableError {
@@ -1089,9 +1087,15 @@ mod tests {
 
         // The examples of table-syntax.rst: 256 MiB per member.
         let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0");
-        assert_eq!(parse(&w, 1_572_864).unwrap().member(0).unwrap().len, 524_288);
+        assert_eq!(
+            parse(&w, 1_572_864).unwrap().member(0).unwrap().len,
+            524_288
+        );
         let w = words("raid6 1 128 5 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0 /dev/vdf 0");
-        assert_eq!(parse(&w, 1_572_864).unwrap().member(0).unwrap().len, 524_288);
+        assert_eq!(
+            parse(&w, 1_572_864).unwrap().member(0).unwrap().len,
+            524_288
+        );
 
         // The smallest groups: raid5 over 2 members (1 data chunk), raid6 over 4 (2).
         let w = words("raid5 1 8 2 /dev/a 0 /dev/b 0");
