@@ -744,7 +744,17 @@ impl Replication {
                 drop(st);
                 self.changed.notify_all();
             }
-            (Body::Recovery(rc), inbound) if !self.may_coordinate(s.peer, rc, inbound) => {
+            (Body::Recovery(rc), inbound)
+                if !recovery::may_coordinate(
+                    s.peer,
+                    rc.dead,
+                    rc.phase,
+                    !inbound,
+                    self.node,
+                    self.membership.live_nodes(),
+                    self.membership.pending_deaths(),
+                ) =>
+            {
                 self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                 self.warn(format_args!(
                     "refused {:?} for node {} from node {}: not the recoverer of a pending death",
@@ -774,25 +784,6 @@ impl Replication {
             _ => {
                 self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
             }
-        }
-    }
-
-    /// Whether `Recovery` message `rc` may come from `from`: `Complete` and `Resume` on its
-    /// connection to us (`inbound`) only from the recoverer that the membership names
-    /// (`failover::settle`: the lowest live node not pending death) for a death still
-    /// pending here; a `Complete` echo on our connection only while we are that recoverer
-    /// (echoes only come from the peers we sent `Complete` to).
-    fn may_coordinate(&self, from: u32, rc: Recovery, inbound: bool) -> bool {
-        let m = &self.membership;
-        let pending = m.pending_deaths();
-        let recoverer = recovery::recoverer(m.live_nodes() & !pending);
-        if pending & bit(rc.dead) == 0 || rc.dead == from {
-            return false;
-        }
-        if inbound {
-            recoverer == Some(from)
-        } else {
-            rc.phase == RecoveryPhase::Complete && recoverer == Some(self.node)
         }
     }
 
