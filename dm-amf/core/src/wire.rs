@@ -1064,7 +1064,7 @@ impl HandshakeError {
             HandshakeError::UnknownNode => "its node id is not the one dialled or not in peers",
             HandshakeError::Reflected => "it sent our own nonce back",
             HandshakeError::OutOfOrder => "handshake message out of order",
-            HandshakeError::BadProof => "wrong proof (another secret?)",
+            HandshakeError::BadProof => "wrong proof (another secret, or a relay)",
             HandshakeError::BadConfirm => "its key confirmation did not verify",
             HandshakeError::Crypto => "HMAC failed",
         }
