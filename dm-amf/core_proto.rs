@@ -14,6 +14,8 @@
 pub(crate) mod bitmap;
 #[path = "core/src/geometry.rs"]
 pub(crate) mod geometry;
+#[path = "core/src/handshake.rs"]
+pub(crate) mod handshake;
 #[path = "core/src/lock.rs"]
 pub(crate) mod lock;
 #[path = "core/src/op.rs"]

@@ -29,18 +29,20 @@ use kernel::{
 use crate::cluster::Membership;
 use crate::core_proto::{
     geometry::Geometry,
-    op,
+    op, recovery,
     table::PeerSpec,
     wire::{
         Ack, AckStatus, Block as WireBlock, Body, Message, RecordHeader, Recovery, RecoveryPhase,
-        Step,
+        Side, Step,
     },
 };
 #[cfg(CONFIG_DLM)]
 use crate::kernel_ext::dlm::Wake;
 use crate::kernel_ext::{
+    block_io::NoIoScope,
     crypto::HmacSha256,
     keyring::Secret,
+    ratelimit::RateLimit,
     workqueue::{OwnedQueue, QueueHandle},
 };
 use crate::repl_session::{self, Identity, Session, SessionError, CONTROL_LEN};
@@ -76,6 +78,9 @@ pub(crate) struct ReplStats {
     pub(crate) last_takeover_ms: AtomicU64,
     /// Connections that replaced an earlier one to the same peer and direction.
     pub(crate) reconnects: AtomicU64,
+    /// Limits the warnings that go with the failure counters: failed handshakes and
+    /// frames, refused recovery messages, lockspace members outside `peers`.
+    warn_limit: RateLimit,
 }
 
 /// A record held for a peer: its header and the frame it came in.
@@ -170,6 +175,8 @@ pub(crate) enum ReplError {
     Timeout,
     /// This AMF was stopped (fault injection or teardown).
     Stopped,
+    /// A lockspace member is not one of `peers`: the write may not start.
+    Refused,
 }
 
 /// The replication state of one target.
@@ -377,8 +384,20 @@ impl Replication {
             .fold(0, |acc, (i, _)| acc | bit(i as u32))
     }
 
+    /// Live lockspace members other than us that are not in `peers`: AMFs of the group
+    /// whose records we would not hold and that would not hold ours.
+    fn strangers(&self, st: &State) -> u64 {
+        let m = &self.membership;
+        let known = st
+            .peers
+            .iter()
+            .fold(bit(self.node), |acc, p| acc | bit(p.spec.node));
+        m.live_nodes() & !m.pending_deaths() & !known
+    }
+
     /// Sends one record of an operation to every required peer that is connected, and
-    /// notes on which connection it went.
+    /// notes on which connection it went. An operation does not start (Intent) while a
+    /// lockspace member is not in `peers`: its takeover could not be covered.
     pub(crate) fn send_step(
         &self,
         op: &mut ReplOp,
@@ -391,6 +410,15 @@ impl Replication {
         let header = op.header(step);
         let targets = {
             let st = self.state.lock();
+            let strangers = self.strangers(&st);
+            if step == Step::Intent && strangers != 0 {
+                drop(st);
+                self.warn(format_args!(
+                    "writes refused: lockspace members {strangers:#x} are not in peers \
+                     (their operations and ours would not be replicated to each other)"
+                ));
+                return Err(ReplError::Refused);
+            }
             let req = self.required(&st);
             let mut t: [Option<(usize, u64, Arc<Session>)>; MAX_PEERS] = Default::default();
             for (i, p) in st.peers.iter().enumerate() {
@@ -716,6 +744,23 @@ impl Replication {
                 drop(st);
                 self.changed.notify_all();
             }
+            (Body::Recovery(rc), inbound)
+                if !recovery::may_coordinate(
+                    s.peer,
+                    rc.dead,
+                    rc.phase,
+                    !inbound,
+                    self.node,
+                    self.membership.live_nodes(),
+                    self.membership.pending_deaths(),
+                ) =>
+            {
+                self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                self.warn(format_args!(
+                    "refused {:?} for node {} from node {}: not the recoverer of a pending death",
+                    rc.phase, rc.dead, s.peer
+                ));
+            }
             (Body::Recovery(rc), true) => match rc.phase {
                 RecoveryPhase::Complete => {
                     // The recoverer finished the dead node's operations: drop its records
@@ -788,15 +833,35 @@ impl Replication {
         Self::index_of(&self.state.lock(), node).is_some()
     }
 
-    fn count_failure(&self, e: SessionError) {
-        match e {
-            SessionError::Auth => {
-                self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Counts a failed handshake or frame, and logs (rate-limited) why and from where, so
+    /// that a key mismatch shows at once rather than as stalled writes.
+    fn failed(&self, addr: Option<([u8; 4], u16)>, e: SessionError) {
+        let why = match e {
+            SessionError::Auth => "a frame failed its tag or sequence number",
+            SessionError::Refused(h) => h.reason(),
             SessionError::Malformed => {
                 self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            _ => {}
+            SessionError::Io | SessionError::Stopped | SessionError::NoMemory => return,
+        };
+        self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+        let ([a, b, c, d], port) = addr.unwrap_or(([0; 4], 0));
+        self.warn(format_args!(
+            "authentication failed with {a}.{b}.{c}.{d}:{port}: {why}"
+        ));
+    }
+
+    /// A rate-limited warning about the channel.
+    fn warn(&self, msg: core::fmt::Arguments<'_>) {
+        if let Some(missed) = self.stats.warn_limit.allow() {
+            pr_warn!("dm-amf: {}: {msg}\n", self.name());
+            if missed > 0 {
+                pr_warn!(
+                    "dm-amf: {}: {missed} similar warnings suppressed\n",
+                    self.name()
+                );
+            }
         }
     }
 }
@@ -914,6 +979,9 @@ impl WorkItem for ListenWork {
         let repl = &this.repl;
         let mut socket = this.first.lock().take();
         while !repl.stopping() {
+            // A reconnecting peer (or a listener coming back) may be what writes wait for:
+            // nothing allocated here may wait for them.
+            let _noio = NoIoScope::enter();
             let Some(l) = socket.as_ref() else {
                 let (ip, port) = repl.listen;
                 socket = repl.transport.listen(ip, port).ok();
@@ -937,10 +1005,12 @@ impl WorkItem for ListenWork {
                     continue;
                 }
             };
+            let addr = stream.peer_addr();
             let id = repl.identity();
-            match Session::handshake(stream, &id, false, None, |n| repl.is_peer(n), &repl.stop) {
+            let known = |n| repl.is_peer(n);
+            match Session::handshake(stream, &id, Side::Acceptor, None, known, &repl.stop) {
                 Ok(s) => spawn_rx(repl, this.wq, s, true),
-                Err(e) => repl.count_failure(e),
+                Err(e) => repl.failed(addr, e),
             }
         }
     }
@@ -978,13 +1048,17 @@ impl WorkItem for DialWork {
                 if repl.stopping() {
                     break;
                 }
+                // Writes may be waiting for this connection: nothing it allocates may wait
+                // for them (the sockets' own GFP_NOIO does not cover the session's memory).
+                let _noio = NoIoScope::enter();
                 let Ok(stream) = repl.transport.connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
                     continue;
                 };
                 let id = repl.identity();
-                match Session::handshake(stream, &id, true, Some(p.node), |_| true, &repl.stop) {
+                let (side, addr) = (Side::Dialler, Some((p.ip, p.port)));
+                match Session::handshake(stream, &id, side, Some(p.node), |_| true, &repl.stop) {
                     Ok(s) => spawn_rx(repl, this.wq, s, false),
-                    Err(e) => repl.count_failure(e),
+                    Err(e) => repl.failed(addr, e),
                 }
             }
             #[cfg(CONFIG_DLM)]
@@ -1060,7 +1134,7 @@ impl WorkItem for RxWork {
                     }
                 }
                 Err(e) => {
-                    repl.count_failure(e);
+                    repl.failed(s.addr, e);
                     if e == SessionError::Auth {
                         // A frame that fails its tag or sequence number: the stream is
                         // not trusted any more.

@@ -4,29 +4,31 @@
 //! that proves both know the group's secret, and framed, tagged, sequence-numbered sending
 //! and receiving of the core's wire messages over a [`Stream`] of the table's transport.
 //!
-//! The handshake (`Documentation/protocol.rst`): both sides send `Hello` (node id, group
-//! UUID, protocol versions, a random nonce), check the other's, answer its nonce with a
-//! `Proof` (HMAC-SHA256 with the shared secret) and check the other's proof. Every later
-//! frame carries an HMAC tag under a key derived for this connection from the secret and
-//! both nonces, so a frame recorded on one connection is refused on any other, and a
+//! The handshake is the core's state machine (`core::handshake`, `Documentation/protocol.rst`):
+//! `Hello` both ways, a `Proof` both ways bound to the sides, node ids, nonces and group,
+//! then a `Confirm` both ways tagged under the derived session key. A [`Session`] exists
+//! only after the peer's `Confirm` verified, so nothing is installed, replaced or dropped
+//! for a peer that has not shown it holds the key. Every later frame carries an HMAC tag
+//! under that key, so a frame recorded on one connection is refused on any other, and a
 //! strictly increasing sequence number, so it is refused when replayed on the same one.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::{new_mutex, prelude::*, sync::Mutex};
 
+use crate::core_proto::handshake::{
+    Handshake, SecretMac, CONFIRM_SEQ, FIRST_SESSION_SEQ, HELLO_SEQ, PROOF_SEQ,
+};
 use crate::core_proto::wire::{
-    self, Body, Crc32c, Frame, Hello, Message, Proof, SeqWindow, Tagger, HEADER_LEN, TAG_LEN,
-    TRAILER_LEN,
+    self, Body, Crc32c, Frame, HandshakeError, Message, SeqWindow, Side, Tagger, WireError,
+    HEADER_LEN, TAG_LEN, TRAILER_LEN,
 };
 use crate::kernel_ext::{
     checksum,
-    crypto::{self, HmacSha256},
+    crypto::{self, HmacSha256, KeyBytes},
 };
 use crate::transport::Stream;
 
-/// Protocol versions spoken.
-const VERSION: u16 = 1;
 /// Longest wait for each handshake message.
 pub(crate) const HANDSHAKE_MS: u32 = 5_000;
 /// Receive timeout of a connection: how often a receive loop looks at its stop flag.
@@ -42,6 +44,19 @@ pub(crate) struct KernelCrc;
 impl Crc32c for KernelCrc {
     fn append(crc: u32, data: &[u8]) -> u32 {
         checksum::crc32c_append(crc, data)
+    }
+}
+
+/// The group secret's HMAC for the core's handshake.
+struct SecretHmac<'a>(&'a HmacSha256);
+
+impl SecretMac for SecretHmac<'_> {
+    fn mac(&self, parts: &[&[u8]], out: &mut [u8; 32]) -> bool {
+        self.0.tag(parts, out).is_ok()
+    }
+
+    fn equal(&self, x: &[u8], y: &[u8]) -> bool {
+        crypto::tags_equal(x, y)
     }
 }
 
@@ -61,9 +76,11 @@ pub(crate) enum SessionError {
     Io,
     /// The peer sent something malformed (counted as a bad frame).
     Malformed,
-    /// The peer failed authentication: wrong proof, tag or sequence number, another group,
-    /// or a node id that is not the expected one (counted as an authentication failure).
+    /// A frame of an established session failed its tag or sequence number (counted as
+    /// an authentication failure).
     Auth,
+    /// The handshake refused the peer (counted as an authentication failure).
+    Refused(HandshakeError),
     /// We are being torn down.
     Stopped,
     /// Out of memory.
@@ -85,8 +102,10 @@ pub(crate) struct Session {
     stream: KBox<dyn Stream>,
     /// The peer's node id (proven by the handshake).
     pub(crate) peer: u32,
+    /// The peer's address and port, for logs.
+    pub(crate) addr: Option<([u8; 4], u16)>,
     our_node: u32,
-    /// Tags under the connection's key.
+    /// Tags under the connection's key; freeing it wipes the key.
     key: HmacSha256,
     /// Sequence number of the next frame sent; the sending lock also orders whole frames.
     tx: Pin<KBox<Mutex<u64>>>,
@@ -99,13 +118,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Runs the handshake on a connected `stream` (`initiator`: we connected). `expect` is
-    /// the peer node id we dialled, or None for an accepted connection, whose node id
-    /// `known` must accept. Sleeps; not for the I/O path.
+    /// Runs the handshake on a connected `stream` at `side` of it. `expect` is the peer
+    /// node id we dialled, or None for an accepted connection, whose node id `known` must
+    /// accept. Returns only once the peer confirmed the session key. Sleeps; not for the
+    /// I/O path.
     pub(crate) fn handshake(
         stream: KBox<dyn Stream>,
         me: &Identity<'_>,
-        initiator: bool,
+        side: Side,
         expect: Option<u32>,
         known: impl Fn(u32) -> bool,
         stop: &AtomicBool,
@@ -113,70 +133,61 @@ impl Session {
         stream.set_timeouts(SEND_TIMEOUT_MS, RECV_POLL_MS);
         let mut nonce = [0u8; 32];
         crypto::random_bytes(&mut nonce);
-        let ours = Hello {
-            version_min: VERSION,
-            version_max: VERSION,
-            node: me.node,
-            group: me.group,
-            nonce,
-            features: 0,
-        };
+        let mut hs = Handshake::new(side, me.node, me.group, nonce, expect);
+        let secret = SecretHmac(me.secret);
         let mut buf = [0u8; CONTROL_LEN];
-        let n = wire::encode::<KernelCrc>(&Message::Hello(ours), me.node, 0, None, &mut buf)
-            .map_err(|_| SessionError::Malformed)?;
-        send_parts(&*stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
-        let theirs = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)? {
+        let hello = Message::Hello(hs.hello());
+        send_control(&*stream, &hello, me.node, HELLO_SEQ, None, &mut buf)?;
+        let theirs = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?.body {
             Body::Hello(h) => h,
             _ => return Err(SessionError::Malformed),
         };
-        wire::negotiate(&ours, &theirs).map_err(|_| SessionError::Auth)?;
-        if expect.is_some_and(|e| e != theirs.node) || !known(theirs.node) {
-            return Err(SessionError::Auth);
-        }
-        let mut proof = [0u8; 32];
-        let input = wire::proof_input(&theirs.nonce, &ours.nonce, me.node);
-        me.secret
-            .tag(&[&input], &mut proof)
-            .map_err(|_| SessionError::Auth)?;
-        let msg = Message::Proof(Proof {
-            node: me.node,
-            proof,
-        });
-        let n = wire::encode::<KernelCrc>(&msg, me.node, 1, None, &mut buf)
-            .map_err(|_| SessionError::Malformed)?;
-        send_parts(&*stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])?;
-        let got = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)? {
-            Body::Proof(p) if p.node == theirs.node => p,
-            Body::Proof(_) => return Err(SessionError::Auth),
+        let proof = hs
+            .on_hello(&theirs, known, &secret)
+            .map_err(SessionError::Refused)?;
+        send_control(
+            &*stream,
+            &Message::Proof(proof),
+            me.node,
+            PROOF_SEQ,
+            None,
+            &mut buf,
+        )?;
+        let got = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?.body {
+            Body::Proof(p) => p,
             _ => return Err(SessionError::Malformed),
         };
-        let input = wire::proof_input(&ours.nonce, &theirs.nonce, theirs.node);
-        let mut want = [0u8; 32];
-        me.secret
-            .tag(&[&input], &mut want)
-            .map_err(|_| SessionError::Auth)?;
-        if !crypto::tags_equal(&want, &got.proof) {
-            return Err(SessionError::Auth);
-        }
-        // The connection's key: HMAC(secret, "amf-session" || initiator's nonce ||
-        // acceptor's nonce).
-        let (first, second) = if initiator {
-            (&ours.nonce, &theirs.nonce)
-        } else {
-            (&theirs.nonce, &ours.nonce)
+        let key = {
+            let mut bytes = KeyBytes::new();
+            hs.on_proof(&got, &secret, &mut bytes.0)
+                .map_err(SessionError::Refused)?;
+            HmacSha256::new(&bytes.0).map_err(|_| SessionError::NoMemory)?
         };
-        let mut key = [0u8; 32];
-        me.secret
-            .tag(&[b"amf-session", first, second], &mut key)
-            .map_err(|_| SessionError::Auth)?;
-        let key = HmacSha256::new(&key).map_err(|_| SessionError::NoMemory)?;
-        let tx = KBox::pin_init(new_mutex!(2u64, "amf:repl_tx"), GFP_KERNEL)
+        let confirm = Message::Confirm(hs.confirm());
+        let mut tagger = HmacTagger(&key);
+        send_control(
+            &*stream,
+            &confirm,
+            me.node,
+            CONFIRM_SEQ,
+            Some(&mut tagger),
+            &mut buf,
+        )?;
+        let mut window = SeqWindow::default();
+        let f = recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?;
+        hs.on_confirm(&f, &mut tagger, &mut window)
+            .map_err(SessionError::Refused)?;
+        let peer = hs
+            .peer()
+            .ok_or(SessionError::Refused(HandshakeError::OutOfOrder))?;
+        let tx = KBox::pin_init(new_mutex!(FIRST_SESSION_SEQ, "amf:repl_tx"), GFP_KERNEL)
             .map_err(|_| SessionError::NoMemory)?;
-        let rx_seq = KBox::pin_init(new_mutex!(SeqWindow::default(), "amf:repl_rx"), GFP_KERNEL)
+        let rx_seq = KBox::pin_init(new_mutex!(window, "amf:repl_rx"), GFP_KERNEL)
             .map_err(|_| SessionError::NoMemory)?;
         Ok(Self {
+            addr: stream.peer_addr(),
             stream,
-            peer: theirs.node,
+            peer,
             our_node: me.node,
             key,
             tx,
@@ -397,13 +408,27 @@ fn recv_exact(
     Ok(true)
 }
 
-/// Receives one unauthenticated handshake frame within `ms`.
+/// Encodes and sends one handshake frame (authenticated with `tagger`).
+fn send_control(
+    stream: &dyn Stream,
+    msg: &Message<'_>,
+    node: u32,
+    seq: u64,
+    tagger: Option<&mut dyn Tagger>,
+    buf: &mut [u8; CONTROL_LEN],
+) -> Result<(), SessionError> {
+    let n = wire::encode::<KernelCrc>(msg, node, seq, tagger, buf)
+        .map_err(|_| SessionError::Malformed)?;
+    send_parts(stream, &[buf.get(..n).ok_or(SessionError::Malformed)?])
+}
+
+/// Receives one handshake frame within `ms` (its tag, if any, is not checked here).
 fn recv_control<'a>(
     stream: &dyn Stream,
     buf: &'a mut [u8; CONTROL_LEN],
     ms: u32,
     stop: &AtomicBool,
-) -> Result<Body<'a>, SessionError> {
+) -> Result<Frame<'a>, SessionError> {
     let mut waited = 0;
     loop {
         let head = buf.get_mut(..HEADER_LEN).ok_or(SessionError::Malformed)?;
@@ -417,6 +442,10 @@ fn recv_control<'a>(
     }
     let len = match wire::frame_len(buf.get(..HEADER_LEN).ok_or(SessionError::Malformed)?) {
         Ok(l) if l <= CONTROL_LEN => l,
+        // A peer of another protocol version: say so rather than "malformed".
+        Err(WireError::UnsupportedVersion(_)) => {
+            return Err(SessionError::Refused(HandshakeError::NoCommonVersion))
+        }
         _ => return Err(SessionError::Malformed),
     };
     let rest = buf
@@ -425,6 +454,6 @@ fn recv_control<'a>(
     recv_exact(stream, rest, false, stop)?;
     let frame = buf.get(..len).ok_or(SessionError::Malformed)?;
     wire::decode::<KernelCrc>(frame)
-        .map(|(f, _)| f.body)
+        .map(|(f, _)| f)
         .map_err(|_| SessionError::Malformed)
 }

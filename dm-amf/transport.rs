@@ -26,6 +26,8 @@ pub(crate) trait Stream: Send + Sync {
     fn set_timeouts(&self, send_ms: u32, recv_ms: u32);
     /// Wakes any blocked call; the stream is unusable afterwards.
     fn shutdown(&self);
+    /// The other end's IPv4 address and port, for logs (None if not known).
+    fn peer_addr(&self) -> Option<([u8; 4], u16)>;
 }
 
 /// Accepts streams from peers.
@@ -115,6 +117,10 @@ impl Stream for TcpStream {
     fn shutdown(&self) {
         TcpStream::shutdown(self)
     }
+
+    fn peer_addr(&self) -> Option<([u8; 4], u16)> {
+        TcpStream::peer_addr(self)
+    }
 }
 
 impl Listener for TcpListener {
@@ -142,6 +148,10 @@ impl Stream for RdmaStream {
 
     fn shutdown(&self) {
         RdmaStream::shutdown(self)
+    }
+
+    fn peer_addr(&self) -> Option<([u8; 4], u16)> {
+        RdmaStream::peer_addr(self)
     }
 }
 

@@ -83,7 +83,7 @@ impl HmacSha256 {
 impl Drop for HmacSha256 {
     fn drop(&mut self) {
         // SAFETY: the transform is ours and no tag is being computed (`&mut self`); freeing
-        // also wipes the key.
+        // wipes the keyed state (crypto_destroy_tfm frees it with kfree_sensitive).
         unsafe { b::amf_crypto_free_shash(self.tfm.as_ptr()) };
     }
 }
@@ -101,4 +101,27 @@ pub(crate) fn tags_equal(x: &[u8], y: &[u8]) -> bool {
 pub(crate) fn random_bytes(out: &mut [u8]) {
     // SAFETY: `out` is valid for writes of its length.
     unsafe { bindings::get_random_bytes(out.as_mut_ptr().cast(), out.len()) };
+}
+
+/// Wipes `buf` (memzero_explicit: the compiler may not drop the stores as dead).
+pub(crate) fn wipe(buf: &mut [u8]) {
+    // SAFETY: `buf` is valid for writes of its length.
+    unsafe { b::amf_memzero_explicit(buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+/// Key material on the stack, wiped when it goes out of scope (on every path, errors
+/// included).
+pub(crate) struct KeyBytes(pub(crate) [u8; TAG_LEN]);
+
+impl KeyBytes {
+    /// All zero.
+    pub(crate) fn new() -> Self {
+        Self([0; TAG_LEN])
+    }
+}
+
+impl Drop for KeyBytes {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
 }

@@ -147,6 +147,18 @@ struct ib_qp *amf_rdma_qp(const struct rdma_cm_id *id)
 	return id->qp;
 }
 
+/* The IPv4 address and port of the connection's other end (for logs). */
+int amf_rdma_peer_in(const struct rdma_cm_id *id, __be32 *addr, __be16 *port)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&id->route.addr.dst_addr;
+
+	if (sin->sin_family != AF_INET)
+		return -EAFNOSUPPORT;
+	*addr = sin->sin_addr.s_addr;
+	*port = sin->sin_port;
+	return 0;
+}
+
 int amf_rdma_event_type(const struct rdma_cm_event *event)
 {
 	return event->event;

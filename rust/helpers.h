@@ -55,6 +55,7 @@ void amf_rdma_set_context(struct rdma_cm_id *id, void *context);
 void *amf_rdma_context(const struct rdma_cm_id *id);
 struct ib_device *amf_rdma_device(const struct rdma_cm_id *id);
 struct ib_qp *amf_rdma_qp(const struct rdma_cm_id *id);
+int amf_rdma_peer_in(const struct rdma_cm_id *id, __be32 *addr, __be16 *port);
 int amf_rdma_event_type(const struct rdma_cm_event *event);
 int amf_rdma_event_status(const struct rdma_cm_event *event);
 int amf_rdma_bind_addr(struct rdma_cm_id *id, __be32 addr, __be16 port);

@@ -16,6 +16,7 @@ pub(crate) mod dlm;
 pub(crate) mod keyring;
 pub(crate) mod net;
 pub(crate) mod parity;
+pub(crate) mod ratelimit;
 #[cfg(CONFIG_INFINIBAND_ADDR_TRANS)]
 pub(crate) mod rdma;
 pub(crate) mod workqueue;

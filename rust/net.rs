@@ -356,4 +356,20 @@ impl TcpStream {
     pub(crate) fn shutdown(&self) {
         self.sock.shutdown();
     }
+
+    /// The other end's IPv4 address and port (for logs), if the socket still knows it.
+    pub(crate) fn peer_addr(&self) -> Option<([u8; 4], u16)> {
+        let mut addr = b::sockaddr_in::default();
+        // SAFETY: the socket is ours and AF_INET (made by `Socket::tcp` or accepted from
+        // such a listener), so getpeername writes at most a `sockaddr_in` into `addr`.
+        let rc = unsafe {
+            bindings::kernel_getpeername(self.sock.as_ptr(), ptr::from_mut(&mut addr).cast())
+        };
+        (rc >= 0 && u32::from(addr.sin_family) == bindings::AF_INET).then(|| {
+            (
+                addr.sin_addr.s_addr.to_ne_bytes(),
+                u16::from_be(addr.sin_port),
+            )
+        })
+    }
 }

@@ -906,6 +906,19 @@ impl RdmaStream {
         self.conn.f.recv_ms.store(recv_ms, Ordering::Relaxed);
     }
 
+    /// The other end's IPv4 address and port, if known.
+    pub(crate) fn peer_addr(&self) -> Option<([u8; 4], u16)> {
+        let id = self.conn.id();
+        if id.is_null() {
+            return None;
+        }
+        let (mut addr, mut port) = (0u32, 0u16);
+        // SAFETY: a live id (its route stays until the id is destroyed at teardown); both
+        // outputs are valid for writes.
+        let r = unsafe { b::amf_rdma_peer_in(id, &mut addr, &mut port) };
+        (r == 0).then(|| (addr.to_ne_bytes(), u16::from_be(port)))
+    }
+
     /// Disconnects: wakes blocked calls here and at the peer.
     pub(crate) fn shutdown(&self) {
         self.conn.fail();

@@ -18,6 +18,7 @@ pub mod sim;
 
 pub mod bitmap;
 pub mod geometry;
+pub mod handshake;
 pub mod lock;
 pub mod op;
 pub mod parity;

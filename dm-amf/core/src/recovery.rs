@@ -22,7 +22,7 @@
 
 use super::geometry::{Geometry, MemberSet};
 use super::op::{plan_write, Block, ChunkSet, IoList, OpError, WriteRequest};
-use super::wire::{OpKind, RecordHeader, Step};
+use super::wire::{OpKind, RecordHeader, RecoveryPhase, Step};
 
 /// What a survivor keeps about one operation of a peer (its data stays in the caller's
 /// buffers).
@@ -198,6 +198,34 @@ pub fn recoverer(live: u64) -> Option<u32> {
         None
     } else {
         Some(live.trailing_zeros())
+    }
+}
+
+/// Whether a `Recovery` message about `dead` in `phase` may come from node `from`, as node
+/// `me` sees the membership (`live` members, `pending` deaths not taken over yet; masks
+/// of node ids). `Complete` and `Resume` arrive on the sender's own connection
+/// (`echo == false`) and only the recoverer of a pending death sends them; a `Complete`
+/// echo arrives on our connection to the peer and is due only while we are that
+/// recoverer. Anything else would let an AMF drop a live peer's records or end a takeover
+/// it does not run.
+pub fn may_coordinate(
+    from: u32,
+    dead: u32,
+    phase: RecoveryPhase,
+    echo: bool,
+    me: u32,
+    live: u64,
+    pending: u64,
+) -> bool {
+    let is_pending = 1u64.checked_shl(dead).is_some_and(|b| pending & b != 0);
+    if !is_pending || dead == from {
+        return false;
+    }
+    let recoverer = recoverer(live & !pending);
+    if echo {
+        phase == RecoveryPhase::Complete && recoverer == Some(me)
+    } else {
+        recoverer == Some(from)
     }
 }
 
@@ -383,6 +411,29 @@ mod tests {
         assert!(t.get(1, 5).is_none());
         assert_eq!(t.drop_owners(0b110), 2);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn only_the_recoverer_coordinates() {
+        use RecoveryPhase::{Complete, Resume};
+        // Nodes 1, 2, 3 live, 2 dead: node 1 is the recoverer; we are node 3.
+        let (live, pending) = (0b1110, 0b0100);
+        for phase in [Complete, Resume] {
+            assert!(may_coordinate(1, 2, phase, false, 3, live, pending));
+            // Not the recoverer, not pending, the dead node itself, a node id past 63.
+            assert!(!may_coordinate(3, 2, phase, false, 3, live, pending));
+            assert!(!may_coordinate(1, 3, phase, false, 3, live, pending));
+            assert!(!may_coordinate(1, 2, phase, false, 3, live, 0));
+            assert!(!may_coordinate(2, 2, phase, false, 3, live, pending));
+            assert!(!may_coordinate(1, 64, phase, false, 3, live, u64::MAX));
+        }
+        // Echoes: only Complete, only to the recoverer.
+        assert!(may_coordinate(3, 2, Complete, true, 1, live, pending));
+        assert!(!may_coordinate(3, 2, Resume, true, 1, live, pending));
+        assert!(!may_coordinate(1, 2, Complete, true, 3, live, pending));
+        // Node 1 dead too: node 3 recovers both.
+        assert!(may_coordinate(3, 1, Resume, false, 2, 0b1110, 0b0110));
+        assert!(!may_coordinate(1, 2, Resume, false, 3, 0b1110, 0b0110));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 /// Frame magic, the bytes `AMFw`.
 pub const MAGIC: [u8; 4] = *b"AMFw";
 /// Protocol version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Header bytes before the payload.
 pub const HEADER_LEN: usize = 24;
 /// Size of the authentication-tag slot (an HMAC-SHA256).
@@ -34,6 +34,8 @@ pub const MAX_BLOCKS: usize = 132;
 pub const HELLO_LEN: usize = 64;
 /// Payload size of a proof message.
 pub const PROOF_LEN: usize = 40;
+/// Payload size of a key confirmation.
+pub const CONFIRM_LEN: usize = 8;
 /// Payload size of an ack message.
 pub const ACK_LEN: usize = 24;
 /// Payload size of a recovery message.
@@ -105,6 +107,8 @@ pub enum WireError {
     BadAckStatus(u8),
     /// Unknown recovery phase.
     BadRecoveryPhase(u8),
+    /// Unknown handshake side.
+    BadSide(u8),
     /// The output buffer is too small; `needed` bytes.
     BufferTooSmall {
         /// Bytes the frame needs.
@@ -130,6 +134,8 @@ pub enum Kind {
     Ack = 4,
     /// Recovery coordination for a dead AMF.
     Recovery = 5,
+    /// Handshake: the first authenticated frame, confirming the session key.
+    Confirm = 6,
 }
 
 impl Kind {
@@ -140,6 +146,7 @@ impl Kind {
             3 => Kind::Record,
             4 => Kind::Ack,
             5 => Kind::Recovery,
+            6 => Kind::Confirm,
             _ => return Err(WireError::UnknownKind(v)),
         })
     }
@@ -264,13 +271,51 @@ pub struct Hello {
     pub features: u64,
 }
 
-/// Handshake answer: a MAC over both nonces, proving knowledge of the cluster key.
+/// Handshake answer: a MAC over the handshake transcript (`super::handshake`), proving
+/// knowledge of the group secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proof {
     /// Node id of the sender.
     pub node: u32,
     /// HMAC computed by the caller (see `Documentation/protocol.rst`).
     pub proof: [u8; 32],
+}
+
+/// Which end of a connection a node is: the handshake binds it into every proof and into the
+/// session key, so that a proof made for one end is worthless at the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Side {
+    /// It connected (sends its records on this connection).
+    Dialler = 1,
+    /// It accepted (receives the dialler's records).
+    Acceptor = 2,
+}
+
+impl Side {
+    /// The other end.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Dialler => Side::Acceptor,
+            Side::Acceptor => Side::Dialler,
+        }
+    }
+
+    fn from_u8(v: u8) -> Result<Side, WireError> {
+        Ok(match v {
+            1 => Side::Dialler,
+            2 => Side::Acceptor,
+            _ => return Err(WireError::BadSide(v)),
+        })
+    }
+}
+
+/// Handshake end: the first authenticated frame of each side, tagged under the new session
+/// key, so a connection is used only once the peer proved it holds that key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    /// The sender's end of the connection.
+    pub side: Side,
 }
 
 /// Fixed fields of a replication record.
@@ -366,6 +411,8 @@ pub enum Message<'a> {
     Ack(Ack),
     /// Recovery coordination.
     Recovery(Recovery),
+    /// Key confirmation.
+    Confirm(Confirm),
 }
 
 /// A decoded record: fixed fields plus a validated, borrowed block table.
@@ -434,6 +481,8 @@ pub enum Body<'a> {
     Ack(Ack),
     /// Recovery coordination.
     Recovery(Recovery),
+    /// Key confirmation.
+    Confirm(Confirm),
 }
 
 impl Body<'_> {
@@ -447,6 +496,7 @@ impl Body<'_> {
             Body::Record(r) => Message::Record(r.header, blocks),
             Body::Ack(a) => Message::Ack(a),
             Body::Recovery(r) => Message::Recovery(r),
+            Body::Confirm(c) => Message::Confirm(c),
         }
     }
 }
@@ -487,16 +537,20 @@ impl<'a> Frame<'a> {
         if !tagger.tag(self.signed, &mut want) {
             return Err(WireError::AuthFailed);
         }
-        // Constant-time comparison.
-        let diff = want
-            .iter()
-            .zip(self.tag.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 || self.tag.len() != TAG_LEN {
+        if !tags_equal(&want, self.tag) {
             return Err(WireError::AuthFailed);
         }
         Ok(())
     }
+}
+
+/// Constant-time comparison of two tags (or proofs); slices of different lengths differ.
+pub fn tags_equal(x: &[u8], y: &[u8]) -> bool {
+    let diff = x
+        .iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    diff == 0 && x.len() == y.len()
 }
 
 fn split(buf: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
@@ -676,6 +730,15 @@ fn decode_body(kind: Kind, p: &[u8]) -> Result<Body<'_>, WireError> {
                 epoch: le_u64(p, 8).ok_or(SHORT)?,
             })
         }
+        Kind::Confirm => {
+            exact(p, CONFIRM_LEN)?;
+            if p.get(1..8) != Some(&[0; 7][..]) {
+                return Err(WireError::ReservedNonZero);
+            }
+            Body::Confirm(Confirm {
+                side: Side::from_u8(p.first().copied().unwrap_or(0))?,
+            })
+        }
         Kind::Record => Body::Record(decode_record(p)?),
     })
 }
@@ -738,6 +801,7 @@ fn payload_len(msg: &Message<'_>) -> Result<usize, WireError> {
         Message::Proof(_) => PROOF_LEN,
         Message::Ack(_) => ACK_LEN,
         Message::Recovery(_) => RECOVERY_LEN,
+        Message::Confirm(_) => CONFIRM_LEN,
         Message::Record(_, blocks) => {
             if blocks.len() > MAX_BLOCKS {
                 return Err(WireError::TooManyBlocks(u8::MAX));
@@ -805,6 +869,7 @@ pub fn encode<C: Crc32c>(
             Message::Record(..) => Kind::Record,
             Message::Ack(_) => Kind::Ack,
             Message::Recovery(_) => Kind::Recovery,
+            Message::Confirm(_) => Kind::Confirm,
         },
         if tagger.is_some() { FLAG_AUTH } else { 0 },
     );
@@ -842,6 +907,9 @@ pub fn encode<C: Crc32c>(
             w.put(&r.dead.to_le_bytes());
             w.put(&[r.phase as u8, 0, 0, 0]);
             w.put(&r.epoch.to_le_bytes());
+        }
+        Message::Confirm(c) => {
+            w.put(&[c.side as u8, 0, 0, 0, 0, 0, 0, 0]);
         }
         Message::Record(h, blocks) => {
             put_record_fields(&mut w, h, blocks.len());
@@ -961,28 +1029,6 @@ fn put_record_fields(w: &mut Out<'_>, h: &RecordHeader, count: usize) {
     w.put(&h.chunks.to_le_bytes());
 }
 
-/// Length of the bytes a [`Proof`] authenticates.
-pub const PROOF_INPUT_LEN: usize = 9 + 32 + 32 + 4;
-
-/// The bytes whose HMAC is the proof `node` sends in answer to `peer_nonce`:
-/// `"amf-proof" || peer_nonce || own_nonce || node (u32 LE)`.
-pub fn proof_input(
-    peer_nonce: &[u8; 32],
-    own_nonce: &[u8; 32],
-    node: u32,
-) -> [u8; PROOF_INPUT_LEN] {
-    let mut out = [0u8; PROOF_INPUT_LEN];
-    let mut w = Out {
-        buf: &mut out,
-        at: 0,
-    };
-    w.put(b"amf-proof");
-    w.put(peer_nonce);
-    w.put(own_nonce);
-    w.put(&node.to_le_bytes());
-    out
-}
-
 /// Why a handshake failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandshakeError {
@@ -992,6 +1038,37 @@ pub enum HandshakeError {
     NoCommonVersion,
     /// The peer claims our own node id.
     SameNode,
+    /// The peer's node id is not the one dialled, or not one of the group's peers.
+    UnknownNode,
+    /// The peer sent our own nonce back (a reflection).
+    Reflected,
+    /// A message out of the handshake's order, or from another node than the Hello's.
+    OutOfOrder,
+    /// The peer's proof is wrong: it does not hold the secret, or it proved another
+    /// transcript (another side, node, nonce, group or version).
+    BadProof,
+    /// The peer's first authenticated frame is not a valid confirmation under the session
+    /// key.
+    BadConfirm,
+    /// Our own HMAC could not be computed.
+    Crypto,
+}
+
+impl HandshakeError {
+    /// What went wrong, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HandshakeError::OtherGroup => "it serves another group",
+            HandshakeError::NoCommonVersion => "no common protocol version",
+            HandshakeError::SameNode => "it claims our own node id",
+            HandshakeError::UnknownNode => "its node id is not the one dialled or not in peers",
+            HandshakeError::Reflected => "it sent our own nonce back",
+            HandshakeError::OutOfOrder => "handshake message out of order",
+            HandshakeError::BadProof => "wrong proof (another secret, or a relay)",
+            HandshakeError::BadConfirm => "its key confirmation did not verify",
+            HandshakeError::Crypto => "HMAC failed",
+        }
+    }
 }
 
 /// Check a peer's [`Hello`] against ours; returns the protocol version to speak.
@@ -1160,6 +1237,41 @@ mod tests {
     }
 
     #[test]
+    fn confirm_roundtrip_and_field_checks() {
+        let c = Confirm {
+            side: Side::Acceptor,
+        };
+        let mut buf = [0u8; 128];
+        let n = encode::<TestCrc>(
+            &Message::Confirm(c),
+            2,
+            2,
+            Some(&mut XorTagger(3)),
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(n, MIN_FRAME_LEN + CONFIRM_LEN);
+        let (f, _) = decode::<TestCrc>(&buf[..n]).unwrap();
+        assert!(matches!(f.body, Body::Confirm(x) if x == c));
+        assert_eq!(f.verify(&mut XorTagger(3)), Ok(()));
+        assert_eq!(f.verify(&mut XorTagger(4)), Err(WireError::AuthFailed));
+        for (at, v, err) in [
+            (HEADER_LEN, 3, WireError::BadSide(3)),
+            (HEADER_LEN, 0, WireError::BadSide(0)),
+            (HEADER_LEN + 7, 1, WireError::ReservedNonZero),
+        ] {
+            let mut b = buf;
+            b[at] = v;
+            reseal(&mut b, n);
+            assert_eq!(decode::<TestCrc>(&b[..n]).unwrap_err(), err);
+        }
+        assert_eq!(Side::Dialler.other(), Side::Acceptor);
+        assert!(tags_equal(&[1, 2], &[1, 2]));
+        assert!(!tags_equal(&[1, 2], &[1, 3]));
+        assert!(!tags_equal(&[1, 2], &[1]));
+    }
+
+    #[test]
     fn authenticated_frames_verify_and_detect_forgery() {
         let hello = Hello {
             version_min: 1,
@@ -1209,7 +1321,7 @@ mod tests {
         let n = encode::<TestCrc>(&Message::Ack(ack), 3, 0, None, &mut buf).unwrap();
         let cases: [(usize, u8, WireError); 7] = [
             (0, b'X', WireError::BadMagic),
-            (4, 2, WireError::UnsupportedVersion(2)),
+            (4, 1, WireError::UnsupportedVersion(1)),
             (5, 9, WireError::UnknownKind(9)),
             (6, 2, WireError::ReservedFlags(2)),
             (HEADER_LEN + 20, 7, WireError::BadStep(7)),
@@ -1329,11 +1441,6 @@ mod tests {
         b.group = [9; 16];
         assert_eq!(negotiate(&a, &b), Err(HandshakeError::OtherGroup));
         assert_eq!(negotiate(&a, &a), Err(HandshakeError::SameNode));
-        let p = proof_input(&[3; 32], &[4; 32], 7);
-        assert_eq!(&p[..9], b"amf-proof");
-        assert_eq!(p[9], 3);
-        assert_eq!(p[41], 4);
-        assert_eq!(&p[73..], &7u32.to_le_bytes());
         let mut w = SeqWindow::default();
         assert!(w.accept(0));
         assert!(!w.accept(0));

@@ -63,9 +63,10 @@ proptest! {
     /// no panic, and whatever decodes re-encodes to the same bytes.
     #[test]
     fn checksummed_garbage_is_refused_or_roundtrips(
-        kind in 0u8..7, flags in 0u16..3,
+        kind in 0u8..8, flags in 0u16..3,
         payload in prop_oneof![
             // The exact sizes of the fixed messages, so their field checks are reached.
+            proptest::collection::vec(0u8..4, 8),
             proptest::collection::vec(0u8..4, 16),
             proptest::collection::vec(0u8..4, 24),
             proptest::collection::vec(0u8..4, 40),

@@ -4,6 +4,9 @@
 #   - a peer with the wrong secret and a sender of garbage are refused and counted
 #     (auth_failures, bad_frames), nothing of theirs is held
 #   - the connections come up, authenticated both ways (status: 1 of 1 peers up)
+#   - a relay without the secret joins node 1's and node 2's raid5 listeners (each takes it
+#     for the other dialling): both handshakes fail (acceptor's proofs where a dialler's is
+#     due), are counted and logged with the address, and no connection is replaced
 #   - interleaved writes of both nodes are replicated (records sent) and stay correct
 #   - node 2 stops dead after the data step of one write on each volume (raid5: new data on
 #     disk, parity stale; raid1: the first copy new, the second old: the write hole) and is
@@ -39,7 +42,7 @@ TR=$(repl_transport)
 P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke"
 P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke$TR"
 
-if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; elif [ -n "$TR" ]; then ktap_plan 12; else ktap_plan 10; fi
+if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; elif [ -n "$TR" ]; then ktap_plan 13; else ktap_plan 11; fi
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load" $? "$(cat "$KTAP_TMP/ld")"
 ktap_check "corosync + dlm_controld up" cluster_start "$CL"
@@ -121,6 +124,23 @@ connected() {
 }
 ktap_check "connected and authenticated both ways" connected
 bar
+# The relay of issue 18: two outgoing connections, to node 1's and to node 2's raid5
+# listener, spliced together (busybox nc and a fifo: the relay holds no key). Before the
+# handshake bound the sides, both accepted it and each closed the other's genuine
+# connection (a reconnect); now both refuse it.
+relay() {
+	fails=$(rst r5 6) again=$(rst r5 9)
+	kmsg_mark
+	rm -f "$KTAP_TMP/relay" && mkfifo "$KTAP_TMP/relay" || return 1
+	timeout 10 sh -c "nc 10.199.0.1 7790 <'$KTAP_TMP/relay' | nc 10.199.0.2 7790 >'$KTAP_TMP/relay'"
+	refused() { [ "$(rst r5 6)" -gt "$fails" ]; }
+	until_ok 30 refused
+	rc=$?
+	dmsetup status r5
+	dmesg_since_mark | grep 'authentication failed with' || rc=1
+	[ $rc -eq 0 ] && [ "$(rst r5 9)" = "$again" ] && [ "$(rst r5 1)" = 1 ]
+}
+[ "$AMF_NODE" -ne 0 ] || ktap_check "a relay between the two listeners: refused, counted, logged, nothing replaced" relay
 # RDMA link flap: node 1 removes its rxe device under the live raid1 connections (the
 # removal waits until every RDMA id on it is destroyed: no hang) and adds it again; both
 # directions come back on their own.

@@ -18,6 +18,10 @@ pub const KEY_SPEC_USER_KEYRING: i32 = -4;
 /// The largest payload of a `logon` (or `user`) key, in bytes.
 pub const MAX_SECRET_LEN: usize = 32767;
 
+/// The shortest secret taken, in bytes: anyone who records one handshake can test guesses
+/// of the secret against its proofs offline, so a short one is found quickly.
+pub const MIN_SECRET_LEN: usize = 16;
+
 /// Why no key was added.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -27,6 +31,12 @@ pub enum KeyError {
     /// Nothing left of the secret once trailing newlines are removed.
     #[error("the secret is empty")]
     EmptySecret,
+    /// Too short to resist offline guessing.
+    #[error(
+        "the secret is {0} bytes long; at least {MIN_SECRET_LEN} are needed (a shorter one can \
+         be guessed offline from one recorded handshake; make one with 'openssl rand -hex 32')"
+    )]
+    SecretTooShort(usize),
     /// More than a logon key holds.
     #[error("the secret is {0} bytes long; a logon key holds at most {MAX_SECRET_LEN}")]
     SecretTooLong(usize),
@@ -58,13 +68,18 @@ pub fn secret_from(mut bytes: Vec<u8>) -> Result<Vec<u8>, KeyError> {
     while bytes.last() == Some(&b'\n') {
         bytes.pop();
     }
-    if bytes.is_empty() {
-        return Err(KeyError::EmptySecret);
-    }
-    if bytes.len() > MAX_SECRET_LEN {
-        return Err(KeyError::SecretTooLong(bytes.len()));
-    }
+    check_secret(&bytes)?;
     Ok(bytes)
+}
+
+/// Refuses an empty, too short or too long secret.
+fn check_secret(secret: &[u8]) -> Result<(), KeyError> {
+    match secret.len() {
+        0 => Err(KeyError::EmptySecret),
+        n if n < MIN_SECRET_LEN => Err(KeyError::SecretTooShort(n)),
+        n if n > MAX_SECRET_LEN => Err(KeyError::SecretTooLong(n)),
+        _ => Ok(()),
+    }
 }
 
 /// Adds (or, when `keyring` already holds a `logon` key of that description, updates) the
@@ -72,12 +87,7 @@ pub fn secret_from(mut bytes: Vec<u8>) -> Result<Vec<u8>, KeyError> {
 /// The description is checked as the table parser checks `auth_key` first.
 pub fn add_logon_key(description: &str, secret: &[u8], keyring: i32) -> Result<i32, KeyError> {
     auth_key_problem(description).map_err(KeyError::Description)?;
-    if secret.is_empty() {
-        return Err(KeyError::EmptySecret);
-    }
-    if secret.len() > MAX_SECRET_LEN {
-        return Err(KeyError::SecretTooLong(secret.len()));
-    }
+    check_secret(secret)?;
     // Printable ASCII (checked above): no NUL inside.
     let desc = CString::new(description).map_err(|_| KeyError::Description(description.into()))?;
     // SAFETY: add_key(2) reads the NUL-terminated strings `type` and `description` and
@@ -111,9 +121,16 @@ mod tests {
 
     #[test]
     fn secret_loses_trailing_newlines_only() {
-        assert_eq!(secret_from(b"abc\n\n".to_vec()).unwrap(), b"abc");
-        assert_eq!(secret_from(b"\na b\r\n".to_vec()).unwrap(), b"\na b\r");
-        assert_eq!(secret_from(b"\0\x01".to_vec()).unwrap(), b"\0\x01");
+        const S: &[u8] = b"0123456789abcdef";
+        assert_eq!(secret_from([S, b"\n\n"].concat()).unwrap(), S);
+        assert_eq!(
+            secret_from([b"\na b\r", S, b"\r\n"].concat()).unwrap(),
+            [b"\na b\r", S, b"\r"].concat()
+        );
+        assert_eq!(
+            secret_from([&[0u8, 1][..], S].concat()).unwrap(),
+            [&[0u8, 1][..], S].concat()
+        );
         assert!(matches!(
             secret_from(b"\n\n".to_vec()),
             Err(KeyError::EmptySecret)
@@ -130,6 +147,17 @@ mod tests {
             secret_from(vec![7; MAX_SECRET_LEN + 1]),
             Err(KeyError::SecretTooLong(32768))
         ));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let e = secret_from(b"fifteen bytes!!\n".to_vec()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the secret is 15 bytes long; at least 16 are needed"),
+            "{e}"
+        );
+        assert_eq!(secret_from(vec![b'x'; 16]).unwrap().len(), 16);
     }
 
     #[test]
@@ -155,11 +183,12 @@ mod tests {
         // with the process: nothing is left behind. Where the kernel or a sandbox has no
         // keys, the refusal says so.
         const PROCESS_KEYRING: i32 = -2;
-        match add_logon_key("dm-amf:amfctl-test", b"one", PROCESS_KEYRING) {
+        match add_logon_key("dm-amf:amfctl-test", b"one-0123456789ab", PROCESS_KEYRING) {
             Ok(serial) => {
                 assert!(serial > 0);
                 // The same description again updates the key: same serial.
-                let again = add_logon_key("dm-amf:amfctl-test", b"two", PROCESS_KEYRING);
+                let again =
+                    add_logon_key("dm-amf:amfctl-test", b"two-0123456789ab", PROCESS_KEYRING);
                 assert_eq!(again.unwrap(), serial);
             }
             Err(KeyError::Kernel { source, .. }) => {
@@ -177,7 +206,7 @@ mod tests {
     fn kernel_errors_are_explained() {
         // An invalid keyring id: the kernel refuses (EINVAL), or has no keys at all, or a
         // sandbox forbids the call; it never succeeds.
-        let e = add_logon_key("dm-amf:amfctl-test", b"s", 0).unwrap_err();
+        let e = add_logon_key("dm-amf:amfctl-test", b"0123456789abcdef", 0).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("add_key(logon, dm-amf:amfctl-test): "),

@@ -429,6 +429,8 @@ fn key_add_refusals() {
     let d = TempDir::new("keys");
     let secret = d.file("secret", 0);
     std::fs::write(&secret, "\n\n").unwrap();
+    let short = d.file("short", 0);
+    std::fs::write(&short, "fifteen bytes!!\n").unwrap();
     for (args, want) in [
         (
             vec!["key-add", "grp1", "--secret-file", secret.as_str()],
@@ -437,6 +439,11 @@ fn key_add_refusals() {
         (
             vec!["key-add", "dm-amf:grp1", "--secret-file", secret.as_str()],
             "amfctl: the secret is empty",
+        ),
+        (
+            vec!["key-add", "dm-amf:grp1", "--secret-file", short.as_str()],
+            "amfctl: the secret is 15 bytes long; at least 16 are needed (a shorter one can \
+             be guessed offline",
         ),
         (
             vec![

@@ -1395,7 +1395,7 @@ impl World {
                 }
             }
             Body::Recovery(rc) => self.recovery_msg(from, to, rc),
-            Body::Hello(_) | Body::Proof(_) => {}
+            Body::Hello(_) | Body::Proof(_) | Body::Confirm(_) => {}
         }
     }
 
