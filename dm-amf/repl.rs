@@ -398,6 +398,7 @@ impl Replication {
     /// Sends one record of an operation to every required peer that is connected, and
     /// notes on which connection it went. An operation does not start (Intent) while a
     /// lockspace member is not in `peers`: its takeover could not be covered.
+    #[inline(never)]
     pub(crate) fn send_step(
         &self,
         op: &mut ReplOp,
@@ -835,6 +836,7 @@ impl Replication {
 
     /// Counts a failed handshake or frame, and logs (rate-limited) why and from where, so
     /// that a key mismatch shows at once rather than as stalled writes.
+    #[inline(never)]
     fn failed(&self, addr: Option<([u8; 4], u16)>, e: SessionError) {
         let why = match e {
             SessionError::Auth => "a frame failed its tag or sequence number",
@@ -1089,6 +1091,7 @@ impl_has_work! {
     impl HasWork<Self> for RxWork { self.work }
 }
 
+#[inline(never)]
 fn spawn_rx(repl: &Arc<Replication>, wq: QueueHandle, s: Session, inbound: bool) {
     let len = if inbound { repl.max_frame } else { CONTROL_LEN };
     let Ok(buf) = KVVec::from_elem(0u8, len, GFP_KERNEL) else {

@@ -122,6 +122,7 @@ impl Session {
     /// node id we dialled, or None for an accepted connection, whose node id `known` must
     /// accept. Returns only once the peer confirmed the session key. Sleeps; not for the
     /// I/O path.
+    #[inline(never)]
     pub(crate) fn handshake(
         stream: KBox<dyn Stream>,
         me: &Identity<'_>,
@@ -409,6 +410,7 @@ fn recv_exact(
 }
 
 /// Encodes and sends one handshake frame (authenticated with `tagger`).
+#[inline(never)]
 fn send_control(
     stream: &dyn Stream,
     msg: &Message<'_>,
@@ -423,6 +425,7 @@ fn send_control(
 }
 
 /// Receives one handshake frame within `ms` (its tag, if any, is not checked here).
+#[inline(never)]
 fn recv_control<'a>(
     stream: &dyn Stream,
     buf: &'a mut [u8; CONTROL_LEN],

@@ -237,13 +237,7 @@ impl StripeEngine<'_> {
             let req = &req;
             let (mut state, mut fx) = WriteOp::start(id, 0, 0, *req, plan, 0);
             let mut rop = match repl {
-                Some(rp) => {
-                    let mut op = ReplOp::new(record_header(rp, id, plan, req)?);
-                    let (ib, n) = intent_blocks(bufs, req, &r)?;
-                    rp.send_step(&mut op, Step::Intent, ib.get(..n).unwrap_or(&[]))?;
-                    rp.fault_point(FaultPoint::Intent)?;
-                    Some(op)
-                }
+                Some(rp) => Some(replicate_intent(rp, bufs, id, plan, req, &r)?),
                 None => None,
             };
             if fx.read {
@@ -279,14 +273,7 @@ impl StripeEngine<'_> {
                 }
             }
             if let (Some(rp), Some(op)) = (repl, rop.as_mut()) {
-                // Nothing reaches the disks before every live peer holds the new image.
-                let (ib, n) = intent_blocks(bufs, req, &r)?;
-                let ib = ib.get(..n).unwrap_or(&[]);
-                let (pb, m) = parity_blocks(bufs, plan, &r)?;
-                let pb = pb.get(..m).unwrap_or(&[]);
-                rp.send_step(op, Step::Prepared, pb)?;
-                rp.wait_step(op, Step::Prepared, ib, pb)?;
-                rp.fault_point(FaultPoint::Prepared)?;
+                replicate_prepared(rp, op, bufs, plan, req, &r)?;
             }
             let dir = if bio.is_fua() {
                 IoDir::WriteFua
@@ -427,7 +414,7 @@ impl StripeEngine<'_> {
                 break;
             }
             start += n;
-            let mut ios: [MemberIo<'_>; BATCH] = core::array::from_fn(|_| MemberIo::empty());
+            let mut ios: [MemberIo<'_>; BATCH] = [MemberIo::EMPTY; BATCH];
             let StripeBuffers {
                 data, old, p, q, ..
             } = &mut *bufs;
@@ -510,6 +497,46 @@ fn record_header(
         sectors: u32::try_from(req.sectors).map_err(|_| WriteError::Plan)?,
         chunks: req.chunks.0,
     })
+}
+
+/// Replication, step Intent: the operation's record with the new data of every written
+/// chunk, to every live peer. Apart from the write so that the record's block list is in
+/// this frame only.
+#[inline(never)]
+fn replicate_intent(
+    rp: &Replication,
+    bufs: &StripeBuffers,
+    id: u64,
+    plan: &Plan,
+    req: &WriteRequest,
+    r: &Range<usize>,
+) -> Result<ReplOp, WriteError> {
+    let mut op = ReplOp::new(record_header(rp, id, plan, req)?);
+    let (ib, n) = intent_blocks(bufs, req, r)?;
+    rp.send_step(&mut op, Step::Intent, ib.get(..n).unwrap_or(&[]))?;
+    rp.fault_point(FaultPoint::Intent)?;
+    Ok(op)
+}
+
+/// Replication, step Prepared: the new parity to every live peer, then their acks of both
+/// records. Nothing reaches the disks before every live peer holds the new image.
+#[inline(never)]
+fn replicate_prepared(
+    rp: &Replication,
+    op: &mut ReplOp,
+    bufs: &StripeBuffers,
+    plan: &Plan,
+    req: &WriteRequest,
+    r: &Range<usize>,
+) -> Result<(), WriteError> {
+    let (ib, n) = intent_blocks(bufs, req, r)?;
+    let ib = ib.get(..n).unwrap_or(&[]);
+    let (pb, m) = parity_blocks(bufs, plan, r)?;
+    let pb = pb.get(..m).unwrap_or(&[]);
+    rp.send_step(op, Step::Prepared, pb)?;
+    rp.wait_step(op, Step::Prepared, ib, pb)?;
+    rp.fault_point(FaultPoint::Prepared)?;
+    Ok(())
 }
 
 const NO_BLOCK: WireBlock<'static> = WireBlock {

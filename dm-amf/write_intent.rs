@@ -601,7 +601,7 @@ pub(crate) fn write_all(
         .filter_map(|(i, m)| Some((i, m.dev.as_ref()?)))
         .peekable();
     while chosen.peek().is_some() {
-        let mut ios: [MemberIo<'_>; BATCH] = core::array::from_fn(|_| MemberIo::empty());
+        let mut ios: [MemberIo<'_>; BATCH] = [MemberIo::EMPTY; BATCH];
         let mut which = [0usize; BATCH];
         let mut n = 0;
         for ((io, w), (i, dev)) in ios.iter_mut().zip(which.iter_mut()).zip(chosen.by_ref()) {

@@ -74,18 +74,18 @@ impl<'a> MemberIo<'a> {
         Self::new(dev, 0, ptr::null_mut(), 0, Dir::Flush)
     }
 
-    /// A placeholder that [`submit_all`] fails without I/O; fills fixed-size arrays.
-    pub(crate) fn empty() -> Self {
-        Self {
-            dev: None,
-            sector: 0,
-            buf: NonNull::dangling(),
-            len: 0,
-            dir: Dir::Read,
-            status: BlkStatus::OK,
-            batch: ptr::null(),
-        }
-    }
+    /// A placeholder that [`submit_all`] fails without I/O; fills fixed-size arrays in
+    /// place (`[MemberIo::EMPTY; N]`: an array built by a function is moved, and the move
+    /// doubles a frame).
+    pub(crate) const EMPTY: Self = Self {
+        dev: None,
+        sector: 0,
+        buf: NonNull::dangling(),
+        len: 0,
+        dir: Dir::Read,
+        status: BlkStatus::OK,
+        batch: ptr::null(),
+    };
 
     fn new(dev: &'a DmDev, sector: u64, buf: *mut u8, len: usize, dir: Dir) -> Self {
         Self {
@@ -118,6 +118,7 @@ struct Batch {
 ///
 /// Sleeps: process context only. Allocates only from `pool` with GFP_NOIO, which waits for
 /// a bio rather than failing, so the pool must reserve at least `ios.len()` bios.
+#[inline(never)]
 pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
     let batch = Batch {
         in_flight: AtomicUsize::new(1),
@@ -196,7 +197,7 @@ pub(crate) fn flush_each<'a>(pool: &BioSet, devs: impl Iterator<Item = (usize, &
     let mut bad = 0u64;
     let mut devs = devs.peekable();
     while devs.peek().is_some() {
-        let mut ios: [MemberIo<'_>; FLUSH_BATCH] = core::array::from_fn(|_| MemberIo::empty());
+        let mut ios: [MemberIo<'_>; FLUSH_BATCH] = [MemberIo::EMPTY; FLUSH_BATCH];
         let mut which = [0usize; FLUSH_BATCH];
         let mut n = 0;
         for ((io, w), (i, dev)) in ios.iter_mut().zip(which.iter_mut()).zip(devs.by_ref()) {

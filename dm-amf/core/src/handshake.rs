@@ -173,6 +173,7 @@ impl Handshake {
 
     /// Checks the peer's Hello (group, version, node id: the dialled one, or one `known`
     /// accepts; not our nonce) and returns our Proof, to send at [`PROOF_SEQ`].
+    #[inline(never)]
     pub fn on_hello(
         &mut self,
         theirs: &Hello,
@@ -220,6 +221,7 @@ impl Handshake {
     /// Checks the peer's Proof (the other side's label over the same transcript, compared
     /// in constant time) and writes the session key into `key`. Then send [`Self::confirm`]
     /// tagged under that key.
+    #[inline(never)]
     pub fn on_proof(
         &mut self,
         got: &Proof,
@@ -255,6 +257,7 @@ impl Handshake {
     /// Checks the peer's first authenticated frame: a Confirm of the other side from the
     /// peer, whose tag verifies under the session key (`tagger`), at a sequence number the
     /// connection's `window` accepts.
+    #[inline(never)]
     pub fn on_confirm(
         &mut self,
         f: &Frame<'_>,

@@ -586,6 +586,7 @@ struct Optional<'a> {
 }
 
 /// The `<n>` entries after `peers <n>`, checked and sorted by node id.
+#[inline(never)]
 fn parse_peers(
     it: &mut core::slice::Iter<'_, &str>,
 ) -> Result<BoundedList<PeerSpec, MAX_PEERS>, TableError> {
@@ -622,6 +623,7 @@ fn parse_peers(
 
 /// Applies the optional parameters (the words after `<chunk_sectors>`) to `level` and
 /// returns the others.
+#[inline(never)]
 fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'a>, TableError> {
     let mut copies_seen = false;
     let mut rebuild = MemberSet::EMPTY;
@@ -754,6 +756,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
 /// Sectors each member must provide for a target of `target_len` sectors, and the geometry
 /// they make; checks the member count against the level and the length against the level's
 /// stripe.
+#[inline(never)]
 fn member_len(
     level: Level,
     nr_devs: usize,
@@ -811,6 +814,7 @@ fn member_len(
 
 /// The cluster mode the optional parameters ask for, checked against each other and the
 /// level.
+#[inline(never)]
 fn cluster_spec<'a>(
     opt: &Optional<'a>,
     level: Level,
@@ -880,8 +884,22 @@ pub fn parse<'a>(args: &'a [&'a str], target_len: u64) -> Result<TableSpec<'a>, 
     let chunk_sectors = parse_chunk(word(2)?)?;
     let mut level = level;
     let opt = parse_optional(args.get(3..2 + nr_params).unwrap_or(&[]), &mut level)?;
+    spec_from(args, &opt, (level, chunk_sectors, nr_params), target_len)
+}
+
+/// The rest of [`parse`], once the optional parameters are known: the cluster mode, the
+/// members and the checks between them. Its own frame, so that neither holds all of a
+/// spec's copies (the kernel parses on a 16 KiB stack).
+#[inline(never)]
+fn spec_from<'a>(
+    args: &'a [&'a str],
+    opt: &Optional<'a>,
+    (level, chunk_sectors, nr_params): (Level, u32, usize),
+    target_len: u64,
+) -> Result<TableSpec<'a>, TableError> {
+    let word = |i: usize| args.get(i).copied().ok_or(TableError::NotEnoughArgs);
     let (rebuild, group, ppl) = (opt.rebuild, opt.group, opt.ppl);
-    let cluster = cluster_spec(&opt, level)?;
+    let cluster = cluster_spec(opt, level)?;
 
     let devs_at = 2 + nr_params;
     let nr_devs = parse_decimal(word(devs_at)?).ok_or(TableError::BadDeviceCount)?;
