@@ -115,6 +115,7 @@ pub(crate) struct StripeLocks {
 impl StripeLocks {
     /// Locks for a target of group `group` in `space`, `lock_stripes` stripes per unit;
     /// callbacks wake `worker`.
+    #[inline(never)]
     pub(crate) fn new(
         space: Arc<GroupSpace>,
         (group, with_members): (Uuid, bool),

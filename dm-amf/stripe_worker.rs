@@ -63,7 +63,9 @@ pub(crate) struct StripeWorker {
     seen_deaths: AtomicU64,
     pending: DeferredList,
     #[pin]
-    scratch: Mutex<Scratch>,
+    /// Boxed: moved into the worker, a scratch space by value took the constructor's frame
+    /// over 1 KiB.
+    scratch: Mutex<KBox<Scratch>>,
     #[pin]
     work: Work<StripeWorker>,
 }
@@ -126,6 +128,32 @@ pub(crate) struct StripeService {
     repl: Option<Arc<Replication>>,
 }
 
+/// The work item that wakes `worker` every sweep period while bits of its write-intent
+/// bitmap are set (none without a bitmap). Apart from [`StripeService::new`] to keep its frame
+/// small.
+#[inline(never)]
+fn start_sweeper(
+    worker: &Arc<StripeWorker>,
+    wq: QueueHandle,
+) -> Result<Option<(OwnedQueue, Arc<Sweeper>)>> {
+    if worker.group.intent().is_none() {
+        return Ok(None);
+    }
+    let sq = OwnedQueue::new_unbound(c"amf_sweep", 1)?;
+    let sw = Arc::pin_init(
+        pin_init!(Sweeper {
+            worker: worker.clone(),
+            wq,
+            stop <- new_mutex!(false, "amf:sweep_stop"),
+            wake <- new_condvar!("amf:sweep_wake"),
+            work <- new_work!("amf:sweeper"),
+        }),
+        GFP_KERNEL,
+    )?;
+    sq.enqueue(sw.clone()).map_err(|_| EINVAL)?;
+    Ok(Some((sq, sw)))
+}
+
 impl StripeService {
     /// Allocates the worker for `group`, with buffers for one stripe if it computes
     /// `parity` (a mirror's worker only resubmits reads). It starts paused: `resume` lets a
@@ -145,9 +173,9 @@ impl StripeService {
         // replication), and so does a mirror's write into a region whose write-intent bit
         // is not set yet, and its resync: it needs a chunk of buffer.
         let scratch = if parity || cluster.is_some() || group.intent().is_some() {
-            Scratch::new(g.data_chunks(), chunk_bytes, raid6)?
+            Scratch::boxed(g.data_chunks(), chunk_bytes, raid6)?
         } else {
-            Scratch::new(0, 0, false)?
+            Scratch::boxed(0, 0, false)?
         };
         let pool = BioSet::with_bvecs(g.members() as u32)?;
         let queue = OwnedQueue::new_reclaim(c"amf_stripe", 1)?;
@@ -183,24 +211,7 @@ impl StripeService {
             scratch.repl = c.repl;
         }
         // Last: nothing may fail after it starts (dropping it unstarted would wait forever).
-        let sweeper = if worker.group.intent().is_some() {
-            let sq = OwnedQueue::new_unbound(c"amf_sweep", 1)?;
-            let for_sweeper = worker.clone();
-            let sw = Arc::pin_init(
-                pin_init!(Sweeper {
-                    worker: for_sweeper,
-                    wq,
-                    stop <- new_mutex!(false, "amf:sweep_stop"),
-                    wake <- new_condvar!("amf:sweep_wake"),
-                    work <- new_work!("amf:sweeper"),
-                }),
-                GFP_KERNEL,
-            )?;
-            sq.enqueue(sw.clone()).map_err(|_| EINVAL)?;
-            Some((sq, sw))
-        } else {
-            None
-        };
+        let sweeper = start_sweeper(&worker, wq)?;
         Ok(Self {
             sweeper,
             queue,

@@ -67,15 +67,20 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// Scratch space for stripes of `data_chunks` chunks of `chunk_bytes` (constructor only).
-    pub(crate) fn new(data_chunks: usize, chunk_bytes: usize, raid6: bool) -> Result<Self> {
-        Ok(Self {
-            bufs: StripeBuffers::new(data_chunks, chunk_bytes, raid6)?,
-            plan: zeroed::boxed_plan(GFP_KERNEL)?,
-            op_id: 0,
-            locks: None,
-            repl: None,
-        })
+    /// Scratch space for stripes of `data_chunks` chunks of `chunk_bytes`, on the heap
+    /// (constructor only).
+    #[inline(never)]
+    pub(crate) fn boxed(data_chunks: usize, chunk_bytes: usize, raid6: bool) -> Result<KBox<Self>> {
+        Ok(KBox::new(
+            Self {
+                bufs: StripeBuffers::new(data_chunks, chunk_bytes, raid6)?,
+                plan: zeroed::boxed_plan(GFP_KERNEL)?,
+                op_id: 0,
+                locks: None,
+                repl: None,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     /// Runs the operation `op` on `stripe` under the stripe's cluster lock (cluster mode;
@@ -392,13 +397,26 @@ impl StripeEngine<'_> {
 
     /// Issues the I/Os of `list` (reads into the buffers the computation expects them in, or
     /// writes from them), `BATCH` at a time, and waits for them. Returns the members whose
-    /// I/O failed. `list` is walked, never copied: only `BATCH` bios' worth of state is on
-    /// the stack.
-    #[inline(never)]
+    /// I/O failed. `list` is walked, never copied into an array.
     pub(crate) fn run_ios(
         &self,
         bufs: &mut StripeBuffers,
         list: impl Iterator<Item = Io> + Clone,
+        kind: OpKind,
+        r: &Range<usize>,
+        dir: IoDir,
+    ) -> Result<MemberSet, WriteError> {
+        self.run_ios_at(bufs, &|i| list.clone().nth(i), kind, r, dir)
+    }
+
+    /// [`Self::run_ios`] with the list as `at(i)`, the I/O at position `i` (`None` past
+    /// the end): one function, not one per kind of list, with only `BATCH` bios' worth of
+    /// state in its frame.
+    #[inline(never)]
+    fn run_ios_at(
+        &self,
+        bufs: &mut StripeBuffers,
+        at: &dyn Fn(usize) -> Option<Io>,
         kind: OpKind,
         r: &Range<usize>,
         dir: IoDir,
@@ -408,11 +426,11 @@ impl StripeEngine<'_> {
         let mut bad = MemberSet::EMPTY;
         let mut start = 0;
         loop {
-            let part = list.clone().skip(start).take(BATCH);
-            let n = part.clone().count();
+            let n = (0..BATCH).take_while(|i| at(start + i).is_some()).count();
             if n == 0 {
                 break;
             }
+            let part = (start..start + n).filter_map(at);
             start += n;
             let mut ios: [MemberIo<'_>; BATCH] = [MemberIo::EMPTY; BATCH];
             let StripeBuffers {
@@ -431,8 +449,7 @@ impl StripeEngine<'_> {
                 );
                 let mut given = 0usize;
                 for (what, buf) in blocks {
-                    let Some((i, step)) =
-                        part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
+                    let Some((i, step)) = part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
                     else {
                         continue;
                     };
@@ -512,7 +529,8 @@ fn replicate_intent(
     r: &Range<usize>,
 ) -> Result<ReplOp, WriteError> {
     let mut op = ReplOp::new(record_header(rp, id, plan, req)?);
-    let (ib, n) = intent_blocks(bufs, req, r)?;
+    let mut ib = [NO_BLOCK; MAX_RECORD_BLOCKS];
+    let n = intent_blocks(&mut ib, bufs, req, r)?;
     rp.send_step(&mut op, Step::Intent, ib.get(..n).unwrap_or(&[]))?;
     rp.fault_point(FaultPoint::Intent)?;
     Ok(op)
@@ -529,7 +547,8 @@ fn replicate_prepared(
     req: &WriteRequest,
     r: &Range<usize>,
 ) -> Result<(), WriteError> {
-    let (ib, n) = intent_blocks(bufs, req, r)?;
+    let mut ib = [NO_BLOCK; MAX_RECORD_BLOCKS];
+    let n = intent_blocks(&mut ib, bufs, req, r)?;
     let ib = ib.get(..n).unwrap_or(&[]);
     let (pb, m) = parity_blocks(bufs, plan, r)?;
     let pb = pb.get(..m).unwrap_or(&[]);
@@ -545,13 +564,14 @@ const NO_BLOCK: WireBlock<'static> = WireBlock {
     bytes: &[],
 };
 
-/// The Intent record's blocks: the new data of every written chunk.
+/// The Intent record's blocks into `out`: the new data of every written chunk. Returns how
+/// many.
 fn intent_blocks<'a>(
+    out: &mut [WireBlock<'a>; MAX_RECORD_BLOCKS],
     bufs: &'a StripeBuffers,
     req: &WriteRequest,
     r: &Range<usize>,
-) -> Result<([WireBlock<'a>; MAX_RECORD_BLOCKS], usize), WriteError> {
-    let mut out = [NO_BLOCK; MAX_RECORD_BLOCKS];
+) -> Result<usize, WriteError> {
     let mut n = 0;
     for (k, d) in bufs.data.iter().enumerate() {
         if !req.chunks.contains(k) {
@@ -565,7 +585,7 @@ fn intent_blocks<'a>(
         };
         n += 1;
     }
-    Ok((out, n))
+    Ok(n)
 }
 
 /// The Prepared record's blocks: the new P (and Q); none for a mirror.
