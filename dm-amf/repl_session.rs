@@ -137,7 +137,8 @@ impl Session {
         let mut hs = Handshake::new(side, me.node, me.group, nonce, expect);
         let secret = SecretHmac(me.secret);
         // On the heap: the handshake's frame stays under 1 KiB.
-        let mut buf = KBox::new([0u8; CONTROL_LEN], GFP_KERNEL).map_err(|_| SessionError::NoMemory)?;
+        let mut buf =
+            KBox::new([0u8; CONTROL_LEN], GFP_KERNEL).map_err(|_| SessionError::NoMemory)?;
         let hello = Message::Hello(hs.hello());
         send_control(&*stream, &hello, me.node, HELLO_SEQ, None, &mut buf)?;
         let theirs = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?.body {

@@ -449,7 +449,8 @@ impl StripeEngine<'_> {
                 );
                 let mut given = 0usize;
                 for (what, buf) in blocks {
-                    let Some((i, step)) = part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
+                    let Some((i, step)) =
+                        part.clone().enumerate().find(|(_, s)| Some(s.what) == what)
                     else {
                         continue;
                     };

@@ -316,7 +316,7 @@ fn load_on_disk(
     let mut log = None;
     let mut from_stripe = 0;
     if let Some(uuid) = spec.group.as_ref() {
-        let found = metadata::assemble(uuid, &spec, members)?;
+        let found = metadata::assemble(uuid, spec, members)?;
         // The table's `rebuild` wins over a recorded failure (a replaced member).
         failed = MemberSet(failed.0 | (found.failed.0 & !spec.rebuild.0));
         rebuild = MemberSet((rebuild.0 | found.rebuilding.0) & !failed.0);

@@ -6,8 +6,8 @@
 #
 #   stack-frames.sh KO [LABEL] [LIMIT]     LIMIT bytes (default 1024); LABEL names the build
 #
-# Prints the ten largest frames, then `stack: largest frame <n> bytes (<function>)`, with
-# `[LABEL]` after `stack:` when given; exits 1 if any frame is above LIMIT.
+# Prints the ten largest frames, then `SUMMARY: stack: largest frame <n> bytes (<function>)`
+# (tests/run shows SUMMARY lines); exits 1 if any frame is above LIMIT.
 set -euo pipefail
 ko=${1:?usage: stack-frames.sh KO [LABEL] [LIMIT]}
 label=${2:-}
@@ -44,8 +44,9 @@ echo "largest frames of $ko$tag:"
 head -n 10 <<<"$frames" | sed 's/^/  /'
 read -r top fn <<<"$(head -n1 <<<"$frames")"
 over=$(awk -v l="$limit" '$1 > l' <<<"$frames" | wc -l)
-echo "stack:$tag largest frame $top bytes ($fn)"
+echo "SUMMARY: stack: largest frame $top bytes ($fn)"
 if [ "$over" -gt 0 ]; then
-	echo "stack:$tag $over function(s) above $limit bytes"
+	echo "stack:$tag $over function(s) above $limit bytes:"
+	awk -v l="$limit" '$1 > l' <<<"$frames" | sed 's/^/  /'
 	exit 1
 fi

@@ -102,6 +102,8 @@ if [ -z "$kernel" ]; then
 	kernel=$kdir/arch/x86/boot/bzImage
 fi
 [ -f "$kernel" ] || die "no kernel image $kernel"
+kernel=$(realpath "$kernel")
+case "$module" in auto | "") ;; *) module=$(realpath "$module") ;; esac
 if [ "$module" = auto ]; then
 	# Kbuild's obj-m puts it at the top (dm-amf.ko); dm-amf/dm-amf.ko if that changes.
 	module=$(ls -t "$repo/dm-amf.ko" "$repo/dm-amf/dm-amf.ko" 2>/dev/null | head -1 || true)

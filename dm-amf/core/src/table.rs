@@ -428,7 +428,8 @@ pub struct TableSpec<'a> {
 /// The members of a [`TableSpec`], in member order.
 #[derive(Clone, Debug)]
 pub struct Members<'a> {
-    pairs: core::slice::ChunksExact<'a, &'a str>,
+    /// The `<dev> <offset>` pairs not yet visited.
+    words: &'a [&'a str],
     len: u64,
 }
 
@@ -436,7 +437,8 @@ impl<'a> Iterator for Members<'a> {
     type Item = MemberArg<'a>;
 
     fn next(&mut self) -> Option<MemberArg<'a>> {
-        let pair = self.pairs.next()?;
+        let pair = self.words.get(..2)?;
+        self.words = self.words.get(2..).unwrap_or(&[]);
         let path = pair.first().copied().unwrap_or(MISSING_DEVICE);
         Some(MemberArg {
             path,
@@ -448,7 +450,8 @@ impl<'a> Iterator for Members<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.pairs.size_hint()
+        let n = self.words.len() >> 1;
+        (n, Some(n))
     }
 }
 
@@ -458,7 +461,7 @@ impl<'a> TableSpec<'a> {
     /// The members, in member order.
     pub fn members(&self) -> Members<'a> {
         Members {
-            pairs: self.member_words.chunks_exact(2),
+            words: self.member_words,
             len: self.member_len,
         }
     }
@@ -964,13 +967,13 @@ mod tests {
     }
 
     fn err(s: &str, len: u64) -> TableError {
-        parse(&words(s), len).expect_err("table should be refused")
+        parse(words(s), len).expect_err("table should be refused")
     }
 
     #[test]
     fn good_table_parses() {
         let w = words("raid0 1 128 3 /dev/a 0 /dev/b 2048 8:16 7");
-        let t = parse(&w, 3 * 128 * 10).unwrap();
+        let t = parse(w, 3 * 128 * 10).unwrap();
         assert_eq!(t.level, Level::Raid0);
         assert_eq!(t.chunk_sectors, 128);
         assert_eq!(t.members().len(), 3);
@@ -1029,24 +1032,24 @@ mod tests {
     fn mirrored_levels() {
         use TableError::*;
         let w = words("raid1 1 128 3 /dev/a 0 /dev/b 0 /dev/c 8");
-        let t = parse(&w, 128 * 10).unwrap();
+        let t = parse(w, 128 * 10).unwrap();
         assert_eq!(t.level, Level::Raid1);
         assert!(t.members().all(|m| m.len == 1280));
 
         let w = words("raid10 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
-        let t = parse(&w, 128 * 10).unwrap();
+        let t = parse(w, 128 * 10).unwrap();
         assert_eq!(t.level, Level::Raid10 { copies: 2 });
         // 10 chunks x 2 copies over 4 members: 5 rows.
         assert_eq!(t.member(0).unwrap().len, 5 * 128);
 
         let w = words("raid10 3 128 raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
-        let t = parse(&w, 128 * 7).unwrap();
+        let t = parse(w, 128 * 7).unwrap();
         assert_eq!(t.level, Level::Raid10 { copies: 3 });
         assert_eq!(t.member(0).unwrap().len, 7 * 128);
 
         // 3 members, 2 copies, 3 chunks: 6 device chunks in 2 rows.
         let w = words("raid10 1 8 3 /dev/a 0 /dev/b 0 /dev/c 0");
-        assert_eq!(parse(&w, 24).unwrap().member(0).unwrap().len, 16);
+        assert_eq!(parse(w, 24).unwrap().member(0).unwrap().len, 16);
 
         let len = 128 * 4;
         assert_eq!(err("raid1 1 128 1 /dev/a 0", len), TooFewDevices);
@@ -1089,7 +1092,7 @@ mod tests {
         use TableError::*;
         // raid5 over 4 members: 3 data chunks per stripe.
         let w = words("raid5 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 2048");
-        let t = parse(&w, 3 * 128 * 10).unwrap();
+        let t = parse(w, 3 * 128 * 10).unwrap();
         assert_eq!(t.level, Level::Raid5);
         assert_eq!(t.level_name(), "raid5");
         assert_eq!(t.members().len(), 4);
@@ -1098,28 +1101,22 @@ mod tests {
 
         // raid6 over 5 members: 3 data chunks per stripe.
         let w = words("raid6 1 64 5 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0 /dev/e 0");
-        let t = parse(&w, 3 * 64 * 7).unwrap();
+        let t = parse(w, 3 * 64 * 7).unwrap();
         assert_eq!(t.level, Level::Raid6);
         assert_eq!(t.level_name(), "raid6");
         assert!(t.members().all(|m| m.len == 64 * 7));
 
         // The examples of table-syntax.rst: 256 MiB per member.
         let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0");
-        assert_eq!(
-            parse(&w, 1_572_864).unwrap().member(0).unwrap().len,
-            524_288
-        );
+        assert_eq!(parse(w, 1_572_864).unwrap().member(0).unwrap().len, 524_288);
         let w = words("raid6 1 128 5 /dev/vdb 0 /dev/vdc 0 /dev/vdd 0 /dev/vde 0 /dev/vdf 0");
-        assert_eq!(
-            parse(&w, 1_572_864).unwrap().member(0).unwrap().len,
-            524_288
-        );
+        assert_eq!(parse(w, 1_572_864).unwrap().member(0).unwrap().len, 524_288);
 
         // The smallest groups: raid5 over 2 members (1 data chunk), raid6 over 4 (2).
         let w = words("raid5 1 8 2 /dev/a 0 /dev/b 0");
-        assert_eq!(parse(&w, 80).unwrap().member(0).unwrap().len, 80);
+        assert_eq!(parse(w, 80).unwrap().member(0).unwrap().len, 80);
         let w = words("raid6 1 8 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
-        assert_eq!(parse(&w, 80).unwrap().member(0).unwrap().len, 40);
+        assert_eq!(parse(w, 80).unwrap().member(0).unwrap().len, 40);
 
         let len = 128 * 6;
         assert_eq!(err("raid5 1 128 1 /dev/a 0", len), TooFewDevices);
@@ -1191,7 +1188,7 @@ mod tests {
         const G: &str = "group 0123456789abcdef0123456789abcdef";
         let len = 3 * 128;
         let ok = |line: &str| {
-            parse(&words(line), len)
+            parse(words(line), len)
                 .map(|s| s.cluster.map(|c| (c.name.len(), c.node, c.lock_stripes)))
         };
         let want = |node, lock_stripes| Ok(Some(("amf-test".len(), node, lock_stripes)));
@@ -1209,7 +1206,7 @@ mod tests {
             )),
             want(3, 16)
         );
-        let e = |line: std::string::String| parse(&words(&line), len).unwrap_err();
+        let e = |line: std::string::String| parse(words(&line), len).unwrap_err();
         use TableError::*;
         for (params, err) in [
             ("5 128 cluster amf-test node 2", ClusterNeedsGroup),
@@ -1368,7 +1365,7 @@ mod tests {
              2@10.0.0.2:7000 auth_key dm-amf:grp1 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0"
         );
         let w = words(&l);
-        let c = parse(&w, 384).unwrap().cluster.unwrap();
+        let c = parse(w, 384).unwrap().cluster.unwrap();
         assert_eq!((c.name, c.node, c.lock_stripes), ("amf-test", 1, 1));
         assert_eq!(4 + c.replication.unwrap().param_words(), 10);
         assert_eq!(
@@ -1383,7 +1380,7 @@ mod tests {
         let e = |node: u32, params: &str| {
             let l = replicated(node, params);
             let w = words(&l);
-            parse(&w, 384).map(|_| ()).expect_err(&l)
+            parse(w, 384).map(|_| ()).expect_err(&l)
         };
         const KEY: &str = "auth_key dm-amf:grp1";
         let two = "1@10.0.0.1:7000 2@10.0.0.2:7000";
@@ -1547,7 +1544,7 @@ mod tests {
         let l = std::format!(
             "raid1 13 128 group {GROUP} cluster c node 1 peers 2 {two} {KEY} 2 /dev/a 0 /dev/b 0"
         );
-        let spec = parse(&words(&l), 128).expect("a replicated raid1 table");
+        let spec = parse(words(&l), 128).expect("a replicated raid1 table");
         assert!(spec.cluster.is_some_and(|c| c.replication.is_some()));
     }
 
@@ -1558,7 +1555,7 @@ mod tests {
         let spec = |params: &str| {
             let l = replicated(1, params);
             let w = words(&l);
-            parse(&w, 384).map(|t| {
+            parse(w, 384).map(|t| {
                 let r = t.cluster.unwrap().replication.unwrap();
                 let mut out = std::string::String::new();
                 write_replication(&r, &mut out).unwrap();
@@ -1611,7 +1608,7 @@ mod tests {
              /dev/d 0"
         );
         let w = words(&l);
-        let c = parse(&w, 384).unwrap().cluster.unwrap();
+        let c = parse(w, 384).unwrap().cluster.unwrap();
         let r = c.replication.unwrap();
         assert_eq!(r.transport, TransportKind::Rdma);
         assert_eq!(7 + r.param_words(), 15);
@@ -1619,7 +1616,7 @@ mod tests {
         let e = |node: u32, params: &str| {
             let l = replicated(node, params);
             let w = words(&l);
-            parse(&w, 384).map(|_| ()).expect_err(&l)
+            parse(w, 384).map(|_| ()).expect_err(&l)
         };
         // Another word, the case matters.
         for bad in ["udp", "RDMA", "Tcp", "roce", "rdma,tcp", "1"] {
@@ -1827,7 +1824,7 @@ mod tests {
     fn missing_members() {
         // The raid5 of table-syntax.rst with member 2 missing.
         let w = words("raid5 1 128 4 /dev/vdb 0 /dev/vdc 0 - 0 /dev/vde 0");
-        let t = parse(&w, 1_572_864).unwrap();
+        let t = parse(w, 1_572_864).unwrap();
         assert_eq!(
             t.member(2).unwrap(),
             MemberArg {
@@ -1844,22 +1841,22 @@ mod tests {
 
         // The offset of a missing member is parsed and kept; several `-` are no duplicates.
         let w = words("raid1 1 128 3 - 2048 /dev/b 0 - 8");
-        let t = parse(&w, 128 * 10).unwrap();
+        let t = parse(w, 128 * 10).unwrap();
         assert_eq!(t.member(0).unwrap().offset, 2048);
         assert_eq!(t.member(2).unwrap().offset, 8);
         assert_eq!(t.member(2).unwrap().path, "-");
         assert_eq!(t.missing(), MemberSet(0b101));
 
         let w = words("raid6 1 128 5 /dev/a 0 - 0 /dev/c 0 - 0 /dev/e 0");
-        assert_eq!(parse(&w, 3 * 128).unwrap().missing(), MemberSet(0b01010));
+        assert_eq!(parse(w, 3 * 128).unwrap().missing(), MemberSet(0b01010));
         let w = words("raid10 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 - 0");
-        assert_eq!(parse(&w, 128 * 2).unwrap().missing(), MemberSet::single(3));
+        assert_eq!(parse(w, 128 * 2).unwrap().missing(), MemberSet::single(3));
         let w = words("raid10 3 128 raid10_copies 3 3 - 0 /dev/b 0 - 0");
-        assert_eq!(parse(&w, 128).unwrap().missing(), MemberSet(0b101));
+        assert_eq!(parse(w, 128).unwrap().missing(), MemberSet(0b101));
 
         // `-` is only a whole word; a missing member still needs a valid offset.
         let w = words("raid1 1 128 2 /dev/- 0 -- 0");
-        assert_eq!(parse(&w, 128).unwrap().missing(), MemberSet::EMPTY);
+        assert_eq!(parse(w, 128).unwrap().missing(), MemberSet::EMPTY);
         assert_eq!(
             err("raid1 1 128 2 - x /dev/b 0", 128),
             TableError::BadOffset
@@ -1879,7 +1876,7 @@ mod tests {
     fn rebuild_members() {
         // The reload of table-syntax.rst: a fresh device at index 2.
         let w = words("raid5 3 128 rebuild 2 4 /dev/vdb 0 /dev/vdc 0 /dev/vdf 0 /dev/vde 0");
-        let t = parse(&w, 1_572_864).unwrap();
+        let t = parse(w, 1_572_864).unwrap();
         assert_eq!(t.rebuild, MemberSet::single(2));
         assert_eq!(t.missing(), MemberSet::EMPTY);
         assert_eq!(t.unavailable(), MemberSet::single(2));
@@ -1887,22 +1884,22 @@ mod tests {
 
         // Repeatable, in any order with the other parameters.
         let w = words("raid1 5 128 rebuild 2 rebuild 0 3 /dev/a 0 /dev/b 0 /dev/c 0");
-        assert_eq!(parse(&w, 128).unwrap().rebuild, MemberSet(0b101));
+        assert_eq!(parse(w, 128).unwrap().rebuild, MemberSet(0b101));
         let w = words("raid10 5 128 rebuild 1 raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
-        let t = parse(&w, 128).unwrap();
+        let t = parse(w, 128).unwrap();
         assert_eq!(t.level, Level::Raid10 { copies: 3 });
         assert_eq!(t.rebuild, MemberSet::single(1));
         let w = words("raid6 5 128 rebuild 0 rebuild 3 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
-        assert_eq!(parse(&w, 256).unwrap().rebuild, MemberSet(0b1001));
+        assert_eq!(parse(w, 256).unwrap().rebuild, MemberSet(0b1001));
 
         // A member both missing and to be rebuilt counts once.
         let w = words("raid5 3 128 rebuild 1 3 /dev/a 0 - 0 /dev/c 0");
-        let t = parse(&w, 256).unwrap();
+        let t = parse(w, 256).unwrap();
         assert_eq!(t.rebuild, MemberSet::single(1));
         assert_eq!(t.missing(), MemberSet::single(1));
         assert_eq!(t.unavailable(), MemberSet::single(1));
         let w = words("raid6 5 128 rebuild 0 rebuild 3 4 - 0 /dev/b 0 /dev/c 0 - 0");
-        assert_eq!(parse(&w, 256).unwrap().unavailable(), MemberSet(0b1001));
+        assert_eq!(parse(w, 256).unwrap().unavailable(), MemberSet(0b1001));
     }
 
     #[test]
@@ -2034,7 +2031,7 @@ mod tests {
                         }
                     }
                     let w = words(&line);
-                    match parse(&w, len) {
+                    match parse(w, len) {
                         Ok(t) => {
                             assert_eq!(t.unavailable(), failed, "{line}");
                             assert!(failed.len() <= g.tolerated_failures(), "{line}");
@@ -2064,7 +2061,7 @@ mod tests {
         let line = |params: &str| std::format!("raid5 {params} {four}");
         // Without it: no group.
         let w = words("raid5 1 128 4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0");
-        assert_eq!(parse(&w, 384).unwrap().group, None);
+        assert_eq!(parse(w, 384).unwrap().group, None);
         // Two words in <#params>; either case, with or without the dashes.
         for uuid in [
             GROUP,
@@ -2072,37 +2069,37 @@ mod tests {
             "0123456789abcdef0123456789abcdef",
         ] {
             let l = line(&std::format!("3 128 group {uuid}"));
-            let t = parse(&words(&l), 384).unwrap();
+            let t = parse(words(&l), 384).unwrap();
             assert_eq!(t.group, Some(GROUP_BYTES), "{l}");
             assert_eq!(t.member(3).unwrap().offset, 8192);
         }
         // In any order with the other parameters.
         let l =
             std::format!("raid10 5 128 group {GROUP} raid10_copies 3 3 /dev/a 0 /dev/b 0 /dev/c 0");
-        let t = parse(&words(&l), 128).unwrap();
+        let t = parse(words(&l), 128).unwrap();
         assert_eq!(t.level, Level::Raid10 { copies: 3 });
         assert_eq!(t.group, Some(GROUP_BYTES));
         let l = line(&std::format!("5 128 rebuild 2 group {GROUP}"));
-        let t = parse(&words(&l), 384).unwrap();
+        let t = parse(words(&l), 384).unwrap();
         assert_eq!(
             (t.rebuild, t.group),
             (MemberSet::single(2), Some(GROUP_BYTES))
         );
         // Every level, and with missing members.
         let l = std::format!("raid0 3 128 group {GROUP} 2 /dev/a 8192 /dev/b 8192");
-        assert_eq!(parse(&words(&l), 256).unwrap().group, Some(GROUP_BYTES));
+        assert_eq!(parse(words(&l), 256).unwrap().group, Some(GROUP_BYTES));
         let l = line(&std::format!("3 128 group {GROUP}")).replace("/dev/c", "-");
-        let t = parse(&words(&l), 384).unwrap();
+        let t = parse(words(&l), 384).unwrap();
         assert_eq!(
             (t.missing(), t.group),
             (MemberSet::single(2), Some(GROUP_BYTES))
         );
         let l = std::format!("raid1 3 128 group {GROUP} 3 - 8192 /dev/b 8192 - 8192");
-        assert_eq!(parse(&words(&l), 128).unwrap().missing(), MemberSet(0b101));
+        assert_eq!(parse(words(&l), 128).unwrap().missing(), MemberSet(0b101));
         // The member offsets are not checked against anything here (the kernel compares
         // them with the superblocks).
         let l = std::format!("raid1 3 128 group {GROUP} 2 /dev/a 0 /dev/b 7");
-        assert_eq!(parse(&words(&l), 128).unwrap().member(1).unwrap().offset, 7);
+        assert_eq!(parse(words(&l), 128).unwrap().member(1).unwrap().offset, 7);
         // The usual member checks still apply.
         let l = std::format!("raid5 3 128 group {GROUP} 3 - 0 /dev/b 0 - 0");
         assert_eq!(err(&l, 256), TableError::TooManyFailed);
@@ -2113,7 +2110,7 @@ mod tests {
         use TableError::*;
         let four = "4 /dev/a 8192 /dev/b 8192 /dev/c 8192 /dev/d 8192";
         let t = |lvl: &str, params: &str, len| {
-            parse(&words(&std::format!("{lvl} {params} {four}")), len).map(|t| t.ppl)
+            parse(words(&std::format!("{lvl} {params} {four}")), len).map(|t| t.ppl)
         };
         assert_eq!(
             t("raid5", &std::format!("3 128 group {GROUP}"), 384),
@@ -2217,23 +2214,23 @@ mod tests {
         let four = "4 /dev/a 8192 /dev/b 8192 - 8192 /dev/d 4096";
         // The whole data area: 100 stripes of 3 data chunks.
         let l = line("raid5", "3 128", four);
-        let t = parse(&words(&l), 3 * 128 * 100).unwrap();
+        let t = parse(words(&l), 3 * 128 * 100).unwrap();
         assert_eq!(t.check_group(&sb), Ok(()));
         // Less of it is fine too.
-        let t2 = parse(&words(&l), 3 * 128).unwrap();
+        let t2 = parse(words(&l), 3 * 128).unwrap();
         assert_eq!(t2.check_group(&sb), Ok(()));
         // More is not.
-        let t3 = parse(&words(&l), 3 * 128 * 101).unwrap();
+        let t3 = parse(words(&l), 3 * 128 * 101).unwrap();
         assert_eq!(t3.check_group(&sb), Err(GroupMismatch));
         // Level, chunk size, member count.
         let l = line("raid6", "3 128", four);
-        let t4 = parse(&words(&l), 2 * 128).unwrap();
+        let t4 = parse(words(&l), 2 * 128).unwrap();
         assert_eq!(t4.check_group(&sb), Err(GroupMismatch));
         let l = line("raid5", "3 64", four);
-        let t5 = parse(&words(&l), 3 * 64).unwrap();
+        let t5 = parse(words(&l), 3 * 64).unwrap();
         assert_eq!(t5.check_group(&sb), Err(GroupMismatch));
         let l = line("raid5", "3 128", "3 /dev/a 8192 /dev/b 8192 /dev/c 8192");
-        let t6 = parse(&words(&l), 2 * 128).unwrap();
+        let t6 = parse(words(&l), 2 * 128).unwrap();
         assert_eq!(t6.check_group(&sb), Err(GroupMismatch));
         // raid10's copies are part of the level.
         let mut r10 = Superblock::new(&FormatParams {
@@ -2243,7 +2240,7 @@ mod tests {
         })
         .unwrap();
         let l = line("raid10", "3 128", "3 /dev/a 8192 /dev/b 8192 /dev/c 8192");
-        let t7 = parse(&words(&l), 128).unwrap();
+        let t7 = parse(words(&l), 128).unwrap();
         assert_eq!(t7.check_group(&r10), Ok(()));
         r10.level = Level::Raid10 { copies: 3 };
         assert_eq!(t7.check_group(&r10), Err(GroupMismatch));

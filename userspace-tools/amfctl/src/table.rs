@@ -776,7 +776,11 @@ mod tests {
             "0 1572864 amf raid5 1 128 4 /dev/vda 2048 /dev/vdb 2048 /dev/vdc 2048 /dev/vdd 2048"
         );
         assert_eq!(
-            table::parse(&words(&line.args), line.len).unwrap().member(0).unwrap().len,
+            table::parse(&words(&line.args), line.len)
+                .unwrap()
+                .member(0)
+                .unwrap()
+                .len,
             524_288
         );
         // Without a size: the largest fit, in whole stripes of 3 data chunks.
@@ -852,7 +856,7 @@ mod tests {
                  3 /dev/vda 8192 /dev/vdb 8192 - 8192"
             );
             let w = words(&line.args);
-        let spec = table::parse(&w, line.len).unwrap();
+            let spec = table::parse(&w, line.len).unwrap();
             assert_eq!(spec.group.map(|u| u[0]), Some(0x6a));
         }
         // The member devices are checked as without it.
@@ -1054,7 +1058,10 @@ mod tests {
             // printed, and the parser refuses them with the same error.
             let args = args_for(&r);
             assert_eq!(args[1..4], ["2", "128", "ppl"]);
-            assert_eq!(table::parse(&words(&args), size).unwrap_err(), PplNeedsGroup);
+            assert_eq!(
+                table::parse(&words(&args), size).unwrap_err(),
+                PplNeedsGroup
+            );
         }
     }
 
@@ -1170,7 +1177,10 @@ mod tests {
             args[3..9],
             ["group", UUID, "cluster", "amftest", "lock_stripes", "4"]
         );
-        assert_eq!(table::parse(&words(&args), 1536).unwrap_err(), ClusterIncomplete);
+        assert_eq!(
+            table::parse(&words(&args), 1536).unwrap_err(),
+            ClusterIncomplete
+        );
     }
 
     /// `clustered(amftest, node)` with `--peer`s and `--auth-key`.
