@@ -58,6 +58,7 @@ impl StripeEngine<'_> {
     /// ([`ParityLog::logs`]: the stripe lacks a data member, or the table says `ppl`), or else
     /// retires a live entry of the same stripe (the write changes what that entry's partial
     /// parity assumes). Returns members whose log write failed.
+    #[inline(never)]
     pub(crate) fn log_write(
         &self,
         bufs: &mut StripeBuffers,
@@ -116,6 +117,7 @@ impl StripeEngine<'_> {
     /// After a write's member writes: with other AMFs (`shared`), the stripe's lock may go
     /// to one of them, which would change the stripe behind the entry's back, so a live
     /// entry is retired now.
+    #[inline(never)]
     pub(crate) fn after_write(&self, shared: bool) -> Result<(), WriteError> {
         if !shared {
             return Ok(());

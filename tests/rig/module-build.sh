@@ -10,15 +10,18 @@
 set -euo pipefail
 flavour=${1:?usage: module-build.sh FLAVOUR OUTDIR}
 dst=${2:?usage: module-build.sh FLAVOUR OUTDIR}
+mkdir -p "$dst"
+dst=$(realpath "$dst")
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 kdir=$("$repo/tests/rig/build-kernel.sh" "$flavour" | tail -n1)
+rm -rf "$dst/src"
 mkdir -p "$dst/src"
 # Only the module's sources: Kbuild, dm-amf/ (with the core) and rust/, without build output.
-rsync -a --delete --exclude target --exclude fuzz --exclude '*.o' --exclude '*.ko' \
-	--exclude '.*.cmd' --exclude bindings_generated.rs \
-	"$repo/Kbuild" "$repo/dm-amf" "$repo/rust" "$dst/src/"
+tar -C "$repo" --exclude=target --exclude=fuzz --exclude='*.o' --exclude='*.ko' \
+	--exclude='.*.cmd' --exclude='*.mod*' --exclude=bindings_generated.rs \
+	-cf - Kbuild dm-amf rust | tar -C "$dst/src" -xf -
 make -s -C "$kdir" M="$dst/src" modules
 cp "$dst/src/dm-amf.ko" "$dst/dm-amf.ko"
 cp "$kdir/arch/x86/boot/bzImage" "$dst/bzImage"
