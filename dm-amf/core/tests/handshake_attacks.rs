@@ -159,12 +159,9 @@ fn honest_pair_confirms_one_key() {
     assert_ne!(a.key, c.key);
 }
 
-/// The relay of the issue: M dials A pretending to be B and dials B pretending to be A;
-/// both A and B accept. Neither may install a session with M.
-#[test]
-fn relay_between_two_acceptors_installs_nothing() {
-    let mut a = Endpoint::new(1, Side::Acceptor, None, [0xa1; 32]);
-    let mut b = Endpoint::new(2, Side::Acceptor, None, [0xb2; 32]);
+/// Two honest endpoints `a` and `b` joined by a relay without the key: neither may install
+/// a session.
+fn relay_installs_nothing(mut a: Endpoint, mut b: Endpoint) {
     relay(&mut a, &mut b);
     assert!(
         !a.installed,
@@ -176,19 +173,22 @@ fn relay_between_two_acceptors_installs_nothing() {
     );
 }
 
+/// The relay of the issue: M dials A pretending to be B and dials B pretending to be A;
+/// both A and B accept.
+#[test]
+fn relay_between_two_acceptors_installs_nothing() {
+    relay_installs_nothing(
+        Endpoint::new(1, Side::Acceptor, None, [0xa1; 32]),
+        Endpoint::new(2, Side::Acceptor, None, [0xb2; 32]),
+    );
+}
+
 /// An on-path M catches A's dial to B and B's dial to A and joins them: two diallers.
 #[test]
 fn relay_between_two_diallers_installs_nothing() {
-    let mut a = Endpoint::new(1, Side::Dialler, Some(2), [0xa1; 32]);
-    let mut b = Endpoint::new(2, Side::Dialler, Some(1), [0xb2; 32]);
-    relay(&mut a, &mut b);
-    assert!(
-        !a.installed,
-        "A installed a session from a relay without the key"
-    );
-    assert!(
-        !b.installed,
-        "B installed a session from a relay without the key"
+    relay_installs_nothing(
+        Endpoint::new(1, Side::Dialler, Some(2), [0xa1; 32]),
+        Endpoint::new(2, Side::Dialler, Some(1), [0xb2; 32]),
     );
 }
 
