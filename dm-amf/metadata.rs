@@ -226,14 +226,15 @@ impl GroupMeta {
     /// Writes a new round if the member states the superblocks record differ from
     /// `failed` (recorded failed) and `rebuilding` (recorded rebuilding from the start;
     /// everything else in sync): to every member not failed, before anything relies on the
-    /// new states. Sleeps.
+    /// new states. Returns the members whose superblock write failed (the round is the
+    /// group state on the others). Sleeps.
     #[inline(never)]
     pub(crate) fn record(
         &mut self,
         members: &[Member],
         failed: MemberSet,
         (rebuilding, checkpoint): (MemberSet, u64),
-    ) -> Result {
+    ) -> Result<MemberSet> {
         let authority = self.sbs.get(self.authority).and_then(Option::as_ref);
         let authority = authority.ok_or(EINVAL)?;
         *self.next = *authority;
@@ -261,7 +262,7 @@ impl GroupMeta {
             }
         }
         if !changed {
-            return Ok(());
+            return Ok(MemberSet::EMPTY);
         }
         self.next.events = authority.events.checked_add(1).ok_or(ERANGE)?;
         self.next.utime = now();
@@ -270,8 +271,10 @@ impl GroupMeta {
     }
 
     /// Writes `next`, each member's copy with its own role, to the slot not holding its
-    /// current superblock, with FUA; it then is the group state.
-    fn write_next(&mut self, members: &[Member], usable: MemberSet) -> Result {
+    /// current superblock, with FUA; it then is the group state. Returns the members whose
+    /// write failed.
+    fn write_next(&mut self, members: &[Member], usable: MemberSet) -> Result<MemberSet> {
+        let mut bad = MemberSet::EMPTY;
         for (role, m) in members.iter().enumerate() {
             let (Some(dev), true) = (m.dev.as_ref(), usable.contains(role)) else {
                 continue;
@@ -295,7 +298,8 @@ impl GroupMeta {
             let mut io = [MemberIo::write_ordered(dev, slot.sector(), data)];
             if !block_io::submit_all(&self.pool, &mut io) {
                 pr_err!("member {role}: superblock update failed\n");
-                return Err(EIO);
+                bad = bad.with(role);
+                continue;
             }
             if let Some(w) = self.which.get_mut(role) {
                 *w = Some(slot);
@@ -307,6 +311,6 @@ impl GroupMeta {
             *a = *self.next;
             a.role = u16::try_from(role).map_err(|_| EINVAL)?;
         }
-        Ok(())
+        Ok(bad)
     }
 }
