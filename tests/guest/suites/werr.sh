@@ -8,14 +8,16 @@
 # (lib/raid.sh). The groups have superblocks (`amfctl format`, `group <uuid>`), raid0 not.
 #
 #   raid0 x2:         a write, then a read, of a chunk on the failing member: EIO, no hang
-#   raid1 x3:         member 1 fails writes: random writes succeed, 1 is D and recorded in
-#                     the superblocks at run time; member 2 fails reads and writes (error):
-#                     the volume reads back right, writes go on with member 0 alone; members
-#                     1 and 2 back on their disks (stale) and a reload: still D, never read
+#   raid1 x3:         member 1 fails writes: random writes succeed, 1 is D, named once in the
+#                     kernel log and recorded in the superblocks at run time; member 1 back
+#                     on its disk (stale) and a reload: still D, never read; then member 2
+#                     fails reads and writes (error): the volume reads back right (reads
+#                     retried on another copy), writes go on with member 0 alone
 #   raid10 x4 (near, 2 copies), raid5 x4: one volume with member 1 failing writes, one with
 #                     a member failing reads (raid10: 3, the member whose copies are read;
 #                     raid5: 2), each as raid1's member 1
-#   raid6 x5:         member 1 fails writes, then member 3 fails reads and writes, as raid1;
+#   raid6 x5:         member 1 fails writes, then member 3 fails reads and writes (rebuilt
+#                     from P and Q), as raid1;
 #                     then a fresh group created with member 1 missing (`-`) while member 3
 #                     fails writes: the superblock round at resume fails on member 3 only,
 #                     which is failed (not the group), and the group serves without 1 and 3
@@ -210,7 +212,7 @@ w_fails() {
 w_restart() {
 	w_ok=0
 	for w_x in "$@"; do w_back "$w_x" || w_ok=1; done
-	ktap_result "$w_title: members $* back on their disks (stale data)" $w_ok
+	ktap_result "$w_title: member(s) $* back on their disks (stale data)" $w_ok
 	ktap_check "$w_title: reloaded (superblocks read again)" w_reload
 	ktap_check "$w_title: status $(w_chars "$@") after the reload" p_health "$(w_chars "$@")"
 	ktap_check "$w_title: whole volume = reference (stale members never read)" w_read
