@@ -536,6 +536,11 @@ unsafe fn copy_tag(copy: *mut b::bio) -> *mut CopyTag {
 
 /// A copy of [`Bio::submit_copy`] completed: its failure noted, the copy freed, its share
 /// of the parent's completion given. Any context (softirq): one atomic operation.
+///
+/// # Safety
+///
+/// Only the block layer calls this, once, as the `bi_end_io` of a copy set up by
+/// [`Bio::submit_copy`].
 unsafe extern "C" fn copy_end_io(copy: *mut b::bio) {
     // SAFETY: the block layer calls this once for a copy that `submit_copy` set up: the
     // tag is in its front pad, `bi_private` is the parent (alive: it waits for this
