@@ -22,7 +22,7 @@
 #                     fails writes: the superblock round at resume fails on member 3 only,
 #                     which is failed (not the group), and the group serves without 1 and 3
 #
-# Needs 5 disks of at least 8 MiB (vda..vde); about 60 s.
+# Needs 5 disks of at least 8 MiB (vda..vde); about 75-85 s (TCG, debug kernel).
 # shellcheck disable=SC1091 # the guest's path
 . /amf/lib/ktap.sh
 # shellcheck source-path=SCRIPTDIR source=../lib/raid.sh
