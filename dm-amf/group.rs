@@ -56,6 +56,9 @@ pub(crate) struct Group {
     /// Members that returned an I/O error (bit i = member i). Never cleared while the table
     /// lives: a failed member is out until the administrator replaces it.
     failed: AtomicU64,
+    /// Failed members already named in the kernel log (a mirror copy's completion sets its
+    /// bit in `failed` directly, see [`Self::copy_failures`]).
+    logged: AtomicU64,
     /// Members being rebuilt (bit i = member i): in sync below stripe `cursor` only.
     rebuilding: AtomicU64,
     /// First stripe not rebuilt yet; only the stripe worker advances it.
@@ -99,6 +102,7 @@ impl Group {
             member_len,
             members,
             failed: AtomicU64::new(failed.0),
+            logged: AtomicU64::new(failed.0),
             rebuilding: AtomicU64::new(rebuilding.0),
             cursor: AtomicU64::new(from_stripe),
             meta,
@@ -190,15 +194,27 @@ impl Group {
     }
 
     /// Writes a round of the member states as they are now on top of `meta`'s group state
-    /// (nothing if they are what it records) and notes them as recorded.
+    /// (nothing if they are what it records) and notes them as recorded. A member whose
+    /// superblock write fails is failed and the next round records that on the others (as
+    /// md rewrites its superblocks after `md_error`), while the group can serve: each round
+    /// fails one more member or ends.
     fn write_round(&self, meta: &mut GroupMeta) -> Result {
-        let (failed, rebuilding) = (self.failed(), self.rebuilding());
-        meta.record(&self.members, failed, (rebuilding, self.checkpoint()))?;
-        self.checkpoint_due.store(false, Ordering::Release);
-        self.recorded.store(failed.0, Ordering::Release);
-        self.recorded_rebuilding
-            .store(rebuilding.0, Ordering::Release);
-        Ok(())
+        for _ in 0..=self.members.len() {
+            let (failed, rebuilding) = (self.failed(), self.rebuilding());
+            let bad = meta.record(&self.members, failed, (rebuilding, self.checkpoint()))?;
+            if bad.is_empty() {
+                self.checkpoint_due.store(false, Ordering::Release);
+                self.recorded.store(failed.0, Ordering::Release);
+                self.recorded_rebuilding
+                    .store(rebuilding.0, Ordering::Release);
+                return Ok(());
+            }
+            self.mark_failed(bad);
+            if !self.can_serve() {
+                break;
+            }
+        }
+        Err(EIO)
     }
 
     /// As [`Self::record_state`]; with `locks` of a group whose member states are agreed
@@ -260,6 +276,7 @@ impl Group {
             return;
         }
         self.failed.fetch_or(new.0, Ordering::AcqRel);
+        self.logged.fetch_or(new.0, Ordering::AcqRel);
         for m in new.iter() {
             let name = self.member(m).map_or("?", Member::name);
             pr_err!(
@@ -322,13 +339,34 @@ impl Group {
         MemberSet(self.failed.load(Ordering::Acquire))
     }
 
-    /// Takes members `set` out of service after an I/O error; safe in any context.
+    /// Takes members `set` out of service after an I/O error, and names every member failed
+    /// so since the last call in the kernel log (also those a copy's completion failed);
+    /// safe in any context.
     pub(crate) fn mark_failed(&self, set: MemberSet) {
-        let before = MemberSet(self.failed.fetch_or(set.0, Ordering::AcqRel));
-        for m in set.iter().filter(|m| !before.contains(*m)) {
+        let failed = self.failed.fetch_or(set.0, Ordering::AcqRel) | set.0;
+        let before = self.logged.fetch_or(failed, Ordering::AcqRel);
+        for m in MemberSet(failed & !before).iter() {
             let name = self.member(m).map_or("?", Member::name);
             pr_err!("member {m} ({name}) failed: I/O error; the group runs degraded\n");
         }
+    }
+
+    /// The word in which the completions of mirror write copies take their member out of
+    /// service at once ([`crate::kernel_ext::bio::Bio::submit_copy`]), before the write
+    /// completes; `end_io` then calls [`Self::mark_failed`], which logs them.
+    pub(crate) fn copy_failures(&self) -> &AtomicU64 {
+        &self.failed
+    }
+
+    /// Whether member states changed that the superblocks must record before a write
+    /// relies on them (false without superblocks).
+    pub(crate) fn needs_record(&self) -> bool {
+        self.meta.is_some() && self.state_changed()
+    }
+
+    /// Whether the table names the group (`group <uuid>`): it has superblocks.
+    pub(crate) fn has_meta(&self) -> bool {
+        self.meta.is_some()
     }
 
     /// Whether the group still holds all its data.
@@ -368,6 +406,8 @@ impl Group {
         self.cursor.store(0, Ordering::Release);
         self.rebuilding.store(set.0, Ordering::Release);
         self.failed.fetch_and(!set.0, Ordering::AcqRel);
+        // A later failure of these members is news again.
+        self.logged.fetch_and(!set.0, Ordering::AcqRel);
         Ok(())
     }
 

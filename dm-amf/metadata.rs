@@ -226,14 +226,15 @@ impl GroupMeta {
     /// Writes a new round if the member states the superblocks record differ from
     /// `failed` (recorded failed) and `rebuilding` (recorded rebuilding from the start;
     /// everything else in sync): to every member not failed, before anything relies on the
-    /// new states. Sleeps.
+    /// new states. Returns the members whose superblock write failed (the round is the
+    /// group state on the others). Sleeps.
     #[inline(never)]
     pub(crate) fn record(
         &mut self,
         members: &[Member],
         failed: MemberSet,
         (rebuilding, checkpoint): (MemberSet, u64),
-    ) -> Result {
+    ) -> Result<MemberSet> {
         let authority = self.sbs.get(self.authority).and_then(Option::as_ref);
         let authority = authority.ok_or(EINVAL)?;
         *self.next = *authority;
@@ -261,7 +262,7 @@ impl GroupMeta {
             }
         }
         if !changed {
-            return Ok(());
+            return Ok(MemberSet::EMPTY);
         }
         self.next.events = authority.events.checked_add(1).ok_or(ERANGE)?;
         self.next.utime = now();
@@ -270,19 +271,20 @@ impl GroupMeta {
     }
 
     /// Writes `next`, each member's copy with its own role, to the slot not holding its
-    /// current superblock, with FUA; it then is the group state.
-    fn write_next(&mut self, members: &[Member], usable: MemberSet) -> Result {
+    /// current superblock, with FUA; it then is the group state. Returns the members whose
+    /// flush or write failed.
+    fn write_next(&mut self, members: &[Member], usable: MemberSet) -> Result<MemberSet> {
         // What the round describes (rebuilt stripes below a new checkpoint) is on stable
         // media on every member before any member's copy claims it: the newest copy anywhere
-        // is the group state at the next start.
+        // is the group state at the next start. A member whose cache cannot be flushed gets
+        // no copy of the round and counts as failed.
         let chosen = members
             .iter()
             .enumerate()
             .filter(|(role, _)| usable.contains(*role))
             .filter_map(|(role, m)| Some((role, m.dev.as_ref()?)));
-        if block_io::flush_each(&self.pool, chosen) != 0 {
-            return Err(EIO);
-        }
+        let mut bad = MemberSet(block_io::flush_each(&self.pool, chosen));
+        let usable = MemberSet(usable.0 & !bad.0);
         for (role, m) in members.iter().enumerate() {
             let (Some(dev), true) = (m.dev.as_ref(), usable.contains(role)) else {
                 continue;
@@ -306,7 +308,8 @@ impl GroupMeta {
             let mut io = [MemberIo::write_ordered(dev, slot.sector(), data)];
             if !block_io::submit_all(&self.pool, &mut io) {
                 pr_err!("member {role}: superblock update failed\n");
-                return Err(EIO);
+                bad = bad.with(role);
+                continue;
             }
             if let Some(w) = self.which.get_mut(role) {
                 *w = Some(slot);
@@ -318,6 +321,6 @@ impl GroupMeta {
             *a = *self.next;
             a.role = u16::try_from(role).map_err(|_| EINVAL)?;
         }
-        Ok(())
+        Ok(bad)
     }
 }

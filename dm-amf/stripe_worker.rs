@@ -4,8 +4,10 @@
 //! and parity before it may touch the members, which `map` must not wait for), and so do
 //! `map` and `end_io` for reads that must be rebuilt from the other members (a failed
 //! member). One work item on the group's reclaim-safe workqueue runs them one after another,
-//! and between them rebuilds members a few stripes at a time. For a mirror it only
-//! resubmits reads that `end_io` pointed at another copy.
+//! and between them rebuilds members a few stripes at a time. For a mirror it resubmits
+//! reads that `end_io` pointed at another copy, and writes the mirror writes that `map`
+//! and `end_io` hand it (cluster mode, write-intent bits not set yet, member failures the
+//! superblocks do not record yet).
 //!
 //! Running one stripe operation at a time is this version's per-stripe serialization: two
 //! writes to one stripe never interleave their read, compute and write steps, so parity is
@@ -171,8 +173,10 @@ impl StripeService {
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| EINVAL)?;
         // A clustered mirror writes through the worker too (under the stripe lock, with
         // replication), and so does a mirror's write into a region whose write-intent bit
-        // is not set yet, and its resync: it needs a chunk of buffer.
-        let scratch = if parity || cluster.is_some() || group.intent().is_some() {
+        // is not set yet, and its resync, and with superblocks a write that waits for a
+        // failure to be recorded: it needs a chunk of buffer.
+        let mirror_writes = cluster.is_some() || group.intent().is_some() || group.has_meta();
+        let scratch = if parity || mirror_writes {
             Scratch::boxed(g.data_chunks(), chunk_bytes, raid6)?
         } else {
             Scratch::boxed(0, 0, false)?

@@ -6,9 +6,11 @@
 //! bio at chunk boundaries (at stripe boundaries for RAID5/6, whose reads are then trimmed to
 //! their chunk), so mapping a read is arithmetic on the group geometry of the core crate.
 //! Reads go to one copy; a write to a mirrored level goes to every copy: the bio itself to
-//! the first, chained copies to the others, so it completes when all have (and fails if any
-//! failed). A RAID5/6 write goes to the stripe worker, which computes parity. Flushes, and
-//! for raid0/raid1 discards, are duplicated by dm core, one per member (as dm-stripe does).
+//! the first, chained copies to the others, so it completes when all have. A copy that
+//! fails takes its member out of service; the write fails only if no copy got it (md's
+//! raid1/raid10). A RAID5/6 write goes to the stripe worker, which computes parity.
+//! Flushes, and for raid0/raid1 discards, are duplicated by dm core, one per member (as
+//! dm-stripe does).
 
 use core::{
     ffi::CStr,
@@ -28,7 +30,7 @@ use crate::core_proto::{
 use crate::group::{Group, Member, OnDisk};
 use crate::kernel_ext::keyring;
 use crate::kernel_ext::{
-    bio::{Bio, BioOp, BioSet, BlkStatus, SavedIter},
+    bio::{Bio, BioOp, BlkStatus, CopyPool, SavedIter},
     device_mapper::{
         CtrError, DeviceVisitor, DmDev, MapAction, QueueLimits, StatusKind, StatusWriter, Target,
         TargetCtr, TargetOperations,
@@ -56,6 +58,8 @@ pub(crate) struct BioNote {
     iter: SavedIter,
     /// A mirror write started in this write-intent region from `map`.
     intent_region: Option<u64>,
+    /// A mirror write sent by `map` to these members, the bio itself to the first.
+    mirror_write: Option<(usize, MemberSet)>,
 }
 
 /// A constructed `amf` target.
@@ -73,7 +77,7 @@ pub(crate) struct AmfTarget {
     uuid: Option<Uuid>,
     group: Arc<Group>,
     /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
-    copies: Option<BioSet>,
+    copies: Option<CopyPool>,
     /// Cluster mode: the table's cluster parameters, the group's lockspace (after
     /// `stripes`, whose locks live in it) and the lock counters.
     cluster: Option<ClusterState>,
@@ -205,7 +209,7 @@ fn start(
     spec: &TableSpec<'_>,
     group: Arc<Group>,
     (parity, mirrored, ranged_per_member): (bool, bool, bool),
-    copies: Option<BioSet>,
+    copies: Option<CopyPool>,
     has_meta: bool,
 ) -> Result<KBox<AmfTarget>, CtrError> {
     let geometry = group.geometry;
@@ -394,7 +398,7 @@ impl AmfTarget {
             direct_read_from: Some(loc.member),
             logical,
             iter: bio.save_iter(),
-            intent_region: None,
+            ..BioNote::default()
         };
         bio.set_dev(dev);
         bio.set_sector(offset + loc.member_sector);
@@ -549,7 +553,7 @@ impl AmfTarget {
             direct_read_from: Some(place.member),
             logical,
             iter: bio.save_iter(),
-            intent_region: None,
+            ..BioNote::default()
         };
         bio.set_dev(dev);
         bio.set_sector(offset + place.sector);
@@ -572,17 +576,20 @@ impl AmfTarget {
     }
 
     /// Sends a write to every live copy: chained copies first, then the bio itself to the
-    /// first.
-    fn map_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
-        let mut live = self
-            .live_copies(logical)
-            .map(|(_, dev, sector)| (dev, sector));
-        let Some((first_dev, first_sector)) = live.next() else {
+    /// first. `note` keeps where it went, for `end_io`.
+    fn map_write(&self, bio: &mut Bio<'_>, logical: u64, note: &mut BioNote) -> MapAction {
+        let mut live = self.live_copies(logical);
+        let Some((first, first_dev, first_sector)) = live.next() else {
             return MapAction::Complete(BlkStatus::IOERR);
         };
-        for (dev, sector) in live {
+        let iter = bio.save_iter();
+        let mut members = MemberSet::single(first);
+        for (m, dev, sector) in live {
             let sent = match self.copies.as_ref() {
-                Some(pool) => bio.submit_chained_copy(dev, sector, pool),
+                Some(pool) => {
+                    let failures = self.group.copy_failures();
+                    bio.submit_copy((dev, sector), pool, failures, m)
+                }
                 None => Err(EINVAL),
             };
             if sent.is_err() {
@@ -590,10 +597,49 @@ impl AmfTarget {
                 // (it ends once they have), never killed and freed by dm core.
                 return MapAction::Complete(BlkStatus::IOERR);
             }
+            members = members.with(m);
         }
+        note.logical = logical;
+        note.iter = iter;
+        note.mirror_write = Some((first, members));
         bio.set_dev(first_dev);
         bio.set_sector(first_sector);
         MapAction::Remap
+    }
+
+    /// A mirror write of `map_write` completed with `status` (that of the first copy; the
+    /// others' failures are in the group's failed set already). Any context: the failures
+    /// are logged; the write fails only if none of its members is still in service; if the
+    /// superblocks must record a failure first, the write goes to the worker, which records
+    /// it and writes the live copies again before completing it (md holds such writes
+    /// until its superblocks say so).
+    fn end_mirror_write(
+        &self,
+        bio: &mut Bio<'_>,
+        note: &mut BioNote,
+        (first, members): (usize, MemberSet),
+        status: BlkStatus,
+    ) -> BlkStatus {
+        let first_failed = if status == BlkStatus::OK {
+            MemberSet::EMPTY
+        } else {
+            MemberSet::single(first)
+        };
+        self.group.mark_failed(first_failed);
+        let kept = MemberSet(members.0 & !self.group.failed().0);
+        if kept == members {
+            return status;
+        }
+        if kept.is_empty() {
+            return BlkStatus::IOERR;
+        }
+        let Some(stripes) = self.stripes.as_ref().filter(|_| self.group.needs_record()) else {
+            return BlkStatus::OK;
+        };
+        bio.restore_iter(note.iter);
+        bio.set_sector(note.logical);
+        stripes.submit(bio.defer());
+        BlkStatus::OK
     }
 }
 
@@ -623,7 +669,7 @@ impl TargetOperations for AmfTarget {
         let copies = if mirrored {
             // One write needs at most `nr - 1` extra bios at once.
             Some(
-                BioSet::new(nr as u32)
+                CopyPool::new(nr as u32)
                     .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate bio pool"))?,
             )
         } else {
@@ -687,13 +733,17 @@ impl TargetOperations for AmfTarget {
             return if op == BioOp::Write && self.cluster.is_some() {
                 // Cluster mode: under the stripe lock, replicated, by the worker.
                 self.map_parity_write(bio, logical)
+            } else if op == BioOp::Write && self.group.needs_record() {
+                // A failure the superblocks do not record yet: the worker records it before
+                // this write goes on without the member.
+                self.map_parity_write(bio, logical)
             } else if op == BioOp::Write {
                 match self.group.intent().map(|wi| wi.start(logical)) {
                     // The region's bit is not durable yet: the worker sets it first.
                     Some(None) => self.map_parity_write(bio, logical),
                     started => {
                         note.intent_region = started.flatten();
-                        let action = self.map_write(bio, logical);
+                        let action = self.map_write(bio, logical, note);
                         if matches!(action, MapAction::Kill) {
                             // Remapped and completed bios come back through `end_io`.
                             self.end_intent(note);
@@ -724,6 +774,9 @@ impl TargetOperations for AmfTarget {
         status: BlkStatus,
     ) -> BlkStatus {
         self.end_intent(note);
+        if let Some(write) = note.mirror_write.take() {
+            return self.end_mirror_write(bio, note, write, status);
+        }
         let Some(member) = note.direct_read_from.filter(|_| status != BlkStatus::OK) else {
             return status;
         };

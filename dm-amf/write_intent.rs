@@ -23,7 +23,7 @@ use crate::core_proto::{
 };
 use crate::group::Member;
 use crate::kernel_ext::{
-    bio::{BioSet, BlkStatus},
+    bio::BioSet,
     block_io::{self, MemberIo},
     device_mapper::CtrError,
 };
@@ -545,8 +545,8 @@ impl WriteIntent {
     }
 }
 
-/// Members written at once.
-pub(crate) const BATCH: usize = 8;
+/// Members written at once (the pools reserve that many bios).
+pub(crate) const BATCH: usize = block_io::EACH_BATCH;
 
 /// How a reserved-area write is ordered against the member writes before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -593,32 +593,14 @@ pub(crate) fn write_all(
         Mark::Clean => flush_all(pool, members, targets),
     };
     let targets = targets & !unflushed;
-    let (mut landed, mut bad) = (false, 0u64);
-    let mut chosen = members
+    let chosen = members
         .iter()
         .enumerate()
         .filter(|(i, _)| targets & (1u64 << i) != 0)
-        .filter_map(|(i, m)| Some((i, m.dev.as_ref()?)))
-        .peekable();
-    while chosen.peek().is_some() {
-        let mut ios: [MemberIo<'_>; BATCH] = [MemberIo::EMPTY; BATCH];
-        let mut which = [0usize; BATCH];
-        let mut n = 0;
-        for ((io, w), (i, dev)) in ios.iter_mut().zip(which.iter_mut()).zip(chosen.by_ref()) {
-            *io = MemberIo::write(dev, sector, buf, true);
-            *w = i;
-            n += 1;
-        }
-        let ios = ios.get_mut(..n).ok_or(EINVAL)?;
-        block_io::submit_all(pool, ios);
-        for (io, i) in ios.iter().zip(which) {
-            if io.status() == BlkStatus::OK {
-                landed = true;
-            } else {
-                pr_err!("member {i}: {what} write failed\n");
-                bad |= 1u64 << i;
-            }
-        }
+        .filter_map(|(i, m)| Some((i, MemberIo::write(m.dev.as_ref()?, sector, buf, true))));
+    let (bad, landed) = block_io::submit_each(pool, chosen);
+    if bad != 0 {
+        pr_err!("{what} write failed on members {bad:#x}\n");
     }
     if landed {
         Ok(bad | unflushed)

@@ -9,7 +9,7 @@ use super::device_mapper::DmDev;
 use core::{
     marker::PhantomData,
     ptr::{self, NonNull},
-    sync::atomic::{AtomicPtr, Ordering},
+    sync::atomic::{AtomicPtr, AtomicU64, Ordering},
 };
 use kernel::{
     alloc::flags::{__GFP_ZERO, GFP_KERNEL},
@@ -209,34 +209,51 @@ impl<'a> Bio<'a> {
         unsafe { b::amf_bio_set_dev(self.raw.as_ptr(), dev.bdev()) }
     }
 
-    /// Sends a copy of this bio to `sector` of `dev` and makes this bio complete only after
-    /// the copy has (`bio_chain`: an error of the copy becomes this bio's error). The copy
-    /// shares the data pages and comes from `pool` with GFP_NOIO, which waits rather than
-    /// fails; the pool's rescuer keeps that wait from deadlocking on bios queued by this very
-    /// submission.
-    pub(crate) fn submit_chained_copy(
+    /// Sends a copy of this bio to `sector` of `dev` (member `member` of the target) and
+    /// makes this bio complete only after the copy has. The copy's error does not become
+    /// this bio's: it sets bit `member` of `failed` instead, from the copy's completion (any
+    /// context), before this bio can complete; one failed copy of a mirror write must not
+    /// fail the write. `failed` must outlive the copy: a word of the target, which dm core
+    /// destroys only after its I/O has drained (as `pool`). The copy shares the data pages
+    /// and comes from `pool` with GFP_NOIO, which waits rather than fails; the pool's
+    /// rescuer keeps that wait from deadlocking on bios queued by this very submission.
+    pub(crate) fn submit_copy(
         &mut self,
-        dev: &DmDev,
-        sector: u64,
-        pool: &BioSet,
+        (dev, sector): (&DmDev, u64),
+        pool: &CopyPool,
+        failed: &AtomicU64,
+        member: usize,
     ) -> Result {
-        // SAFETY: the bio is valid and lent to us; `pool` was initialised by `BioSet::new` and
-        // outlives every bio it hands out (the target that owns it is destroyed only after dm
-        // core has drained all I/O); `dev` holds its block device.
+        let bit = u32::try_from(member)
+            .ok()
+            .and_then(|m| 1u64.checked_shl(m))
+            .ok_or(EINVAL)?;
+        // SAFETY: the bio is valid and lent to us; `pool` was initialised by
+        // `CopyPool::new` and outlives every bio it hands out (the target that owns it is
+        // destroyed only after dm core has drained all I/O); `dev` holds its block device.
         let copy = unsafe {
             b::bio_alloc_clone(
                 dev.bdev(),
                 self.raw.as_ptr(),
                 b::AMF_CONST_GFP_NOIO,
-                pool.as_ptr(),
+                pool.0.as_ptr(),
             )
         };
         let copy = NonNull::new(copy).ok_or(ENOMEM)?;
-        // SAFETY: `copy` is a fresh clone that only we know; chaining it to our bio before
-        // submitting it is `bio_chain`'s contract; `submit_bio_noacct` takes ownership.
+        // SAFETY: `copy` is a fresh clone from a pool with `COPY_PAD` bytes of front pad,
+        // which hold its `CopyTag` (the slab object starts there, aligned for it). Setting
+        // `bi_private`/`bi_end_io` and counting the copy in the parent's `__bi_remaining`
+        // before submitting it is what `bio_chain` does; `submit_bio_noacct` takes
+        // ownership, and `copy_end_io` ends the parent once.
         unsafe {
+            copy_tag(copy.as_ptr()).write(CopyTag {
+                failed: ptr::from_ref(failed),
+                bit,
+            });
             (*copy.as_ptr()).bi_iter.bi_sector = sector;
-            b::bio_chain(copy.as_ptr(), self.raw.as_ptr());
+            (*copy.as_ptr()).bi_private = self.raw.as_ptr().cast();
+            (*copy.as_ptr()).bi_end_io = Some(copy_end_io);
+            b::amf_bio_inc_remaining(self.raw.as_ptr());
             b::submit_bio_noacct(copy.as_ptr());
         }
         Ok(())
@@ -496,6 +513,60 @@ impl Drop for DeferredBatch {
     }
 }
 
+/// What a bio of a [`CopyPool`] carries in the front pad before it: the word and bit that
+/// note its failure.
+#[repr(C)]
+struct CopyTag {
+    failed: *const AtomicU64,
+    bit: u64,
+}
+
+/// Front pad of a [`CopyPool`]'s bios (a multiple of 8: the bio after it stays aligned).
+const COPY_PAD: usize = core::mem::size_of::<CopyTag>();
+
+/// The tag in front of a copy.
+///
+/// # Safety
+///
+/// `copy` must be a bio allocated from a [`CopyPool`].
+unsafe fn copy_tag(copy: *mut b::bio) -> *mut CopyTag {
+    // SAFETY: the pool's bios have `COPY_PAD` bytes of front pad (the caller's promise).
+    unsafe { copy.cast::<u8>().sub(COPY_PAD).cast::<CopyTag>() }
+}
+
+/// A copy of [`Bio::submit_copy`] completed: its failure noted, the copy freed, its share
+/// of the parent's completion given. Any context (softirq): one atomic operation.
+///
+/// # Safety
+///
+/// Only the block layer calls this, once, as the `bi_end_io` of a copy set up by
+/// [`Bio::submit_copy`].
+unsafe extern "C" fn copy_end_io(copy: *mut b::bio) {
+    // SAFETY: the block layer calls this once for a copy that `submit_copy` set up: the
+    // tag is in its front pad, `bi_private` is the parent (alive: it waits for this
+    // completion) and the tag's word outlives the parent (`submit_copy`'s contract).
+    unsafe {
+        let tag = copy_tag(copy).read();
+        let parent = (*copy).bi_private.cast::<b::bio>();
+        if (*copy).bi_status != BlkStatus::OK.raw() {
+            (*tag.failed).fetch_or(tag.bit, Ordering::AcqRel);
+        }
+        b::bio_put(copy);
+        b::bio_endio(parent);
+    }
+}
+
+/// Bios for the copies of [`Bio::submit_copy`], with room for their tags.
+pub(crate) struct CopyPool(BioSet);
+
+impl CopyPool {
+    /// A pool that can always hand out `reserve` copies without memory allocation
+    /// succeeding.
+    pub(crate) fn new(reserve: u32) -> Result<Self> {
+        BioSet::init(reserve, COPY_PAD as u32, b::BIOSET_NEED_RESCUER).map(Self)
+    }
+}
+
 /// A pool of bios for copies (`struct bio_set`), torn down on drop.
 pub(crate) struct BioSet {
     raw: NonNull<b::bio_set>,
@@ -507,23 +578,18 @@ unsafe impl Send for BioSet {}
 unsafe impl Sync for BioSet {}
 
 impl BioSet {
-    /// A pool of clones (which share their data pages) that can always hand out `reserve`
-    /// bios without memory allocation succeeding.
-    pub(crate) fn new(reserve: u32) -> Result<Self> {
-        Self::init(reserve, b::BIOSET_NEED_RESCUER)
-    }
-
     /// A pool of bios that carry their own page vectors (for I/O on the target's buffers).
     pub(crate) fn with_bvecs(reserve: u32) -> Result<Self> {
-        Self::init(reserve, b::BIOSET_NEED_RESCUER | b::BIOSET_NEED_BVECS)
+        Self::init(reserve, 0, b::BIOSET_NEED_RESCUER | b::BIOSET_NEED_BVECS)
     }
 
-    fn init(reserve: u32, flags: u32) -> Result<Self> {
+    /// A pool with `front_pad` bytes before each bio for its owner.
+    fn init(reserve: u32, front_pad: u32, flags: u32) -> Result<Self> {
         let bs = KBox::<b::bio_set>::new_uninit(GFP_KERNEL | __GFP_ZERO)?;
         let raw = NonNull::new(KBox::into_raw(bs).cast::<b::bio_set>()).ok_or(ENOMEM)?;
         // SAFETY: `raw` is a zeroed, exclusively owned bio_set at a stable address, which is
         // what bioset_init expects.
-        let r = unsafe { b::bioset_init(raw.as_ptr(), reserve, 0, flags as i32) };
+        let r = unsafe { b::bioset_init(raw.as_ptr(), reserve, front_pad, flags as i32) };
         if let Err(e) = to_result(r) {
             // SAFETY: bioset_init failed and cleaned up after itself; the memory is ours.
             drop(unsafe { KBox::from_raw(raw.as_ptr()) });

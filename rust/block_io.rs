@@ -186,35 +186,49 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
     ios.iter().all(|io| io.status == BlkStatus::OK)
 }
 
-/// Most cache flushes in flight at once in [`flush_each`].
-const FLUSH_BATCH: usize = 8;
+/// Most I/Os in flight at once in [`submit_each`].
+pub(crate) const EACH_BATCH: usize = 8;
 
-/// Flushes the volatile cache of every `(index, device)` of `devs` (an empty `REQ_PREFLUSH`
-/// each, [`FLUSH_BATCH`] at a time from `pool`, which should reserve that many bios) and
-/// waits. Returns the bit mask of the indexes (below 64) whose flush failed, each logged.
-/// Sleeps.
-pub(crate) fn flush_each<'a>(pool: &BioSet, devs: impl Iterator<Item = (usize, &'a DmDev)>) -> u64 {
-    let mut bad = 0u64;
-    let mut devs = devs.peekable();
-    while devs.peek().is_some() {
-        let mut ios: [MemberIo<'_>; FLUSH_BATCH] = [MemberIo::EMPTY; FLUSH_BATCH];
-        let mut which = [0usize; FLUSH_BATCH];
+/// Submits every I/O of `ios`, each with the index (below 64) it is reported under,
+/// [`EACH_BATCH`] at a time from `pool` (which should reserve that many bios), and waits.
+/// Returns the bit mask of the indexes whose I/O failed and whether any succeeded. Sleeps.
+pub(crate) fn submit_each<'a>(
+    pool: &BioSet,
+    ios: impl Iterator<Item = (usize, MemberIo<'a>)>,
+) -> (u64, bool) {
+    let (mut bad, mut landed) = (0u64, false);
+    let mut ios = ios.peekable();
+    while ios.peek().is_some() {
+        let mut batch: [MemberIo<'_>; EACH_BATCH] = [MemberIo::EMPTY; EACH_BATCH];
+        let mut which = [0usize; EACH_BATCH];
         let mut n = 0;
-        for ((io, w), (i, dev)) in ios.iter_mut().zip(which.iter_mut()).zip(devs.by_ref()) {
-            *io = MemberIo::flush(dev);
+        for ((slot, w), (i, io)) in batch.iter_mut().zip(which.iter_mut()).zip(ios.by_ref()) {
+            *slot = io;
             *w = i;
             n += 1;
         }
-        let Some(ios) = ios.get_mut(..n) else {
+        let Some(batch) = batch.get_mut(..n) else {
             break;
         };
-        submit_all(pool, ios);
-        for (io, i) in ios.iter().zip(which) {
-            if io.status() != BlkStatus::OK {
-                kernel::pr_err!("member {i}: cache flush failed\n");
+        submit_all(pool, batch);
+        for (io, i) in batch.iter().zip(which) {
+            if io.status() == BlkStatus::OK {
+                landed = true;
+            } else {
                 bad |= 1u64.checked_shl(i as u32).unwrap_or(0);
             }
         }
+    }
+    (bad, landed)
+}
+
+/// Flushes the volatile cache of every `(index, device)` of `devs` (an empty `REQ_PREFLUSH`
+/// each) and waits: [`submit_each`]. Returns the bit mask of the indexes whose flush failed.
+/// Sleeps.
+pub(crate) fn flush_each<'a>(pool: &BioSet, devs: impl Iterator<Item = (usize, &'a DmDev)>) -> u64 {
+    let (bad, _) = submit_each(pool, devs.map(|(i, dev)| (i, MemberIo::flush(dev))));
+    if bad != 0 {
+        kernel::pr_err!("cache flush failed on members {bad:#x}\n");
     }
     bad
 }

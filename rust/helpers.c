@@ -23,6 +23,11 @@ void amf_bio_io_error(struct bio *bio)
 	bio_io_error(bio);
 }
 
+void amf_bio_inc_remaining(struct bio *bio)
+{
+	bio_inc_remaining(bio);
+}
+
 struct page *amf_virt_to_page(const void *addr)
 {
 	return virt_to_page(addr);

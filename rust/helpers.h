@@ -22,6 +22,7 @@ void amf_bio_set_dev(struct bio *bio, struct block_device *bdev);
 enum req_op amf_bio_op(const struct bio *bio);
 sector_t amf_bdev_nr_sectors(struct block_device *bdev);
 void amf_bio_io_error(struct bio *bio);
+void amf_bio_inc_remaining(struct bio *bio);
 struct page *amf_virt_to_page(const void *addr);
 void amf_bio_advance_iter(const struct bio *bio, struct bvec_iter *iter, unsigned int bytes);
 void amf_init_completion(struct completion *x);

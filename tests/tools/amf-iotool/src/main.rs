@@ -55,6 +55,8 @@
 //!           --log-start N --log-size N --map-start N [--bs N] [--update 1]
 //!           writers that log every acknowledged write durably (O_DSYNC) and their checker
 //!           after a power cut: see crash.rs.
+//!   logwrites --log L [--from SECTOR --to SECTOR]
+//!           the entries of a dm-log-writes log, in order: see logwrites.rs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -81,6 +83,7 @@ type Res<T> = Result<T, Fail>;
 macro_rules! fail { ($($t:tt)*) => { return Err(Fail(format!($($t)*))) } }
 
 mod crash;
+mod logwrites;
 
 // ---------------------------------------------------------------- patterns
 
@@ -1033,7 +1036,7 @@ fn cmd_barrier(a: &Args) -> Res<u64> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check ...");
+        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -1048,6 +1051,7 @@ fn main() -> ExitCode {
         "verify-any" => cmd_verify_any(&a),
         "crash-write" => crash::cmd_crash_write(&a),
         "crash-check" => crash::cmd_crash_check(&a),
+        "logwrites" => logwrites::cmd_logwrites(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
     match r {
