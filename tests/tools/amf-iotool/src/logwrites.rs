@@ -19,7 +19,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use crate::{Args, Fail, Res};
 
-const MAGIC: u64 = 0x6A73_6677_7368_72;
+const MAGIC: u64 = 0x006A_7366_7773_6872;
 const FLUSH: u64 = 1;
 const FUA: u64 = 2;
 const DISCARD: u64 = 4;
