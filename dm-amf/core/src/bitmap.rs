@@ -109,9 +109,8 @@ pub fn encode_header<C: Crc32c>(h: &Header, out: &mut [u8; BLOCK_BYTES]) {
     out[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Reads a header block and checks that it is `want`'s (same group, incarnation, slot,
-/// region size and count).
-pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderError> {
+/// Reads a header block, whichever slot or group it is of.
+pub fn decode_header<C: Crc32c>(buf: &[u8]) -> Result<Header, HeaderError> {
     let buf = buf.get(..BLOCK_BYTES).ok_or(HeaderError::Invalid)?;
     if buf.iter().all(|b| *b == 0) {
         return Err(HeaderError::Unused);
@@ -135,7 +134,7 @@ pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderEr
     {
         return Err(HeaderError::Invalid);
     }
-    let found = Header {
+    Ok(Header {
         group: buf
             .get(16..32)
             .and_then(|s| s.try_into().ok())
@@ -144,12 +143,34 @@ pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderEr
         slot: buf.get(40).copied().unwrap_or(u8::MAX),
         region_sectors: le64(48..56),
         regions: le64(56..64),
-    };
-    if found == *want {
+    })
+}
+
+/// Reads a header block and checks that it is `want`'s (same group, incarnation, slot,
+/// region size and count).
+pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderError> {
+    if decode_header::<C>(buf)? == *want {
         Ok(())
     } else {
         Err(HeaderError::Foreign)
     }
+}
+
+/// The regions whose bit is set in `image`, bitmap block `block` of a bitmap of `regions`
+/// regions, in increasing order.
+pub fn set_regions(block: u64, image: &[u8], regions: u64) -> impl Iterator<Item = u64> + '_ {
+    let first = block * BITS_PER_BLOCK;
+    let _ = regions;
+    image
+        .iter()
+        .take(BLOCK_BYTES)
+        .enumerate()
+        .filter(|(_, b)| **b != 0)
+        .flat_map(move |(i, b)| {
+            (0..8u64)
+                .filter(move |bit| b & (1 << bit) != 0)
+                .map(move |bit| first + i as u64 * 8 + bit)
+        })
 }
 
 /// A region's in-memory state word: writes in flight from the map path (low 16 bits) and

@@ -18,7 +18,9 @@
 //! its stripe: a write to the stripe without a log entry, the stripe lock going to another
 //! AMF, or its replay.
 
-use super::geometry::{MemberSet, StripeLayout};
+use core::ops::Range;
+
+use super::geometry::{Geometry, MemberSet, StripeLayout};
 use super::op::{ChunkSet, WriteRequest};
 use super::superblock::BITMAP_SLOTS;
 use super::superblock::{Uuid, BITMAP_HEADER_SECTOR, BITMAP_HEADER_SECTORS, BITMAP_SECTOR};
@@ -42,6 +44,11 @@ const CRC_OFFSET: usize = HEADER_BYTES - 4;
 
 const _: () = assert!(LOG_SECTOR == 192 && SLOT_SECTORS == 232);
 const _: () = assert!(LOG_SECTOR + BITMAP_SLOTS as u64 * SLOT_SECTORS <= BITMAP_SECTOR);
+
+/// The sequence number the next header of a slot whose newest is `seq` carries.
+pub fn next_seq(seq: u64) -> Option<u64> {
+    Some(seq + 1)
+}
 
 /// Sector of node slot `slot`'s entry header on a member (`None` beyond the slots).
 pub fn slot_sector(slot: u8) -> Option<u64> {
@@ -144,6 +151,19 @@ pub struct Entry {
     pub pp_crc: u32,
 }
 
+/// Where an entry's range lies ([`Entry::span`]).
+#[derive(Clone, Debug)]
+pub struct Span {
+    /// The members of the entry's stripe.
+    pub layout: StripeLayout,
+    /// Member sector of the range's first sector (the same on every member of the row).
+    pub sector: u64,
+    /// Sectors of the range.
+    pub sectors: u64,
+    /// The range's bytes within a chunk-sized buffer.
+    pub bytes: Range<usize>,
+}
+
 /// Why an entry header cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryError {
@@ -164,6 +184,23 @@ impl Entry {
     /// Whether `pp` is this entry's whole partial parity.
     pub fn pp_matches<C: Crc32c>(&self, pp: &[u8]) -> bool {
         pp.len() == self.pp_bytes() && C::crc32c(pp) == self.pp_crc
+    }
+
+    /// Where the entry's range lies in its stripe of `g`: what the replay reads and writes.
+    pub fn span(&self, g: &Geometry) -> Result<Span, EntryError> {
+        let layout = g.layout(self.stripe).map_err(|_| EntryError::Invalid)?;
+        let (offset, sectors) = (u64::from(self.offset), u64::from(self.sectors));
+        let end = offset + sectors;
+        if end > g.chunk_sectors() {
+            return Err(EntryError::Invalid);
+        }
+        let byte = |s: u64| usize::try_from(s * 512).map_err(|_| EntryError::Invalid);
+        Ok(Span {
+            sector: layout.member_sector + offset,
+            sectors,
+            bytes: byte(offset)?..byte(end)?,
+            layout,
+        })
     }
 
     /// Whether `self` replaces `other` as the slot's entry.

@@ -26,7 +26,7 @@
 
 use core::ffi::CStr;
 
-use super::geometry::{Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
+use super::geometry::{nonzero, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
 use super::table::{MAX_CHUNK_SECTORS, MIN_CHUNK_SECTORS};
 use super::wire::Crc32c;
 
@@ -590,6 +590,12 @@ pub fn default_region_sectors(data_sectors: u64, chunk_sectors: u32) -> Option<u
     let need = data_sectors.div_ceil(BITMAP_BITS);
     let floor = DEFAULT_REGION_SECTORS.max(chunk_sectors as u64).max(need);
     floor.checked_next_power_of_two()
+}
+
+/// The first stripe of `g` a rebuild whose checkpoint (member sectors rebuilt, as the
+/// member table records it) is `checkpoint` still has to do.
+pub fn resume_stripe(checkpoint: u64, g: &Geometry) -> u64 {
+    checkpoint / nonzero(g.chunk_sectors())
 }
 
 fn level_code(level: Level) -> (u8, u8) {
