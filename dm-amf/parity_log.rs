@@ -101,9 +101,8 @@ impl ParityLog {
                 .find_live(&mut io, members, unusable, slot)
                 .map_err(|_| CtrError::new(EIO, c"Cannot read the partial parity log"))?;
             io.seq = seq;
-            let next = next_seq(seq, slot).map_err(|_| {
-                CtrError::new(ERANGE, c"Partial parity log sequence numbers exhausted")
-            })?;
+            let next = next_seq(seq, slot)
+                .map_err(|_| CtrError::inval(c"Partial parity log sequence numbers exhausted"))?;
             if let Some(e) = live {
                 io.live = Some(e.stripe);
                 io.replay = Some((e, next));
