@@ -266,8 +266,8 @@ impl GroupMeta {
         }
         self.next.events = authority.events.checked_add(1).ok_or(ERANGE)?;
         self.next.utime = now();
-        let all = (1u64 << members.len().min(63)).wrapping_sub(1);
-        self.write_next(members, MemberSet(all & !failed.0))
+        let all = MemberSet::first(members.len());
+        self.write_next(members, MemberSet(all.0 & !failed.0))
     }
 
     /// Writes `next`, each member's copy with its own role, to the slot not holding its

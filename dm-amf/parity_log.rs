@@ -12,7 +12,7 @@
 use kernel::{new_mutex, prelude::*, sync::Mutex};
 
 use crate::core_proto::{
-    geometry::{MemberSet, StripeLayout},
+    geometry::{Geometry, MemberSet, StripeLayout},
     op::{ChunkSet, WriteRequest},
     ppl::{self, Entry, EntryError, EntryState, HEADER_BYTES, HEADER_SECTORS},
     superblock::{Superblock, Uuid},
@@ -47,6 +47,8 @@ pub(crate) struct ParityLog {
     group: Uuid,
     ctime: u64,
     slot: u8,
+    /// The group's layout: an entry that does not fit it is invalid.
+    geometry: Geometry,
     /// Parity chunks a stripe: partial parity blocks an entry holds.
     parity: u8,
     /// The table's `ppl`: every write is logged, not only those to rows that lack a data
@@ -61,26 +63,29 @@ fn nomem() -> CtrError {
 }
 
 impl ParityLog {
-    /// Loads node slot `slot`'s log of the group `sb` describes from the members not in
-    /// `unusable`: the newest valid entry (by sequence number, its partial parity intact)
-    /// is kept for the replay if it is live. Sleeps (constructor only).
+    /// Loads node slot `slot`'s log of the group `sb` describes, laid out as `geometry`,
+    /// from the members not in `unusable`: the newest valid entry (by sequence number, its
+    /// partial parity intact) is kept for the replay if it is live. Refused when the slot's
+    /// sequence numbers are exhausted (only a forged header gets there). Sleeps
+    /// (constructor only).
     #[inline(never)]
     pub(crate) fn load(
         sb: &Superblock,
         slot: u8,
-        (parity, always): (usize, bool),
+        (geometry, always): (&Geometry, bool),
         members: &[Member],
         unusable: u64,
     ) -> Result<Pin<KBox<Self>>, CtrError> {
         let bytes = usize::try_from(ppl::SLOT_SECTORS * 512).map_err(|_| nomem())?;
         let buf = KVec::from_elem(0u8, bytes, GFP_KERNEL).map_err(|_| nomem())?;
         let pool = BioSet::with_bvecs(BATCH as u32).map_err(|_| nomem())?;
-        let parity = u8::try_from(parity).map_err(|_| nomem())?;
+        let parity = u8::try_from(geometry.parity_chunks()).map_err(|_| nomem())?;
         let this = KBox::pin_init(
             pin_init!(Self {
                 group: sb.group_uuid,
                 ctime: sb.ctime,
                 slot,
+                geometry: *geometry,
                 parity,
                 always,
                 io <- new_mutex!(
@@ -97,9 +102,11 @@ impl ParityLog {
                 .find_live(&mut io, members, unusable, slot)
                 .map_err(|_| CtrError::new(EIO, c"Cannot read the partial parity log"))?;
             io.seq = seq;
+            let next = next_seq(seq, slot)
+                .map_err(|_| CtrError::inval(c"Partial parity log sequence numbers exhausted"))?;
             if let Some(e) = live {
                 io.live = Some(e.stripe);
-                io.replay = Some((e, seq + 1));
+                io.replay = Some((e, next));
             }
         }
         Ok(this)
@@ -125,7 +132,8 @@ impl ParityLog {
                 let head = buf.get_mut(..HEADER_BYTES).ok_or(EINVAL)?;
                 let mut ios = [MemberIo::read(dev, sector, head)];
                 if block_io::submit_all(pool, &mut ios) {
-                    match ppl::decode::<KernelCrc>(head, &self.group, self.ctime, slot) {
+                    let g = &self.geometry;
+                    match ppl::decode::<KernelCrc>(head, &self.group, self.ctime, slot, g) {
                         Ok(e) => entry = Some(e),
                         Err(EntryError::Unused) => {}
                         Err(e) => pr_warn!(
@@ -185,7 +193,7 @@ impl ParityLog {
         self.retire(&mut io, members, !failed)?;
         let (max, live) = self.find_live(&mut io, members, failed, slot)?;
         if let Some(e) = live {
-            io.replay = Some((e, max + 1));
+            io.replay = Some((e, next_seq(max, slot)?));
             if !replay {
                 self.retire_replayed(&mut io, members, !failed)?;
             }
@@ -228,7 +236,7 @@ impl ParityLog {
         req: &WriteRequest,
         written: ChunkSet,
     ) -> Result<u64> {
-        let seq = io.seq + 1;
+        let seq = next_seq(io.seq, self.slot)?;
         let mut e = Entry {
             group: self.group,
             ctime: self.ctime,
@@ -268,7 +276,7 @@ impl ParityLog {
         let Some(stripe) = io.live else {
             return Ok(0);
         };
-        let seq = io.seq + 1;
+        let seq = next_seq(io.seq, self.slot)?;
         let bad = self.write_retired(io, members, targets, self.slot, stripe, seq)?;
         io.seq = seq;
         io.live = None;
@@ -353,12 +361,20 @@ impl ParityLog {
     }
 }
 
+/// The sequence number after `seq` in node slot `slot` ([`ppl::next_seq`]), or `ERANGE`,
+/// said in the kernel log: the slot takes no new entries.
+fn next_seq(seq: u64, slot: u8) -> Result<u64> {
+    ppl::next_seq(seq).ok_or_else(|| {
+        pr_err!("ppl: node slot {slot}: no sequence number after {seq}; zero the slot's headers to use it again\n");
+        ERANGE
+    })
+}
+
 impl LogIo {
     /// The partial parity area: `parity` blocks of `bytes` bytes (P, then Q).
     pub(crate) fn pp_mut(&mut self, bytes: usize, parity: usize) -> Option<(&mut [u8], &mut [u8])> {
-        let area = self
-            .buf
-            .get_mut(HEADER_BYTES..HEADER_BYTES + bytes * parity)?;
+        let end = bytes.checked_mul(parity)?.checked_add(HEADER_BYTES)?;
+        let area = self.buf.get_mut(HEADER_BYTES..end)?;
         Some(area.split_at_mut(bytes))
     }
 

@@ -145,25 +145,33 @@ impl StripeEngine<'_> {
         log: &ParityLog,
         e: &Entry,
     ) -> Result<(), WriteError> {
-        let g = &self.group.geometry;
-        let layout = g.layout(e.stripe).map_err(|_| WriteError::Plan)?;
+        let span = e.span(&self.group.geometry);
         let unavailable = self.group.unavailable(e.stripe);
         let written = ChunkSet(e.written);
-        let (offset, sectors) = (u64::from(e.offset), u64::from(e.sectors));
-        let gone = (0..layout.data_members().len())
-            .filter(|k| written.contains(*k))
-            .filter_map(|k| layout.data_member(k))
-            .find(|m| unavailable.contains(*m));
-        if offset + sectors > g.chunk_sectors() || gone.is_some() {
-            pr_warn!(
-                "ppl: stripe {}: entry {} cannot be replayed (member {:?} gone, or not this geometry's)\n",
-                e.stripe,
-                e.seq,
-                gone
-            );
-            return self.retire_replayed(log);
-        }
-        let r = (offset as usize * 512)..((offset + sectors) as usize * 512);
+        let gone = span.as_ref().ok().and_then(|s| {
+            (0..s.layout.data_members().len())
+                .filter(|k| written.contains(*k))
+                .filter_map(|k| s.layout.data_member(k))
+                .find(|m| unavailable.contains(*m))
+        });
+        let span = match span {
+            Ok(s) if gone.is_none() => s,
+            _ => {
+                pr_warn!(
+                    "ppl: stripe {}: entry {} cannot be replayed (member {:?} gone, or not this geometry's)\n",
+                    e.stripe,
+                    e.seq,
+                    gone
+                );
+                return self.retire_replayed(log);
+            }
+        };
+        let ppl::Span {
+            layout,
+            sector,
+            sectors,
+            bytes: r,
+        } = span;
         if layout.data_members().len() > usize::from(u8::MAX) {
             return Err(WriteError::Plan);
         }
@@ -174,7 +182,7 @@ impl StripeEngine<'_> {
             .filter(|(k, _)| written.contains(*k))
             .map(|(k, m)| Io {
                 member: usize::from(*m),
-                sector: layout.member_sector + offset,
+                sector,
                 sectors,
                 what: Block::Data(k as u8),
             });
@@ -202,7 +210,7 @@ impl StripeEngine<'_> {
             .filter_map(|(m, what)| {
                 Some(Io {
                     member: m.filter(|m| !unavailable.contains(*m))?,
-                    sector: layout.member_sector + offset,
+                    sector,
                     sectors,
                     what,
                 })
@@ -216,8 +224,8 @@ impl StripeEngine<'_> {
             "ppl: stripe {} replayed (entry {}): parity rewritten for sectors {}..{} of its chunks\n",
             e.stripe,
             e.seq,
-            offset,
-            offset + sectors
+            e.offset,
+            u64::from(e.offset) + sectors
         );
         self.retire_replayed(log)
     }

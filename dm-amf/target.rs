@@ -24,7 +24,7 @@ use crate::cluster::{GroupMembership, UnitLock};
 use crate::core_proto::{
     bitmap,
     geometry::{nonzero, Geometry, Level, MemberSet},
-    superblock::{Uuid, UuidText},
+    superblock::{self, Uuid, UuidText},
     table::{self, ClusterSpec, TableError, TableSpec, TransportKind},
 };
 use crate::group::{Group, Member, OnDisk};
@@ -327,15 +327,21 @@ fn load_on_disk(
         // A recorded rebuild resumes from its checkpoint, unless the table names a
         // member to rebuild (a new device starts from the beginning).
         if spec.rebuild.is_empty() && !found.rebuilding.is_empty() {
-            from_stripe = found.checkpoint / u64::from(spec.chunk_sectors.max(1));
+            from_stripe = superblock::resume_stripe(found.checkpoint, geometry);
+            if from_stripe >= geometry.stripes() {
+                // The checkpoint covers every stripe this table uses: nothing is left to
+                // rebuild (the next round records the members in sync).
+                pr_info!("rebuild: the recorded checkpoint covers the whole table\n");
+                rebuild = MemberSet(rebuild.0 & !found.rebuilding.0);
+                from_stripe = 0;
+            }
         }
         let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
         if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
             let unusable = failed.0 | rebuild.0;
             intent = Some(WriteIntent::load(sb, slot, members, unusable)?);
             if parity {
-                let n = geometry.parity_chunks();
-                let how = (n, spec.ppl);
+                let how = (geometry, spec.ppl);
                 log = Some(ParityLog::load(sb, slot, how, members, unusable)?);
             }
         }

@@ -226,13 +226,8 @@ impl WriteIntent {
                     all_dirty = true;
                     break;
                 }
-                let first = block * bitmap::BITS_PER_BLOCK;
-                for (byte_no, byte) in buf.iter().enumerate().filter(|(_, b)| **b != 0) {
-                    for bit in 0..8u64 {
-                        if byte & (1 << bit) != 0 {
-                            self.set_resync(first + byte_no as u64 * 8 + bit);
-                        }
-                    }
+                for r in bitmap::set_regions(block, buf, self.header.regions) {
+                    self.set_resync(r);
                 }
             }
         }

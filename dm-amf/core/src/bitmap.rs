@@ -13,7 +13,7 @@
 //! path of a mirror can start a write in a region that is already marked without sleeping.
 
 use super::superblock::{Uuid, BITMAP_HEADER_SECTOR, BITMAP_HEADER_SECTORS, BITMAP_SECTOR};
-use super::superblock::{BITMAP_SLOTS, BITMAP_SLOT_SECTORS};
+use super::superblock::{BITMAP_BITS, BITMAP_SLOTS, BITMAP_SLOT_SECTORS};
 use super::wire::Crc32c;
 
 /// Magic of a bitmap header: the ASCII bytes `AMFBITMP`.
@@ -109,9 +109,10 @@ pub fn encode_header<C: Crc32c>(h: &Header, out: &mut [u8; BLOCK_BYTES]) {
     out[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Reads a header block and checks that it is `want`'s (same group, incarnation, slot,
-/// region size and count).
-pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderError> {
+/// Reads a header block, whichever group it is of. Fields no dm-amf header can hold (a slot
+/// beyond the format's, a region size that is not a power of two, no regions or more than
+/// a slot's bitmap has bits for) make it [`HeaderError::Invalid`], as a bad CRC does.
+pub fn decode_header<C: Crc32c>(buf: &[u8]) -> Result<Header, HeaderError> {
     let buf = buf.get(..BLOCK_BYTES).ok_or(HeaderError::Invalid)?;
     if buf.iter().all(|b| *b == 0) {
         return Err(HeaderError::Unused);
@@ -135,7 +136,7 @@ pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderEr
     {
         return Err(HeaderError::Invalid);
     }
-    let found = Header {
+    let h = Header {
         group: buf
             .get(16..32)
             .and_then(|s| s.try_into().ok())
@@ -145,11 +146,44 @@ pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderEr
         region_sectors: le64(48..56),
         regions: le64(56..64),
     };
-    if found == *want {
+    let fits = usize::from(h.slot) < BITMAP_SLOTS
+        && h.region_sectors.is_power_of_two()
+        && (1..=BITMAP_BITS).contains(&h.regions);
+    if fits {
+        Ok(h)
+    } else {
+        Err(HeaderError::Invalid)
+    }
+}
+
+/// Reads a header block and checks that it is `want`'s (same group, incarnation, slot,
+/// region size and count).
+pub fn check_header<C: Crc32c>(buf: &[u8], want: &Header) -> Result<(), HeaderError> {
+    if decode_header::<C>(buf)? == *want {
         Ok(())
     } else {
         Err(HeaderError::Foreign)
     }
+}
+
+/// The regions whose bit is set in `image`, bitmap block `block` of a bitmap of `regions`
+/// regions, in increasing order. Bits beyond the last region (which no dm-amf writes) and
+/// blocks beyond the bitmap yield nothing.
+pub fn set_regions(block: u64, image: &[u8], regions: u64) -> impl Iterator<Item = u64> + '_ {
+    let first = block.checked_mul(BITS_PER_BLOCK).filter(|f| *f < regions);
+    let image = if first.is_some() { image } else { &[] };
+    let first = first.unwrap_or(0);
+    image
+        .iter()
+        .take(BLOCK_BYTES)
+        .enumerate()
+        .filter(|(_, b)| **b != 0)
+        .flat_map(move |(i, b)| {
+            (0..8u64)
+                .filter(move |bit| b & (1 << bit) != 0)
+                .map(move |bit| first + i as u64 * 8 + bit)
+        })
+        .take_while(move |r| *r < regions)
 }
 
 /// A region's in-memory state word: writes in flight from the map path (low 16 bits) and
@@ -256,6 +290,58 @@ mod tests {
             check_header::<Crc>(&b[..100], &h),
             Err(HeaderError::Invalid)
         );
+    }
+
+    #[test]
+    fn header_fields_are_checked() {
+        let h = header();
+        let mut b = [0u8; BLOCK_BYTES];
+        encode_header::<Crc>(&h, &mut b);
+        assert_eq!(decode_header::<Crc>(&b), Ok(h));
+        let too_many = super::super::superblock::BITMAP_BITS + 1;
+        let bad = [
+            Header { slot: 8, ..h },
+            Header { slot: u8::MAX, ..h },
+            Header {
+                region_sectors: 0,
+                ..h
+            },
+            Header {
+                region_sectors: 1000,
+                ..h
+            },
+            Header { regions: 0, ..h },
+            Header {
+                regions: too_many,
+                ..h
+            },
+            Header {
+                regions: u64::MAX,
+                ..h
+            },
+        ];
+        for bad in bad {
+            encode_header::<Crc>(&bad, &mut b);
+            assert_eq!(
+                decode_header::<Crc>(&b),
+                Err(HeaderError::Invalid),
+                "{bad:?}"
+            );
+            assert_eq!(check_header::<Crc>(&b, &bad), Err(HeaderError::Invalid));
+        }
+    }
+
+    #[test]
+    fn set_regions_stay_in_the_bitmap() {
+        let image = [0xffu8; BLOCK_BYTES];
+        assert_eq!(set_regions(u64::MAX, &image, u64::MAX).count(), 0);
+        assert!(set_regions(0, &image, 10).eq(0..10));
+        let last = BITS_PER_BLOCK + 5;
+        assert!(set_regions(1, &image, last).eq(BITS_PER_BLOCK..last));
+        assert_eq!(set_regions(2, &image, last).count(), 0);
+        let mut one = [0u8; BLOCK_BYTES];
+        one[3] = 0b0100_0001;
+        assert!(set_regions(0, &one, 1000).eq([24, 30]));
     }
 
     #[test]

@@ -80,6 +80,12 @@ impl MemberSet {
         MemberSet::EMPTY.with(member)
     }
 
+    /// Members `0 .. n` (all of them for `n` at or beyond [`MAX_MEMBERS`]).
+    pub fn first(n: usize) -> MemberSet {
+        let n = u32::try_from(n.min(MAX_MEMBERS)).unwrap_or(64);
+        MemberSet(u64::MAX.checked_shr(64 - n).unwrap_or(0))
+    }
+
     /// This set plus `member` (unchanged if out of range).
     pub fn with(self, member: usize) -> MemberSet {
         match 1u64.checked_shl(member as u32) {
@@ -679,6 +685,19 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_members() {
+        assert_eq!(MemberSet::first(0), MemberSet::EMPTY);
+        assert_eq!(MemberSet::first(3), MemberSet(0b111));
+        assert_eq!(MemberSet::first(63), MemberSet(u64::MAX >> 1));
+        assert_eq!(
+            MemberSet::first(64),
+            MemberSet(u64::MAX),
+            "member 63 included"
+        );
+        assert_eq!(MemberSet::first(usize::MAX), MemberSet(u64::MAX));
+    }
 
     #[test]
     fn raid5_left_symmetric_matches_md_table() {

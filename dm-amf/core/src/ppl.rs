@@ -18,7 +18,9 @@
 //! its stripe: a write to the stripe without a log entry, the stripe lock going to another
 //! AMF, or its replay.
 
-use super::geometry::{MemberSet, StripeLayout};
+use core::ops::Range;
+
+use super::geometry::{Geometry, MemberSet, StripeLayout};
 use super::op::{ChunkSet, WriteRequest};
 use super::superblock::BITMAP_SLOTS;
 use super::superblock::{Uuid, BITMAP_HEADER_SECTOR, BITMAP_HEADER_SECTORS, BITMAP_SECTOR};
@@ -42,6 +44,17 @@ const CRC_OFFSET: usize = HEADER_BYTES - 4;
 
 const _: () = assert!(LOG_SECTOR == 192 && SLOT_SECTORS == 232);
 const _: () = assert!(LOG_SECTOR + BITMAP_SLOTS as u64 * SLOT_SECTORS <= BITMAP_SECTOR);
+
+/// The highest sequence number a header may carry. One is used per logged write or
+/// retirement: 2^63 of them outlast any disk, so a header above was not written by dm-amf
+/// and is refused like a bad CRC, and no arithmetic on a decoded one comes near `u64::MAX`.
+pub const SEQ_MAX: u64 = (1 << 63) - 1;
+
+/// The sequence number the next header of a slot whose newest is `seq` carries; `None` when
+/// none is left (only a forged header gets there: the slot cannot take new entries).
+pub fn next_seq(seq: u64) -> Option<u64> {
+    seq.checked_add(1).filter(|s| *s <= SEQ_MAX)
+}
 
 /// Sector of node slot `slot`'s entry header on a member (`None` beyond the slots).
 pub fn slot_sector(slot: u8) -> Option<u64> {
@@ -144,6 +157,19 @@ pub struct Entry {
     pub pp_crc: u32,
 }
 
+/// Where an entry's range lies ([`Entry::span`]).
+#[derive(Clone, Debug)]
+pub struct Span {
+    /// The members of the entry's stripe.
+    pub layout: StripeLayout,
+    /// Member sector of the range's first sector (the same on every member of the row).
+    pub sector: u64,
+    /// Sectors of the range.
+    pub sectors: u64,
+    /// The range's bytes within a chunk-sized buffer.
+    pub bytes: Range<usize>,
+}
+
 /// Why an entry header cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryError {
@@ -158,12 +184,41 @@ pub enum EntryError {
 impl Entry {
     /// Bytes of partial parity that follow the header.
     pub fn pp_bytes(&self) -> usize {
-        self.sectors as usize * 512 * usize::from(self.parity)
+        (self.sectors as usize).saturating_mul(512 * usize::from(self.parity))
     }
 
     /// Whether `pp` is this entry's whole partial parity.
     pub fn pp_matches<C: Crc32c>(&self, pp: &[u8]) -> bool {
         pp.len() == self.pp_bytes() && C::crc32c(pp) == self.pp_crc
+    }
+
+    /// Where the entry's range lies in its stripe of `g`: what the replay reads and writes.
+    /// Refused ([`EntryError::Invalid`]) unless the entry fits `g`: a stripe of it, a range
+    /// within one chunk, `g`'s partial parity blocks, written chunks that are data chunks.
+    pub fn span(&self, g: &Geometry) -> Result<Span, EntryError> {
+        let layout = g.layout(self.stripe).map_err(|_| EntryError::Invalid)?;
+        let (offset, sectors) = (u64::from(self.offset), u64::from(self.sectors));
+        let data_chunks = u32::try_from(g.data_chunks()).unwrap_or(u32::MAX);
+        let fits = usize::from(self.parity) == g.parity_chunks()
+            && self.written.checked_shr(data_chunks).unwrap_or(0) == 0;
+        let end = offset
+            .checked_add(sectors)
+            .filter(|end| fits && *end <= g.chunk_sectors())
+            .ok_or(EntryError::Invalid)?;
+        let byte = |s: u64| {
+            s.checked_mul(512)
+                .and_then(|b| usize::try_from(b).ok())
+                .ok_or(EntryError::Invalid)
+        };
+        Ok(Span {
+            sector: layout
+                .member_sector
+                .checked_add(offset)
+                .ok_or(EntryError::Invalid)?,
+            sectors,
+            bytes: byte(offset)?..byte(end)?,
+            layout,
+        })
     }
 
     /// Whether `self` replaces `other` as the slot's entry.
@@ -193,12 +248,15 @@ pub fn encode<C: Crc32c>(e: &Entry, out: &mut [u8; HEADER_BYTES]) {
 }
 
 /// Reads a header block that should be slot `slot`'s of the group `group` created at
-/// `ctime`.
+/// `ctime`, laid out as `g`. Every field is checked: a header that is not one this group
+/// can have written ([`Entry::span`], [`SEQ_MAX`]) is [`EntryError::Invalid`], as if its
+/// CRC were wrong.
 pub fn decode<C: Crc32c>(
     buf: &[u8],
     group: &Uuid,
     ctime: u64,
     slot: u8,
+    g: &Geometry,
 ) -> Result<Entry, EntryError> {
     let buf = buf.get(..HEADER_BYTES).ok_or(EntryError::Invalid)?;
     if buf.iter().all(|b| *b == 0) {
@@ -243,13 +301,15 @@ pub fn decode<C: Crc32c>(
     };
     let fits = matches!(e.parity, 1 | 2)
         && e.sectors > 0
-        && u64::from(e.sectors) * u64::from(e.parity) <= PP_SECTORS;
+        && u64::from(e.sectors) * u64::from(e.parity) <= PP_SECTORS
+        && e.seq <= SEQ_MAX;
     if !fits {
         return Err(EntryError::Invalid);
     }
     if e.group != *group || e.ctime != ctime || e.slot != slot {
         return Err(EntryError::Foreign);
     }
+    e.span(g)?;
     Ok(e)
 }
 
@@ -263,6 +323,11 @@ mod tests {
         fn append(crc: u32, data: &[u8]) -> u32 {
             crc32c::crc32c_append(crc, data)
         }
+    }
+
+    /// A geometry `entry()` fits: RAID6 over 5, chunks of 32 sectors, 2000 stripes.
+    fn geo() -> Geometry {
+        Geometry::new(Level::Raid6, 5, 32, 32 * 2000).unwrap()
     }
 
     fn entry() -> Entry {
@@ -295,21 +360,30 @@ mod tests {
         let e = entry();
         let mut b = [0u8; HEADER_BYTES];
         encode::<Crc>(&e, &mut b);
-        assert_eq!(decode::<Crc>(&b, &[7; 16], 99, 2), Ok(e));
+        assert_eq!(decode::<Crc>(&b, &[7; 16], 99, 2, &geo()), Ok(e));
         assert!(e.pp_matches::<Crc>(&[1u8; 16 * 512 * 2]));
         assert!(!e.pp_matches::<Crc>(&[1u8; 16 * 512]));
-        assert_eq!(decode::<Crc>(&b, &[7; 16], 99, 3), Err(EntryError::Foreign));
-        assert_eq!(decode::<Crc>(&b, &[8; 16], 99, 2), Err(EntryError::Foreign));
-        assert_eq!(decode::<Crc>(&b, &[7; 16], 98, 2), Err(EntryError::Foreign));
         assert_eq!(
-            decode::<Crc>(&[0; HEADER_BYTES], &[7; 16], 99, 2),
+            decode::<Crc>(&b, &[7; 16], 99, 3, &geo()),
+            Err(EntryError::Foreign)
+        );
+        assert_eq!(
+            decode::<Crc>(&b, &[8; 16], 99, 2, &geo()),
+            Err(EntryError::Foreign)
+        );
+        assert_eq!(
+            decode::<Crc>(&b, &[7; 16], 98, 2, &geo()),
+            Err(EntryError::Foreign)
+        );
+        assert_eq!(
+            decode::<Crc>(&[0; HEADER_BYTES], &[7; 16], 99, 2, &geo()),
             Err(EntryError::Unused)
         );
         for at in [0, 9, 41, 60, CRC_OFFSET] {
             let mut c = b;
             c[at] ^= 1;
             assert_eq!(
-                decode::<Crc>(&c, &[7; 16], 99, 2),
+                decode::<Crc>(&c, &[7; 16], 99, 2, &geo()),
                 Err(EntryError::Invalid),
                 "byte {at}"
             );
@@ -319,13 +393,132 @@ mod tests {
         let crc = Crc::crc32c(&v2[..CRC_OFFSET]);
         v2[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
-            decode::<Crc>(&v2, &[7; 16], 99, 2),
+            decode::<Crc>(&v2, &[7; 16], 99, 2, &geo()),
             Err(EntryError::Invalid)
         );
         let big = Entry { sectors: 113, ..e };
         encode::<Crc>(&big, &mut b);
-        assert_eq!(decode::<Crc>(&b, &[7; 16], 99, 2), Err(EntryError::Invalid));
-        assert!(decode::<Crc>(&b[..100], &[7; 16], 99, 2).is_err());
+        assert_eq!(
+            decode::<Crc>(&b, &[7; 16], 99, 2, &geo()),
+            Err(EntryError::Invalid)
+        );
+        assert!(decode::<Crc>(&b[..100], &[7; 16], 99, 2, &geo()).is_err());
+    }
+
+    fn encoded(e: &Entry) -> [u8; HEADER_BYTES] {
+        let mut b = [0u8; HEADER_BYTES];
+        encode::<Crc>(e, &mut b);
+        b
+    }
+
+    #[test]
+    fn sequence_numbers_stay_below_the_limit() {
+        let e = entry();
+        let limit = (1u64 << 63) - 1;
+        for seq in [u64::MAX, limit + 1] {
+            let b = encoded(&Entry { seq, ..e });
+            assert_eq!(
+                decode::<Crc>(&b, &[7; 16], 99, 2, &geo()),
+                Err(EntryError::Invalid),
+                "seq {seq}"
+            );
+        }
+        let b = encoded(&Entry { seq: limit, ..e });
+        assert_eq!(
+            decode::<Crc>(&b, &[7; 16], 99, 2, &geo()).map(|e| e.seq),
+            Ok(limit)
+        );
+    }
+
+    #[test]
+    fn decode_checks_the_geometry() {
+        let g = geo();
+        let beyond = encoded(&Entry {
+            stripe: 2000,
+            ..entry()
+        });
+        assert_eq!(
+            decode::<Crc>(&beyond, &[7; 16], 99, 2, &g),
+            Err(EntryError::Invalid)
+        );
+        let raid5 = encoded(&Entry {
+            parity: 1,
+            ..entry()
+        });
+        assert_eq!(
+            decode::<Crc>(&raid5, &[7; 16], 99, 2, &g),
+            Err(EntryError::Invalid)
+        );
+        // Another group's entry is foreign whatever its geometry.
+        assert_eq!(
+            decode::<Crc>(&beyond, &[8; 16], 99, 2, &g),
+            Err(EntryError::Foreign)
+        );
+    }
+
+    #[test]
+    fn next_seq_never_overflows() {
+        assert_eq!(next_seq(u64::MAX), None);
+        assert_eq!(next_seq(0), Some(1));
+        assert_eq!(next_seq((1 << 63) - 2), Some((1 << 63) - 1));
+        assert_eq!(next_seq((1 << 63) - 1), None, "no room left");
+    }
+
+    #[test]
+    fn span_refuses_what_the_geometry_cannot_hold() {
+        // RAID5 over 4: 3 data chunks of 16 sectors, 8 stripes.
+        let g = Geometry::new(Level::Raid5, 4, 16, 16 * 8).unwrap();
+        let e = Entry {
+            stripe: 5,
+            offset: 8,
+            sectors: 8,
+            written: 0b101,
+            parity: 1,
+            ..entry()
+        };
+        let s = e.span(&g).unwrap();
+        assert_eq!(
+            (s.sector, s.sectors, s.bytes),
+            (5 * 16 + 8, 8, 8 * 512..16 * 512)
+        );
+        let bad = [
+            Entry { stripe: 8, ..e },
+            Entry {
+                stripe: u64::MAX,
+                ..e
+            },
+            Entry { offset: 9, ..e },
+            Entry {
+                offset: u32::MAX,
+                sectors: u32::MAX,
+                ..e
+            },
+            Entry { parity: 2, ..e },
+            Entry {
+                written: 0b1000,
+                ..e
+            },
+            Entry {
+                written: u64::MAX,
+                ..e
+            },
+        ];
+        for b in bad {
+            assert_eq!(
+                b.span(&g).map(|s| s.sector),
+                Err(EntryError::Invalid),
+                "{b:?}"
+            );
+        }
+        let g6 = Geometry::new(Level::Raid6, 4, 16, 16 * 8).unwrap();
+        assert!(Entry {
+            parity: 2,
+            written: 0b11,
+            ..e
+        }
+        .span(&g6)
+        .is_ok());
+        assert!(e.span(&g6).is_err(), "one parity block for RAID6");
     }
 
     #[test]

@@ -26,7 +26,7 @@
 
 use core::ffi::CStr;
 
-use super::geometry::{Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
+use super::geometry::{nonzero, Geometry, GeometryError, Level, MemberSet, MAX_MEMBERS};
 use super::table::{MAX_CHUNK_SECTORS, MIN_CHUNK_SECTORS};
 use super::wire::Crc32c;
 
@@ -615,6 +615,13 @@ pub fn default_region_sectors(data_sectors: u64, chunk_sectors: u32) -> Option<u
     let need = data_sectors.div_ceil(BITMAP_BITS);
     let floor = DEFAULT_REGION_SECTORS.max(chunk_sectors as u64).max(need);
     floor.checked_next_power_of_two()
+}
+
+/// The first stripe of `g` a rebuild whose checkpoint (member sectors rebuilt, as the
+/// member table records it) is `checkpoint` still has to do; `g.stripes()` when it is done.
+/// The checkpoint is only bounded by the data area, which a table may use less of.
+pub fn resume_stripe(checkpoint: u64, g: &Geometry) -> u64 {
+    (checkpoint / nonzero(g.chunk_sectors())).min(g.stripes())
 }
 
 fn level_code(level: Level) -> (u8, u8) {
@@ -1531,6 +1538,18 @@ mod tests {
         let text = core::str::from_utf8(&b.0[..b.1]).unwrap();
         assert_eq!(text, "01234567-89ab-cdef-0123-456789abcdef");
         assert_eq!(parse_uuid(text), Some(U));
+    }
+
+    #[test]
+    fn resume_stripe_stays_in_the_geometry() {
+        // A table may use less than the data area the superblock records: a checkpoint
+        // beyond it means every stripe of this geometry was rebuilt.
+        let g = Geometry::new(Level::Raid5, 4, 16, 16 * 8).unwrap();
+        assert_eq!(resume_stripe(0, &g), 0);
+        assert_eq!(resume_stripe(16 * 3 + 5, &g), 3);
+        assert_eq!(resume_stripe(16 * 8, &g), 8);
+        assert_eq!(resume_stripe(16 * 100, &g), 8);
+        assert_eq!(resume_stripe(u64::MAX, &g), 8);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 
 N_R5=34
 N_R6=10
-N_PPL=7
+N_PPL=9
 ktap_plan $((1 + N_R5 + N_R6 + N_PPL + 1))
 
 G_WRITES=20  # random writes while a member is failed
@@ -596,6 +596,71 @@ g_always7() {
 }
 ktap_check "$t: whole, recreated with 'ppl' (printed back): 16 random writes logged, volume = reference" \
 	g_always7
+
+# g_forge BYTES: node slot 0's log header, member 0's copy with the sequence number (bytes
+# 48..55) set to BYTES (8 printf escapes, little-endian) and its CRC-32C (bytes 4092..4095)
+# recomputed, written to every member: a forged header that checks out.
+g_forge() {
+	g_get /dev/mapper/m0 192 8 "$P_TMP/g_ppl" || return 1
+	# shellcheck disable=SC2059 # the escapes are the point
+	printf "$1" | dd of="$P_TMP/g_ppl" bs=1 seek=48 conv=notrunc status=none || return 1
+	od -An -tu1 -v -N4092 "$P_TMP/g_ppl" | awk '
+		BEGIN {
+			for (i = 0; i < 256; i++) {
+				c = i
+				for (k = 0; k < 8; k++) c = and(c, 1) ? xor(rshift(c, 1), 2197175160) : rshift(c, 1)
+				T[i] = c
+			}
+			crc = 4294967295
+		}
+		{ for (j = 1; j <= NF; j++) crc = xor(T[and(xor(crc, $j), 255)], rshift(crc, 8)) }
+		END {
+			crc = xor(crc, 4294967295)
+			printf "\\%o\\%o\\%o\\%o", and(crc, 255), and(rshift(crc, 8), 255),
+				and(rshift(crc, 16), 255), rshift(crc, 24)
+		}' >"$P_TMP/g_crc" || return 1
+	# shellcheck disable=SC2059
+	printf "$(cat "$P_TMP/g_crc")" |
+		dd of="$P_TMP/g_ppl" bs=1 seek=4092 conv=notrunc status=none || return 1
+	for g_m in 0 1 2 3; do
+		g_put "$P_TMP/g_ppl" /dev/mapper/m$g_m 192 || return 1
+	done
+}
+
+# Forged headers (issue 18: anyone who can write a member may put any bytes there): a
+# sequence number of 2^64 - 1 is invalid (ignored, as a bad CRC) and the next header starts
+# over; 2^63 - 1 leaves no number for the next header: the table is refused until the slot
+# is zeroed. Neither may overflow in the kernel.
+g_forged7() {
+	g_remove || return 1
+	g_forge '\377\377\377\377\377\377\377\377' || return 1
+	g_create AAAA || return 1
+	# Writes first: each takes the next sequence number (the old code overflowed here).
+	p_random 8 || return 1
+	dmesg_since_mark | grep -q 'partial parity log of slot 0 unusable (Invalid)' ||
+		{ echo "the forged header was not refused"; return 1; }
+	g_s=$(g_seq)
+	echo "log slot 0: sequence $g_s after writes"
+	[ "${g_s:-0}" -gt 0 ] && [ "$g_s" -lt 1000000 ] || return 1
+	! dmesg_since_mark | grep -E "$SPLAT_RE"
+}
+ktap_check "$t: slot 0's header forged with sequence 2^64 - 1 on every member: ignored, writes logged from 1" \
+	g_forged7
+
+g_exhausted7() {
+	g_remove || return 1
+	g_forge '\377\377\377\377\377\377\377\177' || return 1
+	g_refused "$G_TABLE" "Partial parity log sequence numbers exhausted" || return 1
+	dmesg_since_mark | grep -q 'ppl: node slot 0: no sequence number after 9223372036854775807' ||
+		{ echo "the kernel log does not name the slot"; return 1; }
+	dd if=/dev/zero of="$P_TMP/g_ppl" bs=4096 count=1 status=none
+	for g_m in 0 1 2 3; do
+		g_put "$P_TMP/g_ppl" /dev/mapper/m$g_m 192 || return 1
+	done
+	g_create AAAA && p_compare
+}
+ktap_check "$t: slot 0's header forged with sequence 2^63 - 1: refused (exhausted); zeroed: AAAA, volume = reference" \
+	g_exhausted7
 
 g_end7() { g_remove && g_restart AAAA; }
 ktap_check "$t: removed, recreated: AAAA, scrub clean, volume = reference" g_end7

@@ -156,7 +156,7 @@ impl World {
             if self.failed & (1 << m) != 0 || c.header.is_empty() {
                 continue;
             }
-            let Ok(e) = ppl::decode::<SimCrc>(&c.header, &GROUP, CTIME, slot as u8) else {
+            let Ok(e) = ppl::decode::<SimCrc>(&c.header, &GROUP, CTIME, slot as u8, &self.g) else {
                 continue;
             };
             max = max.max(e.seq);
