@@ -81,25 +81,23 @@ w_table() {
 	echo "$w_t" | tr -s ' '
 }
 
-# w_chars I...: the health characters with members I failed ("ADA").
-w_chars() {
-	w_k=0 w_o=''
+# w_each OK BAD SEP I...: one word per member, BAD for members I and OK for the others,
+# joined by SEP.
+w_each() {
+	w_ok=$1 w_bad=$2 w_sep=$3 w_k=0 w_o=''
+	shift 3
 	while [ $w_k -lt "$P_N" ]; do
-		case " $* " in *" $w_k "*) w_o="${w_o}D" ;; *) w_o="${w_o}A" ;; esac
+		case " $* " in *" $w_k "*) w_o="$w_o$w_sep$w_bad" ;; *) w_o="$w_o$w_sep$w_ok" ;; esac
 		w_k=$((w_k + 1))
 	done
-	echo "$w_o"
+	echo "${w_o#"$w_sep"}"
 }
 
+# w_chars I...: the health characters with members I failed ("ADA").
+w_chars() { w_each A D '' "$@"; }
+
 # w_states I...: the member states the superblocks should record with members I failed.
-w_states() {
-	w_k=0 w_o=''
-	while [ $w_k -lt "$P_N" ]; do
-		case " $* " in *" $w_k "*) w_o="$w_o failed" ;; *) w_o="$w_o in_sync" ;; esac
-		w_k=$((w_k + 1))
-	done
-	echo "${w_o# }"
-}
+w_states() { w_each in_sync failed ' ' "$@"; }
 
 # w_diff (p_compare's P_DIFF): how many chunks differ, the first few named.
 w_diff() {
