@@ -845,6 +845,15 @@ impl Replication {
                 self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            SessionError::Stalled => {
+                let ([a, b, c, d], port) = addr.unwrap_or(([0; 4], 0));
+                self.warn(format_args!(
+                    "connection with {a}.{b}.{c}.{d}:{port} dropped: the handshake did not finish in {} ms, or a frame stalled for {} ms",
+                    crate::repl_session::HANDSHAKE_MS,
+                    crate::repl_session::STALL_MS
+                ));
+                return;
+            }
             SessionError::Io | SessionError::Stopped | SessionError::NoMemory => return,
         };
         self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);

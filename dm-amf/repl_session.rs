@@ -14,7 +14,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kernel::{new_mutex, prelude::*, sync::Mutex};
+use kernel::{new_mutex, prelude::*, sync::Mutex, time::Ktime};
 
 use crate::core_proto::handshake::{
     Handshake, SecretMac, CONFIRM_SEQ, FIRST_SESSION_SEQ, HELLO_SEQ, PROOF_SEQ,
@@ -29,8 +29,12 @@ use crate::kernel_ext::{
 };
 use crate::transport::Stream;
 
-/// Longest wait for each handshake message.
-pub(crate) const HANDSHAKE_MS: u32 = 5_000;
+/// Longest a whole handshake may take, from the connection to the peer's key confirmation:
+/// a stranger that connects and then sends slowly or nothing holds the listener no longer.
+pub(crate) const HANDSHAKE_MS: u32 = 10_000;
+/// Longest a frame that has started may go without a byte arriving: a half-open or stalled
+/// peer breaks its connection instead of holding the receiver for ever.
+pub(crate) const STALL_MS: u32 = 10_000;
 /// Receive timeout of a connection: how often a receive loop looks at its stop flag.
 pub(crate) const RECV_POLL_MS: u32 = 200;
 /// Send timeout: a peer that takes no data for this long is treated as gone.
@@ -85,6 +89,9 @@ pub(crate) enum SessionError {
     Stopped,
     /// Out of memory.
     NoMemory,
+    /// The peer sent part of a frame and then nothing for [`STALL_MS`], or did not finish
+    /// its handshake within [`HANDSHAKE_MS`] (counted as a stall).
+    Stalled,
 }
 
 /// What a side of the handshake needs.
@@ -132,6 +139,7 @@ impl Session {
         stop: &AtomicBool,
     ) -> Result<Self, SessionError> {
         stream.set_timeouts(SEND_TIMEOUT_MS, RECV_POLL_MS);
+        let limit = Limit::handshake();
         let mut nonce = [0u8; 32];
         crypto::random_bytes(&mut nonce);
         let mut hs = Handshake::new(side, me.node, me.group, nonce, expect);
@@ -141,7 +149,7 @@ impl Session {
             KBox::new([0u8; CONTROL_LEN], GFP_KERNEL).map_err(|_| SessionError::NoMemory)?;
         let hello = Message::Hello(hs.hello());
         send_control(&*stream, &hello, me.node, HELLO_SEQ, None, &mut buf)?;
-        let theirs = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?.body {
+        let theirs = match recv_control(&*stream, &mut buf, limit, stop)?.body {
             Body::Hello(h) => h,
             _ => return Err(SessionError::Malformed),
         };
@@ -156,7 +164,7 @@ impl Session {
             None,
             &mut buf,
         )?;
-        let got = match recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?.body {
+        let got = match recv_control(&*stream, &mut buf, limit, stop)?.body {
             Body::Proof(p) => p,
             _ => return Err(SessionError::Malformed),
         };
@@ -177,7 +185,7 @@ impl Session {
             &mut buf,
         )?;
         let mut window = SeqWindow::default();
-        let f = recv_control(&*stream, &mut buf, HANDSHAKE_MS, stop)?;
+        let f = recv_control(&*stream, &mut buf, limit, stop)?;
         hs.on_confirm(&f, &mut tagger, &mut window)
             .map_err(SessionError::Refused)?;
         let peer = hs
@@ -319,7 +327,10 @@ impl Session {
             return Err(SessionError::Io);
         }
         let head = buf.get_mut(..HEADER_LEN).ok_or(SessionError::Malformed)?;
-        match recv_exact(&*self.stream, head, true, stop) {
+        let limit = Limit::Stall {
+            ms: i64::from(STALL_MS),
+        };
+        match recv_exact(&*self.stream, head, true, stop, limit) {
             Ok(false) => return Ok(None),
             Ok(true) => {}
             Err(e) => return self.fail(e),
@@ -336,7 +347,7 @@ impl Session {
         let rest = buf
             .get_mut(HEADER_LEN..len)
             .ok_or(SessionError::Malformed)?;
-        if let Err(e) = recv_exact(&*self.stream, rest, false, stop) {
+        if let Err(e) = recv_exact(&*self.stream, rest, false, stop, limit) {
             return self.fail(e);
         }
         let frame = buf.get(..len).ok_or(SessionError::Malformed)?;
@@ -380,16 +391,47 @@ fn stream_error(e: Error) -> SessionError {
     }
 }
 
+/// When a receive gives up: at a fixed point (a handshake's overall deadline), or when a
+/// frame makes no progress for a while (a session).
+#[derive(Clone, Copy)]
+pub(crate) enum Limit {
+    /// Nothing may arrive after `ms` from `start`.
+    Until { start: Ktime, ms: i64 },
+    /// A frame that has started may go `ms` without a byte.
+    Stall { ms: i64 },
+}
+
+impl Limit {
+    /// The overall deadline of a handshake that starts now.
+    fn handshake() -> Self {
+        Limit::Until {
+            start: Ktime::ktime_get(),
+            ms: i64::from(HANDSHAKE_MS),
+        }
+    }
+
+    /// Whether a receive that last made progress at `progress` gives up now.
+    fn passed(&self, progress: Ktime) -> bool {
+        let now = Ktime::ktime_get();
+        match *self {
+            Limit::Until { start, ms } => kernel::time::ktime_ms_delta(now, start) >= ms,
+            Limit::Stall { ms } => kernel::time::ktime_ms_delta(now, progress) >= ms,
+        }
+    }
+}
+
 /// Fills `buf` from the stream. With `idle_ok` a receive timeout before the first byte
-/// returns `Ok(false)`; once a frame has started, timeouts just wait on (the rest of a
-/// frame is on its way) unless we are stopping.
+/// returns `Ok(false)`; once a frame has started, timeouts wait on (the rest of a frame is
+/// on its way) until `limit` says the peer is stalled (`Io`), or we are stopping.
 fn recv_exact(
     stream: &dyn Stream,
     buf: &mut [u8],
     idle_ok: bool,
     stop: &AtomicBool,
+    limit: Limit,
 ) -> Result<bool, SessionError> {
     let mut at = 0;
+    let mut progress = Ktime::ktime_get();
     while at < buf.len() {
         if stop.load(Ordering::Acquire) {
             return Err(SessionError::Stopped);
@@ -399,10 +441,16 @@ fn recv_exact(
         };
         match stream.recv(dst) {
             Ok(0) => return Err(SessionError::Io),
-            Ok(n) => at += n,
+            Ok(n) => {
+                at += n;
+                progress = Ktime::ktime_get();
+            }
             Err(e) if e == EAGAIN => {
                 if at == 0 && idle_ok {
                     return Ok(false);
+                }
+                if limit.passed(progress) {
+                    return Err(SessionError::Stalled);
                 }
             }
             Err(e) => return Err(stream_error(e)),
@@ -431,18 +479,17 @@ fn send_control(
 fn recv_control<'a>(
     stream: &dyn Stream,
     buf: &'a mut [u8; CONTROL_LEN],
-    ms: u32,
+    limit: Limit,
     stop: &AtomicBool,
 ) -> Result<Frame<'a>, SessionError> {
-    let mut waited = 0;
+    let start = Ktime::ktime_get();
     loop {
         let head = buf.get_mut(..HEADER_LEN).ok_or(SessionError::Malformed)?;
-        if recv_exact(stream, head, true, stop)? {
+        if recv_exact(stream, head, true, stop, limit)? {
             break;
         }
-        waited += RECV_POLL_MS;
-        if waited >= ms {
-            return Err(SessionError::Io);
+        if limit.passed(start) {
+            return Err(SessionError::Stalled);
         }
     }
     let len = match wire::frame_len(buf.get(..HEADER_LEN).ok_or(SessionError::Malformed)?) {
@@ -456,7 +503,7 @@ fn recv_control<'a>(
     let rest = buf
         .get_mut(HEADER_LEN..len)
         .ok_or(SessionError::Malformed)?;
-    recv_exact(stream, rest, false, stop)?;
+    recv_exact(stream, rest, false, stop, limit)?;
     let frame = buf.get(..len).ok_or(SessionError::Malformed)?;
     wire::decode::<KernelCrc>(frame)
         .map(|(f, _)| f)

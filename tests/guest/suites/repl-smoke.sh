@@ -7,6 +7,8 @@
 #   - a relay without the secret joins node 1's and node 2's raid5 listeners (each takes it
 #     for the other dialling): both handshakes fail (acceptor's proofs where a dialler's is
 #     due), are counted and logged with the address, and no connection is replaced
+#   - a stranger that sends one byte of a header and then nothing is dropped at the
+#     handshake's 10 s deadline (logged); garbage sent behind it is still read and counted
 #   - interleaved writes of both nodes are replicated (records sent) and stay correct
 #   - node 2 stops dead after the data step of one write on each volume (raid5: new data on
 #     disk, parity stale; raid1: the first copy new, the second old: the write hole) and is
@@ -42,7 +44,7 @@ TR=$(repl_transport)
 P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke"
 P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke$TR"
 
-if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; elif [ -n "$TR" ]; then ktap_plan 13; else ktap_plan 11; fi
+if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; elif [ -n "$TR" ]; then ktap_plan 14; else ktap_plan 12; fi
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load" $? "$(cat "$KTAP_TMP/ld")"
 ktap_check "corosync + dlm_controld up" cluster_start "$CL"
@@ -141,6 +143,28 @@ relay() {
 	[ $rc -eq 0 ] && [ "$(rst r5 9)" = "$again" ] && [ "$(rst r5 1)" = 1 ]
 }
 [ "$AMF_NODE" -ne 0 ] || ktap_check "a relay between the two listeners: refused, counted, logged, nothing replaced" relay
+# Slow loris (issue 18): a stranger sends one byte of a frame header and then nothing for
+# 40 s. The handshake's overall deadline (10 s) drops it, so garbage sent right after it is
+# still read and counted within 20 s; before the deadline the listener waited on the
+# stranger until it closed, and nothing else was accepted meanwhile.
+loris() {
+	bad=$(rst r5 5)
+	kmsg_mark
+	(printf 'A'; sleep 40) | nc 10.199.0.1 7790 >/dev/null 2>&1 &
+	lpid=$!
+	sleep 1
+	(printf 'GARBAGEGARBAGEGARBAGEGARBAGEGARBAGEGARBAGEGARBAGEGARBAGE'; sleep 25) |
+		nc 10.199.0.1 7790 >/dev/null 2>&1 &
+	gpid=$!
+	counted() { [ "$(rst r5 5)" -gt "$bad" ]; }
+	until_ok 20 counted
+	rc=$?
+	echo "garbage counted after ${WAITED:-?} s (bad frames $bad -> $(rst r5 5))"
+	kill "$lpid" "$gpid" 2>/dev/null
+	dmesg_since_mark | grep 'did not finish' || rc=1
+	[ $rc -eq 0 ] && [ "$(rst r5 1)" = 1 ]
+}
+[ "$AMF_NODE" -ne 0 ] || ktap_check "a stranger sending one byte then nothing is dropped after the handshake deadline; the listener serves the next connection" loris
 # RDMA link flap: node 1 removes its rxe device under the live raid1 connections (the
 # removal waits until every RDMA id on it is destroyed: no hang) and adds it again; both
 # directions come back on their own.
