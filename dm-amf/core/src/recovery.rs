@@ -204,10 +204,13 @@ pub fn recoverer(live: u64) -> Option<u32> {
 /// Whether a `Recovery` message about `dead` in `phase` may come from node `from`, as node
 /// `me` sees the membership (`live` members, `pending` deaths not taken over yet; masks
 /// of node ids). `Complete` and `Resume` arrive on the sender's own connection
-/// (`echo == false`) and only the recoverer of a pending death sends them; a `Complete`
-/// echo arrives on our connection to the peer and is due only while we are that
-/// recoverer. Anything else would let an AMF drop a live peer's records or end a takeover
-/// it does not run.
+/// (`echo == false`) and only the recoverer sends them: the lowest live node other than
+/// `dead` and the deaths pending here. The death need not be pending here yet (this node's
+/// DLM recovery may report it after the recoverer's message arrives) or still (it may have
+/// been cleared): requiring it dropped every genuine `Complete` in such a window, and the
+/// recoverer waited for ever. A `Complete` echo arrives on our connection to the peer and
+/// is due only while we are the recoverer of a pending death. Anything else would let an
+/// AMF drop a live peer's records or end a takeover it does not run.
 pub fn may_coordinate(
     from: u32,
     dead: u32,
@@ -217,13 +220,15 @@ pub fn may_coordinate(
     live: u64,
     pending: u64,
 ) -> bool {
-    let is_pending = 1u64.checked_shl(dead).is_some_and(|b| pending & b != 0);
-    if !is_pending || dead == from {
+    let Some(dead_bit) = 1u64.checked_shl(dead).filter(|_| dead < 64) else {
+        return false;
+    };
+    if dead == from || dead == me {
         return false;
     }
-    let recoverer = recoverer(live & !pending);
+    let recoverer = recoverer(live & !pending & !dead_bit);
     if echo {
-        phase == RecoveryPhase::Complete && recoverer == Some(me)
+        phase == RecoveryPhase::Complete && pending & dead_bit != 0 && recoverer == Some(me)
     } else {
         recoverer == Some(from)
     }
@@ -420,10 +425,12 @@ mod tests {
         let (live, pending) = (0b1110, 0b0100);
         for phase in [Complete, Resume] {
             assert!(may_coordinate(1, 2, phase, false, 3, live, pending));
-            // Not the recoverer, not pending, the dead node itself, a node id past 63.
+            // Not seen as pending here (yet, or any more): still the recoverer's to send.
+            assert!(may_coordinate(1, 2, phase, false, 3, live, 0));
+            assert!(may_coordinate(1, 2, phase, false, 3, 0b1010, 0));
+            // Not the recoverer, about ourselves, the dead node itself, a node id past 63.
             assert!(!may_coordinate(3, 2, phase, false, 3, live, pending));
             assert!(!may_coordinate(1, 3, phase, false, 3, live, pending));
-            assert!(!may_coordinate(1, 2, phase, false, 3, live, 0));
             assert!(!may_coordinate(2, 2, phase, false, 3, live, pending));
             assert!(!may_coordinate(1, 64, phase, false, 3, live, u64::MAX));
         }
@@ -431,6 +438,7 @@ mod tests {
         assert!(may_coordinate(3, 2, Complete, true, 1, live, pending));
         assert!(!may_coordinate(3, 2, Resume, true, 1, live, pending));
         assert!(!may_coordinate(1, 2, Complete, true, 3, live, pending));
+        assert!(!may_coordinate(3, 2, Complete, true, 1, live, 0));
         // Node 1 dead too: node 3 recovers both.
         assert!(may_coordinate(3, 1, Resume, false, 2, 0b1110, 0b0110));
         assert!(!may_coordinate(1, 2, Resume, false, 3, 0b1110, 0b0110));
