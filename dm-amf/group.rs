@@ -28,6 +28,16 @@ impl Member {
     }
 }
 
+/// The members in `set` (bit i = member i) that have a device, with their indexes: the
+/// targets of a write or flush to every member of a set.
+pub(crate) fn devices_in(members: &[Member], set: u64) -> impl Iterator<Item = (usize, &DmDev)> {
+    members
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| MemberSet(set).contains(*i))
+        .filter_map(|(i, m)| Some((i, m.dev.as_ref()?)))
+}
+
 /// What a new grant of the group's member-state lock says about the member states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Round {

@@ -22,7 +22,7 @@ use crate::core_proto::{
     table::TableSpec,
     wire::Crc32c,
 };
-use crate::group::Member;
+use crate::group::{devices_in, Member};
 use crate::kernel_ext::{
     bio::BioSet,
     block_io::{self, MemberIo},
@@ -81,7 +81,7 @@ pub(crate) fn assemble(
     spec: &TableSpec<'_>,
     members: &[Member],
 ) -> Result<Assembly, CtrError> {
-    let pool = BioSet::with_bvecs(8).map_err(|_| NO_MEMORY)?;
+    let pool = BioSet::with_bvecs(block_io::EACH_BATCH as u32).map_err(|_| NO_MEMORY)?;
     let mut buf = KVec::from_elem(0u8, 2 * SLOT_SIZE, GFP_KERNEL).map_err(|_| NO_MEMORY)?;
     let mut next = KBox::new(Superblock::BLANK, GFP_KERNEL).map_err(|_| NO_MEMORY)?;
     let mut sbs = KVec::with_capacity(members.len(), GFP_KERNEL).map_err(|_| NO_MEMORY)?;
@@ -278,12 +278,10 @@ impl GroupMeta {
         // media on every member before any member's copy claims it: the newest copy anywhere
         // is the group state at the next start. A member whose cache cannot be flushed gets
         // no copy of the round and counts as failed.
-        let chosen = members
-            .iter()
-            .enumerate()
-            .filter(|(role, _)| usable.contains(*role))
-            .filter_map(|(role, m)| Some((role, m.dev.as_ref()?)));
-        let mut bad = MemberSet(block_io::flush_each(&self.pool, chosen));
+        let mut bad = MemberSet(block_io::flush_each(
+            &self.pool,
+            devices_in(members, usable.0),
+        ));
         let usable = MemberSet(usable.0 & !bad.0);
         for (role, m) in members.iter().enumerate() {
             let (Some(dev), true) = (m.dev.as_ref(), usable.contains(role)) else {
@@ -303,9 +301,8 @@ impl GroupMeta {
                 .flatten()
                 .map_or(Which::A, Which::other);
             let data = self.buf.get(..SLOT_SIZE).ok_or(EINVAL)?;
-            // The preflush makes what the round describes (rebuilt stripes below a new
-            // checkpoint) durable before the superblock claims it.
-            let mut io = [MemberIo::write_ordered(dev, slot.sector(), data)];
+            // FUA: the flush round above already ordered it after what it describes.
+            let mut io = [MemberIo::write(dev, slot.sector(), data, true)];
             if !block_io::submit_all(&self.pool, &mut io) {
                 pr_err!("member {role}: superblock update failed\n");
                 bad = bad.with(role);

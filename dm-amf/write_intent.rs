@@ -21,7 +21,7 @@ use crate::core_proto::{
     bitmap::{self, state, Header, HeaderError, BLOCK_BYTES},
     superblock::Superblock,
 };
-use crate::group::Member;
+use crate::group::{devices_in, Member};
 use crate::kernel_ext::{
     bio::BioSet,
     block_io::{self, MemberIo},
@@ -557,17 +557,6 @@ pub(crate) enum Mark {
     Clean,
 }
 
-/// Flushes the volatile cache of every member in `targets`. Returns the members whose flush
-/// failed. Sleeps.
-pub(crate) fn flush_all(pool: &BioSet, members: &[Member], targets: u64) -> u64 {
-    let chosen = members
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| targets & (1u64 << i) != 0)
-        .filter_map(|(i, m)| Some((i, m.dev.as_ref()?)));
-    block_io::flush_each(pool, chosen)
-}
-
 /// Writes `buf` at `sector` (absolute, in the reserved area) of every member in `targets`
 /// with FUA, [`BATCH`] at a time (`pool` reserves that many bios), after a flush of every
 /// target when `mark` is [`Mark::Clean`]. Returns the members whose flush or write failed
@@ -585,14 +574,10 @@ pub(crate) fn write_all(
     // dirty, which a restart reads as more work, never less.
     let unflushed = match mark {
         Mark::Dirty => 0,
-        Mark::Clean => flush_all(pool, members, targets),
+        Mark::Clean => block_io::flush_each(pool, devices_in(members, targets)),
     };
-    let targets = targets & !unflushed;
-    let chosen = members
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| targets & (1u64 << i) != 0)
-        .filter_map(|(i, m)| Some((i, MemberIo::write(m.dev.as_ref()?, sector, buf, true))));
+    let chosen = devices_in(members, targets & !unflushed)
+        .map(|(i, dev)| (i, MemberIo::write(dev, sector, buf, true)));
     let (bad, landed) = block_io::submit_each(pool, chosen);
     if bad != 0 {
         pr_err!("{what} write failed on members {bad:#x}\n");

@@ -24,9 +24,6 @@ pub(crate) enum Dir {
     Write,
     /// Write the buffer with `REQ_FUA` (on stable media when it completes).
     WriteFua,
-    /// Write the buffer with `REQ_PREFLUSH | REQ_FUA`: every write completed before it is
-    /// on stable media first, then the buffer.
-    WriteOrdered,
     /// An empty `REQ_PREFLUSH` write: every write completed before it is on stable media.
     Flush,
 }
@@ -54,18 +51,6 @@ impl<'a> MemberIo<'a> {
     pub(crate) fn write(dev: &'a DmDev, sector: u64, buf: &'a [u8], fua: bool) -> Self {
         let dir = if fua { Dir::WriteFua } else { Dir::Write };
         Self::new(dev, sector, buf.as_ptr().cast_mut(), buf.len(), dir)
-    }
-
-    /// A write of `buf` to `sector` of `dev` after a cache flush, with FUA: what completed
-    /// before it is durable before it is (superblock rounds).
-    pub(crate) fn write_ordered(dev: &'a DmDev, sector: u64, buf: &'a [u8]) -> Self {
-        Self::new(
-            dev,
-            sector,
-            buf.as_ptr().cast_mut(),
-            buf.len(),
-            Dir::WriteOrdered,
-        )
     }
 
     /// A cache flush of `dev` (an empty `REQ_PREFLUSH` write): what completed before it is
@@ -142,9 +127,6 @@ pub(crate) fn submit_all(pool: &BioSet, ios: &mut [MemberIo<'_>]) -> bool {
             Dir::Read => bindings::req_op_REQ_OP_READ,
             Dir::Write => bindings::req_op_REQ_OP_WRITE,
             Dir::WriteFua => bindings::req_op_REQ_OP_WRITE | b::AMF_CONST_REQ_FUA,
-            Dir::WriteOrdered => {
-                bindings::req_op_REQ_OP_WRITE | b::AMF_CONST_REQ_FUA | b::AMF_CONST_REQ_PREFLUSH
-            }
             Dir::Flush => bindings::req_op_REQ_OP_WRITE | b::AMF_CONST_REQ_PREFLUSH,
         };
         // SAFETY: `pool` outlives the batch (we wait for every bio below); `dev` holds its
