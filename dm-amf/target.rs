@@ -24,6 +24,7 @@ use crate::cluster::{GroupMembership, UnitLock};
 use crate::core_proto::{
     bitmap,
     geometry::{nonzero, Geometry, Level, MemberSet},
+    handshake,
     superblock::{self, Uuid, UuidText},
     table::{self, ClusterSpec, TableError, TableSpec, TransportKind},
 };
@@ -166,6 +167,12 @@ fn start_replication(
     }
     let secret = keyring::logon_key(r.auth_key)
         .map_err(|_| CtrError::inval(c"auth_key: no readable logon key of that description"))?;
+    if secret.bytes().len() < handshake::MIN_SECRET_LEN {
+        // One recorded handshake lets anyone test guesses of a short secret offline.
+        return Err(CtrError::inval(
+            c"auth_key: the logon key holds fewer than 16 bytes",
+        ));
+    }
     let mut name = KVec::new();
     let mut w = VecWriter(&mut name);
     let _ = write!(w, "group {}", UuidText(uuid));

@@ -30,6 +30,10 @@ pub const FIRST_SESSION_SEQ: u64 = 3;
 pub const TRANSCRIPT_LEN: usize = 2 + 16 + 4 + 4 + 32 + 32;
 /// Bytes of a derived session key.
 pub const KEY_LEN: usize = 32;
+/// The shortest shared secret (`auth_key`'s logon key) taken, in bytes, by `amfctl key-add`
+/// and by the kernel at table load: anyone who records one handshake can test guesses of the
+/// secret against its proofs offline, so a short one is found quickly.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// Label of the dialler's proof.
 const DIALLER_PROOF: &[u8] = b"amf-proof-dialler";

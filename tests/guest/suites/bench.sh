@@ -200,20 +200,22 @@ BM_DATA=$((ROWS * CHUNK))      # sectors per member
 BM_STRIPE_K=$((CHUNK * 3 / 2)) # KiB of data per stripe: 1536
 export MDADM_NO_UDEV=1
 
-# bm_io: writes and reads completed by the four member disks so far ("<writes> <reads>").
+# bm_io: writes, reads and cache flushes completed by the four member disks so far
+# ("<writes> <reads> <flushes>"; the flushes are the stat file's 16th field, the disks have a
+# volatile write cache, so the block layer passes every flush on).
 bm_io() {
-	_s=0 _r=0
+	_s=0 _r=0 _f=0
 	for d in $DISKS; do
 		# shellcheck disable=SC2046 # the stat fields
 		set -- $(cat "/sys/block/${d#/dev/}/stat")
-		_s=$((_s + $5)) _r=$((_r + $1))
+		_s=$((_s + $5)) _r=$((_r + $1)) _f=$((_f + ${16:-0}))
 	done
-	echo "$_s $_r"
+	echo "$_s $_r $_f"
 }
 
 # bm_run KIND DEV: one workload (rand: 4 KiB random writes, qd 16; seq: full-stripe sequential
 # writes, qd 4), no ramp. Sets BM_V (IOPS for rand, KiB/s for seq), BM_N (fio's writes),
-# BM_PW and BM_PR (member writes and reads per fio write).
+# BM_PW, BM_PR and BM_PF (member writes, reads and cache flushes per fio write).
 bm_run() {
 	case $1 in
 	rand) _rw=randwrite _bk=4 _qd=16 ;;
@@ -230,8 +232,11 @@ bm_run() {
 	set -- $(echo "$_out" | awk -F';' -v r=$_rw '{ print (r == "randwrite" ? $49 : $48), $47 }')
 	BM_V=$1
 	BM_N=$(awk -v k="$2" -v b=$_bk 'BEGIN { printf "%d", k / b }')
-	BM_PW=$(per_write $((${_io1% *} - ${_io0% *})))
-	BM_PR=$(per_write $((${_io1#* } - ${_io0#* })))
+	# shellcheck disable=SC2086 # three words each
+	set -- $_io0 $_io1
+	BM_PW=$(per_write $(($4 - $1)))
+	BM_PR=$(per_write $(($5 - $2)))
+	BM_PF=$(per_write $(($6 - $3)))
 	[ -n "$BM_V" ] || { echo "no fio result: $_out"; return 1; }
 }
 
@@ -242,9 +247,9 @@ per_write() {
 
 # bm_keep CFG KIND [NOTE]: stores BM_V and BM_PW as CFG's result for KIND, prints it.
 bm_keep() {
-	eval "BMV_$2_$1=\$BM_V BMP_$2_$1=\$BM_PW BMN_$2_$1=\${3:-}"
+	eval "BMV_$2_$1=\$BM_V BMP_$2_$1=\$BM_PW BMF_$2_$1=\$BM_PF BMN_$2_$1=\${3:-}"
 	if [ "$2" = rand ]; then _u=IOPS; else _u=KiB/s; fi
-	echo "$1 $2: $BM_V $_u, $BM_PW member writes per write${3:+, $3}"
+	echo "$1 $2: $BM_V $_u, $BM_PW member writes and $BM_PF flushes per write${3:+, $3}"
 }
 
 # bm_expect DEV WANT: dmsetup status of DEV is WANT.
@@ -378,9 +383,11 @@ cost_report() {
 		done
 		for _c in $3; do
 			_v='' _w='' _t=''
-			eval "_v=\${BMV_${_k}_$_c:-} _w=\${BMP_${_k}_$_c:-} _t=\${BMN_${_k}_$_c:-}"
+			eval "_v=\${BMV_${_k}_$_c:-} _w=\${BMP_${_k}_$_c:-} _f=\${BMF_${_k}_$_c:-}"
+			eval "_t=\${BMN_${_k}_$_c:-}"
 			[ -n "$_v" ] || { echo "# $_n $(echo "$_c" | tr _ -): no result"; continue; }
-			echo "# $_n $(echo "$_c" | tr _ -): $_v $_u, $_w member writes per write${_t:+, $_t}"
+			echo "# $_n $(echo "$_c" | tr _ -): $_v $_u, $_w member writes and $_f flushes" \
+				"per write${_t:+, $_t}"
 		done
 	done
 }

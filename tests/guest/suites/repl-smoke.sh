@@ -44,7 +44,7 @@ TR=$(repl_transport)
 P5="peers 2 1@10.199.0.1:7790 2@10.199.0.2:7790 auth_key dm-amf:smoke"
 P1="peers 2 1@10.199.0.1:7791 2@10.199.0.2:7791 auth_key dm-amf:smoke$TR"
 
-if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 8; elif [ -n "$TR" ]; then ktap_plan 14; else ktap_plan 12; fi
+if [ "$AMF_NODE" -eq 1 ]; then ktap_plan 9; elif [ -n "$TR" ]; then ktap_plan 14; else ktap_plan 12; fi
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load" $? "$(cat "$KTAP_TMP/ld")"
 ktap_check "corosync + dlm_controld up" cluster_start "$CL"
@@ -82,6 +82,21 @@ impostor() {
 	echo "not-the-group-secret" | amfctl key-add dm-amf:wrong || return 1
 	dm_create r5 "$T5 ${P5%dm-amf:smoke}dm-amf:wrong $D5" || { echo "r5: $DM_OUT"; return 1; }
 }
+# A logon key shorter than 16 bytes (amfctl key-add refuses it; amf-iotool adds any) is
+# refused at table load with a precise error.
+short_key() {
+	amf-iotool add-logon-key --desc dm-amf:short --secret 0123456789abcde >/dev/null || return 1
+	kmsg_mark
+	if dm_create r5 "$T5 ${P5%dm-amf:smoke}dm-amf:short $D5"; then
+		dmsetup remove r5
+		echo "r5 created with a 15-byte secret"
+		return 1
+	fi
+	dmesg_since_mark | grep -q "auth_key: the logon key holds fewer than 16 bytes" && return 0
+	echo "no precise error: $DM_OUT"
+	dmesg_since_mark | tail -n 3
+	return 1
+}
 refused() {
 	head -c 300 /dev/urandom | nc -w 2 10.199.0.1 7790 >/dev/null 2>&1
 	refusals() { [ "$(rst r5 6)" -ge 1 ] && [ "$(rst r5 5)" -ge 1 ]; }
@@ -109,6 +124,7 @@ if [ "$AMF_NODE" -eq 0 ]; then
 	[ -z "$TR" ] || ktap_check "rdma: a peer killed during set-up, then garbage: counted, nothing held" rdma_faults
 	bar
 else
+	ktap_check "a 15-byte secret refused at table load" short_key
 	bar
 	ktap_check "raid5 created with the wrong secret" impostor
 	bar

@@ -18,9 +18,8 @@ pub const KEY_SPEC_USER_KEYRING: i32 = -4;
 /// The largest payload of a `logon` (or `user`) key, in bytes.
 pub const MAX_SECRET_LEN: usize = 32767;
 
-/// The shortest secret taken, in bytes: anyone who records one handshake can test guesses
-/// of the secret against its proofs offline, so a short one is found quickly.
-pub const MIN_SECRET_LEN: usize = 16;
+/// The shortest secret taken, in bytes (the kernel refuses a shorter one at table load too).
+pub use amf_core::handshake::MIN_SECRET_LEN;
 
 /// Why no key was added.
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,8 @@
 //!           after a power cut: see crash.rs.
 //!   logwrites --log L [--from SECTOR --to SECTOR]
 //!           the entries of a dm-log-writes log, in order: see logwrites.rs.
+//!   add-logon-key --desc D --secret S
+//!           adds the logon key D holding S, whatever its length: see addkey.rs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -82,6 +84,7 @@ struct Fail(String);
 type Res<T> = Result<T, Fail>;
 macro_rules! fail { ($($t:tt)*) => { return Err(Fail(format!($($t)*))) } }
 
+mod addkey;
 mod crash;
 mod logwrites;
 
@@ -1036,7 +1039,7 @@ fn cmd_barrier(a: &Args) -> Res<u64> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites ...");
+        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites|add-logon-key ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -1052,6 +1055,7 @@ fn main() -> ExitCode {
         "crash-write" => crash::cmd_crash_write(&a),
         "crash-check" => crash::cmd_crash_check(&a),
         "logwrites" => logwrites::cmd_logwrites(&a),
+        "add-logon-key" => addkey::cmd_add_logon_key(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
     match r {
