@@ -5,10 +5,13 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use kernel::{prelude::*, sync::Mutex};
+use kernel::{
+    prelude::*,
+    sync::{Arc, Mutex},
+};
 
 use crate::core_proto::geometry::{Geometry, MemberSet};
-use crate::kernel_ext::device_mapper::DmDev;
+use crate::kernel_ext::{device_mapper::DmDev, dm_event::EventSender};
 use crate::metadata::GroupMeta;
 use crate::parity_log::ParityLog;
 use crate::stripe_lock::StripeLocks;
@@ -87,6 +90,8 @@ pub(crate) struct Group {
     log: Option<Pin<KBox<ParityLog>>>,
     /// Test hook without peers (`fail_after data`): 0 off, [`HALT_ARMED`], [`HALT_FIRED`].
     halt: AtomicU8,
+    /// Device-mapper events: a member failed, a rebuild started, ended or was abandoned.
+    dm_events: EventSender,
 }
 
 /// `fail_after data` was given: the next RAID5/6 write stops after its data.
@@ -98,6 +103,8 @@ impl Group {
     /// A group whose members `failed` are out of service from the start (missing, or
     /// failed according to its superblocks `meta`) and whose members `rebuilding` are
     /// rewritten from the others from stripe 0 once the worker runs.
+    /// Built in place on the heap, apart from the constructor's frame.
+    #[inline(never)]
     pub(crate) fn new(
         geometry: Geometry,
         chunk_sectors: u32,
@@ -105,8 +112,9 @@ impl Group {
         members: KVec<Member>,
         (failed, rebuilding, from_stripe): (MemberSet, MemberSet, u64),
         (meta, intent, log): OnDisk,
-    ) -> Self {
-        Self {
+        dm_events: EventSender,
+    ) -> Result<Arc<Self>> {
+        let group = Self {
             geometry,
             chunk_sectors,
             member_len,
@@ -122,7 +130,9 @@ impl Group {
             intent,
             log,
             halt: AtomicU8::new(0),
-        }
+            dm_events,
+        };
+        Ok(Arc::new(group, GFP_KERNEL)?)
     }
 
     /// Arms (`true`) or cancels and releases (`false`) the test hook that stops the next
@@ -355,9 +365,13 @@ impl Group {
     pub(crate) fn mark_failed(&self, set: MemberSet) {
         let failed = self.failed.fetch_or(set.0, Ordering::AcqRel) | set.0;
         let before = self.logged.fetch_or(failed, Ordering::AcqRel);
-        for m in MemberSet(failed & !before).iter() {
+        let news = MemberSet(failed & !before);
+        for m in news.iter() {
             let name = self.member(m).map_or("?", Member::name);
             pr_err!("member {m} ({name}) failed: I/O error; the group runs degraded\n");
+        }
+        if !news.is_empty() {
+            self.raise_event();
         }
     }
 
@@ -418,6 +432,7 @@ impl Group {
         self.failed.fetch_and(!set.0, Ordering::AcqRel);
         // A later failure of these members is news again.
         self.logged.fetch_and(!set.0, Ordering::AcqRel);
+        self.raise_event();
         Ok(())
     }
 
@@ -429,11 +444,22 @@ impl Group {
             for m in done.iter() {
                 pr_info!("member {m}: rebuild complete\n");
             }
+            if !done.is_empty() {
+                self.raise_event();
+            }
         }
+    }
+
+    /// Raises a device-mapper event for a change that `dmsetup status` shows (any context).
+    pub(crate) fn raise_event(&self) {
+        self.dm_events.raise();
     }
 
     /// Drops members `set` from the rebuild (they failed while being rebuilt).
     pub(crate) fn abandon_rebuild(&self, set: MemberSet) {
-        self.rebuilding.fetch_and(!set.0, Ordering::AcqRel);
+        let before = self.rebuilding.fetch_and(!set.0, Ordering::AcqRel);
+        if before & set.0 != 0 {
+            self.raise_event();
+        }
     }
 }

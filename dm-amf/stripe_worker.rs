@@ -398,7 +398,10 @@ impl StripeWorker {
         let dead_slots = (1..=MAX_SLOT_NODE).filter(|n| dead & (1u64 << n) != 0);
         for (node, slot) in dead_slots.filter_map(|n| Some((n, bitmap::node_slot(n)?))) {
             match wi.adopt_slot(&self.group.members, self.group.failed().0, slot) {
-                Ok(n) => pr_info!("resync: {n} dirty regions of dead node {node} taken over\n"),
+                Ok(n) => {
+                    pr_info!("resync: {n} dirty regions of dead node {node} taken over\n");
+                    self.group.raise_event();
+                }
                 Err(e) => pr_err!("resync: cannot take over dead node {node}'s bitmap: {e:?}\n"),
             }
             if let Some(log) = self.group.parity_log() {

@@ -29,7 +29,6 @@ use crate::core_proto::{
     table::{self, ClusterSpec, TableError, TableSpec, TransportKind},
 };
 use crate::group::{Group, Member, OnDisk};
-use crate::kernel_ext::keyring;
 use crate::kernel_ext::{
     bio::{Bio, BioOp, BlkStatus, CopyPool, SavedIter},
     device_mapper::{
@@ -37,6 +36,7 @@ use crate::kernel_ext::{
         TargetCtr, TargetOperations,
     },
 };
+use crate::kernel_ext::{dm_event::TableEvents, keyring};
 use crate::lock_stats::LockStats;
 use crate::metadata;
 use crate::parity_log::ParityLog;
@@ -82,6 +82,8 @@ pub(crate) struct AmfTarget {
     /// Cluster mode: the table's cluster parameters, the group's lockspace (after
     /// `stripes`, whose locks live in it) and the lock counters.
     cluster: Option<ClusterState>,
+    /// Device-mapper events of this target's table; dropped last, which closes them.
+    _events: TableEvents,
 }
 
 /// A clustered target's view of the cluster.
@@ -218,6 +220,7 @@ fn start(
     (parity, mirrored, ranged_per_member): (bool, bool, bool),
     copies: Option<CopyPool>,
     has_meta: bool,
+    events: TableEvents,
 ) -> Result<KBox<AmfTarget>, CtrError> {
     let geometry = group.geometry;
     let nr = geometry.members();
@@ -271,6 +274,7 @@ fn start(
             group,
             copies,
             cluster,
+            _events: events,
         },
         GFP_KERNEL,
     )
@@ -699,6 +703,7 @@ impl TargetOperations for AmfTarget {
             ));
         }
         let has_meta = meta.is_some();
+        let events = ti.events()?;
         let group = Group::new(
             geometry,
             spec.chunk_sectors,
@@ -706,9 +711,9 @@ impl TargetOperations for AmfTarget {
             members,
             (failed, rebuild, from_stripe),
             (meta, intent, log),
-        );
-        let group = Arc::new(group, GFP_KERNEL)
-            .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
+            events.sender(),
+        )
+        .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))?;
         start(
             ti,
             &spec,
@@ -716,6 +721,7 @@ impl TargetOperations for AmfTarget {
             (parity, mirrored, ranged_per_member),
             copies,
             has_meta,
+            events,
         )
     }
 

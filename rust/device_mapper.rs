@@ -188,6 +188,12 @@ impl<'a> TargetCtr<'a> {
         self.get().len
     }
 
+    /// The events of this target's table ([`super::dm_event::TableEvents`]).
+    pub(crate) fn events(&self) -> Result<super::dm_event::TableEvents, CtrError> {
+        super::dm_event::TableEvents::new(self.get().table)
+            .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate target context"))
+    }
+
     /// Makes dm core split every bio so that none crosses a multiple of `sectors`.
     pub(crate) fn set_max_io_len(&mut self, sectors: u64) -> Result<(), CtrError> {
         // SAFETY: the target is valid and being constructed.

@@ -13,6 +13,7 @@ pub(crate) mod crypto;
 pub(crate) mod device_mapper;
 #[cfg(CONFIG_DLM)]
 pub(crate) mod dlm;
+pub(crate) mod dm_event;
 pub(crate) mod keyring;
 pub(crate) mod net;
 pub(crate) mod parity;

@@ -14,6 +14,8 @@
 #             fail member 0: reads and writes of the lost chunks fail with EIO
 #   raid6 x5: scrub after the fill, then fail members 1 and 3 at once: rebuilt from P and Q
 #   raid5 x4: fail member 0 and write straight away (the first write to reach it marks it)
+# Each failure and each rebuild raises a device-mapper event (`dmsetup wait`, the event
+# number of `dmsetup info`), checked in the raid6 double scenario.
 #
 # Needs 6 disks of 32 MiB (vda..vdf; vdf is kept for the rebuild checks, see d_rebuild).
 # shellcheck disable=SC1091 # the guest's path
@@ -23,7 +25,7 @@
 
 N_R5=17
 N_R6=23
-N_R6D=12
+N_R6D=14
 N_R5W=12
 ktap_plan $((2 + N_R5 + N_R6 + N_R6D + N_R5W + 1))
 
@@ -274,6 +276,19 @@ d_rebuild_msg() {
 	return 1
 }
 
+# d_event_nr: the volume's device-mapper event number (`dmsetup info`).
+d_event_nr() { dmsetup info "$P_NAME" | sed -n 's/^Event number: *//p'; }
+
+# d_event_after N WHAT: the volume raised a device-mapper event since its event number was
+# N (what `dmsetup wait <vol> N` waits for, and dmeventd listens to): the number is above N
+# and `dmsetup wait` returns at once.
+d_event_after() {
+	d_en=$(d_event_nr)
+	echo "event number $1 -> $d_en ($2)"
+	[ -n "$d_en" ] && [ "$d_en" -gt "$1" ] || return 1
+	timeout 10 dmsetup wait "$P_NAME" "$1" >/dev/null || { echo "dmsetup wait $1 did not return"; return 1; }
+}
+
 # d_begin TITLE "DISK..." NAME LEVEL CHUNK LEN SEED DEV:OFFSET...: a scenario's first two
 # checks: members m0.. over the disks (p_members), then the volume (p_setup) zeroed, created
 # and read as zeroes; its table as a diagnostic in between.
@@ -339,13 +354,19 @@ ktap_check "$d_t: volume and members removed" d_teardown
 d_begin "raid6 x5 double" "vda vdb vdc vdd vde" d6d raid6 64 12288 804 mapper/m0:0 mapper/m1:8 mapper/m2:0 mapper/m3:2048 mapper/m4:64
 ktap_check "$d_t: filled with random data = reference" d_fill
 ktap_check "$d_t: scrub clean after the fill (P and Q right on the members)" p_scrub_live
+D_EV=$(d_event_nr)
 d_check "$d_t: members 1 and 3 fail ($D_FAILTGT under m1, m3), no write since the fill" \
 	d_fail_all 1 3
 d_check "$d_t: whole volume = reference (members 1 and 3 rebuilt from P and Q)" p_compare
 d_check "$d_t: status health ADADA" p_health ADADA
 d_check "$d_t: kernel log: members 1 and 3 failed, once each" d_logged 1 3
+d_check "$d_t: a device-mapper event for the failures (dmsetup wait returns)" \
+	d_event_after "$D_EV" "members failed"
+D_EV=$(d_event_nr)
 d_check "$d_t: member 3 moved to a disk with stale data (vdf), 'dmsetup message rebuild 3'" \
 	d_rebuild_msg 3 vdf
+d_check "$d_t: a device-mapper event for the rebuild (dmsetup wait returns)" \
+	d_event_after "$D_EV" "rebuild started and ended"
 d_check "$d_t: status health ADAAA after the rebuild" p_health ADAAA
 d_check "$d_t: whole volume = reference after the rebuild (member 1 still failed)" p_compare
 ktap_check "$d_t: volume and members removed" d_teardown
