@@ -39,13 +39,17 @@ check "nothing outside lib/ and usr/" \
 	bash -c "[ -z \"\$(ls -A '$root' | grep -vx -e lib -e usr)\" ]"
 
 # One page per visible subcommand, from amfctl's own list.
-subs=$("$root/usr/sbin/amfctl" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && $1 != "help" && NF { print $1 }')
+subs=$("$root/usr/sbin/amfctl" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }')
 pages=("$root/usr/share/man/man8/amfctl.8")
 for s in $subs; do pages+=("$root/usr/share/man/man8/amfctl-$s.8"); done
 echo "man pages: ${#pages[@]} (amfctl.8 and $(echo "$subs" | wc -w) subcommands)"
 for p in "${pages[@]}"; do
 	check "man page ${p##*/} renders without warnings" \
 		bash -c "out=\$(MANWIDTH=80 man --warnings -l '$p' 2>&1 >/dev/null); [ -z \"\$out\" ] || { echo \"\$out\"; exit 1; }; man -l '$p' 2>/dev/null | grep -q '^NAME'"
+done
+refs=$(man -l "$root/usr/share/man/man8/amfctl.8" 2>/dev/null | grep -o 'amfctl-[a-z-]*(8)' | sort -u)
+for r in $refs; do
+	check "amfctl.8 names ${r}: its page exists" test -f "$root/usr/share/man/man8/${r%(8)}.8"
 done
 check "no page for the hidden generators" \
 	bash -c "! ls '$root/usr/share/man/man8' | grep -q gen-"

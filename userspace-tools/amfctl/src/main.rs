@@ -566,7 +566,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manual pages: amfctl.8 and one amfctl-<command>.8 per (visible) subcommand.
+/// The manual pages: amfctl.8 and one amfctl-<command>.8 per visible subcommand.
 fn gen_man(dir: &std::path::Path) -> Result<()> {
     use clap::CommandFactory;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -583,10 +583,8 @@ fn gen_man(dir: &std::path::Path) -> Result<()> {
         let path = dir.join(file);
         std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
     };
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
+    // Every page amfctl.8 names under SUBCOMMANDS, `amfctl help` included.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("amfctl-{}", sub.get_name());
         let sub = sub
             .clone()
