@@ -10,6 +10,7 @@ APT_PKGS=(
 	linux-source-6.12 flex bison bc cpio libelf-dev libssl-dev dwarves kmod
 	libclang-dev clang qemu-system-x86 busybox-static dmsetup iproute2 xz-utils
 	corosync dlm-controld fio mdadm libdlm3 ibverbs-providers librdmacm-dev gcc
+	dkms man-db
 )
 
 missing=()

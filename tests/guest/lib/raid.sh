@@ -30,7 +30,7 @@ P_TMP=${P_TMP:-$KTAP_TMP}
 p_drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # scrub_ok LEVEL CHUNK SIZE DEV:OFFSET...: `amfctl scrub` of the group on these members
-# (sizes in sectors) exits 0 and reports every stripe checked, none mismatched.
+# (sizes in sectors; the chunk is handed over as `<CHUNK>s`, since a plain --chunk is KiB) exits 0 and reports every stripe checked, none mismatched.
 scrub_ok() {
 	s_level=$1 s_chunk=$2 s_size=$3
 	shift 3
@@ -44,9 +44,9 @@ scrub_ok() {
 	for s_m in "$@"; do s_args="$s_args --dev $s_m"; done
 	p_drop
 	# shellcheck disable=SC2086 # s_args is a word list
-	s_out=$(amfctl scrub --level "$s_level" --chunk "$s_chunk" --size "$s_size" $s_args 2>&1)
+	s_out=$(amfctl scrub --level "$s_level" --chunk "${s_chunk}s" --size "$s_size" $s_args 2>&1)
 	s_rc=$?
-	echo "amfctl scrub --level $s_level --chunk $s_chunk --size $s_size$s_args: exit $s_rc"
+	echo "amfctl scrub --level $s_level --chunk ${s_chunk}s --size $s_size$s_args: exit $s_rc"
 	# The first mismatch lines and the summary.
 	echo "$s_out" | awk 'NR <= 10 { print } { l = $0 } END { if (NR > 10) print "...\n" l }'
 	case $s_rc in

@@ -133,14 +133,30 @@ g_refused() {
 }
 
 # g_amftable LEVEL CHUNK SIZE UUID I...: g_t = `amfctl table --group UUID` of members mI
-# (4M data offset each); printed when amfctl fails.
+# (4M data offset each); printed when amfctl fails. With G_OFFLINE=--offline amfctl reads no
+# superblock (it would refuse a table that does not match them, as the kernel does), so
+# that the kernel's own refusal is tested.
+G_OFFLINE=
 g_amftable() {
 	g_al=$1 g_ac=$2 g_as=$3 g_au=$4 g_ad=''
 	shift 4
 	for g_i in "$@"; do g_ad="$g_ad --dev /dev/mapper/m$g_i:4M"; done
-	# shellcheck disable=SC2086 # g_ad is a word list
-	g_t=$(amfctl table --level "$g_al" --chunk "$g_ac" --size "$g_as" --group "$g_au" $g_ad 2>&1) ||
+	# shellcheck disable=SC2086 # g_ad is a word list, G_OFFLINE empty or one word
+	g_t=$(amfctl table $G_OFFLINE --level "$g_al" --chunk "$g_ac" --size "$g_as" --group "$g_au" $g_ad 2>&1) ||
 		{ echo "$g_t"; return 1; }
+}
+
+# g_amfrefuses WANT LEVEL CHUNK SIZE UUID I...: amfctl table (members opened, superblocks
+# read) refuses the table with the kernel's message WANT before any kernel sees it.
+g_amfrefuses() {
+	g_want=$1
+	shift
+	if g_amftable "$@" >"$P_TMP/g_ar"; then echo "amfctl accepted: $g_t"; return 1; fi
+	cat "$P_TMP/g_ar"
+	case $(cat "$P_TMP/g_ar") in
+	"amfctl: $g_want ("*) ;;
+	*) echo "amfctl did not refuse with '$g_want'"; return 1 ;;
+	esac
 }
 
 # g_wait CHARS: the volume's status reaches health CHARS and idle (after `message
@@ -281,16 +297,23 @@ ktap_check "$t: refused: member 1 at offset 8200, not its data offset" g_refused
 	"Member offset is not its superblock's data offset"
 
 g_chunk() {
-	g_amftable raid5 64K "$P_LEN" "$U5" 0 1 2 3 || return 1
+	g_amfrefuses "Table does not match the group's superblock" raid5 64K "$P_LEN" "$U5" 0 1 2 3 ||
+		return 1
+	G_OFFLINE=--offline
+	g_amftable raid5 64K "$P_LEN" "$U5" 0 1 2 3 || { G_OFFLINE=; return 1; }
+	G_OFFLINE=
 	g_refused "$g_t" "Table does not match the group's superblock"
 }
-ktap_check "$t: refused: chunk 64K, the group's is 32K" g_chunk
+ktap_check "$t: refused: chunk 64K, the group's is 32K (by amfctl table first)" g_chunk
 
 g_three() {
-	g_amftable raid5 32K 16384 "$U5" 0 1 2 || return 1
+	g_amfrefuses "Wrong number of members for the group" raid5 32K 16384 "$U5" 0 1 2 || return 1
+	G_OFFLINE=--offline
+	g_amftable raid5 32K 16384 "$U5" 0 1 2 || { G_OFFLINE=; return 1; }
+	G_OFFLINE=
 	g_refused "$g_t" "Wrong number of members for the group"
 }
-ktap_check "$t: refused: members 0..2 only, as a raid5 of three" g_three
+ktap_check "$t: refused: members 0..2 only, as a raid5 of three (by amfctl table first)" g_three
 
 g_clone() {
 	g_get /dev/mapper/m1 0 24 "$P_TMP/g_clone" && g_put "$P_TMP/g_clone" /dev/vdf 0 || return 1

@@ -16,10 +16,18 @@ use amfctl::device::{self, DevArg};
 use amfctl::dmsetup;
 use amfctl::keyring;
 use amfctl::scrub;
-use amfctl::size::parse_sectors;
+use amfctl::size::{parse_chunk, parse_sectors};
 use amfctl::status::{self, AmfStatus};
 use amfctl::superblock::{self as sb, FormatRequest};
 use amfctl::table::{self, ClusterRequest, DeviceCheck, TableLine, TableRequest};
+
+/// `println!` that returns the error (a closed pipe: `amfctl status | head -1`) instead of
+/// panicking; `main` takes a closed pipe for success.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        writeln!(io::stdout().lock(), $($t)*)?
+    };
+}
 
 /// Configure dm-amf volumes (device-mapper target `amf`).
 #[derive(Parser, Debug)]
@@ -69,9 +77,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write amf superblocks to the member devices of a new group (see
-    /// Documentation/on-disk-format.rst): zeroes each member's reserved area and writes its
-    /// superblock to both slots. Refuses devices that already hold an amf superblock.
+    /// Write amf superblocks to the member devices of a new group.
+    ///
+    /// Zeroes each member's reserved area and writes its superblock to both slots (see
+    /// Documentation/on-disk-format.rst). Refuses devices that already hold an amf
+    /// superblock, a file system, a partition table, another RAID's or a volume manager's
+    /// label, swap or a LUKS header, and names what it found, unless --force is given.
     Format {
         #[command(flatten)]
         opts: FormatOpts,
@@ -109,6 +120,19 @@ enum Cmd {
         #[command(flatten)]
         opts: ClusterOpts,
     },
+    /// Write the manual pages (amfctl.8 and amfctl-<command>.8) into DIR (make install).
+    #[command(hide = true)]
+    GenMan {
+        /// The directory (created if needed).
+        dir: PathBuf,
+    },
+    /// Write the shell completions (amfctl.bash, _amfctl for zsh, amfctl.fish) into DIR
+    /// (make install).
+    #[command(hide = true)]
+    GenCompletions {
+        /// The directory (created if needed).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -140,14 +164,16 @@ struct ClusterOpts {
 
 #[derive(Args, Debug)]
 struct FormatOpts {
-    /// RAID level: raid0, raid1, raid5, raid6 or raid10.
+    /// RAID level: raid0, raid1, raid5, raid6 or raid10; mdadm's spellings too (0, 1, 5,
+    /// 6, 10, stripe, mirror).
     #[arg(long, value_name = "LEVEL")]
     level: String,
     /// Copies of each chunk, for raid10.
     #[arg(long, value_name = "N", default_value_t = 2)]
     copies: u8,
-    /// Chunk size: sectors, or bytes with a K/M/G suffix (64K = 128 sectors).
-    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    /// Chunk size, as mdadm's --chunk: a plain number is KiB (64 = 64K = 128 sectors);
+    /// K/M/G suffixes; sectors only with an s suffix (128s).
+    #[arg(long, value_name = "SIZE", value_parser = chunk_arg)]
     chunk: u64,
     /// Group UUID (default: a random one).
     #[arg(long, value_name = "UUID")]
@@ -161,7 +187,9 @@ struct FormatOpts {
     /// Member sectors per write-intent bitmap bit (default: 64M, or more for large members).
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     region: Option<u64>,
-    /// Overwrite devices that already hold an amf superblock.
+    /// Overwrite devices that already hold an amf superblock, a file system, a partition
+    /// table or another RAID's or volume manager's label (without it, format refuses them
+    /// and names what it found).
     #[arg(long)]
     force: bool,
     /// Member devices (block devices or regular files), in member order.
@@ -171,19 +199,28 @@ struct FormatOpts {
 
 #[derive(Args, Debug)]
 struct TableOpts {
-    /// RAID level: raid0, raid1, raid5, raid6 or raid10 (2 copies).
+    /// RAID level: raid0, raid1, raid5, raid6 or raid10 (2 copies); mdadm's spellings too
+    /// (0, 1, 5, 6, 10, stripe, mirror).
     #[arg(long, value_name = "LEVEL")]
     level: String,
-    /// Chunk size: sectors, or bytes with a K/M/G suffix (64K = 128 sectors).
-    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    /// Chunk size, as mdadm's --chunk: a plain number is KiB (64 = 64K = 128 sectors);
+    /// K/M/G suffixes; sectors only with an s suffix (128s).
+    #[arg(long, value_name = "SIZE", value_parser = chunk_arg)]
     chunk: u64,
     /// Volume size (sectors or K/M/G/T). Default: the largest that fits every device, in
     /// whole stripes.
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     size: Option<u64>,
     /// A member device, in member order, with the sector where its data area starts
-    /// (default 0; also takes K/M/G). Repeat for each member.
-    #[arg(long = "dev", value_name = "PATH[:OFFSET]", required = true, value_parser = dev_arg)]
+    /// (default 0; also takes K/M/G). Repeat for each member. '-' (or '-:OFFSET') is a
+    /// missing member (table and create; the level must tolerate it).
+    #[arg(
+        long = "dev",
+        value_name = "PATH[:OFFSET]",
+        required = true,
+        allow_hyphen_values = true,
+        value_parser = dev_arg
+    )]
     devs: Vec<DevArg>,
 }
 
@@ -261,12 +298,16 @@ fn key_add(description: &str, secret_file: Option<&PathBuf>) -> Result<()> {
     };
     let secret = keyring::secret_from(bytes)?;
     let serial = keyring::add_logon_key(description, &secret, keyring::KEY_SPEC_USER_KEYRING)?;
-    println!("{serial}");
+    outln!("{serial}");
     Ok(())
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_sectors(s).map_err(|e| e.to_string())
+}
+
+fn chunk_arg(s: &str) -> Result<u64, String> {
+    parse_chunk(s).map_err(|e| e.to_string())
 }
 
 fn dev_arg(s: &str) -> Result<DevArg, String> {
@@ -285,7 +326,10 @@ impl TableOpts {
         cluster: ClusterRequest,
     ) -> Result<TableLine> {
         let req = TableRequest {
-            level: self.level.clone(),
+            // mdadm's spellings as the table's; anything else as given, for the kernel's
+            // parser to refuse (with the list of valid levels).
+            level: amfctl::level::canonical(&self.level)
+                .map_or_else(|| self.level.clone(), str::to_string),
             chunk_sectors: self.chunk,
             size: self.size,
             devs: self.devs.clone(),
@@ -293,7 +337,12 @@ impl TableOpts {
             ppl: group.ppl,
             cluster,
         };
-        Ok(table::build(&req, check, &device::probe)?)
+        Ok(table::build_with(
+            &req,
+            check,
+            &device::probe,
+            Some(&table::read_member_superblock),
+        )?)
     }
 }
 
@@ -363,20 +412,20 @@ fn format(opts: FormatOpts) -> Result<()> {
     };
     let done = sb::format(&req, &opts.devs)?;
     let s = &done.superblock;
-    println!(
+    outln!(
         "formatted {} {} members, group {}",
         s.member_count(),
         amf_core::table::level_name(s.level),
         sb::format_uuid(&s.group_uuid)
     );
-    println!(
+    outln!(
         "data area: sector {} on every member, {} sectors ({}) each",
         s.data_offset,
         s.data_sectors,
         amfctl::size::human(s.data_sectors)
     );
     for (role, (dev, m)) in done.devs.iter().zip(s.members()).enumerate() {
-        println!("  role {role}: {dev} (member {})", sb::format_uuid(&m.uuid));
+        outln!("  role {role}: {dev} (member {})", sb::format_uuid(&m.uuid));
     }
     Ok(())
 }
@@ -420,8 +469,11 @@ fn run_scrub(opts: &TableOpts) -> Result<ExitCode> {
     let g = Geometry::new(spec.level, members.len(), chunk, member_len)
         .map_err(|e| anyhow::anyhow!("geometry: {e:?}"))?;
     if spec.level == Level::Raid0 {
-        println!("scrub: raid0 has no redundancy, nothing to check");
+        outln!("scrub: raid0 has no redundancy, nothing to check");
         return Ok(ExitCode::SUCCESS);
+    }
+    if members.iter().any(|m| m.missing) {
+        bail!("scrub reads every member: a '-' (missing) member cannot be checked");
     }
     let files = members
         .iter()
@@ -461,7 +513,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 DeviceCheck::AllowFiles
             };
             let line = opts.build(check, &group, cluster.request())?;
-            println!("{line}");
+            outln!("{line}");
         }
         Cmd::Create {
             name,
@@ -483,7 +535,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             io::stdout().write_all(&out.stdout)?;
             io::stderr().write_all(&out.stderr)?;
-            println!("created /dev/mapper/{name}: {line}");
+            outln!("created /dev/mapper/{name}: {line}");
         }
         Cmd::Status {
             name,
@@ -506,10 +558,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 last_man_standing_ms: opts.last_man_standing,
                 auto_tie_breaker: opts.auto_tie_breaker,
             };
-            print!("{}", cluster::corosync_conf(&spec)?);
+            write!(io::stdout().lock(), "{}", cluster::corosync_conf(&spec)?)?;
         }
+        Cmd::GenMan { dir } => gen_man(&dir)?,
+        Cmd::GenCompletions { dir } => gen_completions(&dir)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manual pages: amfctl.8 and one amfctl-<command>.8 per visible subcommand.
+fn gen_man(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let version = env!("CARGO_PKG_VERSION");
+    let render = |cmd: clap::Command, file: String| -> Result<()> {
+        let man = clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("System Administration")
+            .source(format!("dm-amf {version}"));
+        let mut buf = Vec::new();
+        man.render(&mut buf)?;
+        let path = dir.join(file);
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
+    };
+    // Every page amfctl.8 names under SUBCOMMANDS, `amfctl help` included.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("amfctl-{}", sub.get_name());
+        let sub = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(format!("amfctl {}", sub.get_name()));
+        render(sub, format!("{name}.8"))?;
+    }
+    render(cmd, "amfctl.8".to_string())
+}
+
+/// Completions for bash, zsh and fish.
+fn gen_completions(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd, "amfctl", dir)
+            .with_context(|| format!("writing the {shell} completion"))?;
+    }
+    Ok(())
+}
+
+/// True when the error is a write to a closed pipe (`amfctl status | head -1`): the reader
+/// has all it wanted, which is not a failure. Not for scrub, whose exit status is its
+/// verdict: a scrub cut short by its reader has none (exit 2, "writing the report").
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
+    })
 }
 
 fn main() -> ExitCode {
@@ -522,6 +630,7 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = format!("amfctl: {e}");
             for cause in e.chain().skip(1) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Sizes on the command line: a plain number is 512-byte sectors, a number with a binary
 //! suffix (`K`, `M`, `G`, `T`, optionally followed by `iB`) is that many KiB, MiB, GiB or
-//! TiB.
+//! TiB. The chunk size is the exception ([`parse_chunk`]): a plain number is KiB, as
+//! mdadm's `--chunk`.
 
 use amf_core::table::parse_decimal;
 
@@ -17,6 +18,9 @@ pub enum SizeError {
     /// Not `<digits>[suffix]`.
     #[error("invalid size '{0}': expected sectors (e.g. 2048) or a number with a K, M, G or T suffix (e.g. 64K)")]
     Syntax(String),
+    /// `--chunk` is not `<digits>[suffix]`.
+    #[error("invalid chunk size '{0}': expected KiB (e.g. 64, as mdadm), a number with a K, M or G suffix (e.g. 64K, 1M), or sectors with an s suffix (e.g. 128s)")]
+    ChunkSyntax(String),
     /// Does not fit in a `u64` of sectors.
     #[error("size '{0}' is too large")]
     Overflow(String),
@@ -53,6 +57,23 @@ pub fn parse_sectors(text: &str) -> Result<u64, SizeError> {
     value
         .checked_mul((1u64 << shift) / SECTOR_SIZE)
         .ok_or_else(|| SizeError::Overflow(text.to_string()))
+}
+
+/// Parses `--chunk` and returns it in sectors: as mdadm, a plain number is KiB (`64` is
+/// 64 KiB = 128 sectors); `K`, `M`, `G`, `T` (optionally followed by `iB`) as in
+/// [`parse_sectors`]; sectors only when written so, with an `s` suffix (`128s`).
+pub fn parse_chunk(text: &str) -> Result<u64, SizeError> {
+    let s = text.trim();
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+        return parse_sectors(&format!("{s}K")).map_err(|e| match e {
+            SizeError::Overflow(_) => SizeError::Overflow(text.to_string()),
+            _ => SizeError::Syntax(text.to_string()),
+        });
+    }
+    parse_sectors(s).map_err(|e| match e {
+        SizeError::Syntax(_) => SizeError::ChunkSyntax(text.to_string()),
+        e => e,
+    })
 }
 
 /// A sector count for people: `1.00 GiB`, `512 B`.
@@ -129,6 +150,36 @@ mod tests {
             Err(SizeError::Overflow(_))
         ));
         assert_eq!(parse_sectors("1K"), Ok(2));
+    }
+
+    #[test]
+    fn chunks_are_kib_unless_written_otherwise() {
+        assert_eq!(parse_chunk("64"), Ok(128));
+        assert_eq!(parse_chunk(" 4 "), Ok(8));
+        assert_eq!(parse_chunk("512"), Ok(1024));
+        assert_eq!(parse_chunk("64K"), Ok(128));
+        assert_eq!(parse_chunk("64KiB"), Ok(128));
+        assert_eq!(parse_chunk("1M"), Ok(2048));
+        assert_eq!(parse_chunk("128s"), Ok(128));
+        assert_eq!(parse_chunk("0"), Ok(0));
+        for bad in ["", "x", "64X", "1.5", "-8", "64 K"] {
+            assert!(
+                matches!(
+                    parse_chunk(bad),
+                    Err(SizeError::ChunkSyntax(_) | SizeError::Syntax(_) | SizeError::Empty)
+                ),
+                "{bad:?} -> {:?}",
+                parse_chunk(bad)
+            );
+        }
+        assert!(parse_chunk("x")
+            .unwrap_err()
+            .to_string()
+            .contains("expected KiB (e.g. 64, as mdadm)"));
+        assert!(matches!(
+            parse_chunk("18446744073709551615"),
+            Err(SizeError::Overflow(_))
+        ));
     }
 
     #[test]

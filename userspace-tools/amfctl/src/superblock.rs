@@ -41,7 +41,7 @@ pub enum SbError {
         err: io::Error,
     },
     /// `--level` is not a level name.
-    #[error("unknown RAID level '{0}' (raid0, raid1, raid5, raid6, raid10)")]
+    #[error("unknown RAID level '{0}': valid levels are {list}", list = crate::level::valid_list())]
     Level(String),
     /// `--uuid` is not a UUID.
     #[error("bad UUID '{0}': expected 32 hex digits, in 8-4-4-4-12 groups or without dashes")]
@@ -52,6 +52,15 @@ pub enum SbError {
     /// A device already holds an amf superblock and `--force` was not given.
     #[error("{0} already holds an amf superblock (use --force to overwrite it)")]
     InUse(String),
+    /// A device carries a file system, partition table or another RAID's label, and
+    /// `--force` was not given.
+    #[error("{path} holds {}: not formatted (use --force to overwrite it)", crate::signature::describe(.found))]
+    Foreign {
+        /// The device.
+        path: String,
+        /// What was found.
+        found: Vec<crate::signature::Found>,
+    },
     /// A device is too small for the reserved area and one chunk.
     #[error("{path} is too small: {sectors} sectors, the data area needs {needed}")]
     TooSmall {
@@ -84,9 +93,10 @@ fn io_err(path: &str) -> impl FnOnce(io::Error) -> SbError + '_ {
     }
 }
 
-/// A level name (`raid10` takes `copies`).
+/// A level name, or mdadm's spelling of it (`5`, `raid5`; [`crate::level::canonical`]);
+/// `raid10` takes `copies`.
 pub fn parse_level(name: &str, copies: u8) -> Result<Level, SbError> {
-    Ok(match name {
+    Ok(match crate::level::canonical(name).unwrap_or("") {
         "raid0" => Level::Raid0,
         "raid1" => Level::Raid1,
         "raid5" => Level::Raid5,
@@ -135,6 +145,54 @@ pub fn read_slots(path: &str) -> Result<([u8; SLOT_SIZE], [u8; SLOT_SIZE]), SbEr
     let a = read(SLOT_A_SECTOR).map_err(io_err(path))?;
     let b = read(SLOT_B_SECTOR).map_err(io_err(path))?;
     Ok((a, b))
+}
+
+/// Both superblock slots, read past the page cache (`O_DIRECT`) where the device allows it:
+/// another server of a cluster, or the kernel target on this one (which writes with bios),
+/// may have written rounds since this host last read the device through its cache. Falls
+/// back to [`read_slots`] where `O_DIRECT` is refused (tmpfs files).
+pub fn read_slots_direct(path: &str) -> Result<([u8; SLOT_SIZE], [u8; SLOT_SIZE]), SbError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const ALIGN: usize = 4096;
+    let Ok(mut f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    else {
+        return read_slots(path);
+    };
+    // Slots A and B are adjacent (sectors 8..16 and 16..24): one aligned read of both, into
+    // an aligned part of a larger buffer.
+    let len = 2 * SLOT_SIZE;
+    let mut raw = vec![0u8; len + ALIGN];
+    let start = raw.as_ptr().align_offset(ALIGN);
+    if start > ALIGN || SLOT_B_SECTOR != SLOT_A_SECTOR + (SLOT_SIZE as u64) / SECTOR_SIZE {
+        return read_slots(path);
+    }
+    let buf = &mut raw[start..start + len];
+    let read = f
+        .seek(SeekFrom::Start(SLOT_A_SECTOR * SECTOR_SIZE))
+        .and_then(|_| {
+            let mut got = 0;
+            while got < len {
+                match f.read(&mut buf[got..])? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            Ok(got)
+        });
+    match read {
+        Ok(_) => {
+            let mut a = [0u8; SLOT_SIZE];
+            let mut b = [0u8; SLOT_SIZE];
+            a.copy_from_slice(&buf[..SLOT_SIZE]);
+            b.copy_from_slice(&buf[SLOT_SIZE..]);
+            Ok((a, b))
+        }
+        // EINVAL: the file system takes O_DIRECT opens but not the I/O.
+        Err(_) => read_slots(path),
+    }
 }
 
 /// True if either slot starts with the amf magic, valid or not.
@@ -206,6 +264,15 @@ pub fn format(req: &FormatRequest, devs: &[String]) -> Result<Formatted, SbError
         }
         if !req.force && holds_superblock(path)? {
             return Err(SbError::InUse(path.clone()));
+        }
+        if !req.force {
+            let found = crate::signature::probe(path).map_err(io_err(path))?;
+            if !found.is_empty() {
+                return Err(SbError::Foreign {
+                    path: path.clone(),
+                    found,
+                });
+            }
         }
     }
     let group_uuid = match req.uuid {
@@ -555,6 +622,13 @@ mod tests {
             parse_level("raid10", 3).unwrap(),
             Level::Raid10 { copies: 3 }
         );
-        assert!(parse_level("raid4", 2).is_err());
+        assert_eq!(parse_level("6", 2).unwrap(), Level::Raid6);
+        assert_eq!(parse_level("10", 4).unwrap(), Level::Raid10 { copies: 4 });
+        let e = parse_level("raid4", 2).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown RAID level 'raid4': valid levels are raid0 (0, stripe), raid1 (1, mirror), \
+             raid5 (5), raid6 (6), raid10 (10)"
+        );
     }
 }

@@ -7,8 +7,12 @@ use std::fmt;
 use std::io;
 
 use amf_core::geometry::Geometry;
-use amf_core::superblock::{parse_uuid, UuidText};
-use amf_core::table::{self, parse_decimal, parse_peer, PeerSpec, TableError, TableSpec};
+use amf_core::superblock::{
+    choose, parse_uuid, validate_member_set, ChooseError, SetError, Superblock, UuidText,
+};
+use amf_core::table::{
+    self, parse_decimal, parse_peer, PeerSpec, TableError, TableSpec, MISSING_DEVICE,
+};
 
 use crate::cluster::check_name;
 use crate::device::{DevArg, DevId, DevInfo, DevKind};
@@ -95,6 +99,15 @@ pub enum BuildError {
     /// Options that cannot work together.
     #[error("{0}")]
     Usage(String),
+    /// With `--group`: the members' superblocks refuse the table, as the kernel's
+    /// constructor would (`validate_member_set`, a superblock that cannot be chosen).
+    #[error("{message} ({detail})")]
+    Group {
+        /// The kernel's message (`ti->error`).
+        message: &'static str,
+        /// What exactly, in terms of the devices.
+        detail: String,
+    },
     /// A member is a regular file where the kernel needs a block device.
     #[error("Device lookup failed: {0}: a regular file, not a block device (attach it with losetup first)")]
     NotBlockDevice(String),
@@ -204,16 +217,58 @@ fn words(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// Builds and checks the table line.
-///
-/// Checks run in the kernel's order: first the syntax (the whole line through the kernel's
-/// parser, with a placeholder length when the size is still to be computed), then the
-/// members (lookup, duplicates, sizes). `probe` looks a member up (see
-/// [`crate::device::probe`]); it is a parameter so that tests need no devices.
+/// Reads a member's superblock as the kernel's constructor does: `None` when the device
+/// cannot be read or neither slot is valid (the member counts as missing); an error when
+/// its two copies conflict or one has a format version this code does not know (the
+/// constructor fails the table then).
+pub type SuperblockReader<'a> = &'a dyn Fn(&str) -> Result<Option<Superblock>, BuildError>;
+
+/// [`SuperblockReader`] on real devices and files.
+pub fn read_member_superblock(path: &str) -> Result<Option<Superblock>, BuildError> {
+    // `major:minor`, as the kernel takes it, through /dev/block.
+    let real = if !std::path::Path::new(path).exists() && crate::device::is_major_minor(path) {
+        format!("/dev/block/{path}")
+    } else {
+        path.to_string()
+    };
+    let Ok((a, b)) = crate::superblock::read_slots_direct(&real) else {
+        return Ok(None);
+    };
+    match choose::<crate::superblock::Crc>(&a, &b) {
+        Ok(c) => Ok(Some(c.superblock)),
+        Err(ChooseError::NoValidSlot { .. }) => Ok(None),
+        Err(e) => Err(BuildError::Group {
+            message: e.message().to_str().unwrap_or("Invalid superblock"),
+            detail: format!("{path}: amfctl examine {path}"),
+        }),
+    }
+}
+
+/// Builds and checks the table line, without reading superblocks ([`build_with`]).
 pub fn build(
     req: &TableRequest,
     check: DeviceCheck,
     probe: &dyn Fn(&str) -> io::Result<DevInfo>,
+) -> Result<TableLine, BuildError> {
+    build_with(req, check, probe, None)
+}
+
+/// Builds and checks the table line.
+///
+/// Checks run in the kernel's order: first the syntax (the whole line through the kernel's
+/// parser, with a placeholder length when the size is still to be computed), then the
+/// members (lookup, duplicates, sizes), then, with `group <uuid>` and a `superblocks`
+/// reader, the members' superblocks as the constructor checks them (each member's offset
+/// against its own superblock's data offset, the set with `validate_member_set`, the table
+/// against the newest superblock: level, chunk, member count, member length). Without
+/// `--size`, a group's volume fills the data area the superblocks record. A `-` member is
+/// missing: not opened, not read. `probe` looks a member up (see
+/// [`crate::device::probe`]); it is a parameter so that tests need no devices.
+pub fn build_with(
+    req: &TableRequest,
+    check: DeviceCheck,
+    probe: &dyn Fn(&str) -> io::Result<DevInfo>,
+    superblocks: Option<SuperblockReader<'_>>,
 ) -> Result<TableLine, BuildError> {
     let args = args_for(req);
     let n = req.devs.len() as u64;
@@ -234,8 +289,12 @@ pub fn build(
     let infos = match check {
         DeviceCheck::None => None,
         DeviceCheck::AllowFiles | DeviceCheck::BlockOnly => {
-            let mut infos: Vec<DevInfo> = Vec::with_capacity(req.devs.len());
+            let mut infos: Vec<Option<DevInfo>> = Vec::with_capacity(req.devs.len());
             for d in &req.devs {
+                if d.path == MISSING_DEVICE {
+                    infos.push(None);
+                    continue;
+                }
                 let info = probe(&d.path).map_err(|source| BuildError::Lookup {
                     path: d.path.clone(),
                     source,
@@ -243,7 +302,10 @@ pub fn build(
                 if check == DeviceCheck::BlockOnly && info.kind == DevKind::File {
                     return Err(BuildError::NotBlockDevice(d.path.clone()));
                 }
-                if let Some(j) = infos.iter().position(|o| o.id == info.id) {
+                if let Some(j) = infos
+                    .iter()
+                    .position(|o| o.is_some_and(|o| o.id == info.id))
+                {
                     return Err(table_err(
                         TableError::DuplicateDevice,
                         format!(
@@ -257,16 +319,42 @@ pub fn build(
                         ),
                     ));
                 }
-                infos.push(info);
+                infos.push(Some(info));
             }
             Some(infos)
         }
     };
 
+    // 2b. With `group <uuid>`: the members' superblocks, as the constructor reads them.
+    let group = match (spec.group, &infos, superblocks) {
+        (Some(uuid), Some(_), Some(read)) => {
+            let mut sbs = Vec::with_capacity(req.devs.len());
+            for d in &req.devs {
+                sbs.push(if d.path == MISSING_DEVICE {
+                    None
+                } else {
+                    read(&d.path)?
+                });
+            }
+            Some((uuid, sbs))
+        }
+        _ => None,
+    };
+    let data_area = group.as_ref().and_then(|(_, sbs)| {
+        // The newest superblock's data area (validate_member_set's authority).
+        sbs.iter()
+            .flatten()
+            .fold(None::<&Superblock>, |a, s| match a {
+                Some(a) if a.events >= s.events => Some(a),
+                _ => Some(s),
+            })
+            .map(|a| a.data_sectors)
+    });
+
     // 3. Length.
     let len = match (req.size, &infos) {
         (Some(len), _) => len,
-        (None, Some(infos)) => largest_fit(req, &spec, infos)?,
+        (None, Some(infos)) => largest_fit(req, &spec, infos, data_area)?,
         (None, None) => {
             return Err(BuildError::Usage(
                 "without --size the devices must be opened to find their size".to_string(),
@@ -279,6 +367,7 @@ pub fn build(
     // 4. Member sizes, as the kernel checks them.
     if let Some(infos) = &infos {
         for (m, info) in spec.members().zip(infos) {
+            let Some(info) = info else { continue };
             let need = m.offset.saturating_add(m.len);
             if info.sectors < need {
                 return Err(table_err(
@@ -292,6 +381,11 @@ pub fn build(
         }
     }
 
+    // 5. The superblocks, as the constructor checks them.
+    if let Some((uuid, sbs)) = &group {
+        check_superblocks(req, &spec, uuid, sbs)?;
+    }
+
     Ok(TableLine {
         start: 0,
         len,
@@ -299,22 +393,138 @@ pub fn build(
     })
 }
 
-/// The largest target length that fits every member, in whole stripes.
+fn group_err(message: &'static core::ffi::CStr, detail: String) -> BuildError {
+    BuildError::Group {
+        message: message.to_str().unwrap_or("Invalid table"),
+        detail,
+    }
+}
+
+/// The constructor's checks of the members' superblocks (`dm-amf/metadata.rs` `assemble`),
+/// with the same core functions, in its order, and messages that name the devices.
+fn check_superblocks(
+    req: &TableRequest,
+    spec: &TableSpec<'_>,
+    uuid: &amf_core::superblock::Uuid,
+    sbs: &[Option<Superblock>],
+) -> Result<(), BuildError> {
+    let path = |i: usize| req.devs.get(i).map_or("?", |d| d.path.as_str());
+    for (position, sb) in sbs.iter().enumerate() {
+        let Some(sb) = sb else { continue };
+        if let Err(e) = spec.check_data_offset(position, sb) {
+            let given = spec.member(position).map_or(0, |m| m.offset);
+            return Err(table_err(
+                e,
+                format!(
+                    "--dev {p}:{given}: the data area of {p} starts at sector {o} (--dev {p}:{o})",
+                    p = path(position),
+                    o = sb.data_offset
+                ),
+            ));
+        }
+    }
+    let group_text = UuidText(uuid).to_string();
+    let report = validate_member_set(Some(uuid), sbs).map_err(|e| {
+        let detail = match e {
+            SetError::NoDevices | SetError::TooManyDevices => String::new(),
+            SetError::NoSuperblock => format!(
+                "no --dev holds a valid amf superblock of group {group_text} (amfctl examine)"
+            ),
+            SetError::ForeignMember { position } => format!(
+                "{} belongs to group {}, not {group_text}",
+                path(position),
+                sbs[position]
+                    .as_ref()
+                    .map_or(String::new(), |s| UuidText(&s.group_uuid).to_string())
+            ),
+            SetError::WrongMemberCount { devices, members } => {
+                format!("{devices} --dev given, the group has {members} members")
+            }
+            SetError::DuplicateRole {
+                role,
+                first,
+                second,
+            } => format!("{} and {} both hold role {role}", path(first), path(second)),
+            SetError::WrongRole { position, role } => format!(
+                "{} is --dev number {} but holds role {role}: give the members in role order \
+                 (amfctl examine shows each one's role)",
+                path(position),
+                position + 1
+            ),
+            SetError::Inconsistent { position } => format!(
+                "{}: creation time or geometry differs from the group's newest superblock",
+                path(position)
+            ),
+            SetError::ReplacedMember { position } => format!(
+                "{} once held role {position}, but the group has put another device there",
+                path(position)
+            ),
+            SetError::Diverged { position } => format!(
+                "{}: same event counter as the newest superblock, different group state",
+                path(position)
+            ),
+            SetError::TooManyFailed { failed, tolerated } => format!(
+                "{failed} members missing, failed or stale; {} tolerates {tolerated}",
+                req.level
+            ),
+        };
+        group_err(e.message(), detail)
+    })?;
+    let Some(authority) = sbs.get(report.authority).and_then(Option::as_ref) else {
+        return Err(group_err(SetError::NoSuperblock.message(), String::new()));
+    };
+    spec.check_group(authority).map_err(|e| {
+        let m = spec.members().next().map_or(0, |m| m.len);
+        table_err(
+            e,
+            format!(
+                "the group ({}) is {} with {}-sector chunks, {} members, {} data sectors each; \
+                 the table: {} with {}-sector chunks, {} members, {m} sectors each",
+                path(report.authority),
+                level_text(authority.level),
+                authority.chunk_sectors,
+                authority.member_count(),
+                authority.data_sectors,
+                level_text(spec.level),
+                spec.chunk_sectors,
+                spec.members().len(),
+            ),
+        )
+    })
+}
+
+/// `raid5`, `raid10 (2 copies)`.
+fn level_text(level: amf_core::geometry::Level) -> String {
+    match level {
+        amf_core::geometry::Level::Raid10 { copies } => format!("raid10 ({copies} copies)"),
+        l => table::level_name(l).to_string(),
+    }
+}
+
+/// The largest target length that fits every member (a `-` member: the others), in whole
+/// stripes; within `data_area` sectors per member when the group's superblocks record one.
 fn largest_fit(
     req: &TableRequest,
     spec: &TableSpec<'_>,
-    infos: &[DevInfo],
+    infos: &[Option<DevInfo>],
+    data_area: Option<u64>,
 ) -> Result<u64, BuildError> {
     let mut smallest: Option<(usize, u64)> = None;
     for (i, (d, info)) in req.devs.iter().zip(infos).enumerate() {
-        let avail = info.sectors.saturating_sub(d.offset);
+        let Some(info) = info else { continue };
+        let mut avail = info.sectors.saturating_sub(d.offset);
+        if let Some(area) = data_area {
+            avail = avail.min(area);
+        }
         match smallest {
             Some((_, s)) if s <= avail => {}
             _ => smallest = Some((i, avail)),
         }
     }
     let Some((i, avail)) = smallest else {
-        return Err(table_err(TableError::BadDeviceCount, "no --dev given"));
+        return Err(BuildError::Usage(
+            "every --dev is '-' (missing): give --size".to_string(),
+        ));
     };
     let too_small = || {
         let d = &req.devs[i];
@@ -323,7 +533,7 @@ fn largest_fit(
             format!(
                 "{} has {} sectors from offset {}: less than one chunk of {} sectors",
                 d.path,
-                infos[i].sectors.saturating_sub(d.offset),
+                infos[i].map_or(0, |x| x.sectors).saturating_sub(d.offset),
                 d.offset,
                 spec.chunk_sectors
             ),
@@ -357,11 +567,17 @@ fn stripe_chunks(level: &str, n: u64) -> u64 {
 /// What exactly was wrong, in terms of the options.
 fn detail(err: TableError, req: &TableRequest, len: u64) -> String {
     match err {
-        TableError::UnknownLevel => format!("--level {}", req.level),
+        TableError::UnknownLevel => format!(
+            "--level {}: valid levels are {}",
+            req.level,
+            crate::level::valid_list()
+        ),
         TableError::BadChunk | TableError::ChunkNotPowerOfTwo | TableError::ChunkOutOfRange => {
             format!(
-                "--chunk is {} sectors; it must be a power of two from {} to {} sectors (4K to 1G)",
+                "--chunk is {} sectors ({}); it must be a power of two from {} to {} sectors \
+                 (4K to 1G)",
                 req.chunk_sectors,
+                crate::size::human(req.chunk_sectors),
                 table::MIN_CHUNK_SECTORS,
                 table::MAX_CHUNK_SECTORS
             )
@@ -859,9 +1075,13 @@ mod tests {
             let spec = table::parse(&w, line.len).unwrap();
             assert_eq!(spec.group.map(|u| u[0]), Some(0x6a));
         }
-        // The member devices are checked as without it.
+        // The member devices are checked as without it; the `-` member is not looked up.
+        let line = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 2])).unwrap();
+        assert!(line.to_string().ends_with(" - 8192"), "{line}");
+        r.devs.push(DevArg::new("/dev/vdx", 8192));
         let line = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 2]));
         assert!(matches!(line, Err(BuildError::Lookup { .. })), "{line:?}");
+        r.devs.pop();
         r.devs.pop();
         let line = build(&r, DeviceCheck::AllowFiles, &fake(&[16384; 2])).unwrap();
         assert_eq!(line.args[..4], ["raid1", "3", "128", "group"]);

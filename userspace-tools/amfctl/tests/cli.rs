@@ -52,7 +52,7 @@ fn table_size_defaults_to_largest_fit() {
     let len = 3 * 112 * 128;
     assert_eq!(
         raid0_line(
-            "128",
+            "128s",
             &["--dev", &a, "--dev", &format!("{b}:1M"), "--dev", &c]
         ),
         format!("0 {len} amf raid0 1 128 3 {a} 0 {b} 2048 {c} 0\n")
@@ -70,7 +70,7 @@ fn table_refusals_carry_the_kernel_messages() {
             &["--chunk", "24", "--size", "48"],
             "Chunk size must be a power of two",
         ),
-        (&["--chunk", "4", "--size", "8"], "Chunk size out of range"),
+        (&["--chunk", "4s", "--size", "8"], "Chunk size out of range"),
         (
             &["--chunk", "2G", "--size", "8G"],
             "Chunk size out of range",
@@ -161,6 +161,18 @@ fn table_with_group() {
     let d = TempDir::new("group");
     let a = d.file("a", 8 * MIB);
     let b = d.file("b", 8 * MIB);
+    let o = amfctl(&[
+        "format",
+        "--level",
+        "raid1",
+        "--chunk",
+        "64K",
+        "--uuid",
+        "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f",
+        &a,
+        &b,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let devs = ["--dev", &format!("{a}:4M"), "--dev", &format!("{b}:4M")];
     let mut args = devs.to_vec();
     args.extend_from_slice(&["--group", "6A1F0C2E-93B4-4D5E-8F70-1A2B3C4D5E6F"]);
@@ -195,6 +207,10 @@ fn table_with_ppl() {
         d.file("c", 8 * MIB),
     );
     let uuid = "6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f";
+    let o = amfctl(&[
+        "format", "--level", "5", "--chunk", "64", "--uuid", uuid, &a, &b, &c,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let devs = [
         "--dev",
         &format!("{a}:4M"),
@@ -237,7 +253,11 @@ fn table_usage_errors() {
     // Bad size syntax and a missing --dev are command-line errors (exit 2).
     let o = table("raid0", "64X", &["--dev", "/dev/null"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("invalid size '64X'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid chunk size '64X'"),
+        "{}",
+        stderr(&o)
+    );
     let o = table("raid0", "64K", &[]);
     assert_eq!(o.status.code(), Some(2));
     let o = table("raid0", "64K", &["--dev", "8:16", "--offline"]);
@@ -371,7 +391,7 @@ fn create_and_status_through_dmsetup() {
     // create needs block devices: a regular file is refused before dmsetup runs.
     let f = d.file("f", MIB);
     let o = run(&[
-        "create", "vol0", "--level", "raid0", "--chunk", "8", "--dev", &f,
+        "create", "vol0", "--level", "raid0", "--chunk", "4", "--dev", &f,
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a block device"), "{}", stderr(&o));
@@ -392,7 +412,7 @@ fn create_and_status_through_dmsetup() {
             "--level",
             "raid0",
             "--chunk",
-            "8",
+            "4",
             "--size",
             "8",
         ];
@@ -407,16 +427,31 @@ fn create_and_status_through_dmsetup() {
         &[],
         format!("create\ngood\n--noudevsync\n--table\n0 8 amf raid0 1 8 1 {blk} 0\n"),
     );
-    create_ok(
-        "grouped",
-        &["--group", "6a1f0c2e93b44d5e8f701a2b3c4d5e6f"],
-        format!(
-            "create\ngrouped\n--noudevsync\n--table\n\
-             0 8 amf raid0 3 8 group 6a1f0c2e-93b4-4d5e-8f70-1a2b3c4d5e6f 1 {blk} 0\n"
-        ),
-    );
+    // With --group, the device's superblock is read first, as the kernel reads it: this
+    // one has none, so create refuses before dmsetup runs (the log still holds `good`).
     let o = run(&[
-        "create", "bad", "--level", "raid0", "--chunk", "8", "--size", "8", "--dev", &blk,
+        "create",
+        "grouped",
+        "--level",
+        "raid0",
+        "--chunk",
+        "4",
+        "--size",
+        "8",
+        "--group",
+        "6a1f0c2e93b44d5e8f701a2b3c4d5e6f",
+        "--dev",
+        &blk,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with("amfctl: No member holds a valid superblock ("),
+        "{}",
+        stderr(&o)
+    );
+    assert!(fs::read_to_string(&log).unwrap().contains("\ngood\n"));
+    let o = run(&[
+        "create", "bad", "--level", "raid0", "--chunk", "8s", "--size", "8", "--dev", &blk,
     ]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
