@@ -15,7 +15,9 @@
 #   --initrd FILE      use this initramfs instead of building one
 #   --kernel FILE      bzImage (default: the cached `build-kernel.sh debug` kernel)
 #   --mem MB           guest memory (default 1024; 768 with more than 2 guests)
-#   --cpus N           vCPUs per guest (default 2; the kernel without ACPI brings up only 1)
+#   --cpus N           vCPUs per guest (default 1). The test kernel has no ACPI: it finds the
+#                      CPUs in SeaBIOS's MP table, which lists one CPU per socket, so N
+#                      CPUs are N sockets of one core (a plain -smp N boots one CPU)
 #   --timeout SEC      hard timeout of the whole run (default 600)
 #   --suite-timeout S  per-suite timeout inside the guest (default: the hard timeout)
 #   --append ARGS      extra kernel command line
@@ -58,7 +60,7 @@ extras=()
 initrd=
 kernel=
 mem=
-cpus=2
+cpus=1
 timeout=600
 stimeout=
 append=
@@ -214,7 +216,7 @@ guest_qemu() {
 	local net_args=()
 	[ $net -eq 1 ] && net_args=(-netdev "tap,id=n0,ifname=tap$1,script=no,downscript=no"
 		-device "virtio-net-pci,netdev=n0,mac=52:54:00:a3:f0:$(printf %02x $(($1 + 1)))")
-	qemu=(qemu-system-x86_64 -name "amf$1" "${accel_args[@]}" -smp "$cpus" -m "$mem"
+	qemu=(qemu-system-x86_64 -name "amf$1" "${accel_args[@]}" -smp "$cpus,sockets=$cpus,cores=1,threads=1" -m "$mem"
 		-nodefaults -display none -no-reboot
 		-kernel "$kernel" -initrd "$initrd" -append "$2"
 		-serial "$([ "$tests" = shell ] && echo mon:stdio || echo "file:$out/$name.g$1.console.log")"
