@@ -1328,7 +1328,7 @@ fn spawn_rx(repl: &Arc<Replication>, wq: QueueHandle, s: Session, inbound: bool)
     if repl.install(session, inbound).is_none() {
         return;
     }
-    // SAFETY: called from a work item of that queue (listener or dialler), which the queue
+    // SAFETY: called from a work item of that queue (a handshake or a dialler), which the queue
     // outlives.
     let _ = unsafe { wq.get() }.enqueue(rx);
 }

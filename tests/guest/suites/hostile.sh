@@ -92,13 +92,21 @@ if [ "$AMF_NODE" -eq 1 ]; then
 	attack() {
 		for a in 200 201 202 203; do ip addr add 10.199.0.$a/24 dev eth0 || return 1; done
 		sleep 1
-		amf-attack loris 10.199.0.200 10.199.0.1 7795 4 $ATTACK_S >"$KTAP_TMP/a.loris" 2>&1 &
-		amf-attack trickle 10.199.0.201 10.199.0.1 7795 4 $ATTACK_S >"$KTAP_TMP/a.trickle" 2>&1 &
-		amf-attack flood 10.199.0.202 10.199.0.1 7795 300 $ATTACK_S >"$KTAP_TMP/a.flood" 2>&1 &
-		amf-attack garbage 10.199.0.203 10.199.0.1 7795 20 $ATTACK_S >"$KTAP_TMP/a.garbage" 2>&1 &
+		# Each bounded by timeout(1) too: a stuck attacker must not hang the suite.
+		T=$((ATTACK_S + 20))
+		timeout $T amf-attack loris 10.199.0.200 10.199.0.1 7795 4 $ATTACK_S >"$KTAP_TMP/a.loris" 2>&1 &
+		APIDS="$!"
+		timeout $T amf-attack trickle 10.199.0.201 10.199.0.1 7795 4 $ATTACK_S >"$KTAP_TMP/a.trickle" 2>&1 &
+		APIDS="$APIDS $!"
+		timeout $T amf-attack flood 10.199.0.202 10.199.0.1 7795 300 $ATTACK_S >"$KTAP_TMP/a.flood" 2>&1 &
+		APIDS="$APIDS $!"
+		timeout $T amf-attack garbage 10.199.0.203 10.199.0.1 7795 20 $ATTACK_S >"$KTAP_TMP/a.garbage" 2>&1 &
+		APIDS="$APIDS $!"
 		if [ -n "$TR" ]; then
-			amf-attack rdma-hold 10.199.0.200 10.199.0.1 7796 4 $ATTACK_S >"$KTAP_TMP/a.rhold" 2>&1 &
-			amf-attack rdma-abort 10.199.0.201 10.199.0.1 7796 8 0 >"$KTAP_TMP/a.rabort" 2>&1 &
+			timeout $T amf-attack rdma-hold 10.199.0.200 10.199.0.1 7796 4 $ATTACK_S >"$KTAP_TMP/a.rhold" 2>&1 &
+			APIDS="$APIDS $!"
+			timeout $T amf-attack rdma-abort 10.199.0.201 10.199.0.1 7796 8 0 >"$KTAP_TMP/a.rabort" 2>&1 &
+			APIDS="$APIDS $!"
 		fi
 		# The attacks are under way: the slow ones hold their connections.
 		sleep 3
@@ -145,7 +153,8 @@ if [ "$AMF_NODE" -eq 1 ]; then
 	MAXHS=$(sed -n 's/^max reconnect \([0-9]*\) ms.*/\1/p' "$KTAP_TMP/traffic")
 	ktap_result "under attack: every write read back right, each genuine reconnect within $HS_BOUND_MS ms" $rc
 	ended() {
-		wait
+		# shellcheck disable=SC2086 # one pid a word
+		wait $APIDS
 		cat "$KTAP_TMP"/a.*
 		for a in 200 201 202 203; do ip addr del 10.199.0.$a/24 dev eth0; done
 		true
