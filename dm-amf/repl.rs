@@ -47,7 +47,7 @@ use crate::kernel_ext::{
 };
 use crate::repl_session::{self, Identity, Session, SessionError, CONTROL_LEN};
 use crate::stripe_worker::StripeWorker;
-use crate::transport::{Listener, Transport};
+use crate::transport::{Listener, Stream, Transport};
 
 /// Peers a target replicates to at most (the table allows 16 AMFs per group).
 pub(crate) const MAX_PEERS: usize = 16;
@@ -62,6 +62,17 @@ const DIAL_INTERVAL_MS: u32 = 300;
 const DIAL_TIMEOUT_MS: u32 = 1_000;
 /// How long one wait for an ack lasts before the waiter looks at the membership again.
 const WAIT_SLICE_MS: u32 = 100;
+/// Handshakes of accepted connections in progress at once from addresses that are not in
+/// `peers` (strangers); a connection beyond it is closed at once (`hs_refused`).
+pub(crate) const HS_MAX: usize = 16;
+/// Handshakes of accepted connections in progress at once from one source address (a
+/// peer's or a stranger's); a connection beyond it is closed at once (`hs_refused`).
+pub(crate) const HS_PER_ADDR: u8 = 4;
+/// Work items of a target's queue that may run at once: each connection's receive loop
+/// (two a peer, and a replaced one until it sees its close), the listener, one dialler a
+/// peer, and every handshake the caps let in (strangers' and peers' own).
+const QUEUE_ACTIVE: usize =
+    4 * MAX_PEERS + 1 + MAX_PEERS + HS_MAX + HS_PER_ADDR as usize * MAX_PEERS;
 
 /// The mask of node (or peer index) `node`; 0 beyond 63.
 pub(crate) fn bit(node: u32) -> u64 {
@@ -78,6 +89,15 @@ pub(crate) struct ReplStats {
     pub(crate) last_takeover_ms: AtomicU64,
     /// Connections that replaced an earlier one to the same peer and direction.
     pub(crate) reconnects: AtomicU64,
+    /// Handshakes of accepted connections that completed (a peer proved the key).
+    pub(crate) hs_accepted: AtomicU64,
+    /// Accepted connections closed at once: [`HS_MAX`] or [`HS_PER_ADDR`] reached, or the
+    /// connection request could not be taken.
+    pub(crate) hs_refused: AtomicU64,
+    /// Handshakes (either side) dropped at their deadline (`HANDSHAKE_MS`).
+    pub(crate) hs_stalled: AtomicU64,
+    /// Handshakes (either side) that failed otherwise: closed, malformed, refused.
+    pub(crate) hs_failed: AtomicU64,
     /// Limits the warnings that go with the failure counters: failed handshakes and
     /// frames, refused recovery messages, lockspace members outside `peers`.
     warn_limit: RateLimit,
@@ -120,11 +140,26 @@ struct Peer {
     /// Its operation in flight: Intent and Prepared records.
     intent: Held,
     prepared: Held,
+    /// Handshakes in progress on connections accepted from its address.
+    hs_in: u8,
 }
 
 /// State shared by the worker and the connection loops.
 struct State {
     peers: KVec<Peer>,
+    /// Handshakes in progress on connections accepted from addresses not in `peers`: the
+    /// address and how many (0: a free entry). At most [`HS_MAX`] in all, so there is
+    /// always a free entry while the total is below it.
+    strangers: [([u8; 4], u8); HS_MAX],
+}
+
+/// Whose handshake slot an accepted connection holds (see [`Replication::hs_admit`]).
+#[derive(Clone, Copy)]
+enum HsSlot {
+    /// The address of a peer (index into the peer list).
+    Peer(usize),
+    /// A stranger's address.
+    Stranger([u8; 4]),
 }
 
 /// Steps of a write after which a test can make this AMF stop dead (`fail_after`).
@@ -251,6 +286,7 @@ impl Replication {
                     echoed: 0,
                     intent: held()?,
                     prepared: held()?,
+                    hs_in: 0,
                 },
                 GFP_KERNEL,
             )?;
@@ -273,7 +309,13 @@ impl Replication {
                 fault: AtomicU8::new(0),
                 name,
                 stats: ReplStats::default(),
-                state <- new_mutex!(State { peers }, "amf:repl_state"),
+                state <- new_mutex!(
+                    State {
+                        peers,
+                        strangers: [([0; 4], 0); HS_MAX],
+                    },
+                    "amf:repl_state"
+                ),
                 worker <- new_mutex!(None, "amf:repl_worker"),
                 changed <- new_condvar!("amf:repl_changed"),
             }),
@@ -683,6 +725,17 @@ impl Replication {
         }
     }
 
+    /// Closes every connection to and from the peers (the `reconnect` message): the
+    /// diallers on both sides connect again at once; records held are kept.
+    pub(crate) fn reconnect(&self) {
+        let st = self.state.lock();
+        for p in st.peers.iter() {
+            for s in Iterator::chain(p.out.iter(), p.inbound.iter()) {
+                s.close();
+            }
+        }
+    }
+
     /// Forgets `s` if it is still the installed connection (its receive loop ended: it is
     /// broken), so that its transport resources go now: an RDMA device is only removed once
     /// every connection on it is destroyed.
@@ -822,6 +875,64 @@ impl Replication {
         AckStatus::Ok
     }
 
+    /// Takes a handshake slot for a connection accepted from `ip`, or None when the caps
+    /// say it must be closed at once: [`HS_PER_ADDR`] from any one address, and
+    /// [`HS_MAX`] from strangers together (the peers' own addresses do not count against
+    /// that, so a flood from elsewhere cannot keep them out).
+    fn hs_admit(&self, ip: [u8; 4]) -> Option<HsSlot> {
+        let mut st = self.state.lock();
+        if let Some(i) = st.peers.iter().position(|p| p.spec.ip == ip) {
+            let p = st.peers.get_mut(i)?;
+            if p.hs_in >= HS_PER_ADDR {
+                return None;
+            }
+            p.hs_in += 1;
+            return Some(HsSlot::Peer(i));
+        }
+        let total: usize = st.strangers.iter().map(|e| usize::from(e.1)).sum();
+        if total >= HS_MAX {
+            return None;
+        }
+        let slot = match st.strangers.iter().position(|e| e.1 > 0 && e.0 == ip) {
+            Some(i) => i,
+            None => st.strangers.iter().position(|e| e.1 == 0)?,
+        };
+        let e = st.strangers.get_mut(slot)?;
+        if e.1 >= HS_PER_ADDR {
+            return None;
+        }
+        *e = (ip, e.1 + 1);
+        Some(HsSlot::Stranger(ip))
+    }
+
+    /// Gives back a slot [`Replication::hs_admit`] gave.
+    fn hs_release(&self, slot: HsSlot) {
+        let mut st = self.state.lock();
+        match slot {
+            HsSlot::Peer(i) => {
+                if let Some(p) = st.peers.get_mut(i) {
+                    p.hs_in = p.hs_in.saturating_sub(1);
+                }
+            }
+            HsSlot::Stranger(ip) => {
+                if let Some(e) = st.strangers.iter_mut().find(|e| e.1 > 0 && e.0 == ip) {
+                    e.1 -= 1;
+                }
+            }
+        }
+    }
+
+    /// Counts a handshake that ended (Ok: completed on an accepted connection).
+    fn hs_done(&self, r: Result<(), SessionError>, inbound: bool) {
+        let c = match r {
+            Ok(()) if inbound => &self.stats.hs_accepted,
+            Ok(()) | Err(SessionError::Stopped) => return,
+            Err(SessionError::Stalled) => &self.stats.hs_stalled,
+            Err(_) => &self.stats.hs_failed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn identity(&self) -> Identity<'_> {
         Identity {
             node: self.node,
@@ -913,7 +1024,7 @@ impl ReplService {
         let repl = Replication::new(c)?;
         let (ip, port) = repl.listen;
         let socket = repl.transport.listen(ip, port)?;
-        let queue = OwnedQueue::new_unbound(c"amf_repl", (2 * MAX_PEERS + 2) as i32)?;
+        let queue = OwnedQueue::new_unbound(c"amf_repl", QUEUE_ACTIVE as i32)?;
         let wq = queue.handle();
         let r1 = repl.clone();
         let listener = Arc::pin_init(
@@ -925,17 +1036,27 @@ impl ReplService {
             }),
             GFP_KERNEL,
         )?;
-        let r2 = repl.clone();
-        let dialer = Arc::pin_init(
-            pin_init!(DialWork {
-                repl: r2,
-                wq,
-                work <- new_work!("amf:repl_dial"),
-            }),
-            GFP_KERNEL,
-        )?;
+        let npeers = repl.state.lock().peers.len();
+        let mut dialers = KVec::with_capacity(npeers, GFP_KERNEL)?;
+        for peer in 0..npeers {
+            let r2 = repl.clone();
+            dialers.push(
+                Arc::pin_init(
+                    pin_init!(DialWork {
+                        repl: r2,
+                        peer,
+                        wq,
+                        work <- new_work!("amf:repl_dial"),
+                    }),
+                    GFP_KERNEL,
+                )?,
+                GFP_KERNEL,
+            )?;
+        }
         let _ = queue.enqueue(listener);
-        let _ = queue.enqueue(dialer);
+        for d in dialers {
+            let _ = queue.enqueue(d);
+        }
         Ok(Self {
             _queue: queue,
             repl,
@@ -1008,6 +1129,11 @@ impl WorkItem for ListenWork {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) if e == EAGAIN || e == EINTR => continue,
+                Err(e) if crate::transport::aborted(e) => {
+                    // One request that could not be taken; the others go on.
+                    repl.stats.hs_refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(_) => {
                     // The listener is gone (its RDMA device was removed): close it (the
                     // device waits for that) and listen again once the address is back.
@@ -1016,21 +1142,99 @@ impl WorkItem for ListenWork {
                     continue;
                 }
             };
-            let addr = stream.peer_addr();
-            let id = repl.identity();
-            let known = |n| repl.is_peer(n);
-            match Session::handshake(stream, &id, Side::Acceptor, None, known, &repl.stop) {
-                Ok(s) => spawn_rx(repl, this.wq, s, true),
-                Err(e) => repl.failed(addr, e),
-            }
+            // The handshake runs on its own work item: the listener goes back to accept
+            // at once, and a stranger that holds its connection holds only its own slot.
+            spawn_handshake(repl, this.wq, stream);
         }
     }
 }
 
-/// Dials peers that are not connected.
+/// Runs the handshake of one accepted connection on a work item of its own, if the caps
+/// ([`HS_MAX`], [`HS_PER_ADDR`]) let it in; otherwise closes it at once (counted).
+/// Called from the listener (a work item of the queue `wq`) in its NOIO scope.
+#[inline(never)]
+fn spawn_handshake(repl: &Arc<Replication>, wq: QueueHandle, stream: KBox<dyn Stream>) {
+    let addr = stream.peer_addr();
+    let Some(slot) = repl.hs_admit(addr.map_or([0; 4], |a| a.0)) else {
+        repl.stats.hs_refused.fetch_add(1, Ordering::Relaxed);
+        stream.shutdown();
+        return;
+    };
+    let r = repl.clone();
+    let Ok(hs) = Arc::pin_init(
+        pin_init!(HsWork {
+            repl: r,
+            slot,
+            addr,
+            wq,
+            stream <- new_mutex!(Some(stream), "amf:repl_hs"),
+            work <- new_work!("amf:repl_hs"),
+        }),
+        GFP_KERNEL,
+    ) else {
+        repl.stats.hs_refused.fetch_add(1, Ordering::Relaxed);
+        repl.hs_release(slot);
+        return;
+    };
+    // SAFETY: called from a work item of that queue (the listener), which the queue
+    // outlives.
+    if unsafe { wq.get() }.enqueue(hs).is_err() {
+        repl.hs_release(slot);
+    }
+}
+
+/// The handshake of one accepted connection (see [`spawn_handshake`]).
+#[pin_data]
+struct HsWork {
+    repl: Arc<Replication>,
+    slot: HsSlot,
+    addr: Option<([u8; 4], u16)>,
+    wq: QueueHandle,
+    /// The connection, taken by `run`.
+    #[pin]
+    stream: Mutex<Option<KBox<dyn Stream>>>,
+    #[pin]
+    work: Work<HsWork>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for HsWork { self.work }
+}
+
+impl WorkItem for HsWork {
+    type Pointer = Arc<HsWork>;
+
+    fn run(this: Arc<HsWork>) {
+        let repl = &this.repl;
+        let stream = this.stream.lock().take();
+        if let Some(stream) = stream {
+            // A reconnecting peer may be what writes wait for (as in the listener).
+            let _noio = NoIoScope::enter();
+            let id = repl.identity();
+            let known = |n| repl.is_peer(n);
+            // Bounded: the handshake's deadline, or the stop flag at teardown.
+            match Session::handshake(stream, &id, Side::Acceptor, None, known, &repl.stop) {
+                Ok(s) => {
+                    repl.hs_done(Ok(()), true);
+                    spawn_rx(repl, this.wq, s, true);
+                }
+                Err(e) => {
+                    repl.hs_done(Err(e), true);
+                    repl.failed(this.addr, e);
+                }
+            }
+        }
+        repl.hs_release(this.slot);
+    }
+}
+
+/// Dials one peer whenever it is not connected: one work item a peer, so that a slow or
+/// unreachable peer (a connect timeout, a handshake up to its deadline) delays no other.
 #[pin_data]
 struct DialWork {
     repl: Arc<Replication>,
+    /// Index of the peer in the peer list.
+    peer: usize,
     wq: QueueHandle,
     #[pin]
     work: Work<DialWork>,
@@ -1046,34 +1250,33 @@ impl WorkItem for DialWork {
     fn run(this: Arc<DialWork>) {
         let repl = &this.repl;
         while !repl.stopping() {
-            let mut want: [Option<PeerSpec>; MAX_PEERS] = Default::default();
-            {
+            let want: Option<PeerSpec> = {
                 let st = repl.state.lock();
-                for (w, p) in want.iter_mut().zip(st.peers.iter()) {
-                    if !p.out.as_ref().is_some_and(|s| !s.is_broken()) {
-                        *w = Some(p.spec);
-                    }
-                }
-            }
-            for p in want.iter().flatten() {
-                if repl.stopping() {
-                    break;
-                }
+                st.peers
+                    .get(this.peer)
+                    .filter(|p| !p.out.as_ref().is_some_and(|s| !s.is_broken()))
+                    .map(|p| p.spec)
+            };
+            if let Some(p) = want {
                 // Writes may be waiting for this connection: nothing it allocates may wait
                 // for them (the sockets' own GFP_NOIO does not cover the session's memory).
                 let _noio = NoIoScope::enter();
-                let Ok(stream) = repl.transport.connect(p.ip, p.port, DIAL_TIMEOUT_MS) else {
-                    continue;
-                };
-                let id = repl.identity();
-                let (side, addr) = (Side::Dialler, Some((p.ip, p.port)));
-                match Session::handshake(stream, &id, side, Some(p.node), |_| true, &repl.stop) {
-                    Ok(s) => spawn_rx(repl, this.wq, s, false),
-                    Err(e) => repl.failed(addr, e),
+                if let Ok(stream) = repl.transport.connect(p.ip, p.port, DIAL_TIMEOUT_MS) {
+                    let id = repl.identity();
+                    let (side, addr) = (Side::Dialler, Some((p.ip, p.port)));
+                    let r =
+                        Session::handshake(stream, &id, side, Some(p.node), |_| true, &repl.stop);
+                    match r {
+                        Ok(s) => spawn_rx(repl, this.wq, s, false),
+                        Err(e) => {
+                            repl.hs_done(Err(e), false);
+                            repl.failed(addr, e);
+                        }
+                    }
                 }
             }
             #[cfg(CONFIG_DLM)]
-            if repl.membership.pending_deaths() != 0 {
+            if this.peer == 0 && repl.membership.pending_deaths() != 0 {
                 if let Some(w) = repl.worker.lock().as_ref() {
                     StripeWorker::wake(w);
                 }
@@ -1125,7 +1328,7 @@ fn spawn_rx(repl: &Arc<Replication>, wq: QueueHandle, s: Session, inbound: bool)
     if repl.install(session, inbound).is_none() {
         return;
     }
-    // SAFETY: called from a work item of that queue (listener or dialler), which the queue
+    // SAFETY: called from a work item of that queue (a handshake or a dialler), which the queue
     // outlives.
     let _ = unsafe { wq.get() }.enqueue(rx);
 }

@@ -140,6 +140,8 @@ impl Session {
     ) -> Result<Self, SessionError> {
         stream.set_timeouts(SEND_TIMEOUT_MS, RECV_POLL_MS);
         let limit = Limit::handshake();
+        // An accepted RDMA request the peer never completes counts against the deadline too.
+        wait_ready(&*stream, limit, stop)?;
         let mut nonce = [0u8; 32];
         crypto::random_bytes(&mut nonce);
         let mut hs = Handshake::new(side, me.node, me.group, nonce, expect);
@@ -457,6 +459,25 @@ fn recv_exact(
         }
     }
     Ok(true)
+}
+
+/// Waits until the stream is usable (see [`Stream::wait_ready`]), within `limit`.
+fn wait_ready(stream: &dyn Stream, limit: Limit, stop: &AtomicBool) -> Result<(), SessionError> {
+    let start = Ktime::ktime_get();
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return Err(SessionError::Stopped);
+        }
+        match stream.wait_ready(RECV_POLL_MS) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.to_errno() == -(kernel::bindings::ETIMEDOUT as i32) => {
+                if limit.passed(start) {
+                    return Err(SessionError::Stalled);
+                }
+            }
+            Err(_) => return Err(SessionError::Io),
+        }
+    }
 }
 
 /// Encodes and sends one handshake frame (authenticated with `tagger`).

@@ -898,6 +898,19 @@ impl TargetOperations for AmfTarget {
                 if let Some((regions, dirty, pending, resynced)) = bitmap {
                     let _ = write!(out, " bitmap {regions} {dirty} {pending} {resynced}");
                 }
+                if let Some(r) = self.repl.as_ref().map(|r| r.repl()) {
+                    // After everything else: parsers of the fields before it see no change.
+                    let s = &r.stats;
+                    let n = |v: &AtomicU64| v.load(Ordering::Relaxed);
+                    let _ = write!(
+                        out,
+                        " handshakes {} {} {} {}",
+                        n(&s.hs_accepted),
+                        n(&s.hs_refused),
+                        n(&s.hs_stalled),
+                        n(&s.hs_failed)
+                    );
+                }
             }
             StatusKind::Table => {
                 let copies = match g.geometry.level() {
@@ -952,6 +965,15 @@ impl TargetOperations for AmfTarget {
     fn message(&self, _ti: &Target, args: &[&str], _out: &mut StatusWriter<'_>) -> Result {
         match args {
             ["rebuild", idx] => self.start_rebuild(idx),
+            ["reconnect"] => {
+                // Closes every replication connection; both sides dial again at once.
+                let Some(r) = self.repl.as_ref().map(|r| r.repl()) else {
+                    pr_warn!("reconnect: the target has no replication peers\n");
+                    return Err(EINVAL);
+                };
+                r.reconnect();
+                Ok(())
+            }
             ["fail_after", step] => {
                 let Some(r) = self.repl.as_ref().map(|r| r.repl()) else {
                     // Without peers: only the torn stripe, for the crash tests.
@@ -982,7 +1004,9 @@ impl TargetOperations for AmfTarget {
                 Ok(())
             }
             _ => {
-                pr_warn!("unknown message; expected: rebuild <idx> or fail_after <step>\n");
+                pr_warn!(
+                    "unknown message; expected: rebuild <idx>, fail_after <step> or reconnect\n"
+                );
                 Err(EINVAL)
             }
         }

@@ -28,13 +28,26 @@ pub(crate) trait Stream: Send + Sync {
     fn shutdown(&self);
     /// The other end's IPv4 address and port, for logs (None if not known).
     fn peer_addr(&self) -> Option<([u8; 4], u16)>;
+    /// Waits at most `ms` for an accepted stream to be usable (an RDMA connection whose
+    /// request was accepted but is not established yet); `ETIMEDOUT` when it is not yet,
+    /// another error when it never will be. TCP streams are usable once accepted.
+    fn wait_ready(&self, _ms: u32) -> Result {
+        Ok(())
+    }
 }
 
 /// Accepts streams from peers.
 pub(crate) trait Listener: Send + Sync {
     /// Waits at most `timeout_ms` for a stream; `Ok(None)` on timeout, an error once the
-    /// listener is unusable (e.g. its RDMA device was removed).
+    /// listener is unusable (e.g. its RDMA device was removed), except `ECONNABORTED`:
+    /// one request could not be taken (see [`aborted`]) and the listener goes on. It does
+    /// not wait for the peer: the stream may still need [`Stream::wait_ready`].
     fn accept(&self, timeout_ms: u32) -> Result<Option<KBox<dyn Stream>>>;
+}
+
+/// Whether an `accept` error concerns one connection request only (`ECONNABORTED`).
+pub(crate) fn aborted(e: Error) -> bool {
+    e.to_errno() == -(kernel::bindings::ECONNABORTED as i32)
 }
 
 /// The transports a table can choose.
@@ -152,6 +165,10 @@ impl Stream for RdmaStream {
 
     fn peer_addr(&self) -> Option<([u8; 4], u16)> {
         RdmaStream::peer_addr(self)
+    }
+
+    fn wait_ready(&self, ms: u32) -> Result {
+        RdmaStream::wait_established(self, ms)
     }
 }
 

@@ -889,6 +889,12 @@ impl RdmaStream {
         Ok(stream)
     }
 
+    /// Waits at most `ms` for an accepted connection to be established: `ETIMEDOUT` if it
+    /// is not yet, another error if it failed (the peer rejected or went away).
+    pub(crate) fn wait_established(&self, ms: u32) -> Result {
+        self.conn.cm.wait_for(EV_ESTABLISHED, ms.max(1))
+    }
+
     /// Sends every byte of `parts` in order.
     pub(crate) fn send(&self, parts: &[&[u8]]) -> Result {
         self.conn.send(parts)
@@ -959,6 +965,10 @@ impl RdmaListener {
     }
 
     /// Waits at most `timeout_ms` for a request and accepts it; `Ok(None)` on timeout.
+    /// It does not wait for the peer to complete the connection: a request that never
+    /// does must not hold the listener. The caller waits for that with
+    /// [`RdmaStream::wait_established`]. A request that cannot be accepted (no memory, the
+    /// peer gone) fails with `ECONNABORTED`, and the listener goes on.
     pub(crate) fn accept(&self, timeout_ms: u32) -> Result<Option<RdmaStream>> {
         // Writes may wait for this connection: its allocations must not wait for them.
         let _noio = NoIoScope::enter();
@@ -982,6 +992,13 @@ impl RdmaListener {
                 let _ = self.cm.changed.wait_interruptible_timeout(&mut st, j);
             }
         };
+        Self::take(req, timeout_ms)
+            .map(Some)
+            .map_err(|_| err(bindings::ECONNABORTED))
+    }
+
+    /// Accepts the request `req` taken from the queue (without waiting for the peer).
+    fn take(req: usize, timeout_ms: u32) -> Result<RdmaStream> {
         // The request's id is ours now (removed from the queue under the lock, so the
         // handler will not destroy it); it reports to the new events once accepted.
         let cm = CmEvents::new().inspect_err(|_| {
@@ -998,12 +1015,8 @@ impl RdmaListener {
         kernel::error::to_result(unsafe {
             b::amf_rdma_accept(stream.conn.id(), stream.conn.cm.as_context())
         })?;
-        stream
-            .conn
-            .cm
-            .wait_for(EV_ESTABLISHED, timeout_ms.max(RESOLVE_MS))?;
         stream.set_timeouts(timeout_ms, timeout_ms);
-        Ok(Some(stream))
+        Ok(stream)
     }
 }
 

@@ -61,6 +61,15 @@ for e in ${extras[@]+"${extras[@]}"}; do
 				die "cannot build $peer_src (librdmacm-dev: run tests/rig/setup-host.sh)"
 			mv "$peer_bin.tmp" "$peer_bin"
 		fi
+		# tests/tools/amf-attack (the stranger of the `hostile` suite), built the same way.
+		attack_src=$repo/tests/tools/amf-attack/amf-attack.c
+		attack_bin=$cache/amf-attack-$(sha256sum <"$attack_src" | cut -c1-12)
+		if [ ! -x "$attack_bin" ]; then
+			log "building amf-attack"
+			gcc -O2 -Wall -o "$attack_bin.tmp" "$attack_src" -lrdmacm -libverbs ||
+				die "cannot build $attack_src (librdmacm-dev: run tests/rig/setup-host.sh)"
+			mv "$attack_bin.tmp" "$attack_bin"
+		fi
 		for f in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so /etc/libibverbs.d/rxe.driver; do
 			[ -e "$f" ] && files+=("$f")
 		done
@@ -82,9 +91,9 @@ done
 case "$(ldd /bin/busybox 2>&1 || true)" in *'not a dynamic executable'*) ;; *) false ;; esac ||
 	die "/bin/busybox is not the static build (install busybox-static)"
 
-libs=$( { for b in "${bins[@]}" ${files[@]+"${files[@]}"} ${peer_bin:+"$peer_bin"}; do ldd "$b" 2>/dev/null || true; done; } |
+libs=$( { for b in "${bins[@]}" ${files[@]+"${files[@]}"} ${peer_bin:+"$peer_bin"} ${attack_bin:+"$attack_bin"}; do ldd "$b" 2>/dev/null || true; done; } |
 	awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | sort -u)
-basekey=$( { echo v3; cat "$0" | sha256sum; for f in "${bins[@]}" ${files[@]+"${files[@]}"} ${peer_bin:+"$peer_bin"} $libs; do
+basekey=$( { echo v3; cat "$0" | sha256sum; for f in "${bins[@]}" ${files[@]+"${files[@]}"} ${peer_bin:+"$peer_bin"} ${attack_bin:+"$attack_bin"} $libs; do
 	stat -L -c '%n %s %Y' "$f"; done; } | sha256sum | cut -c1-16)
 base=$cache/base-$basekey.cpio.gz
 
@@ -103,6 +112,7 @@ if [ ! -f "$base" ]; then
 		cp -L "$b" "$stage$b"
 	done
 	[ -z "${peer_bin:-}" ] || cp "$peer_bin" "$stage/usr/bin/rdma-peer"
+	[ -z "${attack_bin:-}" ] || cp "$attack_bin" "$stage/usr/bin/amf-attack"
 	mknod -m 600 "$stage/dev/console" c 5 1
 	mknod -m 666 "$stage/dev/null" c 1 3
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
