@@ -57,6 +57,12 @@
 //!           after a power cut: see crash.rs.
 //!   logwrites --log L [--from SECTOR --to SECTOR]
 //!           the entries of a dm-log-writes log, in order: see logwrites.rs.
+//!   replay --log L (--points | --dev D --to N [--from A] [--drop-seed S --drop-from E])
+//!   phase-write --dev D --seed S --phase P --writes N [--maxspan B] [--fsync 1]
+//!   phase-check --dev D --seed S --phases K --acked A --writes N [--maxspan B]
+//!           a dm-log-writes log replayed onto a device up to an entry, dropping a seeded
+//!           subset of the unflushed writes, and the phased workload of the logreplay
+//!           suite: see replay.rs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -84,6 +90,7 @@ macro_rules! fail { ($($t:tt)*) => { return Err(Fail(format!($($t)*))) } }
 
 mod crash;
 mod logwrites;
+mod replay;
 
 // ---------------------------------------------------------------- patterns
 
@@ -338,7 +345,7 @@ impl Args {
             if !k.starts_with("--") {
                 fail!("unexpected argument '{k}'");
             }
-            if k == "--quiet-mismatch" {
+            if k == "--quiet-mismatch" || k == "--points" {
                 kv.push((k[2..].to_string(), "1".into()));
                 i += 1;
                 continue;
@@ -1036,7 +1043,7 @@ fn cmd_barrier(a: &Args) -> Res<u64> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites ...");
+        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites|replay|phase-write|phase-check ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -1052,6 +1059,9 @@ fn main() -> ExitCode {
         "crash-write" => crash::cmd_crash_write(&a),
         "crash-check" => crash::cmd_crash_check(&a),
         "logwrites" => logwrites::cmd_logwrites(&a),
+        "replay" => replay::cmd_replay(&a),
+        "phase-write" => replay::cmd_phase_write(&a),
+        "phase-check" => replay::cmd_phase_check(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
     match r {
