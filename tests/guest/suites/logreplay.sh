@@ -36,52 +36,58 @@
 # FUA entry a point (make check: at most LR_FUA of them, evenly spread), degraded at every
 # point for every raid5/raid6 group and more phases.
 #
-# Disks: vda 64 MiB (16 MiB a group: 4 members of 4 MiB, 3 MiB reserved area + 1 MiB data,
-# 128 KiB regions, 32 KiB chunks), vdb 64 MiB (the log, started again for every group), vdc
-# and vdd 64 MiB (the replays). Prints
+# Once more with a file system (xfstests generic/482): ext4 on a raid5 x4 group, a small
+# seeded file-system workload while logging (fs_stress below; fsstress is not packaged),
+# then at each point the replayed ext4 mounted (its journal replayed), unmounted and
+# `e2fsck -fn` clean, and the group's parity scrubbed.
+#
+# Disks: vda 96 MiB (16 MiB a group: 4 members of 4 MiB, 3 MiB reserved area + 1 MiB data,
+# 128 KiB regions, 32 KiB chunks; the ext4 group 4 x 7 MiB, 4 MiB data a member), vdb 96 MiB
+# (the log, started again for every group), vdc and vdd 96 MiB (the replays). Prints
 #   # SUMMARY: logreplay: <n> replay points, <l> lost acked writes, <m> parity mismatches
 # shellcheck disable=SC1091 # the guest's path
 . /amf/lib/ktap.sh
 
 FULL=${LOGREPLAY_FULL:-0}
-GROUPS_ALL="r1 r5 r6 r5p"
+GROUPS_ALL="r1 r5 r6 r5p fs"
 SEED=4242
 WRITES=24
 MAXSPAN=24
 if [ "$FULL" = 1 ]; then
-	PHASES=6 SUBS=3 LR_FUA=1000000 LR_LAST=1000000 LR_SPREAD=1000000
+	PHASES=6 SUBS=3 LR_FUA=1000000 LR_LAST=1000000 LR_SPREAD=1000000 FS_OPS=400 FS_SPREAD=1000000
 else
-	PHASES=4 SUBS=1 LR_FUA=2 LR_LAST=2 LR_SPREAD=2
+	PHASES=4 SUBS=1 LR_FUA=2 LR_LAST=2 LR_SPREAD=2 FS_OPS=80 FS_SPREAD=8
 fi
 W=/tmp/lr
 mkdir -p $W
-POINTS=0 LOST=0 MISM=0
+POINTS=0 LOST=0 MISM=0 FSCK=0 FS_POINTS=0
 
-ktap_plan $((2 + 2 * 4))
+ktap_plan $((2 + 2 * 5))
 ktap_check "load dm-amf" amf_load
 
 # gv NAME: GL level, GN members, GLEN volume sectors, GU uuid, GB base sector on vda, GPPL,
 # GI index.
 gv() {
-	GPPL=0
+	GPPL=0 GMS=8192
 	case $1 in
 	r1) GI=0 GL=raid1 GN=2 GLEN=2048 ;;
 	r5) GI=1 GL=raid5 GN=4 GLEN=6144 ;;
 	r6) GI=2 GL=raid6 GN=4 GLEN=4096 ;;
 	r5p) GI=3 GL=raid5 GN=4 GLEN=6144 GPPL=1 ;;
+	# ext4 on raid5 x4: 4 MiB of data a member, 12 MiB volume
+	fs) GI=4 GL=raid5 GN=4 GMS=14336 GLEN=24576 ;;
 	esac
 	GU=1060e1a5-0000-4000-8000-00000000000$GI
 	GB=$((GI * 32768))
 }
-MSIZE=8192 # member slice
-MOFF=6144  # data offset
+MOFF=6144 # data offset; GMS the member slice
 
 # members NAME DISK PREFIX: create PREFIX0.. as slices of DISK.
 mk_members() {
 	gv "$1"
 	_k=0
 	while [ $_k -lt "$GN" ]; do
-		dm_create "$3$_k" "0 $MSIZE linear $2 $((GB + _k * MSIZE))" || { echo "$3$_k: $DM_OUT"; return 1; }
+		dm_create "$3$_k" "0 $GMS linear $2 $((GB + _k * GMS))" || { echo "$3$_k: $DM_OUT"; return 1; }
 		_k=$((_k + 1))
 	done
 }
@@ -133,13 +139,18 @@ workload() {
 	while [ $_k -lt "$GN" ]; do _m="$_m /dev/mapper/m$_k"; _k=$((_k + 1)); done
 	# shellcheck disable=SC2086 # member list
 	amfctl format --force --level $GL --chunk 32K --region 128K --uuid $GU \
-		--data-offset $((MOFF / 2))K --size $(((MSIZE - MOFF) / 2))K $_m >$W/fmt 2>&1 ||
+		--data-offset $((MOFF / 2))K --size $(((GMS - MOFF) / 2))K $_m >$W/fmt 2>&1 ||
 		{ cat $W/fmt; return 1; }
 	dm_create v "$(table $g m)" || { echo "create: $DM_OUT"; return 1; }
 	table $g m
-	amf-iotool write --dev /dev/mapper/v --seed $SEED --gen 1 --bs 256 || return 1
-	dmsetup message lw 0 mark ack1 || return 1
+	if [ $g = fs ]; then
+		fs_workload || return 1
+	else
+		amf-iotool write --dev /dev/mapper/v --seed $SEED --gen 1 --bs 256 || return 1
+		dmsetup message lw 0 mark ack1 || return 1
+	fi
 	p=2
+	[ $g = fs ] && p=$((PHASES + 1))
 	while [ $p -le $PHASES ]; do
 		amf-iotool phase-write --dev /dev/mapper/v --seed $SEED --phase $p --writes $WRITES \
 			--maxspan $MAXSPAN || return 1
@@ -161,6 +172,65 @@ workload() {
 	echo "log: $(tail -1 $W/points), $(grep -c ' F' $W/points) flushes, $(grep -c ' U$' $W/points) FUA-only, marks: $(awk '$2 == "M" { printf "%s@%s ", $3, $1 }' $W/points)"
 }
 
+# ------------------------------------------------------------------ the file system (generic/482)
+# fs_stress DIR N SEED: N seeded operations of a small file-system workload (busybox): create
+# or overwrite a file (1..8 KiB written with fsync), append with fsync, rename, unlink,
+# mkdir, sync. Not fsstress (xfstests' ltp/fsstress.c is not packaged in Debian): this is the
+# same kind of metadata churn, smaller.
+fs_stress() {
+	_d=$1 _n=$2 _r=$3 _i=0
+	mkdir -p "$_d/d0" "$_d/d1" "$_d/d2" "$_d/d3" || return 1
+	while [ $_i -lt "$_n" ]; do
+		_r=$(((_r * 1103515245 + 12345) % 2147483648))
+		_x=$((_r >> 8))
+		_f=$_d/d$((_x % 4))/f$((_x / 4 % 16))
+		_t=$_d/d$((_x / 64 % 4))/f$((_x / 256 % 16))
+		case $((_x / 4096 % 8)) in
+		0 | 1) dd if=/dev/urandom of="$_f" bs=1k count=$((1 + _x / 32768 % 8)) conv=fsync status=none ;;
+		2) [ -e "$_f" ] && dd if=/dev/urandom of="$_f" bs=1k count=2 oflag=append conv=notrunc,fsync status=none ;;
+		3) [ -e "$_f" ] && mv "$_f" "$_t" ;;
+		4) rm -f "$_f" ;;
+		5) mkdir -p "$_d/d$((_x % 4))/s$((_x / 4 % 4))" ;;
+		6) rm -rf "$_d/d$((_x % 4))/s$((_x / 4 % 4))" ;;
+		7) sync ;;
+		esac
+		_i=$((_i + 1))
+	done
+	sync
+}
+
+# fs_workload: ext4 made on the volume, mounted, the mark ack1 (points start there), the
+# stress, unmounted.
+fs_workload() {
+	/usr/sbin/mke2fs -q -F -t ext4 /dev/mapper/v || return 1
+	mkdir -p /mnt/lr
+	mount -t ext4 /dev/mapper/v /mnt/lr || return 1
+	dmsetup message lw 0 mark ack1 || { umount /mnt/lr; return 1; }
+	fs_stress /mnt/lr $FS_OPS $SEED
+	_rc=$?
+	echo "ext4: $(find /mnt/lr -type f | wc -l) files, $(df -k /mnt/lr | awk 'NR == 2 { print $3 }') KiB used after $FS_OPS operations"
+	umount /mnt/lr || return 1
+	dmsetup message lw 0 mark fs-end || return 1
+	return $_rc
+}
+
+# fs_check DESC: the replayed ext4 mounted (its journal replayed), unmounted, `e2fsck -fn`
+# clean. FSCK += 1 otherwise.
+fs_check() {
+	mkdir -p /mnt/lr
+	if ! mount -t ext4 /dev/mapper/c /mnt/lr >$W/fsck 2>&1; then
+		echo "$1: mount failed: $(tail -1 $W/fsck)"
+		FSCK=$((FSCK + 1))
+		return
+	fi
+	umount /mnt/lr
+	if ! /usr/sbin/e2fsck -fn /dev/mapper/c >$W/fsck 2>&1; then
+		echo "$1: e2fsck -fn:"
+		tail -5 $W/fsck
+		FSCK=$((FSCK + 1))
+	fi
+}
+
 # ------------------------------------------------------------------ one replay point
 # acked_at N: the highest phase whose mark has an index below N.
 acked_at() { awk -v n="$1" '$2 == "M" && $1 < n && $3 ~ /^ack/ { a = substr($3, 4) } END { print a + 0 }' $W/points; }
@@ -169,7 +239,7 @@ acked_at() { awk -v n="$1" '$2 == "M" && $1 < n && $3 ~ /^ack/ { a = substr($3, 
 # the entries FROM..TO replayed onto vdd (with a seed: a seeded half of the plain writes from
 # DROPFROM on dropped).
 work() {
-	dd if=/dev/vdc of=/dev/vdd bs=1M skip=$((GB / 2048)) seek=$((GB / 2048)) count=16 \
+	dd if=/dev/vdc of=/dev/vdd bs=1M skip=$((GB / 2048)) seek=$((GB / 2048)) count=$(((GN * GMS + 2047) / 2048)) \
 		iflag=direct oflag=direct status=none || return 1
 	amf-iotool replay --log /dev/vdb --dev /dev/vdd --from "$1" --to "$2" \
 		${3:+--drop-seed "$3" --drop-from "$4"} || return 1
@@ -187,11 +257,15 @@ check_on() {
 		rm_members $g w
 		return 1
 	fi
-	amf-iotool phase-check --dev /dev/mapper/c --seed $SEED --phases $PHASES --acked "$PT_ACKED" \
-		--writes $WRITES --maxspan $MAXSPAN >$W/pc 2>&1
-	_rc=$?
-	_b=$(sed -n 's/^phase-check: [0-9]* blocks, \([0-9]*\) bad.*/\1/p' $W/pc)
-	if [ $_rc -ne 0 ] || [ -z "$_b" ]; then
+	if [ $g = fs ]; then
+		fs_check "$2"
+	else
+		amf-iotool phase-check --dev /dev/mapper/c --seed $SEED --phases $PHASES --acked "$PT_ACKED" \
+			--writes $WRITES --maxspan $MAXSPAN >$W/pc 2>&1
+		_rc=$?
+		_b=$(sed -n 's/^phase-check: [0-9]* blocks, \([0-9]*\) bad.*/\1/p' $W/pc)
+	fi
+	if [ $g != fs ] && { [ $_rc -ne 0 ] || [ -z "$_b" ]; }; then
 		echo "$2: $(tail -1 $W/pc)"
 		grep LOST $W/pc | head -3
 		PT_LOST=$((PT_LOST + ${_b:-1}))
@@ -235,7 +309,9 @@ replays() {
 	# filled); every mark; the last LR_LAST flushes before each mark (the flush that covers
 	# a phase's data and the clean marks before it); LR_SPREAD other flushes and LR_FUA FUA
 	# entries, evenly spread (LOGREPLAY_FULL=1: every flush and FUA entry).
-	awk -v last="$LR_LAST" -v spread="$LR_SPREAD" -v nfua="$LR_FUA" '
+	_sp=$LR_SPREAD
+	[ $g = fs ] && _sp=$FS_SPREAD
+	awk -v last="$LR_LAST" -v spread="$_sp" -v nfua="$LR_FUA" '
 		{ i[NR] = $1; f[NR] = $2; m[NR] = $3; n = NR; pf[NR] = lf; if ($2 ~ /F/) lf = $1 + 1 }
 		$2 == "M" && $3 == "ack1" && !a1 { a1 = NR }
 		END {
@@ -290,19 +366,34 @@ lr_group() {
 	gv $g
 	MARKDEG=0 SUBDEG=0
 	case $g in r5 | r6) MARKDEG=1 ;; r5p) MARKDEG=1 SUBDEG=1 ;; esac
-	[ "$FULL" = 1 ] && [ $g != r1 ] && SUBDEG=1
+	[ "$FULL" = 1 ] && [ $g != r1 ] && [ $g != fs ] && SUBDEG=1
 	: >$W/pts
+	fsck0=$FSCK
 	t0=$(date +%s)
 	replays $g
 	rc=$?
 	cat $W/pts
-	echo "$g: $G_POINTS replay points (degraded too: marks $MARKDEG, others $SUBDEG), $PT_LOST lost acked blocks, $PT_MISM parity mismatches, $(($(date +%s) - t0)) s"
-	POINTS=$((POINTS + G_POINTS)) LOST=$((LOST + PT_LOST)) MISM=$((MISM + PT_MISM))
-	[ $rc -eq 0 ] && [ "$PT_LOST" -eq 0 ] && [ "$PT_MISM" -eq 0 ] && [ "$G_POINTS" -gt 0 ]
+	echo "$g: $G_POINTS replay points (degraded too: marks $MARKDEG, others $SUBDEG), $PT_LOST lost acked blocks, $PT_MISM parity mismatches, $((FSCK - fsck0)) fsck failures, $(($(date +%s) - t0)) s"
+	if [ $g = fs ]; then
+		FS_POINTS=$G_POINTS
+	else
+		POINTS=$((POINTS + G_POINTS)) LOST=$((LOST + PT_LOST))
+	fi
+	MISM=$((MISM + PT_MISM))
+	[ $rc -eq 0 ] && [ "$PT_LOST" -eq 0 ] && [ "$PT_MISM" -eq 0 ] && [ "$FSCK" -eq "$fsck0" ] && [ "$G_POINTS" -gt 0 ]
 }
 
 for g in $GROUPS_ALL; do
 	gv $g
+	if [ $g = fs ]; then
+		ktap_check "fs ($GL x$GN): ext4 made, mounted, $FS_OPS seeded file-system operations (write+fsync, append, rename, unlink, mkdir, sync) logged" workload $g
+		lr_group $g >$W/out 2>&1
+		rc=$?
+		ktap_diag_file $W/out
+		ktap_result "fs: replayed at flushes (some), FUA entries (some), marks and sub-points: started, resynced, mounted (journal replayed), e2fsck -fn clean, scrub clean" $rc \
+			"fs: fsck failures or parity mismatches after a replay"
+		continue
+	fi
 	ktap_check "$g ($GL x$GN$([ "$GPPL" = 1 ] && echo ', ppl')): members slices of one dm-log-writes device; $PHASES phases written and logged (phase 2 cleaned by the sweeper, the others by a suspend)" workload $g
 	lr_group $g >$W/out 2>&1
 	rc=$?
@@ -313,7 +404,8 @@ done
 
 summary() {
 	echo "SUMMARY: logreplay: $POINTS replay points, $LOST lost acked writes, $MISM parity mismatches"
-	[ "$POINTS" -gt 0 ] && [ "$LOST" -eq 0 ] && [ "$MISM" -eq 0 ]
+	echo "SUMMARY: logreplay-fs: ext4, $FS_POINTS replay points, $FSCK fsck failures"
+	[ "$POINTS" -gt 0 ] && [ "$LOST" -eq 0 ] && [ "$MISM" -eq 0 ] && [ "$FSCK" -eq 0 ] && [ "$FS_POINTS" -gt 0 ]
 }
 ktap_check "summary: no lost acked write, no parity mismatch" summary
 ktap_done

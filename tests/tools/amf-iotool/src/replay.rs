@@ -98,8 +98,12 @@ pub(crate) fn parse_entry(
     if sec.len() < SECTOR {
         return Err("short entry header".into());
     }
-    let (sector, sectors, flags, data_len) =
-        (u64_at(sec, 0), u64_at(sec, 8), u64_at(sec, 16), u64_at(sec, 24));
+    let (sector, sectors, flags, data_len) = (
+        u64_at(sec, 0),
+        u64_at(sec, 8),
+        u64_at(sec, 16),
+        u64_at(sec, 24),
+    );
     let bad = |what: &str| format!("entry {index} at log sector {at}: {what}");
     if flags & !(FLUSH | FUA | DISCARD | MARK) != 0 {
         return Err(bad(&format!("unknown flags {flags:#x}")));
@@ -223,9 +227,7 @@ pub(crate) fn cmd_replay(a: &Args) -> Res<u64> {
                 dev.sectors
             );
         }
-        if e.plain_write()
-            && e.index >= drop_from
-            && drop_seed.is_some_and(|s| dropped(s, e.index))
+        if e.plain_write() && e.index >= drop_from && drop_seed.is_some_and(|s| dropped(s, e.index))
         {
             dropped_n += 1;
             continue;
@@ -315,7 +317,13 @@ pub(crate) fn cmd_phase_write(a: &Args) -> Res<u64> {
         let descs: Vec<Desc> = (lba..lba + nb * BLK)
             .map(|l| Desc::logical(l, phase))
             .collect();
-        write_descs(if ds { &dsync } else { &dev }, lba, &descs, p.seed, &mut buf)?;
+        write_descs(
+            if ds { &dsync } else { &dev },
+            lba,
+            &descs,
+            p.seed,
+            &mut buf,
+        )?;
         nd += u64::from(ds);
         sectors += nb * BLK;
     }
@@ -331,11 +339,7 @@ pub(crate) fn cmd_phase_write(a: &Args) -> Res<u64> {
 
 /// The generations block `b` may hold after a replay: the last acknowledged phase's that
 /// wrote it (phase 1 wrote every block), then the later phases' that wrote it.
-pub(crate) fn allowed_gens(
-    plans: &[Vec<(u64, u64, bool)>],
-    acked: u64,
-    b: u64,
-) -> (u64, Vec<u64>) {
+pub(crate) fn allowed_gens(plans: &[Vec<(u64, u64, bool)>], acked: u64, b: u64) -> (u64, Vec<u64>) {
     let mut last = 1u64;
     let mut later = Vec::new();
     for (i, ws) in plans.iter().enumerate() {
@@ -400,7 +404,9 @@ pub(crate) fn cmd_phase_check(a: &Args) -> Res<u64> {
             }
         }
     }
-    println!("phase-check: {blocks} blocks, {bad} bad (phases 1..={acked} of {phases} acknowledged)");
+    println!(
+        "phase-check: {blocks} blocks, {bad} bad (phases 1..={acked} of {phases} acknowledged)"
+    );
     Ok(bad)
 }
 
