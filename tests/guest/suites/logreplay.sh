@@ -156,9 +156,10 @@ workload() {
 			--maxspan $MAXSPAN || return 1
 		if [ $p -eq 2 ]; then
 			# The sweeper clears a region's bit after one to two idle periods of 5 s; it
-			# runs when the stripe worker does: one more write of this phase wakes it.
+			# runs when the stripe worker does: one more write of this phase wakes it
 			sleep 11
-			amf-iotool write --dev /dev/mapper/v --seed $SEED --gen $p --start 0 --count 8 --bs 8 >/dev/null || return 1
+			# (the phase's first write again: the checker knows it)
+			amf-iotool phase-write --dev /dev/mapper/v --seed $SEED --phase $p --writes 1 --maxspan $MAXSPAN >/dev/null || return 1
 		else
 			dmsetup suspend v && dmsetup resume v || return 1
 		fi
