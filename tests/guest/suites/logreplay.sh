@@ -22,8 +22,10 @@
 #
 # Workload per group (amf-iotool phase-write): phase 1 writes the whole volume and
 # fdatasyncs; phases 2..K write seeded 4..96 KiB extents (so writes cross chunks and stripes:
-# torn across members when a cut drops part of them), plain O_DIRECT and every fourth
-# O_DSYNC; then the regions are cleaned (phase 2: the bitmap sweeper after 11 s of idleness;
+# torn across members when a cut drops part of them), plain O_DIRECT (no O_DSYNC: the target
+# writes a FUA bio's parity with FUA, which dm-log-writes logs at once, before an earlier
+# plain write of the same parity block that it logs only at the next flush; a replay would
+# end with the older parity, see amf-iotool's replay.rs); then the regions are cleaned (phase 2: the bitmap sweeper after 11 s of idleness;
 # the others: a suspend and resume) and the phase ends with an fdatasync (a flush) and the log
 # mark `ack<P>`. A phase is acknowledged at a replay point when its mark is in the replayed
 # part: its blocks must hold its generation or a later phase's (never garbage, never older).

@@ -14,12 +14,19 @@
 //!           at their sectors (a discard as zeroes). With --drop-seed, every plain write
 //!           (neither flush nor FUA) from index E on is dropped when the seeded coin says so:
 //!           the writes a volatile cache may lose before the next flush.
-//!   phase-write --dev D --seed S --phase P --writes N [--maxspan B] [--fsync 1]
+//!   phase-write --dev D --seed S --phase P --writes N [--maxspan B] [--dsync-every K]
+//!           [--fsync 1]
 //!           phase P (>= 2) of the workload: N writes of 1..=B blocks (4 KiB) at seeded
-//!           positions, every sector the pattern (S, its lba, generation P); every fourth
-//!           write (seeded) O_DSYNC, the others plain O_DIRECT. --fsync 1: fdatasync at the
+//!           positions, every sector the pattern (S, its lba, generation P), plain O_DIRECT;
+//!           with --dsync-every K a seeded one in K O_DSYNC. --fsync 1: fdatasync at the
 //!           end (a flush). Phase 1 is the whole volume written with `write --gen 1`.
+//!           O_DSYNC writes and a dm-log-writes replay do not mix on a parity RAID: the
+//!           target writes a FUA bio's data and parity with FUA, which dm-log-writes logs at
+//!           once, while an earlier plain write of the same parity block waits for the next
+//!           flush and is logged after it, so the replay puts the older parity last (a disk
+//!           keeps the newer). The suite uses none.
 //!   phase-check --dev D --seed S --phases K --acked A --writes N [--maxspan B]
+//!           [--dsync-every K]
 //!           after a replay: phases 1..=A were acknowledged (their end mark is in the
 //!           replayed log), A+1..=K may have reached the disk in part. Every sector must hold
 //!           the generation of the last acknowledged phase that wrote its block, or that of
@@ -265,6 +272,7 @@ pub(crate) fn phase_writes(
     writes: u64,
     blocks: u64,
     maxspan: u64,
+    dsync_every: u64,
 ) -> Vec<(u64, u64, bool)> {
     let mut s = seed ^ phase.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x4C06_5EA1;
     let maxspan = maxspan.clamp(1, blocks.max(1));
@@ -272,7 +280,7 @@ pub(crate) fn phase_writes(
         .map(|_| {
             let nb = 1 + splitmix(&mut s) % maxspan;
             let b0 = splitmix(&mut s) % (blocks - nb + 1);
-            let dsync = splitmix(&mut s) % 4 == 0;
+            let dsync = dsync_every > 0 && splitmix(&mut s) % dsync_every == 0;
             (b0, nb, dsync)
         })
         .collect()
@@ -282,6 +290,7 @@ struct PhaseArgs {
     seed: u64,
     writes: u64,
     maxspan: u64,
+    dsync_every: u64,
 }
 
 fn phase_args(a: &Args) -> Res<PhaseArgs> {
@@ -293,6 +302,7 @@ fn phase_args(a: &Args) -> Res<PhaseArgs> {
         seed: a.num("seed")?,
         writes: a.num("writes")?,
         maxspan,
+        dsync_every: a.num_or("dsync-every", 0)?,
     })
 }
 
@@ -312,7 +322,7 @@ pub(crate) fn cmd_phase_write(a: &Args) -> Res<u64> {
     }
     let mut buf = ABuf::new((p.maxspan * BLK) as usize * SECTOR);
     let (mut nd, mut sectors) = (0u64, 0u64);
-    for (b0, nb, ds) in phase_writes(p.seed, phase, p.writes, blocks, p.maxspan) {
+    for (b0, nb, ds) in phase_writes(p.seed, phase, p.writes, blocks, p.maxspan, p.dsync_every) {
         let lba = b0 * BLK;
         let descs: Vec<Desc> = (lba..lba + nb * BLK)
             .map(|l| Desc::logical(l, phase))
@@ -366,7 +376,7 @@ pub(crate) fn cmd_phase_check(a: &Args) -> Res<u64> {
     }
     let blocks = dev.sectors / BLK;
     let plans: Vec<_> = (2..=phases)
-        .map(|ph| phase_writes(p.seed, ph, p.writes, blocks, p.maxspan))
+        .map(|ph| phase_writes(p.seed, ph, p.writes, blocks, p.maxspan, p.dsync_every))
         .collect();
     let mut buf = ABuf::new(BLK as usize * SECTOR);
     let (mut bad, mut shown) = (0u64, 0u64);
@@ -487,8 +497,9 @@ mod tests {
     #[test]
     fn phases_in_bounds_and_allowed_gens() {
         for blocks in [1u64, 5, 256] {
-            let ws = phase_writes(3, 2, 100, blocks, 32);
-            assert_eq!(ws, phase_writes(3, 2, 100, blocks, 32));
+            let ws = phase_writes(3, 2, 100, blocks, 32, 4);
+            assert_eq!(ws, phase_writes(3, 2, 100, blocks, 32, 4));
+            assert!(phase_writes(3, 2, 100, blocks, 32, 0).iter().all(|w| !w.2));
             for (b0, nb, _) in ws {
                 assert!(nb >= 1 && b0 + nb <= blocks);
             }
