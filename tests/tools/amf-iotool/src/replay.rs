@@ -41,6 +41,8 @@ pub(crate) const FLUSH: u64 = 1;
 pub(crate) const FUA: u64 = 2;
 pub(crate) const DISCARD: u64 = 4;
 pub(crate) const MARK: u64 = 8;
+/// REQ_META (LOG_METADATA_FLAG): informational.
+pub(crate) const META: u64 = 16;
 /// Bytes of an entry header before a mark's text.
 const HDR: usize = 32;
 /// Sectors of a 4 KiB block.
@@ -112,7 +114,7 @@ pub(crate) fn parse_entry(
         u64_at(sec, 24),
     );
     let bad = |what: &str| format!("entry {index} at log sector {at}: {what}");
-    if flags & !(FLUSH | FUA | DISCARD | MARK) != 0 {
+    if flags & !(FLUSH | FUA | DISCARD | MARK | META) != 0 {
         return Err(bad(&format!("unknown flags {flags:#x}")));
     }
     if sector.checked_add(sectors).is_none() {
@@ -477,7 +479,14 @@ mod tests {
         assert!(parse_entry(&hdr(0, u64::MAX, 0, 0, b""), 0, 1, u64::MAX).is_err());
         assert!(parse_entry(&hdr(u64::MAX, 2, 0, 0, b""), 0, 1, 100).is_err());
         assert!(parse_entry(&hdr(0, 0, 0, 0, b""), 0, u64::MAX, u64::MAX).is_err());
-        assert!(parse_entry(&hdr(0, 0, 16, 0, b""), 0, 1, 100).is_err());
+        assert!(parse_entry(&hdr(0, 0, 32, 0, b""), 0, 1, 100).is_err());
+        // REQ_META writes (ext4's) carry LOG_METADATA_FLAG.
+        let (e, _) = parse_entry(&hdr(8, 8, META | FUA | FLUSH, 4096, b""), 0, 1, 100).unwrap();
+        assert!(!e.plain_write());
+        assert!(parse_entry(&hdr(8, 8, META, 4096, b""), 0, 1, 100)
+            .unwrap()
+            .0
+            .plain_write());
         assert!(parse_entry(&hdr(0, 0, MARK, 481, b""), 0, 1, 100).is_err());
         assert!(parse_entry(&hdr(0, 0, MARK, u64::MAX, b""), 0, 1, 100).is_err());
         assert!(parse_entry(&[0u8; 100], 0, 1, 100).is_err());
