@@ -34,8 +34,9 @@
 # writes in a region the bitmap calls clean; no resync repairs it (scrub mismatches, and a
 # degraded start rebuilds acknowledged blocks wrong).
 #
-# make check: 3 phases, the points every `ack` mark, the last flush before each (and its
-# sub-point), one more flush (and its sub-point) and one FUA entry, about 10 points a group.
+# make check: 4 phases, the points every `ack` mark, the last flush before each (and its
+# sub-point: where a module without the flush before "clean" marks loses) and one FUA
+# entry, 11 points a group.
 # LOGREPLAY_FULL=1 (amf.env, `make check-full`): every flush and FUA entry a point, 3
 # sub-points a flush, 6 phases, degraded at every point of every raid5/raid6 group, and the
 # ext4 group (LOGREPLAY_FS=1 adds it to the short run).
@@ -60,7 +61,7 @@ MAXSPAN=24
 if [ "$FULL" = 1 ]; then
 	PHASES=6 SUBS=3 LR_FUA=1000000 LR_LAST=1000000 LR_SPREAD=1000000 FS_OPS=400 FS_SPREAD=1000000
 else
-	PHASES=3 SUBS=1 LR_FUA=1 LR_LAST=1 LR_SPREAD=1 FS_OPS=80 FS_SPREAD=8
+	PHASES=4 SUBS=1 LR_FUA=1 LR_LAST=1 LR_SPREAD=0 FS_OPS=80 FS_SPREAD=8
 	# ext4 only in the full run (LOGREPLAY_FS=1 adds it here)
 	[ "${LOGREPLAY_FS:-0}" = 1 ] || GROUPS_ALL="r1 r5 r6 r5p"
 fi
