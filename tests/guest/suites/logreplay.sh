@@ -178,7 +178,7 @@ workload() {
 	dmsetup status v
 	dmsetup remove v && rm_members $g m && dmsetup remove lw || return 1
 	amf-iotool replay --log /dev/vdb --points >$W/points || { cat $W/points; return 1; }
-	echo "log: $(tail -1 $W/points), $(grep -c ' F' $W/points) flushes, $(grep -c ' U$' $W/points) FUA-only, marks: $(awk '$2 == "M" { printf "%s@%s ", $3, $1 }' $W/points)"
+	echo "log: $(tail -1 $W/points), $(grep -c ' F' $W/points) flushes ($(awk '$2 ~ /F/ && $3 > 0' $W/points | wc -l) carrying plain writes), $(grep -c ' U$' $W/points) FUA-only, marks: $(awk '$2 == "M" { printf "%s@%s ", $3, $1 }' $W/points)"
 }
 
 # ------------------------------------------------------------------ the file system (generic/482)
@@ -315,8 +315,9 @@ replays() {
 	G_POINTS=0 PT_LOST=0 PT_MISM=0
 	n=$(awk '$1 == "entries" { print $2 }' $W/points)
 	# The points: from the mark ack1 on (before it the volume is being formatted and
-	# filled); every mark; the last LR_LAST flushes before each mark (the flush that covers
-	# a phase's data and the clean marks before it); LR_SPREAD other flushes and LR_FUA FUA
+	# filled); every `ack` mark; the last LR_LAST flushes that carry plain writes before
+	# each mark (the flush that covers a phase's data and the clean marks before it: a
+	# flush of the volume is one flush entry a member, the first carries the writes); LR_SPREAD other flushes and LR_FUA FUA
 	# entries, evenly spread (LOGREPLAY_FULL=1: every flush and FUA entry).
 	_sp=$LR_SPREAD
 	[ $g = fs ] && _sp=$FS_SPREAD
@@ -326,7 +327,7 @@ replays() {
 		END {
 			if (!a1) exit 1
 			for (k = a1; k <= n; k++) {
-				if (f[k] == "M" && m[k] ~ /^ack/) { take[k] = 1; c = 0; for (j = k - 1; j > a1 && c < last; j--) if (f[j] ~ /F/) { take[j] = 1; c++ } }
+				if (f[k] == "M" && m[k] ~ /^ack/) { take[k] = 1; c = 0; for (j = k - 1; j > a1 && c < last; j--) if (f[j] ~ /F/ && m[j] > 0) { take[j] = 1; c++ } }
 			}
 			for (k = a1; k <= n; k++) {
 				if (f[k] ~ /F/ && !take[k]) of[++no] = k
@@ -361,7 +362,7 @@ replays() {
 		esac
 		d=$SUBDEG
 		[ "$fl" = M ] && d=$MARKDEG
-		DEG=$d point $g "point $idx ($fl${mk:+ $mk})" $base $to >>$W/pts 2>&1 || return 1
+		DEG=$d point $g "point $idx ($fl${mk:+ $mk}$(case $fl in *F*) echo ' plain writes' ;; esac))" $base $to >>$W/pts 2>&1 || return 1
 		# The base advances to this point.
 		amf-iotool replay --log /dev/vdb --dev /dev/vdc --from $base --to $to >/dev/null || return 1
 		base=$to

@@ -7,8 +7,9 @@
 //! with checked arithmetic), and a bad entry stops the replay with exit 2.
 //!
 //!   replay --log L --points
-//!           the replay points: one line `<index> <flags> [<mark>]` for every entry that
-//!           carries a flush (F), FUA (U) or mark (M, with its text), then `entries <n>`.
+//!           the replay points: one line `<index> <flags> [<mark>|<plain>]` for every entry
+//!           that carries a flush (F, with the number of plain writes logged since the
+//!           previous flush), FUA (U) or mark (M, with its text), then `entries <n>`.
 //!   replay --log L --dev D --to N [--from A] [--drop-seed S --drop-from E]
 //!           writes the data of entries A..N (index A included, N not; default A = 0) onto D
 //!           at their sectors (a discard as zeroes). With --drop-seed, every plain write
@@ -201,10 +202,19 @@ pub(crate) fn cmd_replay(a: &Args) -> Res<u64> {
     let path = a.str("log")?;
     let (f, es) = entries(path)?;
     if a.opt("points").is_some() {
-        for e in es.iter().filter(|e| e.flags & (FLUSH | FUA | MARK) != 0) {
+        // Plain writes logged since the previous flush: a flush entry shows how many it
+        // carries (dm-log-writes logs them just before it).
+        let mut plain = 0u64;
+        for e in &es {
+            if e.plain_write() {
+                plain += 1;
+            }
             if e.flags & MARK != 0 {
                 println!("{} {} {}", e.index, flag_text(e.flags), e.mark);
-            } else {
+            } else if e.flags & FLUSH != 0 {
+                println!("{} {} {plain}", e.index, flag_text(e.flags));
+                plain = 0;
+            } else if e.flags & FUA != 0 {
                 println!("{} {}", e.index, flag_text(e.flags));
             }
         }
