@@ -341,7 +341,8 @@ replays() {
 	base=$(awk 'NR == 1 { print $1 }' $W/sel)
 	amf-iotool replay --log /dev/vdb --dev /dev/vdc --from 0 --to "$base" >/dev/null || return 1
 	rnd=$((SEED + GI * 1000))
-	# Each line: index, flags, the first entry after the flush before it, mark.
+	# Each line: index, flags, the first entry after the flush before it, mark (a flush:
+	# the plain writes it carries).
 	while read -r idx fl lastf mk; do
 		to=$((idx + 1))
 		# Sub-points before a flush: from the previous flush, a seeded half of the plain
@@ -362,7 +363,7 @@ replays() {
 		esac
 		d=$SUBDEG
 		[ "$fl" = M ] && d=$MARKDEG
-		DEG=$d point $g "point $idx ($fl${mk:+ $mk}$(case $fl in *F*) echo ' plain writes' ;; esac))" $base $to >>$W/pts 2>&1 || return 1
+		DEG=$d point $g "point $idx ($fl${mk:+ $mk})" $base $to >>$W/pts 2>&1 || return 1
 		# The base advances to this point.
 		amf-iotool replay --log /dev/vdb --dev /dev/vdc --from $base --to $to >/dev/null || return 1
 		base=$to
