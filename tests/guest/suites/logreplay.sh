@@ -37,9 +37,10 @@
 # make check: 4 phases, the points every `ack` mark, the last flush before each (and its
 # sub-point: where a module without the flush before "clean" marks loses) and one FUA
 # entry, 11 points a group.
-# LOGREPLAY_FULL=1 (amf.env, `make check-full`): every flush and FUA entry a point, 3
-# sub-points a flush, 6 phases, degraded at every point of every raid5/raid6 group, and the
-# ext4 group (LOGREPLAY_FS=1 adds it to the short run).
+# LOGREPLAY_FULL=1 (amf.env, `make check-full`): 6 phases, the last 3 carrying flushes
+# before each mark, 24 more flushes and 12 FUA entries spread over the log (amf.env LR_LAST,
+# LR_SPREAD, LR_FUA: more), 3 sub-points a flush, degraded at every point of every
+# raid5/raid6 group, and the ext4 group (LOGREPLAY_FS=1 adds it to the short run).
 #
 # Once more with a file system (xfstests generic/482): ext4 on a raid5 x4 group, a small
 # seeded file-system workload while logging (fs_stress below; fsstress is not packaged),
@@ -59,7 +60,8 @@ SEED=4242
 WRITES=24
 MAXSPAN=24
 if [ "$FULL" = 1 ]; then
-	PHASES=6 SUBS=3 LR_FUA=1000000 LR_LAST=1000000 LR_SPREAD=1000000 FS_OPS=400 FS_SPREAD=1000000
+	# (every flush of raid5 ppl, ~900 entries, would take hours: LR_* cap the points)
+	PHASES=6 SUBS=3 LR_FUA=${LR_FUA:-12} LR_LAST=${LR_LAST:-3} LR_SPREAD=${LR_SPREAD:-24} FS_OPS=400 FS_SPREAD=${LR_SPREAD:-24}
 else
 	PHASES=4 SUBS=1 LR_FUA=1 LR_LAST=1 LR_SPREAD=0 FS_OPS=80 FS_SPREAD=8
 	# ext4 only in the full run (LOGREPLAY_FS=1 adds it here)
