@@ -411,7 +411,7 @@ for g in $GROUPS_ALL; do
 	lr_group $g >$W/out 2>&1
 	rc=$?
 	ktap_diag_file $W/out
-	ktap_result "$g: replayed at every flush, FUA (some) and mark, and sub-points dropping unflushed writes: started, resynced, every acknowledged block intact, scrub clean" $rc \
+	ktap_result "$g: replayed at its points (marks, flushes, FUA entries) and sub-points dropping unflushed writes: started, resynced, every acknowledged block intact, scrub clean" $rc \
 		"$g: lost acked blocks or parity mismatches after a replay"
 done
 
