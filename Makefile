@@ -28,7 +28,7 @@ else
 kdir_cmd = $(KDIR)
 endif
 
-.PHONY: all module clippy check demo bench clean setup kernel rustfmt \
+.PHONY: all module clippy check check-full demo bench clean setup kernel rustfmt \
 	amfctl man completions install install-module install-amfctl dkms-src
 
 all: module
@@ -51,6 +51,10 @@ rustfmt:
 
 check:
 	@$(here)/tests/run
+
+# make check with the long matrices (suites read it from amf.env: LOGREPLAY_FULL=1)
+check-full:
+	@AMF_FULL=1 $(here)/tests/run
 
 demo:
 	@$(here)/tests/demo.sh

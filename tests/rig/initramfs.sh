@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build the test guests' initramfs (gzip cpio) and print its path on the last stdout line.
 #
-#   initramfs.sh [--module FILE] [--extra fio|cluster|mdadm]... [--iotool FILE] [--amfctl FILE]
+#   initramfs.sh [--module FILE] [--extra fio|cluster|mdadm|e2fs]... [--iotool FILE] [--amfctl FILE]
 #
 # Two layers, each cached under ~/.cache/dm-amf/initramfs/ by a key of its content:
 #   base: busybox-static + dmsetup (+ extras: fio; corosync, corosync-quorumtool,
@@ -82,7 +82,12 @@ for e in ${extras[@]+"${extras[@]}"}; do
 			[ -e "$f" ] && files+=("$f")
 		done
 		;;
-	*) die "unknown extra '$e' (fio|cluster|mdadm)" ;;
+	e2fs)
+		# ext4 in the guest (the logreplay suite): mke2fs and e2fsck (e2fsprogs)
+		bins+=(/usr/sbin/mke2fs /usr/sbin/e2fsck)
+		[ -e /etc/mke2fs.conf ] && files+=(/etc/mke2fs.conf)
+		;;
+	*) die "unknown extra '$e' (fio|cluster|mdadm|e2fs)" ;;
 	esac
 done
 for b in "${bins[@]}"; do

@@ -11,7 +11,7 @@
 #   --module FILE      dm-amf.ko to put into the initramfs (default: the newest of ./dm-amf.ko
 #                      and dm-amf/dm-amf.ko, if built)
 #   --no-module        no module in the guest
-#   --extra fio|cluster|mdadm  more programs in the initramfs (repeatable)
+#   --extra fio|cluster|mdadm|e2fs  more programs in the initramfs (repeatable)
 #   --initrd FILE      use this initramfs instead of building one
 #   --kernel FILE      bzImage (default: the cached `build-kernel.sh debug` kernel)
 #   --mem MB           guest memory (default 1024; 768 with more than 2 guests)

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 const ACK_MAGIC: &[u8; 8] = b"AMFACK01";
 /// O_DSYNC on x86_64 and aarch64 Linux.
-const O_DSYNC: i32 = 0o10000;
+pub(crate) const O_DSYNC: i32 = 0o10000;
 
 /// The writers of one boot on one volume.
 #[derive(Clone, Copy, Debug)]

@@ -59,6 +59,12 @@
 //!           the entries of a dm-log-writes log, in order: see logwrites.rs.
 //!   add-logon-key --desc D --secret S
 //!           adds the logon key D holding S, whatever its length: see addkey.rs.
+//!   replay --log L (--points | --dev D --to N [--from A] [--drop-seed S --drop-from E])
+//!   phase-write --dev D --seed S --phase P --writes N [--maxspan B] [--fsync 1]
+//!   phase-check --dev D --seed S --phases K --acked A --writes N [--maxspan B]
+//!           a dm-log-writes log replayed onto a device up to an entry, dropping a seeded
+//!           subset of the unflushed writes, and the phased workload of the logreplay
+//!           suite: see replay.rs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -87,6 +93,7 @@ macro_rules! fail { ($($t:tt)*) => { return Err(Fail(format!($($t)*))) } }
 mod addkey;
 mod crash;
 mod logwrites;
+mod replay;
 
 // ---------------------------------------------------------------- patterns
 
@@ -341,7 +348,7 @@ impl Args {
             if !k.starts_with("--") {
                 fail!("unexpected argument '{k}'");
             }
-            if k == "--quiet-mismatch" {
+            if k == "--quiet-mismatch" || k == "--points" {
                 kv.push((k[2..].to_string(), "1".into()));
                 i += 1;
                 continue;
@@ -1039,7 +1046,7 @@ fn cmd_barrier(a: &Args) -> Res<u64> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else {
-        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites|add-logon-key ...");
+        eprintln!("usage: amf-iotool write|verify|verify-any|zero|mapping|members|layout|copies|barrier|crash-write|crash-check|logwrites|replay|phase-write|phase-check|add-logon-key ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(&argv[1..]).and_then(|a| match cmd.as_str() {
@@ -1055,6 +1062,9 @@ fn main() -> ExitCode {
         "crash-write" => crash::cmd_crash_write(&a),
         "crash-check" => crash::cmd_crash_check(&a),
         "logwrites" => logwrites::cmd_logwrites(&a),
+        "replay" => replay::cmd_replay(&a),
+        "phase-write" => replay::cmd_phase_write(&a),
+        "phase-check" => replay::cmd_phase_check(&a),
         "add-logon-key" => addkey::cmd_add_logon_key(&a),
         _ => Err(Fail(format!("unknown subcommand '{cmd}'"))),
     });
