@@ -24,6 +24,22 @@ fn poke(path: &str, at: u64, bytes: &[u8]) {
 /// Bytes to write at byte offsets.
 type Writes<'a> = &'a [(u64, &'a [u8])];
 
+/// `amfctl table --offline --size SIZE --level raid0 --chunk CHUNK --dev DEV`.
+fn offline_raid0(size: &str, chunk: &str, dev: &str) -> std::process::Output {
+    amfctl(&[
+        "table",
+        "--offline",
+        "--size",
+        size,
+        "--level",
+        "raid0",
+        "--chunk",
+        chunk,
+        "--dev",
+        dev,
+    ])
+}
+
 #[test]
 fn format_refuses_foreign_signatures_without_force() {
     let d = TempDir::new("sig");
@@ -93,18 +109,7 @@ fn chunk_is_kib_as_in_mdadm() {
         ("128s", 128),
         ("4", 8),
     ] {
-        let o = amfctl(&[
-            "table",
-            "--offline",
-            "--size",
-            "8M",
-            "--level",
-            "raid0",
-            "--chunk",
-            chunk,
-            "--dev",
-            "/dev/vdb",
-        ]);
+        let o = offline_raid0("8M", chunk, "/dev/vdb");
         assert!(o.status.success(), "{chunk}: {}", stderr(&o));
         assert_eq!(
             stdout(&o),
@@ -112,33 +117,11 @@ fn chunk_is_kib_as_in_mdadm() {
             "{chunk}"
         );
     }
-    let o = amfctl(&[
-        "table",
-        "--offline",
-        "--size",
-        "8M",
-        "--level",
-        "raid0",
-        "--chunk",
-        "64x",
-        "--dev",
-        "a",
-    ]);
+    let o = offline_raid0("8M", "64x", "a");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid chunk size '64x': expected KiB (e.g. 64, as mdadm)"));
     // 24 KiB: not a power of two, said in sectors and KiB.
-    let o = amfctl(&[
-        "table",
-        "--offline",
-        "--size",
-        "48",
-        "--level",
-        "raid0",
-        "--chunk",
-        "24",
-        "--dev",
-        "a",
-    ]);
+    let o = offline_raid0("48", "24", "a");
     assert_eq!(
         stderr(&o),
         "amfctl: Chunk size must be a power of two (--chunk is 48 sectors (24.00 KiB); it must \
