@@ -23,6 +23,20 @@ cache=${AMF_CACHE:-$HOME/.cache/dm-amf}/initramfs
 log() { printf '[initramfs] %s\n' "$*" >&2; }
 die() { log "$*"; exit 2; }
 
+# rdma_tool NAME: tests/tools/NAME/NAME.c built against librdmacm once per source (cached
+# by its hash); prints the binary's path.
+rdma_tool() {
+	local src=$repo/tests/tools/$1/$1.c bin
+	bin=$cache/$1-$(sha256sum <"$src" | cut -c1-12)
+	if [ ! -x "$bin" ]; then
+		log "building $1"
+		gcc -O2 -Wall -o "$bin.tmp" "$src" -lrdmacm -libverbs ||
+			die "cannot build $src (librdmacm-dev: run tests/rig/setup-host.sh)"
+		mv "$bin.tmp" "$bin"
+	fi
+	echo "$bin"
+}
+
 module=
 iotool=
 amfctl=
@@ -51,25 +65,11 @@ for e in ${extras[@]+"${extras[@]}"}; do
 			/usr/sbin/dlm_controld /usr/sbin/dlm_tool /usr/bin/rdma)
 		# knet loads its crypto/compression plugins at run time.
 		for f in /usr/lib/x86_64-linux-gnu/kronosnet/*.so; do [ -e "$f" ] && files+=("$f"); done
-		# tests/tools/rdma-peer (a foreign RDMA peer for the RDMA tests, built here against
-		# librdmacm) with libibverbs' soft-RoCE provider, which it loads at run time.
-		peer_src=$repo/tests/tools/rdma-peer/rdma-peer.c
-		peer_bin=$cache/rdma-peer-$(sha256sum <"$peer_src" | cut -c1-12)
-		if [ ! -x "$peer_bin" ]; then
-			log "building rdma-peer"
-			gcc -O2 -Wall -o "$peer_bin.tmp" "$peer_src" -lrdmacm -libverbs ||
-				die "cannot build $peer_src (librdmacm-dev: run tests/rig/setup-host.sh)"
-			mv "$peer_bin.tmp" "$peer_bin"
-		fi
-		# tests/tools/amf-attack (the stranger of the `hostile` suite), built the same way.
-		attack_src=$repo/tests/tools/amf-attack/amf-attack.c
-		attack_bin=$cache/amf-attack-$(sha256sum <"$attack_src" | cut -c1-12)
-		if [ ! -x "$attack_bin" ]; then
-			log "building amf-attack"
-			gcc -O2 -Wall -o "$attack_bin.tmp" "$attack_src" -lrdmacm -libverbs ||
-				die "cannot build $attack_src (librdmacm-dev: run tests/rig/setup-host.sh)"
-			mv "$attack_bin.tmp" "$attack_bin"
-		fi
+		# tests/tools/rdma-peer (a foreign RDMA peer for the RDMA tests) and
+		# tests/tools/amf-attack (the stranger of the `hostile` suite), built here against
+		# librdmacm, with libibverbs' soft-RoCE provider, which they load at run time.
+		peer_bin=$(rdma_tool rdma-peer)
+		attack_bin=$(rdma_tool amf-attack)
 		for f in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so /etc/libibverbs.d/rxe.driver; do
 			[ -e "$f" ] && files+=("$f")
 		done
