@@ -29,7 +29,12 @@
 #     Prepared operation; data, parity and done had it on disk); scrub of the victim's
 #     stripes clean; node 1 writes those stripes itself; its own writer went on after the
 #     takeover and never failed. One result per kill point.
-#   - the victim boots again (AMF_BOOT > 0): corosync, dlm_controld, key, the same tables
+#   - the victim boots again (AMF_BOOT > 0) and waits until node 1 noted on the barrier disk
+#     that it saw the death ("seen <r>", or "not seen <r>" after its 120 s): a node that
+#     rejoins corosync before the survivors' membership dropped its old incarnation is
+#     seen by dlm_controld as a process that left the lockspaces' groups (CPG_REASON_PROCDOWN)
+#     and removed from the cluster again ("tell corosync to remove nodeid"); then corosync,
+#     dlm_controld, key, the same tables
 #     (no format), replication up to the live peers, while the next rounds go on; it notes
 #     "joining <r+1>" on the barrier disk before it creates its volumes and "joined <r+1>"
 #     once connected (the next victim does not die between the two: a death during the
@@ -63,7 +68,8 @@
 # 128 stripes. Stripes 0..3 are node 1's, 20..21 node 2's, 40..41 node 3's (both volumes).
 # Barrier disk: sectors 0..2 cluster_barrier (all three, set-up and end), 8..9 node 1 with
 # node 2, 16..17 node 1 with node 3 (gen = round), 64 + guest a node's state ("joining <r>",
-# "joined <r>", "died <r>"), 128 + r the victim's report of round r.
+# "joined <r>", "died <r>"), 128 + r the victim's report of round r, 192 + r node 1's
+# "seen <r>" of the victim's death in round r.
 # shellcheck disable=SC1091 # the guest's paths
 . /amf/lib/ktap.sh
 . /amf/lib/raid.sh
@@ -90,6 +96,7 @@ VST=2   # a victim's stripes
 BS=8    # 4 KiB
 ST_SECTOR=64
 REPORT_SECTOR=128
+SEEN_SECTOR=192
 # shellcheck disable=SC2034 # read by lib/cluster.sh
 CLUSTER_BARRIER_TIMEOUT=10 # a slice of meet()
 # Found once: the notes are read often.
@@ -261,6 +268,15 @@ ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
 # Node 1 keeps quorum alone (the others die one at a time): see the header.
 # shellcheck disable=SC2034 # read by lib/cluster.sh
 CLUSTER_CONF_OPTS="--auto-tie-breaker"
+# A restarted victim joins only once node 1 saw it die (see the header).
+if [ "$BOOT" -gt 0 ] && [ "$ID" -ne 1 ]; then
+	seen() { [ -n "$(cluster_read_note $((SEEN_SECTOR + FIRST - 1)))" ]; }
+	if until_ok 240 seen; then
+		ktap_diag "node 1: '$(cluster_read_note $((SEEN_SECTOR + FIRST - 1)))' $WAITED s after this boot's start"
+	else
+		ktap_diag "no note from node 1 on round $((FIRST - 1)) in $WAITED s: joining anyway"
+	fi
+fi
 ktap_check "corosync + dlm_controld: node $ID of $N quorate, DLM configured (boot $BOOT)" cluster_start "$CL"
 [ "$BOOT" -eq 0 ] && bar 1 start
 
@@ -512,8 +528,10 @@ check_point() {
 	if poll 120 0.5 taken_over; then
 		klog "round $r: death and takeover seen"
 		echo "death seen and takeover done $WAITED s after the barrier"
+		cluster_note $((SEEN_SECTOR + r)) "seen $r"
 	else
 		echo "no death and takeover in $WAITED s"
+		cluster_note $((SEEN_SECTOR + r)) "not seen $r"
 		_ok=1
 	fi
 	G0=$(own_gen)
