@@ -29,6 +29,7 @@ mod parity_log;
 mod repl;
 mod repl_session;
 mod stripe_buf;
+mod stripe_check;
 #[cfg(CONFIG_DLM)]
 mod stripe_lock;
 mod stripe_ppl;
@@ -37,6 +38,7 @@ mod stripe_rebuild;
 mod stripe_resync;
 mod stripe_worker;
 mod stripe_write;
+mod sync_action;
 mod target;
 mod transport;
 mod write_intent;

@@ -15,6 +15,7 @@ use crate::kernel_ext::{device_mapper::DmDev, dm_event::EventSender};
 use crate::metadata::GroupMeta;
 use crate::parity_log::ParityLog;
 use crate::stripe_lock::StripeLocks;
+use crate::sync_action::SyncAction;
 use crate::write_intent::WriteIntent;
 
 /// One member device (none if the table names it missing: `-`) and where its data area
@@ -92,6 +93,8 @@ pub(crate) struct Group {
     halt: AtomicU8,
     /// Device-mapper events: a member failed, a rebuild started, ended or was abandoned.
     dm_events: EventSender,
+    /// The online check or repair (`check`, `repair` messages).
+    sync: SyncAction,
 }
 
 /// `fail_after data` was given: the next RAID5/6 write stops after its data.
@@ -131,6 +134,7 @@ impl Group {
             log,
             halt: AtomicU8::new(0),
             dm_events,
+            sync: SyncAction::new(),
         };
         Ok(Arc::new(group, GFP_KERNEL)?)
     }
@@ -388,11 +392,6 @@ impl Group {
         self.meta.is_some() && self.state_changed()
     }
 
-    /// Whether the table names the group (`group <uuid>`): it has superblocks.
-    pub(crate) fn has_meta(&self) -> bool {
-        self.meta.is_some()
-    }
-
     /// Whether the group still holds all its data.
     pub(crate) fn can_serve(&self) -> bool {
         MemberSet(self.failed().0 | self.rebuilding().0).len() <= self.geometry.tolerated_failures()
@@ -448,6 +447,11 @@ impl Group {
                 self.raise_event();
             }
         }
+    }
+
+    /// The online check or repair.
+    pub(crate) fn sync_action(&self) -> &SyncAction {
+        &self.sync
     }
 
     /// Raises a device-mapper event for a change that `dmsetup status` shows (any context).

@@ -40,6 +40,7 @@ use crate::lock_stats::LockStats;
 use crate::repl::Replication;
 use crate::stripe_lock::StripeLocks;
 use crate::stripe_write::{Scratch, StripeEngine, WriteError};
+use crate::sync_action::Action;
 
 /// Stripes rebuilt per run of the worker before it lets queued host I/O go first.
 const REBUILD_BATCH: usize = 8;
@@ -63,6 +64,8 @@ pub(crate) struct StripeWorker {
     paused: AtomicBool,
     /// Cluster deaths already looked at for their write-intent bitmaps.
     seen_deaths: AtomicU64,
+    /// The last run resynced: its end is a device-mapper event.
+    resyncing: AtomicBool,
     pending: DeferredList,
     #[pin]
     /// Boxed: moved into the worker, a scratch space by value took the constructor's frame
@@ -157,15 +160,13 @@ fn start_sweeper(
 }
 
 impl StripeService {
-    /// Allocates the worker for `group`, with buffers for one stripe if it computes
-    /// `parity` (a mirror's worker only resubmits reads). It starts paused: `resume` lets a
-    /// rebuild run.
+    /// Allocates the worker for `group`, with buffers for one stripe (`raid6`: with Q). It
+    /// starts paused: `resume` lets a rebuild run.
     ///
     /// With `cluster` every stripe operation holds the stripe's DLM lock.
     #[inline(never)]
     pub(crate) fn new(
         group: Arc<Group>,
-        parity: bool,
         raid6: bool,
         cluster: Option<ClusterLocks>,
     ) -> Result<Self> {
@@ -174,13 +175,10 @@ impl StripeService {
         // A clustered mirror writes through the worker too (under the stripe lock, with
         // replication), and so does a mirror's write into a region whose write-intent bit
         // is not set yet, and its resync, and with superblocks a write that waits for a
-        // failure to be recorded: it needs a chunk of buffer.
-        let mirror_writes = cluster.is_some() || group.intent().is_some() || group.has_meta();
-        let scratch = if parity || mirror_writes {
-            Scratch::boxed(g.data_chunks(), chunk_bytes, raid6)?
-        } else {
-            Scratch::boxed(0, 0, false)?
-        };
+        // failure to be recorded; and every worker checks and repairs its group online
+        // (`check`, `repair`: a mirror compares a copy beside the first): buffers for a
+        // stripe, a chunk for a mirror.
+        let scratch = Scratch::boxed(g.data_chunks(), chunk_bytes, raid6)?;
         let pool = BioSet::with_bvecs(g.members() as u32)?;
         let queue = OwnedQueue::new_reclaim(c"amf_stripe", 1)?;
         let wq = queue.handle();
@@ -192,6 +190,7 @@ impl StripeService {
                 wq,
                 paused: AtomicBool::new(true),
                 seen_deaths: AtomicU64::new(0),
+                resyncing: AtomicBool::new(false),
                 pending: DeferredList::new(),
                 scratch <- new_mutex!(scratch, "amf:stripe_scratch"),
                 work <- new_work!("amf:stripe_worker"),
@@ -377,6 +376,44 @@ impl StripeWorker {
         !group.rebuilding().is_empty()
     }
 
+    /// Checks (or repairs) up to [`REBUILD_BATCH`] stripes of the running sync action;
+    /// returns whether it goes on.
+    fn check_some(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) -> bool {
+        let group = &*self.group;
+        let sync = group.sync_action();
+        for _ in 0..REBUILD_BATCH {
+            let Some(action) = sync.running() else {
+                return false;
+            };
+            let stripe = sync.cursor();
+            if stripe >= group.geometry.stripes() {
+                if sync.stop() {
+                    pr_info!(
+                        "{}: done, {} mismatched sectors\n",
+                        action.name(),
+                        sync.mismatches()
+                    );
+                    group.raise_event();
+                }
+                return false;
+            }
+            let repair = action == Action::Repair;
+            match scratch
+                .with_stripe_lock(engine, stripe, |s| engine.check_stripe(s, stripe, repair))
+            {
+                Ok(n) => sync.advanced(stripe, n),
+                Err(e) => {
+                    pr_err!("{}: stopped at stripe {stripe}: {e:?}\n", action.name());
+                    if sync.stop() {
+                        group.raise_event();
+                    }
+                    return false;
+                }
+            }
+        }
+        sync.running().is_some()
+    }
+
     /// Cluster mode without replication: when a node died, the recoverer (lowest live
     /// node) takes its write-intent bitmap's dirty regions over, to resync them (its
     /// operation in flight may have torn a row that no record covers).
@@ -484,12 +521,21 @@ impl WorkItem for StripeWorker {
             }
             let paused = this.paused.load(Ordering::Acquire);
             let resyncing = !paused && this.resync_some(&engine, &mut scratch);
+            if !paused && !resyncing && this.resyncing.swap(false, Ordering::AcqRel) {
+                pr_info!("resync: done\n");
+                this.group.raise_event();
+            }
+            if resyncing {
+                this.resyncing.store(true, Ordering::Release);
+            }
             let rebuilding = !paused && this.rebuild_some(&engine, &mut scratch);
+            let checking =
+                !paused && !resyncing && !rebuilding && this.check_some(&engine, &mut scratch);
             if let Some(wi) = this.group.intent().filter(|_| !paused) {
                 // Lazily: bits of regions idle for a whole period.
                 wi.sweep(&this.group.members, this.group.failed().0, false);
             }
-            resyncing || rebuilding
+            resyncing || rebuilding || checking
         };
         if more {
             let wq = this.wq;

@@ -42,6 +42,7 @@ use crate::metadata;
 use crate::parity_log::ParityLog;
 use crate::repl::{FaultPoint, ReplConfig, ReplService};
 use crate::stripe_worker::{ClusterLocks, StripeService};
+use crate::sync_action::Action;
 use crate::transport::Transport;
 use crate::write_intent::WriteIntent;
 
@@ -245,7 +246,7 @@ fn start(
     };
     let stripes = if parity || mirrored {
         Some(
-            StripeService::new(group.clone(), parity, spec.level == Level::Raid6, locks)
+            StripeService::new(group.clone(), spec.level == Level::Raid6, locks)
                 .map_err(|_| CtrError::new(ENOMEM, c"Cannot allocate stripe buffers"))?,
         )
     } else {
@@ -459,6 +460,37 @@ impl AmfTarget {
         if let Err(e) = self.record_state() {
             pr_err!("member {m}: cannot record the rebuild in the superblocks: {e:?}\n");
         }
+        stripes.kick();
+        Ok(())
+    }
+
+    /// Starts an online check or repair (dm-raid's sync actions) of the whole group, run by
+    /// the stripe worker between host I/O.
+    fn start_sync(&self, action: Action) -> Result {
+        let name = action.name();
+        let g = &*self.group;
+        let Some(stripes) = self.stripes.as_ref() else {
+            pr_warn!("{name}: raid0 has no redundancy to check\n");
+            return Err(EINVAL);
+        };
+        if !g.failed().is_empty() {
+            pr_warn!("{name}: members failed: a degraded group has nothing to compare with\n");
+            return Err(EINVAL);
+        }
+        if !g.rebuilding().is_empty() {
+            pr_warn!("{name}: a rebuild runs; check once it ended\n");
+            return Err(EBUSY);
+        }
+        if g.intent().is_some_and(|wi| wi.counters().2 != 0) {
+            pr_warn!("{name}: a resync runs; check once it ended\n");
+            return Err(EBUSY);
+        }
+        if g.sync_action().start(action).is_err() {
+            pr_warn!("{name}: a check or repair runs already (`idle` stops it)\n");
+            return Err(EBUSY);
+        }
+        pr_info!("{name}: started\n");
+        g.raise_event();
         stripes.kick();
         Ok(())
     }
@@ -847,15 +879,21 @@ impl TargetOperations for AmfTarget {
                 }
                 let total = ti.len();
                 let bitmap = g.intent().map(|wi| wi.counters());
+                let sync = g.sync_action();
+                let mismatches = sync.mismatches();
+                let per_stripe = g.geometry.stripe_sectors().unwrap_or(0);
+                let upto = |stripe: u64| stripe.saturating_mul(per_stripe).min(total);
                 if let Some((regions, _, pending, _)) = bitmap.filter(|b| b.2 != 0) {
                     let done = total - total / regions.max(1) * pending.min(regions);
-                    let _ = write!(out, " {done}/{total} resync 0");
-                } else if rebuilding.is_empty() {
-                    let _ = write!(out, " {total}/{total} idle 0");
+                    let _ = write!(out, " {done}/{total} resync {mismatches}");
+                } else if !rebuilding.is_empty() {
+                    let done = upto(g.rebuild_cursor());
+                    let _ = write!(out, " {done}/{total} recover {mismatches}");
+                } else if let Some(action) = sync.running() {
+                    let done = upto(sync.cursor());
+                    let _ = write!(out, " {done}/{total} {} {mismatches}", action.name());
                 } else {
-                    let per_stripe = g.geometry.stripe_sectors().unwrap_or(0);
-                    let done = g.rebuild_cursor().saturating_mul(per_stripe).min(total);
-                    let _ = write!(out, " {done}/{total} recover 0");
+                    let _ = write!(out, " {total}/{total} idle {mismatches}");
                 }
                 if let Some(c) = self.cluster.as_ref() {
                     let m = c.membership.membership();
@@ -965,6 +1003,22 @@ impl TargetOperations for AmfTarget {
     fn message(&self, _ti: &Target, args: &[&str], _out: &mut StatusWriter<'_>) -> Result {
         match args {
             ["rebuild", idx] => self.start_rebuild(idx),
+            ["check"] => self.start_sync(Action::Check),
+            ["repair"] => self.start_sync(Action::Repair),
+            ["idle"] => {
+                let sync = self.group.sync_action();
+                let running = sync.running();
+                if let Some(action) = running.filter(|_| sync.stop()) {
+                    pr_info!(
+                        "{}: stopped at stripe {} (idle), {} mismatched sectors so far\n",
+                        action.name(),
+                        sync.cursor(),
+                        sync.mismatches()
+                    );
+                    self.group.raise_event();
+                }
+                Ok(())
+            }
             ["reconnect"] => {
                 // Closes every replication connection; both sides dial again at once.
                 let Some(r) = self.repl.as_ref().map(|r| r.repl()) else {
@@ -1005,7 +1059,7 @@ impl TargetOperations for AmfTarget {
             }
             _ => {
                 pr_warn!(
-                    "unknown message; expected: rebuild <idx>, fail_after <step> or reconnect\n"
+                    "unknown message; expected: rebuild <idx>, check, repair, idle, fail_after <step> or reconnect\n"
                 );
                 Err(EINVAL)
             }
