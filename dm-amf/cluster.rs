@@ -293,8 +293,8 @@ impl GroupMembership {
         let m = me.membership();
         let mut waited = 0;
         while m.generation.load(Ordering::Acquire) == 0 && waited < FIRST_RECOVERY_MS {
-            // SAFETY: process context (the constructor).
-            unsafe { kernel::bindings::msleep(50) };
+            // Process context (the constructor).
+            crate::kernel_ext::delay::msleep(50);
             waited += 50;
         }
         if m.generation.load(Ordering::Acquire) == 0 {

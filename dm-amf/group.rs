@@ -95,6 +95,9 @@ pub(crate) struct Group {
     dm_events: EventSender,
     /// The online check or repair (`check`, `repair` messages).
     sync: SyncAction,
+    /// Mirror writes `map` sent to the members itself that have not ended: a check of the
+    /// copies waits until none is left (while it runs, `map` hands writes to the worker).
+    direct_writes: AtomicU64,
 }
 
 /// `fail_after data` was given: the next RAID5/6 write stops after its data.
@@ -135,6 +138,7 @@ impl Group {
             halt: AtomicU8::new(0),
             dm_events,
             sync: SyncAction::new(),
+            direct_writes: AtomicU64::new(0),
         };
         Ok(Arc::new(group, GFP_KERNEL)?)
     }
@@ -164,8 +168,8 @@ impl Group {
         }
         pr_notice!("dm-amf: stopped dead after data (fault injection)\n");
         while self.halt.load(Ordering::Acquire) == HALT_FIRED {
-            // SAFETY: process context (the stripe worker).
-            unsafe { kernel::bindings::msleep(100) };
+            // Process context (the stripe worker).
+            crate::kernel_ext::delay::msleep(100);
         }
     }
 
@@ -452,6 +456,31 @@ impl Group {
     /// The online check or repair.
     pub(crate) fn sync_action(&self) -> &SyncAction {
         &self.sync
+    }
+
+    /// `map`, before a mirror write it would send to the members itself: counts it and
+    /// returns true, or false (and counts nothing) while a check or repair runs, which
+    /// compares the copies and must not race a write: the worker then writes it. Counted
+    /// before the check, and `start` publishes the action before the worker reads the count
+    /// (both sequentially consistent): either this write sees the action, or the worker sees
+    /// the write and waits for its [`Self::end_direct_write`]. Any context.
+    pub(crate) fn begin_direct_write(&self) -> bool {
+        self.direct_writes.fetch_add(1, Ordering::SeqCst);
+        if self.sync.busy() {
+            self.end_direct_write();
+            return false;
+        }
+        true
+    }
+
+    /// A write counted by [`Self::begin_direct_write`] ended. Any context.
+    pub(crate) fn end_direct_write(&self) {
+        self.direct_writes.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether mirror writes sent by `map` itself are in flight.
+    pub(crate) fn direct_writes_in_flight(&self) -> bool {
+        self.direct_writes.load(Ordering::SeqCst) != 0
     }
 
     /// Raises a device-mapper event for a change that `dmsetup status` shows (any context).

@@ -408,8 +408,8 @@ impl Replication {
             at.name()
         );
         while !self.stop.load(Ordering::Acquire) {
-            // SAFETY: process context (the stripe worker).
-            unsafe { kernel::bindings::msleep(100) };
+            // Process context (the stripe worker).
+            crate::kernel_ext::delay::msleep(100);
         }
         Err(ReplError::Stopped)
     }
@@ -1120,8 +1120,8 @@ impl WorkItem for ListenWork {
                 if socket.is_some() {
                     pr_info!("dm-amf: {}: listening again\n", repl.name());
                 } else {
-                    // SAFETY: process context (a work item).
-                    unsafe { kernel::bindings::msleep(DIAL_INTERVAL_MS) };
+                    // Process context (a work item).
+                    crate::kernel_ext::delay::msleep(DIAL_INTERVAL_MS);
                 }
                 continue;
             };
@@ -1281,8 +1281,8 @@ impl WorkItem for DialWork {
                     StripeWorker::wake(w);
                 }
             }
-            // SAFETY: process context (a work item).
-            unsafe { kernel::bindings::msleep(DIAL_INTERVAL_MS) };
+            // Process context (a work item).
+            crate::kernel_ext::delay::msleep(DIAL_INTERVAL_MS);
         }
     }
 }

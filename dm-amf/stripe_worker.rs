@@ -385,6 +385,12 @@ impl StripeWorker {
             let Some(action) = sync.running() else {
                 return false;
             };
+            if group.direct_writes_in_flight() {
+                // Mirror writes `map` sent before the action started: compared copies
+                // must not race them. Later ones come to this worker.
+                crate::kernel_ext::delay::msleep(1);
+                return true;
+            }
             let stripe = sync.cursor();
             if stripe >= group.geometry.stripes() {
                 if sync.stop() {

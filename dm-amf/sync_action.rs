@@ -68,6 +68,12 @@ impl SyncAction {
         }
     }
 
+    /// Whether an action runs or is being started (sequentially consistent: see
+    /// `Group::begin_direct_write`).
+    pub(crate) fn busy(&self) -> bool {
+        self.action.load(Ordering::SeqCst) != IDLE
+    }
+
     /// Starts `action` from stripe 0 with a zero count.
     pub(crate) fn start(&self, action: Action) -> Result<(), StartError> {
         let code = match action {
@@ -76,8 +82,9 @@ impl SyncAction {
         };
         // Claimed first, the cursor and count reset, then published: the worker sees the
         // action only with them, and a second start fails without touching them.
+        // Sequentially consistent: see `Group::begin_direct_write`.
         self.action
-            .compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(IDLE, STARTING, Ordering::SeqCst, Ordering::SeqCst)
             .map_err(|_| StartError::Running)?;
         self.cursor.store(0, Ordering::Release);
         self.mismatches.store(0, Ordering::Release);

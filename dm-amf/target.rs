@@ -47,7 +47,7 @@ use crate::transport::Transport;
 use crate::write_intent::WriteIntent;
 
 /// Target version reported by `dmsetup targets`.
-pub(crate) const VERSION: [u32; 3] = [0, 4, 0];
+pub(crate) const VERSION: [u32; 3] = [0, 5, 0];
 
 /// What `map` notes about a bio for `end_io`.
 #[derive(Clone, Copy, Default)]
@@ -62,6 +62,9 @@ pub(crate) struct BioNote {
     intent_region: Option<u64>,
     /// A mirror write sent by `map` to these members, the bio itself to the first.
     mirror_write: Option<(usize, MemberSet)>,
+    /// A mirror write `map` counted as sent to the members directly (see
+    /// [`Group::begin_direct_write`]).
+    direct_write: bool,
 }
 
 /// A constructed `amf` target.
@@ -511,6 +514,13 @@ impl AmfTarget {
         }
     }
 
+    /// A mirror write that `map` sent to the members itself ended.
+    fn end_direct(&self, note: &mut BioNote) {
+        if core::mem::take(&mut note.direct_write) {
+            self.group.end_direct_write();
+        }
+    }
+
     /// A RAID5/6 write: handed to the stripe worker with its target-relative sector.
     fn map_parity_write(&self, bio: &mut Bio<'_>, logical: u64) -> MapAction {
         let Some(stripes) = self.stripes.as_ref() else {
@@ -788,16 +798,24 @@ impl TargetOperations for AmfTarget {
                 // A failure the superblocks do not record yet: the worker records it before
                 // this write goes on without the member.
                 self.map_parity_write(bio, logical)
+            } else if op == BioOp::Write && !self.group.begin_direct_write() {
+                // A check or repair compares the copies: the worker writes between its steps.
+                self.map_parity_write(bio, logical)
             } else if op == BioOp::Write {
                 match self.group.intent().map(|wi| wi.start(logical)) {
                     // The region's bit is not durable yet: the worker sets it first.
-                    Some(None) => self.map_parity_write(bio, logical),
+                    Some(None) => {
+                        self.group.end_direct_write();
+                        self.map_parity_write(bio, logical)
+                    }
                     started => {
                         note.intent_region = started.flatten();
+                        note.direct_write = true;
                         let action = self.map_write(bio, logical, note);
                         if matches!(action, MapAction::Kill) {
                             // Remapped and completed bios come back through `end_io`.
                             self.end_intent(note);
+                            self.end_direct(note);
                         }
                         action
                     }
@@ -825,6 +843,7 @@ impl TargetOperations for AmfTarget {
         status: BlkStatus,
     ) -> BlkStatus {
         self.end_intent(note);
+        self.end_direct(note);
         if let Some(write) = note.mirror_write.take() {
             return self.end_mirror_write(bio, note, write, status);
         }

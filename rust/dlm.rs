@@ -626,8 +626,7 @@ impl<R: Recovery, W: Wake> Drop for LockTable<R, W> {
         }
         while self.shared.active.load(Ordering::Acquire) != 0 {
             // The final AST is returning.
-            // SAFETY: process context.
-            unsafe { bindings::msleep(1) };
+            super::delay::msleep(1);
         }
         let wake = self.shared.events.wake_arg;
         // SAFETY: no lock is left, so no callback can run any more; the box is dropped once.

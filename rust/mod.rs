@@ -10,6 +10,7 @@ pub(crate) mod bio;
 pub(crate) mod block_io;
 pub(crate) mod checksum;
 pub(crate) mod crypto;
+pub(crate) mod delay;
 pub(crate) mod device_mapper;
 #[cfg(CONFIG_DLM)]
 pub(crate) mod dlm;
