@@ -18,8 +18,10 @@ use crate::core_proto::superblock::{Uuid, UuidText};
 use crate::kernel_ext::dlm::{
     JoinError, LockEvent, LockMode, LockTable, Lockspace, Recovery, Slot, Wake, LVB_LEN,
 };
+use crate::kernel_ext::dm_event::EventSender;
 
 /// What the recovery callbacks of a group's lockspace reported.
+#[pin_data]
 pub(crate) struct Membership {
     /// Locking is stopped: between `recover_prep` and `recover_done`.
     recovering: AtomicBool,
@@ -38,11 +40,16 @@ pub(crate) struct Membership {
     pending: AtomicU64,
     /// When the last death was reported (ktime ns), for the takeover time.
     death_ns: AtomicI64,
+    /// The device-mapper events of the targets that share the lockspace: a membership
+    /// change is an event of each (`None`: a target gone; the kernel's vector cannot
+    /// remove).
+    #[pin]
+    listeners: Mutex<KVec<Option<EventSender>>>,
 }
 
 impl Membership {
-    fn new() -> Self {
-        Self {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
             recovering: AtomicBool::new(true),
             generation: AtomicU32::new(0),
             our_node: AtomicI32::new(0),
@@ -51,6 +58,36 @@ impl Membership {
             live: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             death_ns: AtomicI64::new(0),
+            listeners <- new_mutex!(KVec::new(), "amf:membership_listeners"),
+        })
+    }
+
+    /// Raises `events` at every membership change from now on (constructor; sleeps).
+    fn listen(&self, events: EventSender) -> Result<(), ClusterError> {
+        let mut l = self.listeners.lock();
+        match l.iter_mut().find(|e| e.is_none()) {
+            Some(free) => *free = Some(events),
+            None => l
+                .push(Some(events), GFP_KERNEL)
+                .map_err(|_| ClusterError::NoMemory)?,
+        }
+        Ok(())
+    }
+
+    /// No more events to `events` (its target goes; sleeps).
+    fn unlisten(&self, events: &EventSender) {
+        for e in self.listeners.lock().iter_mut() {
+            if e.as_ref().is_some_and(|e| e.same(events)) {
+                *e = None;
+            }
+        }
+    }
+
+    /// A device-mapper event on every target of the group on this server (the DLM's
+    /// recovery thread, or a target's worker; sleeps).
+    pub(crate) fn raise_events(&self) {
+        for e in self.listeners.lock().iter().flatten() {
+            e.raise();
         }
     }
 
@@ -124,9 +161,13 @@ impl Recovery for Membership {
             .iter()
             .filter_map(|s| u32::try_from(s.node).ok().filter(|n| *n < 64))
             .fold(0u64, |m, n| m | 1u64.checked_shl(n).unwrap_or(0));
-        self.live.store(live, Ordering::Release);
-        self.generation.store(generation.max(1), Ordering::Release);
+        let before = self.live.swap(live, Ordering::AcqRel);
+        let first = self.generation.swap(generation.max(1), Ordering::AcqRel) == 0;
         self.recovering.store(false, Ordering::Release);
+        if !first && before != live {
+            // Servers joined or left (`<members>`, `<deaths>` in the status).
+            self.raise_events();
+        }
     }
 }
 
@@ -239,6 +280,8 @@ pub(crate) struct GroupMembership {
     uuid: Uuid,
     /// Dropped by hand in `drop`, under the registry lock.
     space: ManuallyDrop<Arc<GroupSpace>>,
+    /// The target's device-mapper events, raised at membership changes.
+    events: EventSender,
 }
 
 impl GroupMembership {
@@ -247,7 +290,13 @@ impl GroupMembership {
     ///
     /// Sleeps until dlm_controld has added this server to the lockspace and its first
     /// recovery finished.
-    pub(crate) fn join(uuid: &Uuid, cluster: &str, node: u32) -> Result<Self, ClusterError> {
+    /// Membership changes raise `events` from then on.
+    pub(crate) fn join(
+        uuid: &Uuid,
+        cluster: &str,
+        node: u32,
+        events: EventSender,
+    ) -> Result<Self, ClusterError> {
         let reg = registry().map_err(|_| ClusterError::NoMemory)?;
         let mut entries = reg.entries.lock();
         let space = match entries.iter_mut().flatten().find(|e| e.uuid == *uuid) {
@@ -263,8 +312,8 @@ impl GroupMembership {
                     .map_err(|_| ClusterError::NoMemory)?;
                 let cluster =
                     CString::try_from_fmt(fmt!("{cluster}")).map_err(|_| ClusterError::NoMemory)?;
-                let handler =
-                    Arc::new(Membership::new(), GFP_KERNEL).map_err(|_| ClusterError::NoMemory)?;
+                let handler = Arc::pin_init(Membership::new(), GFP_KERNEL)
+                    .map_err(|_| ClusterError::NoMemory)?;
                 let space =
                     GroupSpace::join(&name, &cluster, handler).map_err(ClusterError::Join)?;
                 let space = Arc::new(space, GFP_KERNEL).map_err(|_| ClusterError::NoMemory)?;
@@ -287,7 +336,10 @@ impl GroupMembership {
         let me = Self {
             uuid: *uuid,
             space: ManuallyDrop::new(space),
+            events,
         };
+        // Dropping `me` on an error below takes it out again.
+        me.membership().listen(me.events.clone())?;
         // The join returns once this server is a member; the recovery that follows (and
         // reports the slot table) may still be running.
         let m = me.membership();
@@ -380,6 +432,7 @@ fn wait_grant(t: &mut LockTable<Membership, NoWake>) -> Result<(), ClusterError>
 
 impl Drop for GroupMembership {
     fn drop(&mut self) {
+        self.membership().unlisten(&self.events);
         // SAFETY: `space` is taken once, here, and not used afterwards.
         let space = unsafe { ManuallyDrop::take(&mut self.space) };
         let Ok(reg) = registry() else { return };

@@ -74,7 +74,12 @@ pub(crate) mod cluster {
     pub(crate) enum GroupMembership {}
 
     impl GroupMembership {
-        pub(crate) fn join(_uuid: &Uuid, _cluster: &str, _node: u32) -> Result<Self, ClusterError> {
+        pub(crate) fn join(
+            _uuid: &Uuid,
+            _cluster: &str,
+            _node: u32,
+            _events: crate::kernel_ext::dm_event::EventSender,
+        ) -> Result<Self, ClusterError> {
             Err(ClusterError::NoDlm)
         }
 

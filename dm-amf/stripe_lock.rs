@@ -176,6 +176,8 @@ impl StripeLocks {
     fn lose(&mut self, why: &str) {
         if !self.stats.lost.swap(true, Ordering::Relaxed) {
             pr_err!("cluster: {why}: failing writes until the table is reloaded\n");
+            // `lost` in the status.
+            self.membership().raise_events();
         }
     }
 

@@ -36,7 +36,10 @@ use crate::kernel_ext::{
         TargetCtr, TargetOperations,
     },
 };
-use crate::kernel_ext::{dm_event::TableEvents, keyring};
+use crate::kernel_ext::{
+    dm_event::{EventSender, TableEvents},
+    keyring,
+};
 use crate::lock_stats::LockStats;
 use crate::metadata;
 use crate::parity_log::ParityLog;
@@ -106,12 +109,16 @@ struct ClusterState {
 
 /// Joins the group's lockspace for a table with `cluster`.
 #[inline(never)]
-fn join_cluster(c: &ClusterSpec<'_>, uuid: &Uuid) -> Result<ClusterState, CtrError> {
+fn join_cluster(
+    c: &ClusterSpec<'_>,
+    uuid: &Uuid,
+    events: EventSender,
+) -> Result<ClusterState, CtrError> {
     let nomem = || CtrError::new(ENOMEM, c"Cannot allocate target context");
     let name = CString::try_from_fmt(fmt!("{}", c.name)).map_err(|_| nomem())?;
     let stats = Arc::new(LockStats::default(), GFP_KERNEL).map_err(|_| nomem())?;
-    let membership =
-        GroupMembership::join(uuid, c.name, c.node).map_err(|e| CtrError::inval(e.message()))?;
+    let membership = GroupMembership::join(uuid, c.name, c.node, events)
+        .map_err(|e| CtrError::inval(e.message()))?;
     let unit = membership
         .agree_unit(uuid, c.lock_stripes)
         .map_err(|e| CtrError::inval(e.message()))?;
@@ -229,7 +236,7 @@ fn start(
     let geometry = group.geometry;
     let nr = geometry.members();
     let cluster = match (spec.cluster.as_ref(), spec.group.as_ref()) {
-        (Some(c), Some(uuid)) => Some(join_cluster(c, uuid)?),
+        (Some(c), Some(uuid)) => Some(join_cluster(c, uuid, events.sender())?),
         _ => None,
     };
     let repl = match (spec.cluster.as_ref(), cluster.as_ref(), spec.group.as_ref()) {

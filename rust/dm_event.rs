@@ -99,6 +99,11 @@ impl Drop for TableEvents {
 }
 
 impl EventSender {
+    /// Whether both raise the events of the same target.
+    pub(crate) fn same(&self, other: &EventSender) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Raises one event (several raised before it goes out make one). Any context.
     pub(crate) fn raise(&self) {
         if !self.shared.closed.load(Ordering::SeqCst) {

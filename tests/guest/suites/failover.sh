@@ -529,6 +529,13 @@ check_point() {
 		klog "round $r: death and takeover seen"
 		echo "death seen and takeover done $WAITED s after the barrier"
 		cluster_note $((SEEN_SECTOR + r)) "seen $r"
+		# The membership change is a device-mapper event of both volumes.
+		for v in r5 r6; do
+			_ev=$(dmsetup info "$v" | sed -n 's/^Event number: *//p')
+			eval "_ev0=\$EV0_$v"
+			echo "$v: device-mapper event number $_ev0 -> $_ev"
+			[ "${_ev:-0}" -gt "$_ev0" ] || { echo "$v: no event for the death"; _ok=1; }
+		done
 	else
 		echo "no death and takeover in $WAITED s"
 		cluster_note $((SEEN_SECTOR + r)) "not seen $r"
@@ -618,6 +625,8 @@ checker() {
 	D5=$VS_DEATHS
 	[ "$PV" = r5 ] && RP0=$VS_REPLAYED
 	E0=$(own_errs)
+	EV0_r5=$(dmsetup info r5 | sed -n 's/^Event number: *//p')
+	EV0_r6=$(dmsetup info r6 | sed -n 's/^Event number: *//p')
 	kmsg_mark
 	pair "$r" "$V" >"$KTAP_TMP/bar" 2>&1 || { ktap_diag "barrier with node $V (round $r) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 	POINTS_RUN=$((POINTS_RUN + 1))
