@@ -5,7 +5,8 @@
 #
 #   - every node creates both volumes; status says "cluster ready <nodes>"
 #   - interleaved writers: node i writes the 4 KiB blocks b with b % nodes == i of the whole
-#     volume (every stripe is written by every node at once), two generations; then every
+#     volume (every stripe is written by every node at once), two generations, while node
+#     1 runs online checks of r5 and repairs of r6 (none may find a mismatch); then every
 #     node checks every node's blocks (each holds exactly its owner's last write) and node
 #     0 scrubs the members (no parity mismatch)
 #   - contended blocks: all nodes write the same blocks; each block then holds one whole
@@ -59,11 +60,11 @@ bar() {
 		{ ktap_diag "barrier $B (${1:-}) failed:"; ktap_diag_file "$KTAP_TMP/bar"; }
 }
 
-# The last node is killed after the first 23 tests; node 2 (guest 1) after 30; node 1 runs 35.
+# The last node is killed after the first 23 tests; node 2 (guest 1) after 30; node 1 runs 36.
 case $AMF_NODE in
 $((N - 1))) ktap_plan 23 ;;
 1) ktap_plan 30 ;;
-*) ktap_plan 35 ;;
+*) ktap_plan 36 ;;
 esac
 
 amf_load >"$KTAP_TMP/ld" 2>&1
@@ -210,13 +211,56 @@ interleave() {
 		g=$((g + 1))
 	done
 }
+# Node 1 checks r5 and repairs r6 online, again and again while every node writes
+# (Documentation/table-syntax.rst, "Messages": any one AMF, each stripe under its lock):
+# the writes racing the check must never show as a mismatch, nor a repair break a write.
+SYNC_ROUNDS=0
+SYNC_FOUND=0
+# sync_idle VOL: until VOL's <sync_action> is idle (120 s); SYNC_GOT its <mismatch_cnt>.
+sync_idle() {
+	_t0=$(date +%s)
+	while :; do
+		eval "$(dmsetup status "$1" | awk '{ printf "_sa=%s SYNC_GOT=%s\n", $8, $9 }')"
+		[ "$_sa" = idle ] && return 0
+		[ $(($(date +%s) - _t0)) -ge 120 ] && { echo "$1: still $_sa after 120 s"; return 1; }
+		sleep 0.2
+	done
+}
+# sync_rounds PID...: rounds of check (r5) and repair (r6) while any PID runs.
+sync_rounds() {
+	while kill -0 "$1" 2>/dev/null || kill -0 "$2" 2>/dev/null; do
+		dmsetup message r5 0 check && dmsetup message r6 0 repair || return 1
+		for v in r5 r6; do
+			sync_idle $v || return 1
+			SYNC_FOUND=$((SYNC_FOUND + SYNC_GOT))
+		done
+		SYNC_ROUNDS=$((SYNC_ROUNDS + 1))
+	done
+	echo "$SYNC_ROUNDS rounds of check (r5) and repair (r6) during the writes, $SYNC_FOUND mismatched sectors"
+	echo "r5: $(dmsetup status r5)"
+	echo "r6: $(dmsetup status r6)"
+	[ "$SYNC_ROUNDS" -ge 1 ] && [ "$SYNC_FOUND" -eq 0 ]
+}
 iw() {
 	interleave r5 $LEN5 &
 	p5=$!
+	if [ "$AMF_NODE" -eq 0 ]; then
+		interleave r6 $LEN6 &
+		p6=$!
+		sync_rounds $p5 $p6 >"$KTAP_TMP/sync" 2>&1
+		SYNC_RC=$?
+		wait $p6 || { wait $p5; return 1; }
+		wait $p5
+		return
+	fi
 	interleave r6 $LEN6 || { wait $p5; return 1; }
 	wait $p5
 }
 ktap_check "interleaved writers: node $ID writes its 4 KiB blocks of every stripe, $GENS generations, both volumes at once" iw
+if [ "$AMF_NODE" -eq 0 ]; then
+	sync_result() { cat "$KTAP_TMP/sync"; return "$SYNC_RC"; }
+	ktap_check "online check (r5) and repair (r6) on node 1 while every node writes: no mismatch found" sync_result
+fi
 bar interleave
 WRITES=$(((LEN5 + LEN6) / BS * GENS))
 
