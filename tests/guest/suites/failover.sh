@@ -51,6 +51,7 @@
 #   FAILOVER_FULL=1          every kind (raid5 rmw rcw full, raid6 rmw full) x every step,
 #                            and the network point (26 points, about 18 min: give --timeout 1800)
 #   FAILOVER_POINTS=p+p+...  these points only: <r5|r6>:<rmw|rcw|full>:<step>[:net]
+#                            (ignored with FAILOVER_FULL=1: make check-full sets both)
 #   FAILOVER_DRY=1           the rig without replication (for a module without it): tables
 #                            without peers, no key, no fail_after (the last write completes),
 #                            the death checked through the cluster status only
@@ -105,7 +106,7 @@ CLUSTER_BARRIER_DEV=$(cluster_barrier_dev)
 OWNDIR=/tmp/fo-own
 
 # ------------------------------------------------------------------ the matrix
-if [ -n "${FAILOVER_POINTS:-}" ]; then
+if [ -n "${FAILOVER_POINTS:-}" ] && [ "${FAILOVER_FULL:-0}" != 1 ]; then
 	POINTS=$(echo "$FAILOVER_POINTS" | tr '+,' '  ')
 elif [ "${FAILOVER_FULL:-0}" = 1 ]; then
 	POINTS=
