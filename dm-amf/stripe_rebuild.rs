@@ -3,10 +3,16 @@
 //! Rebuilding members, one stripe at a time, by the stripe worker between host I/O (so a
 //! rebuilt stripe never races a write to it): read every available block of the stripe,
 //! rebuild the lost data chunks, recompute P and Q, and write the rebuilt members' blocks.
+//! A mirror's rebuild copies each chunk from a copy in service to the rebuilt members'
+//! copies (while it runs `map` hands writes to the worker: see `Group::begin_direct_write`).
 
 use kernel::prelude::*;
 
-use crate::core_proto::{geometry::MemberSet, wire::OpKind};
+use crate::core_proto::{
+    geometry::{MemberSet, Place},
+    op::{Block, Io},
+    wire::OpKind,
+};
 use crate::stripe_read::{rebuild, stripe_ios};
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
 
@@ -20,6 +26,9 @@ impl StripeEngine<'_> {
         targets: MemberSet,
     ) -> Result<(), WriteError> {
         let g = &self.group.geometry;
+        if g.parity_chunks() == 0 {
+            return self.rebuild_copies(scratch, stripe, targets);
+        }
         let layout = g.layout(stripe).map_err(|_| WriteError::Plan)?;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| WriteError::Plan)?;
         let r = 0..chunk_bytes;
@@ -55,6 +64,50 @@ impl StripeEngine<'_> {
         let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
         if !bad.is_empty() {
             // A new member that fails its writes is no use: it stays failed.
+            self.group.abandon_rebuild(bad);
+            self.group.mark_failed(bad);
+            return Err(WriteError::Io);
+        }
+        Ok(())
+    }
+
+    /// RAID1/10: the copies of logical chunk `chunk` on `targets`, from a copy in service.
+    #[inline(never)]
+    fn rebuild_copies(
+        &self,
+        scratch: &mut Scratch,
+        chunk: u64,
+        targets: MemberSet,
+    ) -> Result<(), WriteError> {
+        let g = &self.group.geometry;
+        let cs = g.chunk_sectors();
+        let r = 0..usize::try_from(cs * 512).map_err(|_| WriteError::Plan)?;
+        let sector = chunk.checked_mul(cs).ok_or(WriteError::Plan)?;
+        let places = g.copy_iter(sector).map_err(|_| WriteError::Plan)?;
+        if !places.clone().any(|p| targets.contains(p.member)) {
+            // raid10: no copy of this chunk on the rebuilt members.
+            return Ok(());
+        }
+        let lost = MemberSet(self.group.failed().0 | targets.0);
+        let io = |p: Place| Io {
+            member: p.member,
+            sector: p.sector,
+            sectors: cs,
+            what: Block::Data(0),
+        };
+        let Some(source) = places.clone().find(|p| !lost.contains(p.member)) else {
+            return Err(WriteError::Io);
+        };
+        let bufs = &mut scratch.bufs;
+        let read = [io(source)].into_iter();
+        let bad = self.run_ios(bufs, read, OpKind::Mirror, &r, IoDir::Read)?;
+        if !bad.is_empty() {
+            self.group.mark_failed(bad);
+            return Err(WriteError::Io);
+        }
+        let writes = places.filter(|p| targets.contains(p.member)).map(io);
+        let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
+        if !bad.is_empty() {
             self.group.abandon_rebuild(bad);
             self.group.mark_failed(bad);
             return Err(WriteError::Io);
