@@ -82,11 +82,7 @@ impl StripeEngine<'_> {
             g.chunk_sectors(),
             0..g.members(),
         )?;
-        let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
+        self.run_ios_all(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
         let sectors = recompute_parity(bufs, g.parity_chunks() == 2, &r)?;
         if sectors != 0 && repair {
             self.group
@@ -94,11 +90,7 @@ impl StripeEngine<'_> {
                 .map_err(|_| WriteError::Io)?;
             let parity = Iterator::chain(layout.p.into_iter(), layout.q);
             let writes = stripe_ios(&layout, layout.member_sector, g.chunk_sectors(), parity)?;
-            let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
-            if !bad.is_empty() {
-                self.group.mark_failed(bad);
-                return Err(WriteError::Io);
-            }
+            self.run_ios_all(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
         }
         Ok(sectors)
     }
@@ -124,26 +116,18 @@ impl StripeEngine<'_> {
         };
         let first = places.next().ok_or(WriteError::Plan)?;
         let bufs = &mut scratch.bufs;
-        let bad = self.run_ios(
+        self.run_ios_all(
             bufs,
             [io(first)].into_iter(),
             OpKind::Mirror,
             &r,
             IoDir::Read,
         )?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
         let mut sectors = 0u64;
         for place in places {
             // Read-modify-write reads data blocks into `old`: the copy beside the first.
             let read = [io(place)].into_iter();
-            let bad = self.run_ios(bufs, read, OpKind::ReadModifyWrite, &r, IoDir::Read)?;
-            if !bad.is_empty() {
-                self.group.mark_failed(bad);
-                return Err(WriteError::Io);
-            }
+            self.run_ios_all(bufs, read, OpKind::ReadModifyWrite, &r, IoDir::Read)?;
             let (Some(a), Some(b)) = (bufs.data.first(), bufs.old.first()) else {
                 return Err(WriteError::Plan);
             };
@@ -154,11 +138,7 @@ impl StripeEngine<'_> {
                     .mark_intent(place.sector)
                     .map_err(|_| WriteError::Io)?;
                 let write = [io(place)].into_iter();
-                let bad = self.run_ios(bufs, write, OpKind::Mirror, &r, IoDir::Write)?;
-                if !bad.is_empty() {
-                    self.group.mark_failed(bad);
-                    return Err(WriteError::Io);
-                }
+                self.run_ios_all(bufs, write, OpKind::Mirror, &r, IoDir::Write)?;
             }
         }
         Ok(sectors)

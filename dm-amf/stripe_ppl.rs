@@ -186,11 +186,7 @@ impl StripeEngine<'_> {
                 sectors,
                 what: Block::Data(k as u8),
             });
-        let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
+        self.run_ios_all(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
         {
             let mut io = log.lock();
             let (pp_p, pp_q) = io.pp_mut(r.len(), log.parity()).ok_or(WriteError::Plan)?;
@@ -215,11 +211,7 @@ impl StripeEngine<'_> {
                     what,
                 })
             });
-        let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::WriteFua)?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
+        self.run_ios_all(bufs, writes, OpKind::Mirror, &r, IoDir::WriteFua)?;
         pr_info!(
             "ppl: stripe {} replayed (entry {}): parity rewritten for sectors {}..{} of its chunks\n",
             e.stripe,

@@ -6,6 +6,8 @@
 //! A mirror's rebuild copies each chunk from a copy in service to the rebuilt members'
 //! copies (while it runs `map` hands writes to the worker: see `Group::begin_direct_write`).
 
+use core::ops::Range;
+
 use kernel::prelude::*;
 
 use crate::core_proto::{
@@ -13,6 +15,7 @@ use crate::core_proto::{
     op::{Block, Io},
     wire::OpKind,
 };
+use crate::stripe_buf::StripeBuffers;
 use crate::stripe_read::{rebuild, stripe_ios};
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
 
@@ -37,11 +40,7 @@ impl StripeEngine<'_> {
 
         let sources = (0..g.members()).filter(|m| !lost.contains(*m));
         let reads = stripe_ios(&layout, layout.member_sector, g.chunk_sectors(), sources)?;
-        let bad = self.run_ios(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
+        self.run_ios_all(bufs, reads, OpKind::Mirror, &r, IoDir::Read)?;
         let lost_data = layout
             .data_members()
             .iter()
@@ -61,9 +60,19 @@ impl StripeEngine<'_> {
             g.chunk_sectors(),
             targets.iter(),
         )?;
-        let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
+        self.write_rebuilt(bufs, writes, &r)
+    }
+
+    /// Writes the rebuilt blocks `writes` (over `r`). A new member that fails its writes is
+    /// no use: it leaves the rebuild and stays failed.
+    fn write_rebuilt(
+        &self,
+        bufs: &mut StripeBuffers,
+        writes: impl Iterator<Item = Io> + Clone,
+        r: &Range<usize>,
+    ) -> Result<(), WriteError> {
+        let bad = self.run_ios(bufs, writes, OpKind::Mirror, r, IoDir::Write)?;
         if !bad.is_empty() {
-            // A new member that fails its writes is no use: it stays failed.
             self.group.abandon_rebuild(bad);
             self.group.mark_failed(bad);
             return Err(WriteError::Io);
@@ -100,18 +109,8 @@ impl StripeEngine<'_> {
         };
         let bufs = &mut scratch.bufs;
         let read = [io(source)].into_iter();
-        let bad = self.run_ios(bufs, read, OpKind::Mirror, &r, IoDir::Read)?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
+        self.run_ios_all(bufs, read, OpKind::Mirror, &r, IoDir::Read)?;
         let writes = places.filter(|p| targets.contains(p.member)).map(io);
-        let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
-        if !bad.is_empty() {
-            self.group.abandon_rebuild(bad);
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
-        Ok(())
+        self.write_rebuilt(bufs, writes, &r)
     }
 }

@@ -69,23 +69,15 @@ impl StripeEngine<'_> {
             what: Block::Data(0),
         };
         let read = [io(source)];
-        let bad = self.run_ios(
+        self.run_ios_all(
             &mut scratch.bufs,
             read.into_iter(),
             OpKind::Mirror,
             &r,
             IoDir::Read,
         )?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
         let writes = live.map(io);
-        let bad = self.run_ios(&mut scratch.bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
-        if !bad.is_empty() {
-            self.group.mark_failed(bad);
-            return Err(WriteError::Io);
-        }
+        self.run_ios_all(&mut scratch.bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
         Ok(())
     }
 }

@@ -409,6 +409,24 @@ impl StripeEngine<'_> {
         self.run_ios_at(bufs, &|i| list.clone().nth(i), kind, r, dir)
     }
 
+    /// [`Self::run_ios`] where any member's failure fails the step: those members are
+    /// failed in the group and the step returns [`WriteError::Io`].
+    pub(crate) fn run_ios_all(
+        &self,
+        bufs: &mut StripeBuffers,
+        list: impl Iterator<Item = Io> + Clone,
+        kind: OpKind,
+        r: &Range<usize>,
+        dir: IoDir,
+    ) -> Result<(), WriteError> {
+        let bad = self.run_ios(bufs, list, kind, r, dir)?;
+        if bad.is_empty() {
+            return Ok(());
+        }
+        self.group.mark_failed(bad);
+        Err(WriteError::Io)
+    }
+
     /// [`Self::run_ios`] with the list as `at(i)`, the I/O at position `i` (`None` past
     /// the end): one function, not one per kind of list, with only `BATCH` bios' worth of
     /// state in its frame.
