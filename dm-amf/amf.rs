@@ -39,6 +39,7 @@ mod stripe_resync;
 mod stripe_worker;
 mod stripe_write;
 mod sync_action;
+mod sync_pace;
 mod target;
 mod transport;
 mod write_intent;

@@ -16,6 +16,7 @@ use crate::metadata::GroupMeta;
 use crate::parity_log::ParityLog;
 use crate::stripe_lock::StripeLocks;
 use crate::sync_action::SyncAction;
+use crate::sync_pace::SyncPace;
 use crate::write_intent::WriteIntent;
 
 /// One member device (none if the table names it missing: `-`) and where its data area
@@ -95,6 +96,8 @@ pub(crate) struct Group {
     dm_events: EventSender,
     /// The online check or repair (`check`, `repair` messages).
     sync: SyncAction,
+    /// Speed limits and speed of the background work (`sync_speed_min`/`_max` messages).
+    pace: SyncPace,
     /// Mirror writes `map` sent to the members itself that have not ended: a check of the
     /// copies waits until none is left (while it runs, `map` hands writes to the worker).
     direct_writes: AtomicU64,
@@ -138,6 +141,7 @@ impl Group {
             halt: AtomicU8::new(0),
             dm_events,
             sync: SyncAction::new(),
+            pace: SyncPace::new(),
             direct_writes: AtomicU64::new(0),
         };
         Ok(Arc::new(group, GFP_KERNEL)?)
@@ -466,6 +470,18 @@ impl Group {
     /// The online check or repair.
     pub(crate) fn sync_action(&self) -> &SyncAction {
         &self.sync
+    }
+
+    /// Speed limits and speed of the background work.
+    pub(crate) fn pace(&self) -> &SyncPace {
+        &self.pace
+    }
+
+    /// Whether background work waits: a resync, a rebuild, a check or a repair.
+    pub(crate) fn syncing(&self) -> bool {
+        !self.rebuilding().is_empty()
+            || self.sync.running().is_some()
+            || self.intent().is_some_and(|wi| wi.counters().2 != 0)
     }
 
     /// `map`, before a mirror write it would send to the members itself: counts it and

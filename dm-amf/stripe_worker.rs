@@ -42,6 +42,9 @@ use crate::stripe_lock::StripeLocks;
 use crate::stripe_write::{Scratch, StripeEngine, WriteError};
 use crate::sync_action::Action;
 
+/// How often the sweeper looks at background work that waits for its speed limit.
+const PACE_MS: u32 = 20;
+
 /// Stripes rebuilt per run of the worker before it lets queued host I/O go first.
 const REBUILD_BATCH: usize = 8;
 
@@ -49,6 +52,11 @@ const REBUILD_BATCH: usize = 8;
 /// it, at least 64 stripes (a checkpoint is a superblock round on every member).
 fn checkpoint_every(stripes: u64) -> u64 {
     (stripes / 16).max(64)
+}
+
+/// Logical sectors of one stripe of `group` (a mirror's: one chunk), for the speed.
+fn stripe_sectors(group: &Group) -> u64 {
+    group.geometry.stripe_sectors().unwrap_or(0)
 }
 
 /// Queue and state of the stripe worker.
@@ -80,7 +88,8 @@ impl_has_work! {
 }
 
 /// Wakes the stripe worker once a sweep period while write-intent bits are set, so that an
-/// idle group's bits clear without waiting for its next I/O (md's bitmap daemon).
+/// idle group's bits clear without waiting for its next I/O (md's bitmap daemon), and a
+/// few milliseconds after background work stopped at its speed limit.
 #[pin_data]
 struct Sweeper {
     worker: Arc<StripeWorker>,
@@ -103,16 +112,24 @@ impl WorkItem for Sweeper {
 
     fn run(this: Arc<Sweeper>) {
         let mut stop = this.stop.lock();
+        let sweep_ms = crate::write_intent::SWEEP_MS;
+        // Milliseconds waited since the last sweep (at least: a notify ends a wait early).
+        let mut waited = 0;
         while !*stop {
-            let period = kernel::time::msecs_to_jiffies(crate::write_intent::SWEEP_MS);
+            let group = &this.worker.group;
+            // While background work waits, often enough to pace it (see `SyncPace`).
+            let ms = if group.syncing() { PACE_MS } else { sweep_ms };
+            let period = kernel::time::msecs_to_jiffies(ms);
             // A signal cannot reach a kworker; the stop flag is checked either way.
             let _ = this.wake.wait_interruptible_timeout(&mut stop, period);
-            let dirty = this
-                .worker
-                .group
-                .intent()
-                .is_some_and(|wi| wi.counters().1 != 0);
-            if !*stop && dirty {
+            waited += ms;
+            let sweep = waited >= sweep_ms;
+            if sweep {
+                waited = 0;
+            }
+            let dirty = sweep && group.intent().is_some_and(|wi| wi.counters().1 != 0);
+            let throttled = group.pace().take_throttled();
+            if !*stop && (dirty || throttled) {
                 // SAFETY: `StripeService::drop` stops this loop before the queue goes.
                 let _ = unsafe { this.wq.get() }.enqueue(this.worker.clone());
             }
@@ -134,16 +151,13 @@ pub(crate) struct StripeService {
 }
 
 /// The work item that wakes `worker` every sweep period while bits of its write-intent
-/// bitmap are set (none without a bitmap). Apart from [`StripeService::new`] to keep its frame
-/// small.
+/// bitmap are set, and paces its background work. Apart from [`StripeService::new`] to keep
+/// its frame small.
 #[inline(never)]
 fn start_sweeper(
     worker: &Arc<StripeWorker>,
     wq: QueueHandle,
 ) -> Result<Option<(OwnedQueue, Arc<Sweeper>)>> {
-    if worker.group.intent().is_none() {
-        return Ok(None);
-    }
     let sq = OwnedQueue::new_unbound(c"amf_sweep", 1)?;
     let sw = Arc::pin_init(
         pin_init!(Sweeper {
@@ -236,6 +250,15 @@ impl StripeService {
         let _ = self.queue.enqueue(self.worker.clone());
     }
 
+    /// Background work starts (a rebuild, a check): the worker runs, and the sweeper paces
+    /// it from now on rather than at the end of its sweep period.
+    pub(crate) fn kick_sync(&self) {
+        if let Some((_, sw)) = self.sweeper.as_ref() {
+            sw.wake.notify_all();
+        }
+        self.kick();
+    }
+
     /// Stops rebuild steps and waits for the worker's current run (device suspend).
     pub(crate) fn pause(&self) {
         self.worker.paused.store(true, Ordering::Release);
@@ -254,7 +277,7 @@ impl StripeService {
     /// Lets rebuild steps run again (device resume).
     pub(crate) fn unpause(&self) {
         self.worker.paused.store(false, Ordering::Release);
-        self.kick();
+        self.kick_sync();
     }
 }
 
@@ -311,13 +334,16 @@ impl Wake for StripeWorker {
 }
 
 impl StripeWorker {
-    /// Runs every queued bio, oldest first, until none is left.
-    fn drain(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) {
+    /// Runs every queued bio, oldest first, until none is left; returns whether there was
+    /// any.
+    fn drain(&self, engine: &StripeEngine<'_>, scratch: &mut Scratch) -> bool {
+        let mut any = false;
         loop {
             let mut batch = self.pending.take_all().peekable();
             if batch.peek().is_none() {
-                return;
+                return any;
             }
+            any = true;
             for mut bio in batch {
                 if self.group.geometry.parity_chunks() == 0 && bio.op() == BioOp::Read {
                     // A mirror read retry, already pointed at the next copy.
@@ -357,6 +383,7 @@ impl StripeWorker {
                 engine.rebuild_stripe(s, stripe, targets)
             }) {
                 Ok(()) => {
+                    group.pace().done(stripe_sectors(group));
                     group.rebuild_advanced(stripe);
                     if (stripe + 1) % checkpoint_every(group.geometry.stripes()) == 0 {
                         group.checkpoint_rebuild();
@@ -412,7 +439,10 @@ impl StripeWorker {
             match scratch
                 .with_stripe_lock(engine, stripe, |s| engine.check_stripe(s, stripe, repair))
             {
-                Ok(n) => sync.advanced(stripe, n),
+                Ok(n) => {
+                    group.pace().done(stripe_sectors(group));
+                    sync.advanced(stripe, n);
+                }
                 Err(e) => {
                     pr_err!("{}: stopped at stripe {stripe}: {e:?}\n", action.name());
                     if sync.stop() {
@@ -479,7 +509,7 @@ impl StripeWorker {
             while row < rows.end && budget > 0 {
                 let done = scratch.with_stripe_lock(engine, row, |s| engine.resync_stripe(s, row));
                 match done {
-                    Ok(()) => {}
+                    Ok(()) => group.pace().done(stripe_sectors(group)),
                     // A member failed: the next run re-evaluates the row without it.
                     Err(WriteError::Io) if group.can_serve() => return true,
                     Err(e) => {
@@ -521,7 +551,7 @@ impl WorkItem for StripeWorker {
             if let Err(e) = engine.replay_log(&mut scratch) {
                 pr_err!("ppl: replay failed ({e:?}); tried again on the next run\n");
             }
-            this.drain(&engine, &mut scratch);
+            let host_busy = this.drain(&engine, &mut scratch);
             if scratch.repl.is_some() {
                 // Dead AMFs' operations are taken over even when no host I/O comes.
                 let _ = crate::failover::settle(&engine, &mut scratch);
@@ -531,17 +561,19 @@ impl WorkItem for StripeWorker {
                 locks.idle();
             }
             let paused = this.paused.load(Ordering::Acquire);
-            let resyncing = !paused && this.resync_some(&engine, &mut scratch);
-            if !paused && !resyncing && this.resyncing.swap(false, Ordering::AcqRel) {
+            // Over its speed limit the background work waits for the sweeper's kick.
+            let may_sync = !paused && this.group.pace().may_run(host_busy);
+            let resyncing = may_sync && this.resync_some(&engine, &mut scratch);
+            if may_sync && !resyncing && this.resyncing.swap(false, Ordering::AcqRel) {
                 pr_info!("resync: done\n");
                 this.group.raise_event();
             }
             if resyncing {
                 this.resyncing.store(true, Ordering::Release);
             }
-            let rebuilding = !paused && this.rebuild_some(&engine, &mut scratch);
+            let rebuilding = may_sync && this.rebuild_some(&engine, &mut scratch);
             let checking =
-                !paused && !resyncing && !rebuilding && this.check_some(&engine, &mut scratch);
+                may_sync && !resyncing && !rebuilding && this.check_some(&engine, &mut scratch);
             if let Some(wi) = this.group.intent().filter(|_| !paused) {
                 // Lazily: bits of regions idle for a whole period.
                 wi.sweep(&this.group.members, this.group.failed().0, false);

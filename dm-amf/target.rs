@@ -470,7 +470,7 @@ impl AmfTarget {
         if let Err(e) = self.record_state() {
             pr_err!("member {m}: cannot record the rebuild in the superblocks: {e:?}\n");
         }
-        stripes.kick();
+        stripes.kick_sync();
         Ok(())
     }
 
@@ -501,7 +501,7 @@ impl AmfTarget {
         }
         pr_info!("{name}: started\n");
         g.raise_event();
-        stripes.kick();
+        stripes.kick_sync();
         Ok(())
     }
 
@@ -973,6 +973,12 @@ impl TargetOperations for AmfTarget {
                         n(&s.hs_failed)
                     );
                 }
+                if g.syncing() {
+                    // While background work runs, last of all (the parts before it keep
+                    // their places): its speed and limits, KiB/s (0: no limit).
+                    let (min, max) = g.pace().limits();
+                    let _ = write!(out, " sync_speed {} {min} {max}", g.pace().speed());
+                }
             }
             StatusKind::Table => {
                 let copies = match g.geometry.level() {
@@ -1029,6 +1035,28 @@ impl TargetOperations for AmfTarget {
             ["rebuild", idx] => self.start_rebuild(idx),
             ["check"] => self.start_sync(Action::Check),
             ["repair"] => self.start_sync(Action::Repair),
+            [which @ ("sync_speed_min" | "sync_speed_max"), kib] => {
+                let Some(stripes) = self.stripes.as_ref() else {
+                    pr_warn!("{which}: raid0 has no background work\n");
+                    return Err(EINVAL);
+                };
+                let Some(kib) = kib
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|_| kib.bytes().all(|b| b.is_ascii_digit()))
+                else {
+                    pr_warn!(
+                        "{which}: '{kib}' is not a speed in KiB/s (0 to 4294967295, 0: none)\n"
+                    );
+                    return Err(EINVAL);
+                };
+                self.group
+                    .pace()
+                    .set(*which == "sync_speed_max", u64::from(kib));
+                // A lower limit takes effect at the next batch; a higher one at once.
+                stripes.kick_sync();
+                Ok(())
+            }
             ["idle"] => {
                 let sync = self.group.sync_action();
                 let running = sync.running();
@@ -1083,7 +1111,7 @@ impl TargetOperations for AmfTarget {
             }
             _ => {
                 pr_warn!(
-                    "unknown message; expected: rebuild <idx>, check, repair, idle, fail_after <step> or reconnect\n"
+                    "unknown message; expected: rebuild <idx>, check, repair, idle, sync_speed_min <KiB/s>, sync_speed_max <KiB/s>, fail_after <step> or reconnect\n"
                 );
                 Err(EINVAL)
             }

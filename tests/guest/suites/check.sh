@@ -14,6 +14,9 @@
 #     its reference, both copies equal); `check` finds 0. Then that member is blanked (a
 #     new disk in its place) and rebuilt with `rebuild <idx>` while random writes go on:
 #     all members A again, the device equals its reference, `check` finds 0
+#   raid5 once more at sync_speed_max 512 KiB/s: the check takes at least the time the
+#     limit allows (4 s for its 3 MiB), the status ends with `sync_speed <now> 0 512` while
+#     it runs; `sync_speed_max 5x` refused
 #   raid0: `check` refused (no redundancy), the status untouched
 #
 # Needs 5 disks of at least 8 MiB (vda..vde); about 30 s (TCG, debug kernel).
@@ -24,7 +27,7 @@
 
 N_PAR=7 # a parity group's results
 N_MIR=7 # a mirror's
-ktap_plan $((1 + 2 * N_PAR + 2 * N_MIR + 1))
+ktap_plan $((1 + 2 * N_PAR + 1 + 2 * N_MIR + 1))
 amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
 
@@ -101,7 +104,30 @@ c_parity() {
 	ktap_check "$c_lv: check counts $C_WANT mismatched sectors, leaves the data alone" c_check_bad
 	ktap_check "$c_lv: repair counts and rewrites them" c_repair
 	ktap_check "$c_lv: check after the repair: 0; amfctl scrub of the members clean" c_clean
+	[ "$c_lv" = raid5 ] &&
+		ktap_check "raid5: sync_speed_max 512: a check of $((P_LEN / 2)) KiB takes at least 4 s, status shows the limit; a bad speed refused" c_paced
 	ktap_check "$c_lv: removed" p_teardown
+}
+# c_paced: with sync_speed_max 512 KiB/s a check of P_LEN sectors (one batch of 8 stripes
+# may run ahead of the limit) lasts at least (P_LEN / 2 - 8 * P_S / 2) / 512 seconds, 4.5
+# for 3 MiB; the status's last part says `sync_speed <now> 0 512` while it runs.
+c_paced() {
+	if dmsetup message "$P_NAME" 0 sync_speed_max 5x 2>/dev/null; then echo "sync_speed_max 5x accepted"; return 1; fi
+	dmsetup message "$P_NAME" 0 sync_speed_max 512 || return 1
+	c_t0=$(date +%s)
+	dmsetup message "$P_NAME" 0 check || return 1
+	c_seen=
+	while [ "$(c_field 7)" != idle ]; do
+		st=$(dmsetup status "$P_NAME")
+		case $st in *" sync_speed "[0-9]*" 0 512") c_seen=$st ;; esac
+		[ $(($(date +%s) - c_t0)) -ge $C_WAIT ] && { echo "still $(c_field 7) after $C_WAIT s"; return 1; }
+		sleep 0.5
+	done
+	c_el=$(($(date +%s) - c_t0))
+	dmsetup message "$P_NAME" 0 sync_speed_max 0 || return 1
+	echo "check at sync_speed_max 512 took $c_el s; during it: ${c_seen:-no sync_speed part seen}"
+	echo "after: $(dmsetup status "$P_NAME")"
+	[ -n "$c_seen" ] && [ "$c_el" -ge 4 ] && [ "$(c_field 8)" = 0 ]
 }
 c_check0() { c_run check 0 && c_events; }
 c_check_bad() { c_run check "$C_WANT" && c_events && p_compare; }
