@@ -62,6 +62,8 @@ pub(crate) struct Assembly {
     pub(crate) rebuilding: MemberSet,
     /// Member sectors those rebuilds already covered (the lowest checkpoint recorded).
     pub(crate) checkpoint: u64,
+    /// Members the newest superblock records in sync (whether or not they are present).
+    pub(crate) in_sync: MemberSet,
     pub(crate) meta: GroupMeta,
 }
 
@@ -119,10 +121,18 @@ pub(crate) fn assemble(
         })
         .min()
         .unwrap_or(0);
+    let in_sync = (0..members.len())
+        .filter(|i| {
+            authority
+                .member(*i)
+                .is_some_and(|e| e.state == MemberState::InSync)
+        })
+        .fold(MemberSet::EMPTY, MemberSet::with);
     Ok(Assembly {
         failed,
         rebuilding,
         checkpoint,
+        in_sync,
         meta: GroupMeta {
             sbs,
             authority: report.authority,

@@ -83,6 +83,8 @@ pub(crate) struct AmfTarget {
     parity: bool,
     /// The group named by the table (`group <uuid>`), whose superblocks the members hold.
     uuid: Option<Uuid>,
+    /// The table's `start_dirty_degraded` (printed back by `dmsetup table`).
+    start_dirty_degraded: bool,
     group: Arc<Group>,
     /// Bios for the extra copies of mirrored writes (raid1/raid10 only).
     copies: Option<CopyPool>,
@@ -282,6 +284,7 @@ fn start(
             repl,
             parity,
             uuid: spec.group,
+            start_dirty_degraded: spec.start_dirty_degraded,
             group,
             copies,
             cluster,
@@ -361,7 +364,23 @@ fn load_on_disk(
         let slot = bitmap_slot(spec.level, spec.cluster.as_ref().map(|c| c.node));
         if let (Some(slot), Some(sb)) = (slot, found.meta.authority()) {
             let unusable = failed.0 | rebuild.0;
-            intent = Some(WriteIntent::load(sb, slot, members, unusable)?);
+            let wi = WriteIntent::load(sb, slot, members, unusable)?;
+            // md's "cannot start dirty degraded array": a member lost since the last clean
+            // stop (recorded in sync) whose chunks of the dirty rows only the torn parity
+            // defines. `ppl` logged the one row that can be torn.
+            let lost_since = MemberSet(unusable & found.in_sync.0);
+            let dirty = wi.counters().2 != 0;
+            if parity && dirty && !lost_since.is_empty() && !spec.ppl && !spec.start_dirty_degraded
+            {
+                pr_err!(
+                    "dirty degraded group: write-intent regions to resync and member(s) {:#x} lost since; start it whole, or with start_dirty_degraded\n",
+                    lost_since.0
+                );
+                return Err(CtrError::inval(
+                    c"Dirty degraded group: start it whole to resync",
+                ));
+            }
+            intent = Some(wi);
             if parity {
                 let how = (geometry, spec.ppl);
                 log = Some(ParityLog::load(sb, slot, how, members, unusable)?);
@@ -992,6 +1011,7 @@ impl TargetOperations for AmfTarget {
                 let params = 1
                     + 2 * (usize::from(copies.is_some()) + usize::from(self.uuid.is_some()))
                     + usize::from(ppl)
+                    + usize::from(self.start_dirty_degraded)
                     + cluster_words;
                 let _ = write!(out, "{level} {params} {}", g.chunk_sectors);
                 if let Some(copies) = copies {
@@ -1002,6 +1022,9 @@ impl TargetOperations for AmfTarget {
                 }
                 if ppl {
                     let _ = out.write_str(" ppl");
+                }
+                if self.start_dirty_degraded {
+                    let _ = out.write_str(" start_dirty_degraded");
                 }
                 if let Some(c) = self.cluster.as_ref() {
                     let _ = write!(

@@ -150,6 +150,10 @@ pub enum TableError {
     PplLevel,
     /// `ppl` without `group` (the log lives in the members' reserved area).
     PplNeedsGroup,
+    /// `start_dirty_degraded` with a level other than raid5 and raid6.
+    DirtyDegradedLevel,
+    /// `start_dirty_degraded` without `group` (only a group's bitmap says it is dirty).
+    DirtyDegradedNeedsGroup,
 }
 
 impl TableError {
@@ -202,6 +206,8 @@ impl TableError {
             Self::TransportNeedsPeers => c"transport needs peers",
             Self::PplLevel => c"ppl is only valid for raid5 and raid6",
             Self::PplNeedsGroup => c"ppl needs group <uuid>",
+            Self::DirtyDegradedLevel => c"start_dirty_degraded is only valid for raid5 and raid6",
+            Self::DirtyDegradedNeedsGroup => c"start_dirty_degraded needs group <uuid>",
         }
     }
 }
@@ -417,6 +423,10 @@ pub struct TableSpec<'a> {
     /// `ppl`: every raid5/6 write goes through the partial parity log, not only those to
     /// rows that lack a member (closes the write hole of a member lost after a crash).
     pub ppl: bool,
+    /// `start_dirty_degraded` (md's module parameter of that name): start a raid5/6 group
+    /// whose bitmap says it was dirty although a member it recorded in sync is missing
+    /// (the write hole may have made that member's chunks of dirty rows unrecoverable).
+    pub start_dirty_degraded: bool,
     /// The `<dev> <offset>` pairs, checked by [`parse`]; the members are read from them on
     /// demand, so that the spec stays small (the kernel's constructor keeps it on a 16 KiB
     /// stack).
@@ -586,6 +596,8 @@ struct Optional<'a> {
     transport: Option<TransportKind>,
     /// `ppl`.
     ppl: bool,
+    /// `start_dirty_degraded`.
+    start_dirty_degraded: bool,
 }
 
 /// The `<n>` entries after `peers <n>`, checked and sorted by node id.
@@ -634,6 +646,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
     let (mut cluster, mut node, mut lock_stripes) = (None, None, None);
     let (mut peers, mut auth_key, mut transport) = (None, None, None);
     let mut ppl = false;
+    let mut start_dirty_degraded = false;
     let mut it = words.iter();
     while let Some(&word) = it.next() {
         match word {
@@ -737,11 +750,24 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
                 }
                 ppl = true;
             }
+            // A flag: md's `start_dirty_degraded`, for this table only.
+            "start_dirty_degraded" => {
+                if start_dirty_degraded {
+                    return Err(TableError::DuplicateParam);
+                }
+                if !matches!(level, Level::Raid5 | Level::Raid6) {
+                    return Err(TableError::DirtyDegradedLevel);
+                }
+                start_dirty_degraded = true;
+            }
             _ => return Err(TableError::UnknownParam),
         }
     }
     if ppl && group.is_none() {
         return Err(TableError::PplNeedsGroup);
+    }
+    if start_dirty_degraded && group.is_none() {
+        return Err(TableError::DirtyDegradedNeedsGroup);
     }
     Ok(Optional {
         rebuild,
@@ -753,6 +779,7 @@ fn parse_optional<'a>(words: &[&'a str], level: &mut Level) -> Result<Optional<'
         auth_key,
         transport,
         ppl,
+        start_dirty_degraded,
     })
 }
 
@@ -943,6 +970,7 @@ fn spec_from<'a>(
         group,
         cluster,
         ppl,
+        start_dirty_degraded: opt.start_dirty_degraded,
         member_words: dev_words,
         member_len,
         nr_members: nr_devs,
@@ -1755,6 +1783,8 @@ mod tests {
             TableError::TransportNeedsPeers,
             TableError::PplLevel,
             TableError::PplNeedsGroup,
+            TableError::DirtyDegradedLevel,
+            TableError::DirtyDegradedNeedsGroup,
         ];
         for (i, a) in all.iter().enumerate() {
             let m = a.message().to_str().unwrap();
@@ -2134,6 +2164,50 @@ mod tests {
             Err(PplLevel)
         );
         let twice = std::format!("5 128 ppl group {GROUP} ppl");
+        assert_eq!(t("raid5", &twice, 384), Err(DuplicateParam));
+    }
+
+    #[test]
+    fn start_dirty_degraded_parameter() {
+        use TableError::*;
+        let four = "4 /dev/a 0 /dev/b 0 /dev/c 0 /dev/d 0";
+        let t = |lvl: &str, params: &str, len: u64| {
+            parse(words(&std::format!("{lvl} {params} {four}")), len)
+                .map(|t| (t.start_dirty_degraded, t.ppl))
+        };
+        assert_eq!(
+            t("raid5", &std::format!("3 128 group {GROUP}"), 384),
+            Ok((false, false))
+        );
+        assert_eq!(
+            t(
+                "raid5",
+                &std::format!("4 128 group {GROUP} start_dirty_degraded"),
+                384
+            ),
+            Ok((true, false))
+        );
+        assert_eq!(
+            t(
+                "raid6",
+                &std::format!("5 128 start_dirty_degraded ppl group {GROUP}"),
+                256
+            ),
+            Ok((true, true))
+        );
+        assert_eq!(
+            t("raid5", "2 128 start_dirty_degraded", 384),
+            Err(DirtyDegradedNeedsGroup)
+        );
+        assert_eq!(
+            t(
+                "raid1",
+                &std::format!("4 128 group {GROUP} start_dirty_degraded"),
+                128
+            ),
+            Err(DirtyDegradedLevel)
+        );
+        let twice = std::format!("5 128 start_dirty_degraded group {GROUP} start_dirty_degraded");
         assert_eq!(t("raid5", &twice, 384), Err(DuplicateParam));
     }
 
