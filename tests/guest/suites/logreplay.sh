@@ -72,6 +72,8 @@ else
 	# ext4 only in the full run (LOGREPLAY_FS=1 adds it here)
 	[ "${LOGREPLAY_FS:-0}" = 1 ] || GROUPS_ALL="r1 r5 r6 r5p"
 fi
+# amf.env=LR_GROUPS=r5+r6: these groups only (a partial run, e.g. to repeat part of check-full).
+[ -n "${LR_GROUPS:-}" ] && GROUPS_ALL=$(echo "$LR_GROUPS" | tr '+' ' ')
 NG=$(echo $GROUPS_ALL | wc -w)
 W=/tmp/lr
 mkdir -p $W
