@@ -32,9 +32,10 @@ amf_load >"$KTAP_TMP/ld" 2>&1
 ktap_result "load dm-amf" $? "$(cat "$KTAP_TMP/ld")"
 
 C_STRIPES=32
-C_WAIT=120 # seconds a check of a small group may take at most (TCG)
+C_WAIT=90 # seconds a check of a small group may take at most (TCG)
 
-# c_field N: field N of the volume's status line (the action is 7, the count 8).
+# c_field N: field N of the volume's status line, `0 <len> amf <level> <#devs> <health>
+# <done>/<total> <action> <count> ...`: the health is 6, the action 8, the count 9.
 c_field() { dmsetup status "$P_NAME" | awk -v n="$1" '{ print $n }'; }
 
 # c_run ACTION [WANT]: `dmsetup message <vol> 0 ACTION`, then until the action is idle
@@ -44,12 +45,12 @@ c_run() {
 	C_EV0=$(dmsetup info "$P_NAME" | sed -n 's/^Event number: *//p')
 	dmsetup message "$P_NAME" 0 "$1" || { echo "message $1 refused"; return 1; }
 	c_t0=$(date +%s)
-	while [ "$(c_field 7)" != idle ]; do
-		[ $(($(date +%s) - c_t0)) -ge $C_WAIT ] && { echo "still $(c_field 7) after $C_WAIT s"; return 1; }
+	while [ "$(c_field 8)" != idle ]; do
+		[ $(($(date +%s) - c_t0)) -ge $C_WAIT ] && { echo "still $(c_field 8) after $C_WAIT s"; return 1; }
 		sleep 0.2
 	done
 	C_EV1=$(dmsetup info "$P_NAME" | sed -n 's/^Event number: *//p')
-	c_got=$(c_field 8)
+	c_got=$(c_field 9)
 	echo "$1: $(dmsetup status "$P_NAME") after $(($(date +%s) - c_t0)) s, events $C_EV0 -> $C_EV1"
 	[ -z "${2:-}" ] || p_expect "$c_got" "$2"
 }
@@ -117,17 +118,17 @@ c_paced() {
 	c_t0=$(date +%s)
 	dmsetup message "$P_NAME" 0 check || return 1
 	c_seen=
-	while [ "$(c_field 7)" != idle ]; do
+	while [ "$(c_field 8)" != idle ]; do
 		st=$(dmsetup status "$P_NAME")
 		case $st in *" sync_speed "[0-9]*" 0 512") c_seen=$st ;; esac
-		[ $(($(date +%s) - c_t0)) -ge $C_WAIT ] && { echo "still $(c_field 7) after $C_WAIT s"; return 1; }
+		[ $(($(date +%s) - c_t0)) -ge $C_WAIT ] && { echo "still $(c_field 8) after $C_WAIT s"; return 1; }
 		sleep 0.5
 	done
 	c_el=$(($(date +%s) - c_t0))
 	dmsetup message "$P_NAME" 0 sync_speed_max 0 || return 1
 	echo "check at sync_speed_max 512 took $c_el s; during it: ${c_seen:-no sync_speed part seen}"
 	echo "after: $(dmsetup status "$P_NAME")"
-	[ -n "$c_seen" ] && [ "$c_el" -ge 4 ] && [ "$(c_field 8)" = 0 ]
+	[ -n "$c_seen" ] && [ "$c_el" -ge 4 ] && [ "$(c_field 9)" = 0 ]
 }
 c_check0() { c_run check 0 && c_events; }
 c_check_bad() { c_run check "$C_WANT" && c_events && p_compare; }
