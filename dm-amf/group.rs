@@ -357,15 +357,6 @@ impl Group {
         self.members.get(i)
     }
 
-    /// Member `i`'s device and data offset, if it is present and in service for `stripe`
-    /// (a mirror's: its logical chunk), see [`Self::unavailable`].
-    pub(crate) fn live_for(&self, i: usize, stripe: u64) -> Option<(&DmDev, u64)> {
-        if self.unavailable(stripe).contains(i) {
-            return None;
-        }
-        self.live(i)
-    }
-
     /// Member `i`'s device and data offset, if it is present and has not failed.
     pub(crate) fn live(&self, i: usize) -> Option<(&DmDev, u64)> {
         if self.failed().contains(i) {
@@ -485,15 +476,15 @@ impl Group {
     }
 
     /// `map`, before a mirror write it would send to the members itself: counts it and
-    /// returns true, or false (and counts nothing) while a check, repair or rebuild runs,
-    /// which reads one copy and compares or writes the others and must not race a write:
-    /// the worker then writes it. Counted before the check, and the action or rebuild is
-    /// published before the worker reads the count (both sequentially consistent): either
-    /// this write sees it, or the worker sees the write and waits for its
+    /// returns true, or false (and counts nothing) while a check or repair runs, which
+    /// reads one copy and compares or writes the others and must not race a write: the
+    /// worker then writes it. Counted before the check, and the action is published before
+    /// the worker reads the count (both sequentially consistent): either this write sees
+    /// it, or the worker sees the write and waits for its
     /// [`Self::end_direct_write`]. Any context.
     pub(crate) fn begin_direct_write(&self) -> bool {
         self.direct_writes.fetch_add(1, Ordering::SeqCst);
-        if self.sync.busy() || self.rebuilding.load(Ordering::SeqCst) != 0 {
+        if self.sync.busy() {
             self.end_direct_write();
             return false;
         }

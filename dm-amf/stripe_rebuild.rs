@@ -3,18 +3,12 @@
 //! Rebuilding members, one stripe at a time, by the stripe worker between host I/O (so a
 //! rebuilt stripe never races a write to it): read every available block of the stripe,
 //! rebuild the lost data chunks, recompute P and Q, and write the rebuilt members' blocks.
-//! A mirror's rebuild copies each chunk from a copy in service to the rebuilt members'
-//! copies (while it runs `map` hands writes to the worker: see `Group::begin_direct_write`).
 
 use core::ops::Range;
 
 use kernel::prelude::*;
 
-use crate::core_proto::{
-    geometry::{MemberSet, Place},
-    op::{Block, Io},
-    wire::OpKind,
-};
+use crate::core_proto::{geometry::MemberSet, op::Io, wire::OpKind};
 use crate::stripe_buf::StripeBuffers;
 use crate::stripe_read::{rebuild, stripe_ios};
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
@@ -29,9 +23,6 @@ impl StripeEngine<'_> {
         targets: MemberSet,
     ) -> Result<(), WriteError> {
         let g = &self.group.geometry;
-        if g.parity_chunks() == 0 {
-            return self.rebuild_copies(scratch, stripe, targets);
-        }
         let layout = g.layout(stripe).map_err(|_| WriteError::Plan)?;
         let chunk_bytes = usize::try_from(g.chunk_sectors() * 512).map_err(|_| WriteError::Plan)?;
         let r = 0..chunk_bytes;
@@ -78,39 +69,5 @@ impl StripeEngine<'_> {
             return Err(WriteError::Io);
         }
         Ok(())
-    }
-
-    /// RAID1/10: the copies of logical chunk `chunk` on `targets`, from a copy in service.
-    #[inline(never)]
-    fn rebuild_copies(
-        &self,
-        scratch: &mut Scratch,
-        chunk: u64,
-        targets: MemberSet,
-    ) -> Result<(), WriteError> {
-        let g = &self.group.geometry;
-        let cs = g.chunk_sectors();
-        let r = 0..usize::try_from(cs * 512).map_err(|_| WriteError::Plan)?;
-        let sector = chunk.checked_mul(cs).ok_or(WriteError::Plan)?;
-        let places = g.copy_iter(sector).map_err(|_| WriteError::Plan)?;
-        if !places.clone().any(|p| targets.contains(p.member)) {
-            // raid10: no copy of this chunk on the rebuilt members.
-            return Ok(());
-        }
-        let lost = MemberSet(self.group.failed().0 | targets.0);
-        let io = |p: Place| Io {
-            member: p.member,
-            sector: p.sector,
-            sectors: cs,
-            what: Block::Data(0),
-        };
-        let Some(source) = places.clone().find(|p| !lost.contains(p.member)) else {
-            return Err(WriteError::Io);
-        };
-        let bufs = &mut scratch.bufs;
-        let read = [io(source)].into_iter();
-        self.run_ios_all(bufs, read, OpKind::Mirror, &r, IoDir::Read)?;
-        let writes = places.filter(|p| targets.contains(p.member)).map(io);
-        self.write_rebuilt(bufs, writes, &r)
     }
 }

@@ -373,11 +373,6 @@ impl StripeWorker {
             if targets.is_empty() || self.paused.load(Ordering::Acquire) {
                 break;
             }
-            if group.geometry.parity_chunks() == 0 && group.direct_writes_in_flight() {
-                // A mirror's: writes `map` sent before the rebuild started end first.
-                crate::kernel_ext::delay::msleep(1);
-                return true;
-            }
             let stripe = group.rebuild_cursor();
             match scratch.with_stripe_lock(engine, stripe, |s| {
                 engine.rebuild_stripe(s, stripe, targets)

@@ -455,8 +455,8 @@ impl AmfTarget {
     /// `rebuild <idx>`: member `idx` (back in service, or its device replaced underneath)
     /// is rewritten from the others, stripe by stripe.
     fn start_rebuild(&self, idx: &str) -> Result {
-        let Some(stripes) = self.stripes.as_ref() else {
-            pr_warn!("rebuild: raid0 has no redundancy to rebuild from\n");
+        let Some(stripes) = self.stripes.as_ref().filter(|_| self.parity) else {
+            pr_warn!("rebuild: only raid5 and raid6 rebuild members in this version\n");
             return Err(EINVAL);
         };
         let m = match idx.parse::<usize>() {
@@ -628,9 +628,8 @@ impl AmfTarget {
             return MapAction::Kill;
         };
         let mut order = Iterator::chain(later.skip(pick as usize), earlier.take(pick as usize));
-        let chunk = logical / nonzero(u64::from(self.group.chunk_sectors));
         let Some((place, dev, offset)) = order.find_map(|p| {
-            let (dev, offset) = self.group.live_for(p.member, chunk)?;
+            let (dev, offset) = self.group.live(p.member)?;
             Some((p, dev, offset))
         }) else {
             return MapAction::Complete(BlkStatus::IOERR);
@@ -646,8 +645,7 @@ impl AmfTarget {
         MapAction::Remap
     }
 
-    /// The live copies of `logical`: member, device and sector on it (not a member being
-    /// rebuilt that the rebuild has not reached).
+    /// The live copies of `logical`: member, device and sector on it.
     fn live_copies(&self, logical: u64) -> impl Iterator<Item = (usize, &DmDev, u64)> {
         let places = self
             .group
@@ -656,9 +654,8 @@ impl AmfTarget {
             .ok()
             .into_iter()
             .flatten();
-        let chunk = logical / nonzero(u64::from(self.group.chunk_sectors));
-        places.filter_map(move |p| {
-            let (dev, offset) = self.group.live_for(p.member, chunk)?;
+        places.filter_map(|p| {
+            let (dev, offset) = self.group.live(p.member)?;
             Some((p.member, dev, offset + p.sector))
         })
     }
@@ -767,6 +764,11 @@ impl TargetOperations for AmfTarget {
         let (meta, intent, log) = on_disk;
         if MemberSet(failed.0 | rebuild.0).len() > geometry.tolerated_failures() {
             return Err(TableError::TooManyFailed.into());
+        }
+        if !rebuild.is_empty() && !parity {
+            return Err(CtrError::inval(
+                c"rebuild is only implemented for raid5 and raid6",
+            ));
         }
         let has_meta = meta.is_some();
         let events = ti.events()?;

@@ -50,6 +50,8 @@ Invalid rebuild index|0 768 amf raid5 3 128 rebuild 3 3 /dev/vda 0 /dev/vdb 0 /d
 Invalid rebuild index|0 768 amf raid5 2 128 rebuild 3 /dev/vda 0 /dev/vdb 0 /dev/vdc 0
 Duplicate rebuild index|0 768 amf raid5 5 128 rebuild 1 rebuild 1 3 /dev/vda 0 /dev/vdb 0 /dev/vdc 0
 rebuild is only valid for raid1, raid5, raid6 and raid10|0 256 amf raid0 3 128 rebuild 0 2 /dev/vda 0 /dev/vdb 0
+rebuild is only implemented for raid5 and raid6|0 1024 amf raid1 3 128 rebuild 1 2 /dev/vda 0 /dev/vdb 0
+rebuild is only implemented for raid5 and raid6|0 1024 amf raid10 3 128 rebuild 1 2 /dev/vda 0 /dev/vdb 0
 Too many failed members for the RAID level|0 768 amf raid5 1 128 3 - 0 - 0 /dev/vdc 0
 Too many failed members for the RAID level|0 768 amf raid5 3 128 rebuild 0 3 /dev/vda 0 - 0 /dev/vdc 0
 Too many failed members for the RAID level|0 768 amf raid6 5 128 rebuild 0 rebuild 1 4 /dev/vda 0 /dev/vdb 0 - 0 /dev/vdd 0
