@@ -30,11 +30,13 @@
 //! match is an error that says what is wrong.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use amf_core::geometry::{Geometry, Level, MAX_MEMBERS};
 use amf_core::table::{level_name, parse_decimal};
 use serde::Serialize;
 
+use crate::devnames::MemberDevice;
 use crate::size::human;
 
 /// State of one member, one character of `<health_chars>`.
@@ -307,6 +309,65 @@ pub struct AmfStatus {
     /// this version does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
+    /// The member devices of the live table, when it was read (not from the status line).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub member_devices: Vec<MemberDevice>,
+    /// The speed of the running rebuild, resync, check or repair, when measured (not from
+    /// the status line: the kernel reports no speed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_speed: Option<SyncSpeed>,
+}
+
+/// How fast `<sync_done>` moves: computed by amfctl from two status samples taken
+/// `sample_ms` apart (the kernel's status has no speed field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SyncSpeed {
+    /// Logical sectors a second between the two samples.
+    pub sectors_per_second: u64,
+    /// Seconds until `<sync_done>` reaches `<sync_total>` at that speed; absent when nothing
+    /// moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    /// Where the speed comes from: `sampled` (two status samples).
+    pub source: &'static str,
+    /// Milliseconds between the two samples.
+    pub sample_ms: u64,
+}
+
+/// The speed between two samples of the same target `elapsed` apart, when a sync action
+/// (not `idle`) runs in both and `<sync_done>` did not go back (a restarted action).
+pub fn sync_speed(before: &AmfStatus, after: &AmfStatus, elapsed: Duration) -> Option<SyncSpeed> {
+    let ms = u64::try_from(elapsed.as_millis()).ok()?;
+    if ms == 0
+        || before.sync_action == "idle"
+        || after.sync_action != before.sync_action
+        || after.sync_total != before.sync_total
+        || after.sync_done < before.sync_done
+        || after.sync_done >= after.sync_total
+    {
+        return None;
+    }
+    let moved = u128::from(after.sync_done - before.sync_done);
+    let per_s = u64::try_from(moved * 1000 / u128::from(ms)).unwrap_or(u64::MAX);
+    let left = u128::from(after.sync_total - after.sync_done);
+    let eta = (moved > 0)
+        .then(|| u64::try_from((left * u128::from(ms)).div_ceil(moved * 1000)).unwrap_or(u64::MAX));
+    Some(SyncSpeed {
+        sectors_per_second: per_s,
+        eta_seconds: eta,
+        source: "sampled",
+        sample_ms: ms,
+    })
+}
+
+/// `1:05`, `2:03:04`: a duration in seconds for people.
+pub fn clock(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }
 
 /// What was wrong with a status line.
@@ -431,6 +492,14 @@ fn number(field: &'static str, value: &str) -> Result<u64, StatusErrorKind> {
     })
 }
 
+/// How many members a group of `level` with `devices` members can lose and still serve its
+/// data; `None` for a level this version does not know.
+pub fn tolerated(level: &str, devices: usize) -> Option<usize> {
+    known_level(level)
+        .and_then(|l| Geometry::new(l, devices, 1, 0).ok())
+        .map(|g| g.tolerated_failures())
+}
+
 fn state_of(
     level: &str,
     members: &[MemberHealth],
@@ -447,9 +516,7 @@ fn state_of(
         .filter(|&&m| m == MemberHealth::OutOfSync)
         .count();
     let behind = rebuilding > 0 || done < total || resync_pending > 0;
-    let tolerated = known_level(level)
-        .and_then(|l| Geometry::new(l, members.len(), 1, 0).ok())
-        .map(|g| g.tolerated_failures());
+    let tolerated = tolerated(level, members.len());
     match tolerated {
         None => VolumeState::Unknown,
         Some(t) if failed + rebuilding > t => VolumeState::Failed,
@@ -561,11 +628,13 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         replication,
         bitmap,
         extra: rest.iter().map(|w| w.to_string()).collect(),
+        member_devices: Vec::new(),
+        sync_speed: None,
     })
 }
 
 /// Splits `<name>: <start> <length> <type> ...` into the name and the rest.
-fn split_name(line: &str) -> (Option<&str>, &str) {
+pub fn split_name(line: &str) -> (Option<&str>, &str) {
     let starts_as_table = |rest: &str| {
         let mut w = rest.split_whitespace();
         matches!(
@@ -648,12 +717,29 @@ pub fn summary(st: &AmfStatus) -> String {
         .iter()
         .enumerate()
         .filter(|(_, &m)| m == MemberHealth::Failed)
-        .map(|(i, _)| i.to_string())
+        .map(|(i, _)| match st.member_devices.get(i) {
+            Some(d) if d.dev != "-" => format!("{i} {}", d.short()),
+            _ => i.to_string(),
+        })
         .collect();
     if !failed.is_empty() {
         let _ = write!(members, ", failed: member {}", failed.join(", "));
     }
     let _ = writeln!(s, "  members:    {} ({members})", st.health);
+    for d in &st.member_devices {
+        let h = match st.members.get(d.index) {
+            Some(MemberHealth::InSync) => "in sync",
+            Some(MemberHealth::OutOfSync) => "being rebuilt",
+            Some(MemberHealth::Failed) => "failed",
+            None => "not in the status",
+        };
+        let _ = writeln!(
+            s,
+            "  {:<12}{}, {h}",
+            format!("member {}:", d.index),
+            d.label()
+        );
+    }
     let pct = if st.sync_total == 0 {
         100.0
     } else {
@@ -664,6 +750,19 @@ pub fn summary(st: &AmfStatus) -> String {
         "  sync:       {}, {}/{} sectors ({pct:.1}%)",
         st.sync_action, st.sync_done, st.sync_total
     );
+    if let Some(v) = &st.sync_speed {
+        let eta = match v.eta_seconds {
+            Some(e) => format!("about {} left", clock(e)),
+            None => "no progress, no estimate".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "  speed:      {}/s, {eta} (sampled over {}.{} s; the kernel reports no speed)",
+            human(v.sectors_per_second),
+            v.sample_ms / 1000,
+            v.sample_ms % 1000 / 100
+        );
+    }
     let _ = writeln!(s, "  mismatches: {}", st.mismatch_cnt);
     if let Some(c) = &st.cluster {
         let _ = writeln!(
@@ -748,6 +847,8 @@ mod tests {
                 replication: None,
                 bitmap: None,
                 extra: vec![],
+                member_devices: vec![],
+                sync_speed: None,
             }
         );
     }
@@ -1246,6 +1347,100 @@ mod tests {
         assert!(s.contains("recover, 8/16 sectors (50.0%)"), "{s}");
         assert!(s.lines().next().unwrap().ends_with(", degraded"), "{s}");
         assert!(s.contains("more:       x"), "{s}");
+    }
+
+    #[test]
+    fn speed_from_two_samples() {
+        let a = one("r5: 0 12288 amf raid5 4 AAAa 1024/12288 recover 0");
+        let b = one("r5: 0 12288 amf raid5 4 AAAa 3072/12288 recover 0");
+        let v = sync_speed(&a, &b, Duration::from_millis(500)).unwrap();
+        assert_eq!(
+            v,
+            SyncSpeed {
+                sectors_per_second: 4096,
+                eta_seconds: Some(3),
+                source: "sampled",
+                sample_ms: 500
+            }
+        );
+        // Rounded up: 9216 sectors left at 4096/s.
+        assert_eq!(clock(v.eta_seconds.unwrap()), "0:03");
+        assert_eq!(clock(3723), "1:02:03");
+        // Nothing moved: a speed of 0 and no estimate.
+        let v = sync_speed(&b, &b, Duration::from_secs(1)).unwrap();
+        assert_eq!((v.sectors_per_second, v.eta_seconds), (0, None));
+        // Idle, another action, a restart, the end, no time: no speed.
+        let idle = one("r5: 0 12288 amf raid5 4 AAAA 12288/12288 idle 0");
+        let check = one("r5: 0 12288 amf raid5 4 AAAA 4096/12288 check 0");
+        for (x, y) in [(&idle, &idle), (&a, &check), (&b, &a), (&a, &idle)] {
+            assert_eq!(sync_speed(x, y, Duration::from_secs(1)), None, "{y:?}");
+        }
+        assert_eq!(sync_speed(&a, &b, Duration::ZERO), None);
+
+        let mut st = b.clone();
+        st.sync_speed = sync_speed(&a, &b, Duration::from_millis(1000));
+        st.member_devices = vec![
+            MemberDevice {
+                index: 0,
+                dev: "253:0".into(),
+                path: Some("/dev/mapper/m0".into()),
+            },
+            MemberDevice {
+                index: 1,
+                dev: "-".into(),
+                path: None,
+            },
+            MemberDevice {
+                index: 2,
+                dev: "8:32".into(),
+                path: None,
+            },
+            MemberDevice {
+                index: 3,
+                dev: "252:48".into(),
+                path: Some("/dev/vdd".into()),
+            },
+        ];
+        st.members[1] = MemberHealth::Failed;
+        st.health = "ADAa".into();
+        let s = summary(&st);
+        assert!(
+            s.contains(
+                "  members:    ADAa (2 in sync, 1 out of sync, failed: member 1)\n\
+                 \x20 member 0:   /dev/mapper/m0 (253:0), in sync\n\
+                 \x20 member 1:   missing, failed\n\
+                 \x20 member 2:   8:32, in sync\n\
+                 \x20 member 3:   /dev/vdd (252:48), being rebuilt\n\
+                 \x20 sync:       recover, 3072/12288 sectors (25.0%)\n\
+                 \x20 speed:      1.00 MiB/s, about 0:05 left (sampled over 1.0 s; the kernel \
+                 reports no speed)\n"
+            ),
+            "{s}"
+        );
+        st.members[3] = MemberHealth::Failed;
+        assert!(
+            summary(&st).contains("failed: member 1, 3 /dev/vdd)"),
+            "{}",
+            summary(&st)
+        );
+        let j = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["sync_speed"],
+            serde_json::json!({
+                "sectors_per_second": 2048,
+                "eta_seconds": 5,
+                "source": "sampled",
+                "sample_ms": 1000
+            })
+        );
+        assert_eq!(j["member_devices"][3]["path"], "/dev/vdd");
+        assert_eq!(
+            j["member_devices"][1],
+            serde_json::json!({"index": 1, "dev": "-"})
+        );
+        // Neither without them.
+        let j = serde_json::to_value(&a).unwrap();
+        assert!(j.get("sync_speed").is_none() && j.get("member_devices").is_none());
     }
 
     const BITMAPPED: &str = "r5: 0 24576 amf raid5 4 AAAA 24576/24576 resync 0 bitmap 16 9 7 1";
