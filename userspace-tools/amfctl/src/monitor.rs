@@ -967,17 +967,20 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::
     }
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut next_scan = Instant::now() + opts.interval;
-    loop {
+    // Waiting threads for the volumes without one: at the start and after each scan (a
+    // wait that keeps failing is tried again once an interval, not in a loop).
+    let spawn_missing = |vols: &mut BTreeMap<String, (VolSnap, bool)>| {
         if let Some(c) = &control {
             for (name, (snap, waiting)) in vols.iter_mut() {
-                if !*waiting {
-                    if let Some(n) = snap.event_nr {
-                        spawn_waiter(c.clone(), name.clone(), n, tx.clone());
-                        *waiting = true;
-                    }
+                if let (false, Some(n)) = (*waiting, snap.event_nr) {
+                    spawn_waiter(c.clone(), name.clone(), n, tx.clone());
+                    *waiting = true;
                 }
             }
         }
+    };
+    spawn_missing(&mut vols);
+    loop {
         let timeout = next_scan.saturating_duration_since(Instant::now());
         let msg = if control.is_some() {
             match rx.recv_timeout(timeout) {
@@ -998,13 +1001,23 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::
         };
         match woke {
             Some((name, ended)) if vols.contains_key(&name) => {
-                let new = source.read(&name)?;
-                let Some((old, waiting)) = vols.get_mut(&name) else {
+                if ended {
+                    // Its thread is gone: the next scan starts another.
+                    if let Some((_, waiting)) = vols.get_mut(&name) {
+                        *waiting = false;
+                    }
+                }
+                let new = match source.read(&name) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Read again at the next event or scan.
+                        writeln!(rep.err, "amfctl monitor: {e:#}")?;
+                        continue;
+                    }
+                };
+                let Some((old, _)) = vols.get_mut(&name) else {
                     continue;
                 };
-                if ended {
-                    *waiting = false;
-                }
                 match new {
                     Some(new) => {
                         events.extend(diff_volume(old, &new, now));
@@ -1027,11 +1040,14 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::
             Some(_) => {}
             None => {
                 next_scan = Instant::now() + opts.interval;
-                let scanned: Vec<VolSnap> = source
-                    .scan()?
-                    .into_iter()
-                    .filter(|v| wanted(&v.name))
-                    .collect();
+                let scanned: Vec<VolSnap> = match source.scan() {
+                    Ok(v) => v.into_iter().filter(|v| wanted(&v.name)).collect(),
+                    Err(e) => {
+                        // A passing failure (dmsetup): the next scan tries again.
+                        writeln!(rep.err, "amfctl monitor: {e:#}")?;
+                        continue;
+                    }
+                };
                 let gone: Vec<String> = vols
                     .keys()
                     .filter(|k| !scanned.iter().any(|s| &s.name == *k))
@@ -1068,6 +1084,7 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::
                         }
                     }
                 }
+                spawn_missing(&mut vols);
             }
         }
         if rep.report_all(&events)? {
