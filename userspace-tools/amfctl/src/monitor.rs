@@ -530,7 +530,8 @@ impl Event {
     }
 
     /// The `--program` call: `<program> <event> <volume> [<member device>]`, with the
-    /// details in `AMF_*` environment variables.
+    /// details in `AMF_*` environment variables, no standard input, its standard output to
+    /// the monitor's standard error.
     pub fn program_command(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
         c.arg(self.kind.name()).arg(&self.volume);
@@ -540,7 +541,8 @@ impl Event {
         for (k, v) in self.env() {
             c.env(k, v);
         }
-        c.stdin(Stdio::null());
+        // Its output must not mix with the events (JSON lines on standard output).
+        c.stdin(Stdio::null()).stdout(io::stderr());
         c
     }
 
@@ -728,7 +730,10 @@ impl Source for IoctlSource {
             Err(e) if gone(&e) => return Ok(None),
             Err(e) => return Err(anyhow::anyhow!("{name}: table: {e}")),
         };
-        let targets = targets_of(&status, &table, &self.sysfs);
+        let mut targets = targets_of(&status, &table, &self.sysfs);
+        for t in &mut targets {
+            t.name = Some(name.to_string());
+        }
         Ok((!targets.is_empty()).then(|| VolSnap {
             name: name.to_string(),
             event_nr: Some(status.event_nr),

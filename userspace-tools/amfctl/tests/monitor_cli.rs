@@ -86,7 +86,8 @@ fn events_program_and_json_lines() {
     fs::write(
         &prog,
         format!(
-            "#!/bin/sh\necho \"$# $* member=${{AMF_MEMBER-}} $AMF_HEALTH\" >> '{}'\n",
+            "#!/bin/sh\necho \"$# $* member=${{AMF_MEMBER-}} $AMF_HEALTH\" >> '{}'\n\
+             echo program-noise\n",
             log.display()
         ),
     )
@@ -108,7 +109,8 @@ fn events_program_and_json_lines() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stderr(&o), "");
+    // The program's output goes to standard error, not among the JSON lines.
+    assert_eq!(stderr(&o), "program-noise\n".repeat(5));
     let lines: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
