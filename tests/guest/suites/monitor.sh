@@ -113,7 +113,7 @@ m_rebuild() {
 m_speed() {
 	echo "$M_ST"
 	echo "$M_ST" | grep -qx "  member 1:   /dev/mapper/m1 ($(p_majmin 1)), being rebuilt" &&
-		echo "$M_ST" | grep -q "^  speed:      .*/s, .*(sampled over 0.5 s; the kernel reports no speed)$"
+		echo "$M_ST" | grep -q "^  speed:      .*/s, .*(sampled over [0-9]*\.[0-9] s; the kernel reports no speed)$"
 }
 
 m_program() {

@@ -173,6 +173,10 @@ pub fn buffer_full(b: &[u8]) -> bool {
 pub fn decode_list(b: &[u8]) -> io::Result<Vec<(String, u64)>> {
     let data = data_of(b)?;
     let mut out = Vec::new();
+    if data.is_empty() {
+        // No devices: `data_size` is `data_start` (the kernel's `dev = 0` lies beyond it).
+        return Ok(out);
+    }
     let mut off = 0usize;
     loop {
         let dev = get_u64(data, off).ok_or_else(|| malformed("short name list"))?;
@@ -260,7 +264,7 @@ impl Control {
             let r = unsafe {
                 libc::ioctl(
                     self.file.as_raw_fd(),
-                    cmd as libc::c_ulong,
+                    cmd as libc::Ioctl,
                     b.as_mut_ptr() as *mut libc::c_void,
                 )
             };
@@ -365,7 +369,11 @@ mod tests {
                 ("mirror0".to_string(), (253 << 8) | 4)
             ]
         );
-        // No devices: dev 0.
+        // No devices: nothing in the data area (what the kernel answers), or dev 0.
+        assert_eq!(
+            decode_list(&answer(&[], 0, 0, 0)).unwrap(),
+            Vec::<(String, u64)>::new()
+        );
         assert_eq!(
             decode_list(&answer(&[0; 16], 0, 0, 0)).unwrap(),
             Vec::<(String, u64)>::new()
