@@ -9,8 +9,9 @@
 #     `Fail mon5 /dev/mapper/m1` and AMF_MEMBER=1; `--oneshot` reports DegradedArray and
 #     `amfctl status` names the member's device;
 #   - m1 moved to vde behind dm-delay (a rebuild of a few seconds) and rebuilt by message:
-#     `amfctl status` samples a speed, and RebuildStarted and RebuildFinished come out, as
-#     lines and as program calls;
+#     `amfctl status` shows its speed (the kernel's, or sampled from a module without it)
+#     and the time left, and RebuildStarted and RebuildFinished come out, as lines and as
+#     program calls;
 #   - `dmsetup remove` of the volume is not held up by the waiting monitor, which reports
 #     DeviceDisappeared and nothing on stderr.
 #
@@ -98,6 +99,8 @@ m_status_names() {
 m_rebuild() {
 	p_swap 1 "0 $(dev_sectors vde) delay /dev/vde 0 80" || return 1
 	dmsetup message "$P_NAME" 0 rebuild 1 || { echo "message rebuild 1 refused"; return 1; }
+	# The kernel's speed covers its last half second (0 just after the start).
+	sleep 1
 	M_ST=$(amfctl status mon5 --sample 0.5 2>&1)
 	echo "$M_ST"
 	m_w=0
@@ -113,7 +116,7 @@ m_rebuild() {
 m_speed() {
 	echo "$M_ST"
 	echo "$M_ST" | grep -qx "  member 1:   /dev/mapper/m1 ($(p_majmin 1)), being rebuilt" &&
-		echo "$M_ST" | grep -q "^  speed:      .*/s, .*(sampled over [0-9]*\.[0-9] s; the kernel reports no speed)$"
+		echo "$M_ST" | grep -Eq "^  speed:      .*/s, about [0-9:]+ left \((the kernel's, over its last half second|sampled over [0-9]+\.[0-9] s: this kernel reports no speed)\)$"
 }
 
 m_program() {
@@ -149,7 +152,7 @@ ktap_check "monitor: Fail of member 1 /dev/mapper/m1, higher event number" m_fai
 ktap_check "monitor --oneshot: DegradedArray naming /dev/mapper/m1" m_oneshot
 ktap_check "amfctl status names the members' devices" m_status_names
 ktap_check "m1 over vde behind dm-delay, 'dmsetup message rebuild 1', rebuilt" m_rebuild
-ktap_check "amfctl status during the rebuild: member 1 being rebuilt, a sampled speed" m_speed
+ktap_check "amfctl status during the rebuild: member 1 being rebuilt, speed and time left" m_speed
 ktap_check "monitor: RebuildStarted of member 1 /dev/mapper/m1" \
 	m_wait "$M_OUT" '"event":"RebuildStarted"' '"device":"/dev/mapper/m1"' '"member":1'
 ktap_check "monitor: RebuildFinished of member 1 /dev/mapper/m1, status AAAA" \

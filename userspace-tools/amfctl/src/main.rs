@@ -76,9 +76,10 @@ enum Cmd {
         /// Print JSON (an array with one object per amf target).
         #[arg(long)]
         json: bool,
-        /// While a rebuild, resync, check or repair runs, read the status again after this
-        /// many seconds and show its speed and the time left (the kernel reports no speed);
-        /// 0: do not wait. Not with --from-file.
+        /// While a rebuild, resync, check or repair runs on a kernel whose status has no
+        /// sync_speed part, read the status again after this many seconds and show the
+        /// speed between the two readings and the time left; 0: do not wait. Not with
+        /// --from-file.
         #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = sample_arg)]
         sample: f64,
     },
@@ -478,7 +479,10 @@ fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool, sample: f
         // The table first: the last dmsetup call is the status one.
         let tables = read_tables(name);
         let mut all = read_statuses(name, None)?;
-        let syncing = |s: &AmfStatus| s.sync_action != "idle" && s.sync_done < s.sync_total;
+        // Sampled only where the kernel's status has no `sync_speed` part (older modules).
+        let syncing = |s: &AmfStatus| {
+            s.sync_action != "idle" && s.sync_done < s.sync_total && s.sync_speed.is_none()
+        };
         if sample > 0.0 && all.iter().any(syncing) {
             let t0 = std::time::Instant::now();
             std::thread::sleep(std::time::Duration::from_secs_f64(sample));
@@ -489,7 +493,10 @@ fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool, sample: f
                     .iter_mut()
                     .find(|b| b.name == s.name && b.start == s.start)
                 {
-                    let speed = status::sync_speed(before, s, elapsed);
+                    let speed = match s.sync_speed {
+                        Some(kernel) => Some(kernel),
+                        None => status::sync_speed(before, s, elapsed),
+                    };
                     *before = s.clone();
                     before.sync_speed = speed;
                 }

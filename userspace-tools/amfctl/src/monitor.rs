@@ -151,8 +151,19 @@ fn progress(st: &AmfStatus) -> String {
     } else {
         st.sync_done as f64 * 100.0 / st.sync_total as f64
     };
+    let speed = match &st.sync_speed {
+        Some(v) => match v.eta_seconds {
+            Some(e) => format!(
+                ", {}/s, about {} left",
+                crate::size::human(v.sectors_per_second),
+                status::clock(e)
+            ),
+            None => format!(", {}/s", crate::size::human(v.sectors_per_second)),
+        },
+        None => String::new(),
+    };
     format!(
-        "{} {}/{} sectors ({pct:.1}%)",
+        "{} {}/{} sectors ({pct:.1}%){speed}",
         st.sync_action, st.sync_done, st.sync_total
     )
 }
@@ -1334,6 +1345,15 @@ mod tests {
             .detail
             .starts_with("recover 384/12288 sectors (3.1%), rebuilding member 3"));
         assert_eq!(notable(&named(R5)), vec![]);
+        // The kernel's speed, when the status has it.
+        let c = notable(&named(
+            "0 12288 amf raid5 4 AAAa 3072/12288 recover 0 sync_speed 1024 0 0",
+        ));
+        assert_eq!(
+            c[0].detail,
+            "recover 3072/12288 sectors (25.0%), 1.00 MiB/s, about 0:05 left, rebuilding member 3 \
+             /dev/mapper/m3 (253:3); health AAAa, resyncing"
+        );
         let s = st("0 16 amf raid5 2 AA 16/16 idle 0 cluster lost 1 0 0 0 0 2 \
                     replication 0 2 0 0 0 0 0 0 0");
         assert_eq!(

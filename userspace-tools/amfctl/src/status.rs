@@ -305,33 +305,68 @@ pub struct AmfStatus {
     /// replication parts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bitmap: Option<BitmapStatus>,
-    /// Fields after `<mismatch_cnt>` (and the cluster, replication and bitmap parts) that
-    /// this version does not know.
+    /// The kernel's `sync_speed` part, at the end of the line while background work runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_speed: Option<KernelSpeed>,
+    /// Fields after `<mismatch_cnt>` (and the cluster, replication, bitmap and sync_speed
+    /// parts) that this version does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
     /// The member devices of the live table, when it was read (not from the status line).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub member_devices: Vec<MemberDevice>,
-    /// The speed of the running rebuild, resync, check or repair, when measured (not from
-    /// the status line: the kernel reports no speed).
+    /// The speed of the running rebuild, resync, check or repair and the time left: from
+    /// the kernel's `sync_speed` part, or measured by amfctl from two readings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_speed: Option<SyncSpeed>,
 }
 
-/// How fast `<sync_done>` moves: computed by amfctl from two status samples taken
-/// `sample_ms` apart (the kernel's status has no speed field).
+/// The status part `sync_speed <kib_per_s> <sync_speed_min> <sync_speed_max>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelSpeed {
+    /// The background work's speed over the kernel's last half second, KiB of the volume
+    /// a second (0 just after it started or resumed).
+    pub kib_per_s: u64,
+    /// The `sync_speed_min` limit, KiB/s; 0 for none.
+    pub sync_speed_min: u64,
+    /// The `sync_speed_max` limit, KiB/s; 0 for none.
+    pub sync_speed_max: u64,
+}
+
+/// The words of the sync_speed part, `sync_speed` included.
+const SPEED_WORDS: usize = 4;
+
+/// How fast `<sync_done>` moves, and the time left at that speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SyncSpeed {
-    /// Logical sectors a second between the two samples.
+    /// Logical sectors a second.
     pub sectors_per_second: u64,
     /// Seconds until `<sync_done>` reaches `<sync_total>` at that speed; absent when nothing
-    /// moved.
+    /// moves.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta_seconds: Option<u64>,
-    /// Where the speed comes from: `sampled` (two status samples).
+    /// Where the speed comes from: `kernel` (the status's `sync_speed` part, over the
+    /// kernel's last half second) or `sampled` (two readings of the status by amfctl, from
+    /// a kernel without that part).
     pub source: &'static str,
-    /// Milliseconds between the two samples.
-    pub sample_ms: u64,
+    /// `sampled`: milliseconds between the two readings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ms: Option<u64>,
+}
+
+/// The speed the kernel reports, with the time left at it, while background work runs
+/// (`<sync_done>` short of `<sync_total>`).
+fn kernel_sync_speed(k: &KernelSpeed, done: u64, total: u64) -> Option<SyncSpeed> {
+    if done >= total {
+        return None;
+    }
+    let per_s = k.kib_per_s.saturating_mul(2);
+    Some(SyncSpeed {
+        sectors_per_second: per_s,
+        eta_seconds: (per_s > 0).then(|| (total - done).div_ceil(per_s)),
+        source: "kernel",
+        sample_ms: None,
+    })
 }
 
 /// The speed between two samples of the same target `elapsed` apart, when a sync action
@@ -356,7 +391,7 @@ pub fn sync_speed(before: &AmfStatus, after: &AmfStatus, elapsed: Duration) -> O
         sectors_per_second: per_s,
         eta_seconds: eta,
         source: "sampled",
-        sample_ms: ms,
+        sample_ms: Some(ms),
     })
 }
 
@@ -605,6 +640,21 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         }
         _ => None,
     };
+    // After every other part (and after parts this version does not know, such as
+    // `handshakes`): the last `sync_speed` followed by three numbers.
+    let mut extra: Vec<String> = rest.iter().map(|w| w.to_string()).collect();
+    let mut kernel_speed = None;
+    if let Some(i) = rest.iter().rposition(|&w| w == "sync_speed") {
+        let n = |k: usize| rest.get(i + k).and_then(|w| parse_decimal(w));
+        if let (Some(kib_per_s), Some(sync_speed_min), Some(sync_speed_max)) = (n(1), n(2), n(3)) {
+            kernel_speed = Some(KernelSpeed {
+                kib_per_s,
+                sync_speed_min,
+                sync_speed_max,
+            });
+            extra.drain(i..i + SPEED_WORDS);
+        }
+    }
     Ok(AmfStatus {
         name: None,
         start,
@@ -627,9 +677,10 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         cluster,
         replication,
         bitmap,
-        extra: rest.iter().map(|w| w.to_string()).collect(),
+        kernel_speed,
+        extra,
         member_devices: Vec::new(),
-        sync_speed: None,
+        sync_speed: kernel_speed.and_then(|k| kernel_sync_speed(&k, sync_done, sync_total)),
     })
 }
 
@@ -755,12 +806,33 @@ pub fn summary(st: &AmfStatus) -> String {
             Some(e) => format!("about {} left", clock(e)),
             None => "no progress, no estimate".to_string(),
         };
+        let from = match v.sample_ms {
+            Some(ms) => format!(
+                "sampled over {}.{} s: this kernel reports no speed",
+                ms / 1000,
+                ms % 1000 / 100
+            ),
+            None => "the kernel's, over its last half second".to_string(),
+        };
         let _ = writeln!(
             s,
-            "  speed:      {}/s, {eta} (sampled over {}.{} s; the kernel reports no speed)",
-            human(v.sectors_per_second),
-            v.sample_ms / 1000,
-            v.sample_ms % 1000 / 100
+            "  speed:      {}/s, {eta} ({from})",
+            human(v.sectors_per_second)
+        );
+    }
+    if let Some(k) = st
+        .kernel_speed
+        .filter(|k| k.sync_speed_min != 0 || k.sync_speed_max != 0)
+    {
+        let limit = |v: u64| match v {
+            0 => "none".to_string(),
+            v => format!("{v} KiB/s"),
+        };
+        let _ = writeln!(
+            s,
+            "  limits:     sync_speed_min {}, sync_speed_max {}",
+            limit(k.sync_speed_min),
+            limit(k.sync_speed_max)
         );
     }
     let _ = writeln!(s, "  mismatches: {}", st.mismatch_cnt);
@@ -846,6 +918,7 @@ mod tests {
                 cluster: None,
                 replication: None,
                 bitmap: None,
+                kernel_speed: None,
                 extra: vec![],
                 member_devices: vec![],
                 sync_speed: None,
@@ -1360,7 +1433,7 @@ mod tests {
                 sectors_per_second: 4096,
                 eta_seconds: Some(3),
                 source: "sampled",
-                sample_ms: 500
+                sample_ms: Some(500)
             }
         );
         // Rounded up: 9216 sectors left at 4096/s.
@@ -1412,7 +1485,7 @@ mod tests {
                  \x20 member 2:   8:32, in sync\n\
                  \x20 member 3:   /dev/vdd (252:48), being rebuilt\n\
                  \x20 sync:       recover, 3072/12288 sectors (25.0%)\n\
-                 \x20 speed:      1.00 MiB/s, about 0:05 left (sampled over 1.0 s; the kernel \
+                 \x20 speed:      1.00 MiB/s, about 0:05 left (sampled over 1.0 s: this kernel \
                  reports no speed)\n"
             ),
             "{s}"
@@ -1441,6 +1514,69 @@ mod tests {
         // Neither without them.
         let j = serde_json::to_value(&a).unwrap();
         assert!(j.get("sync_speed").is_none() && j.get("member_devices").is_none());
+    }
+
+    #[test]
+    fn kernel_speed_part() {
+        // Last, after the bitmap part and the handshakes part this version keeps as extra.
+        let line = "r5: 0 12288 amf raid5 4 AAAa 3072/12288 recover 0 cluster ready 2 0 0 0 0 0 \
+                    replication 1 1 0 0 0 0 0 0 0 bitmap 16 2 0 0 handshakes 1 0 0 0 \
+                    sync_speed 1024 0 50000";
+        let st = one(line);
+        assert_eq!(
+            st.kernel_speed,
+            Some(KernelSpeed {
+                kib_per_s: 1024,
+                sync_speed_min: 0,
+                sync_speed_max: 50000
+            })
+        );
+        assert_eq!(st.bitmap.unwrap().regions, 16);
+        assert_eq!(st.extra, ["handshakes", "1", "0", "0", "0"]);
+        assert_eq!(
+            st.sync_speed,
+            Some(SyncSpeed {
+                sectors_per_second: 2048,
+                eta_seconds: Some(5),
+                source: "kernel",
+                sample_ms: None
+            })
+        );
+        let s = summary(&st);
+        assert!(
+            s.contains(
+                "  sync:       recover, 3072/12288 sectors (25.0%)\n\
+                 \x20 speed:      1.00 MiB/s, about 0:05 left (the kernel's, over its last half \
+                 second)\n\
+                 \x20 limits:     sync_speed_min none, sync_speed_max 50000 KiB/s\n\
+                 \x20 mismatches: 0\n"
+            ),
+            "{s}"
+        );
+        let j = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["kernel_speed"],
+            serde_json::json!({"kib_per_s": 1024, "sync_speed_min": 0, "sync_speed_max": 50000})
+        );
+        assert_eq!(
+            j["sync_speed"],
+            serde_json::json!({"sectors_per_second": 2048, "eta_seconds": 5, "source": "kernel"})
+        );
+        // Just started: speed 0, no estimate; no limits, no limits line.
+        let st = one("0 12288 amf raid5 4 AAAa 0/12288 recover 0 sync_speed 0 0 0");
+        assert_eq!(st.sync_speed.unwrap().eta_seconds, None);
+        let s = summary(&st);
+        assert!(
+            s.contains("  speed:      0 B/s, no progress, no estimate (the kernel's, over its"),
+            "{s}"
+        );
+        assert!(!s.contains("limits:"), "{s}");
+        // Not three numbers: an extra field like any other; no speed.
+        let st = one("0 16 amf raid5 2 AA 8/16 check 0 sync_speed 1 x 0");
+        assert_eq!((st.kernel_speed, st.sync_speed), (None, None));
+        assert_eq!(st.extra.len(), 4);
+        let st = one("0 16 amf raid5 2 AA 8/16 check 0 sync_speed 1 2");
+        assert_eq!(st.kernel_speed, None);
     }
 
     const BITMAPPED: &str = "r5: 0 24576 amf raid5 4 AAAA 24576/24576 resync 0 bitmap 16 9 7 1";

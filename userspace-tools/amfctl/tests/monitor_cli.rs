@@ -235,6 +235,21 @@ fn status_names_members() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j[0]["sync_done"], 1024);
     assert!(j[0].get("sync_speed").is_none(), "{j}");
+    // A kernel that reports its speed (the sync_speed part): that one, no second reading.
+    let d = TempDir::new("status-kernel-speed");
+    fake_sysfs(&d.0);
+    let a = s5("AAAa", "1024/12288 recover 0 sync_speed 512 0 0");
+    let b = s5("AAAa", "2048/12288 recover 0 sync_speed 512 0 0");
+    fake_dmsetup(&d.0, &[(&a, T5), (&b, T5)]);
+    let o = run(&d.0, &["status", "--json", "--sample", "0.2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j[0]["sync_done"], 1024);
+    assert_eq!(
+        j[0]["sync_speed"],
+        serde_json::json!({"sectors_per_second": 1024, "eta_seconds": 11, "source": "kernel"})
+    );
+    assert_eq!(fs::read_to_string(d.0.join("n")).unwrap().trim(), "1");
 }
 
 #[test]
