@@ -51,6 +51,8 @@ pub const DM_TABLE_STATUS: u32 = iowr(12);
 
 /// `DM_STATUS_TABLE_FLAG`: the table lines instead of the INFO status.
 pub const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
+/// `DM_NOFLUSH_FLAG`: a status read that makes the target write nothing (thin pools).
+pub const DM_NOFLUSH_FLAG: u32 = 1 << 11;
 /// `DM_BUFFER_FULL_FLAG`: the answer did not fit; ask again with a larger buffer.
 pub const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
 
@@ -290,16 +292,18 @@ impl Control {
         decode_list(&self.call(DM_LIST_DEVICES, None, 0, 0)?)
     }
 
-    /// A device's event number and INFO status (`table`: its table lines instead).
+    /// A device's event number and INFO status (`table`: its table lines instead), without
+    /// a flush (`DM_NOFLUSH_FLAG`, as `dmsetup status --noflush`).
     pub fn table_status(&self, name: &str, table: bool) -> io::Result<DevStatus> {
-        let flags = if table { DM_STATUS_TABLE_FLAG } else { 0 };
+        let flags = DM_NOFLUSH_FLAG | if table { DM_STATUS_TABLE_FLAG } else { 0 };
         decode_status(&self.call(DM_TABLE_STATUS, Some(name), flags, 0)?)
     }
 
     /// Sleeps until the device's event number is no longer `event_nr`, as `dmsetup wait
     /// <name> <event_nr>`; returns the event number then. `ENXIO`: the device is gone.
     pub fn wait(&self, name: &str, event_nr: u32) -> io::Result<u32> {
-        Ok(decode_status(&self.call(DM_DEV_WAIT, Some(name), 0, event_nr)?)?.event_nr)
+        let b = self.call(DM_DEV_WAIT, Some(name), DM_NOFLUSH_FLAG, event_nr)?;
+        Ok(decode_status(&b)?.event_nr)
     }
 }
 

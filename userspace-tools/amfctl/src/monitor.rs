@@ -727,19 +727,22 @@ impl Source for IoctlSource {
 
     fn read(&mut self, name: &str) -> anyhow::Result<Option<VolSnap>> {
         let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ENXIO);
-        // The event number first: a change after it is seen by the next wait.
-        let status = match self.control.table_status(name, false) {
-            Ok(s) => s,
-            Err(e) if gone(&e) => return Ok(None),
-            Err(e) => return Err(anyhow::anyhow!("{name}: table status: {e}")),
-        };
-        if !status.targets.iter().any(|t| t.target_type == "amf") {
-            return Ok(None);
-        }
+        // The table first: only an `amf` device's status is read (the status of some other
+        // targets does work: a thin pool's commits its metadata).
         let table = match self.control.table_status(name, true) {
             Ok(s) => s,
             Err(e) if gone(&e) => return Ok(None),
             Err(e) => return Err(anyhow::anyhow!("{name}: table: {e}")),
+        };
+        if !table.targets.iter().any(|t| t.target_type == "amf") {
+            return Ok(None);
+        }
+        // The event number comes with the status, read before it: a change after it is
+        // seen by the next wait.
+        let status = match self.control.table_status(name, false) {
+            Ok(s) => s,
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(anyhow::anyhow!("{name}: status: {e}")),
         };
         let mut targets = targets_of(&status, &table, &self.sysfs);
         for t in &mut targets {
