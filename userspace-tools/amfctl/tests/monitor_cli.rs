@@ -75,6 +75,7 @@ fn events_program_and_json_lines() {
         (s5("ADAA", "12288/12288 idle 0"), T5.to_string()),
         (s5("AaAA", "384/12288 recover 0") + r1, format!("{T5}{T1}")),
         (s5("AAAA", "12288/12288 idle 0") + r1, format!("{T5}{T1}")),
+        (s5("AAAA", "12288/12288 idle 0"), T5.to_string()),
     ];
     let steps: Vec<(&str, &str)> = steps
         .iter()
@@ -103,14 +104,14 @@ fn events_program_and_json_lines() {
             "0.1",
             "--json",
             "--count",
-            "5",
+            "6",
             "--program",
             prog.to_str().unwrap(),
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     // The program's output goes to standard error, not among the JSON lines.
-    assert_eq!(stderr(&o), "program-noise\n".repeat(5));
+    assert_eq!(stderr(&o), "program-noise\n".repeat(6));
     let lines: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -135,12 +136,14 @@ fn events_program_and_json_lines() {
             ev("DegradedArray", "r1", None),
             ev("RebuildStarted", "r5", Some("/dev/mapper/m1")),
             ev("RebuildFinished", "r5", Some("/dev/mapper/m1")),
+            ev("DeviceDisappeared", "r1", None),
         ]
     );
     assert_eq!(lines[0]["member"], 1);
     assert_eq!(lines[0]["devno"], "253:1");
     assert_eq!(lines[0]["status"]["health"], "ADAA");
     assert_eq!(lines[0]["event_nr"], serde_json::Value::Null);
+    assert!(lines[5].get("status").is_none(), "{}", lines[5]);
     assert_eq!(
         lines[2]["detail"],
         "health AD, degraded: failed member 1 missing"
@@ -151,7 +154,8 @@ fn events_program_and_json_lines() {
          2 NewArray r1 member= AD\n\
          2 DegradedArray r1 member= AD\n\
          3 RebuildStarted r5 /dev/mapper/m1 member=1 AaAA\n\
-         3 RebuildFinished r5 /dev/mapper/m1 member=1 AAAA\n"
+         3 RebuildFinished r5 /dev/mapper/m1 member=1 AAAA\n\
+         2 DeviceDisappeared r1 member= \n"
     );
 }
 
