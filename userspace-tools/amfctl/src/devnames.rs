@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::status::split_name;
+use crate::status::{split_name, AmfStatus};
 
 /// The default sysfs mount point.
 pub const SYSFS: &str = "/sys";
@@ -145,6 +145,36 @@ pub fn parse_tables(text: &str) -> Vec<TableEntry> {
             })
         })
         .collect()
+}
+
+/// The live tables' `amf` lines (`dmsetup table --target amf [<name>]`). Best effort: a
+/// status without member devices is still a status.
+pub fn read_tables(name: Option<&str>) -> Vec<TableEntry> {
+    let mut args = vec![
+        "table".to_string(),
+        "--target".to_string(),
+        "amf".to_string(),
+    ];
+    args.extend(name.map(str::to_string));
+    match crate::dmsetup::run(&args) {
+        Ok(out) => parse_tables(&String::from_utf8_lossy(&out.stdout)),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Fills each status's `member_devices` from its table (the same name, or one device
+/// asked for by name: dmsetup prints no names then, and the same start), by name from
+/// sysfs.
+pub fn add_member_devices(one_device: bool, tables: &[TableEntry], all: &mut [AmfStatus]) {
+    let sysfs = sysfs_root();
+    for st in all.iter_mut() {
+        let t = tables.iter().find(|t| {
+            t.start == st.start && (one_device || t.name.as_deref() == st.name.as_deref())
+        });
+        if let Some(t) = t.filter(|t| t.members.len() == st.devices) {
+            st.member_devices = resolve(&sysfs, &t.members);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -442,70 +442,21 @@ fn read_statuses(name: Option<&str>, from_file: Option<&PathBuf>) -> Result<Vec<
     Ok(all)
 }
 
-/// The live tables' `amf` lines (`dmsetup table`). Best effort: a status without member
-/// devices is still a status.
-fn read_tables(name: Option<&str>) -> Vec<amfctl::devnames::TableEntry> {
-    let mut args = vec![
-        "table".to_string(),
-        "--target".to_string(),
-        "amf".to_string(),
-    ];
-    args.extend(name.map(str::to_string));
-    match dmsetup::run(&args) {
-        Ok(out) => amfctl::devnames::parse_tables(&String::from_utf8_lossy(&out.stdout)),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// The member devices of the tables, by name from sysfs.
-fn add_member_devices(
-    name: Option<&str>,
-    tables: &[amfctl::devnames::TableEntry],
-    all: &mut [AmfStatus],
-) {
-    let sysfs = &amfctl::devnames::sysfs_root();
-    for st in all.iter_mut() {
-        let t = tables.iter().find(|t| {
-            t.start == st.start && (name.is_some() || t.name.as_deref() == st.name.as_deref())
-        });
-        if let Some(t) = t.filter(|t| t.members.len() == st.devices) {
-            st.member_devices = amfctl::devnames::resolve(sysfs, &t.members);
-        }
-    }
-}
-
 fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool, sample: f64) -> Result<()> {
-    if from_file.is_none() {
-        // The table first: the last dmsetup call is the status one.
-        let tables = read_tables(name);
-        let mut all = read_statuses(name, None)?;
-        // Sampled only where the kernel's status has no `sync_speed` part (older modules).
-        let syncing = |s: &AmfStatus| {
-            s.sync_action != "idle" && s.sync_done < s.sync_total && s.sync_speed.is_none()
-        };
-        if sample > 0.0 && all.iter().any(syncing) {
-            let t0 = std::time::Instant::now();
-            std::thread::sleep(std::time::Duration::from_secs_f64(sample));
-            let later = read_statuses(name, None)?;
-            let elapsed = t0.elapsed();
-            for s in later.iter() {
-                if let Some(before) = all
-                    .iter_mut()
-                    .find(|b| b.name == s.name && b.start == s.start)
-                {
-                    let speed = match s.sync_speed {
-                        Some(kernel) => Some(kernel),
-                        None => status::sync_speed(before, s, elapsed),
-                    };
-                    *before = s.clone();
-                    before.sync_speed = speed;
-                }
-            }
-        }
-        add_member_devices(name, &tables, &mut all);
-        return print_statuses(&all, json);
+    if from_file.is_some() {
+        return print_statuses(&read_statuses(name, from_file)?, json);
     }
-    print_statuses(&read_statuses(name, from_file)?, json)
+    // The table first: the last dmsetup call is the status one.
+    let tables = amfctl::devnames::read_tables(name);
+    let mut all = read_statuses(name, None)?;
+    if sample > 0.0 && all.iter().any(status::wants_sample) {
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs_f64(sample));
+        let later = read_statuses(name, None)?;
+        status::merge_sample(&mut all, later, t0.elapsed());
+    }
+    amfctl::devnames::add_member_devices(name.is_some(), &tables, &mut all);
+    print_statuses(&all, json)
 }
 
 fn print_statuses(all: &[AmfStatus], json: bool) -> Result<()> {

@@ -395,6 +395,27 @@ pub fn sync_speed(before: &AmfStatus, after: &AmfStatus, elapsed: Duration) -> O
     })
 }
 
+/// Whether `amfctl status` reads this target a second time for its speed: background
+/// work runs and the status has no `sync_speed` part (a module from before it).
+pub fn wants_sample(st: &AmfStatus) -> bool {
+    st.sync_action != "idle" && st.sync_done < st.sync_total && st.sync_speed.is_none()
+}
+
+/// Replaces each target of `all` by its second reading in `later` (the same name and
+/// start), with the speed between the two readings `elapsed` apart, or the kernel's.
+pub fn merge_sample(all: &mut [AmfStatus], later: Vec<AmfStatus>, elapsed: Duration) {
+    for s in later {
+        if let Some(before) = all
+            .iter_mut()
+            .find(|b| b.name == s.name && b.start == s.start)
+        {
+            let speed = s.sync_speed.or_else(|| sync_speed(before, &s, elapsed));
+            *before = s;
+            before.sync_speed = speed;
+        }
+    }
+}
+
 /// `1:05`, `2:03:04`: a duration in seconds for people.
 pub fn clock(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
