@@ -76,6 +76,20 @@ enum Cmd {
         /// Print JSON (an array with one object per amf target).
         #[arg(long)]
         json: bool,
+        /// While a rebuild, resync, check or repair runs on a kernel whose status has no
+        /// sync_speed part, read the status again after this many seconds and show the
+        /// speed between the two readings and the time left; 0: do not wait. Not with
+        /// --from-file.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = sample_arg)]
+        sample: f64,
+    },
+    /// Wait for device-mapper events of amf volumes and report what changed (member
+    /// failures, rebuilds, resyncs, checks, mismatches, cluster and replication changes),
+    /// as mdadm --monitor does. One line per event, or JSON lines; --program runs a command
+    /// per event. See Documentation/admin-guide.rst, "Monitoring".
+    Monitor {
+        #[command(flatten)]
+        opts: MonitorOpts,
     },
     /// Write amf superblocks to the member devices of a new group.
     ///
@@ -133,6 +147,38 @@ enum Cmd {
         /// The directory (created if needed).
         dir: PathBuf,
     },
+}
+
+#[derive(Args, Debug)]
+struct MonitorOpts {
+    /// Only these volumes (default: every amf volume, including those created later).
+    #[arg(value_name = "VOLUME")]
+    volumes: Vec<String>,
+    /// Report what is notable now (failed members, a running sync, mismatches, a lost
+    /// cluster, peers down) and exit.
+    #[arg(long)]
+    oneshot: bool,
+    /// One JSON object per line instead of text lines.
+    #[arg(long)]
+    json: bool,
+    /// Run this program for each event, with the arguments <event> <volume> [<member
+    /// device>] and AMF_* environment variables; the monitor waits for it.
+    #[arg(long, value_name = "PATH")]
+    program: Option<PathBuf>,
+    /// Seconds between scans for new and removed volumes and status reads of every volume
+    /// (what raises no event: replication peers); the polling period without the
+    /// device-mapper ioctls. 0.1 to 3600.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = interval_arg)]
+    interval: f64,
+    /// Exit after this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Read dmsetup status every --interval instead of waiting for events (DM_DEV_WAIT).
+    #[arg(long)]
+    poll: bool,
+    /// Report a TestMessage event for each volume at start (to try --program).
+    #[arg(long)]
+    test: bool,
 }
 
 #[derive(Args, Debug)]
@@ -302,6 +348,21 @@ fn key_add(description: &str, secret_file: Option<&PathBuf>) -> Result<()> {
     Ok(())
 }
 
+fn seconds(s: &str, min: f64, max: f64) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
+        _ => Err(format!("expected seconds from {min} to {max}")),
+    }
+}
+
+fn interval_arg(s: &str) -> Result<f64, String> {
+    seconds(s, 0.1, 3600.0)
+}
+
+fn sample_arg(s: &str) -> Result<f64, String> {
+    seconds(s, 0.0, 60.0)
+}
+
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_sectors(s).map_err(|e| e.to_string())
 }
@@ -364,7 +425,8 @@ fn read_status_text(from_file: Option<&PathBuf>, name: Option<&str>) -> Result<S
     }
 }
 
-fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool) -> Result<()> {
+/// The statuses of `name` (or all amf targets), named.
+fn read_statuses(name: Option<&str>, from_file: Option<&PathBuf>) -> Result<Vec<AmfStatus>> {
     let text = read_status_text(from_file, name)?;
     let mut all: Vec<AmfStatus> = status::parse_status(&text)?;
     if let Some(n) = name {
@@ -377,6 +439,27 @@ fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool) -> Result
             bail!("{n}: no amf target");
         }
     }
+    Ok(all)
+}
+
+fn status(name: Option<&str>, from_file: Option<&PathBuf>, json: bool, sample: f64) -> Result<()> {
+    if from_file.is_some() {
+        return print_statuses(&read_statuses(name, from_file)?, json);
+    }
+    // The table first: the last dmsetup call is the status one.
+    let tables = amfctl::devnames::read_tables(name);
+    let mut all = read_statuses(name, None)?;
+    if sample > 0.0 && all.iter().any(status::wants_sample) {
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs_f64(sample));
+        let later = read_statuses(name, None)?;
+        status::merge_sample(&mut all, later, t0.elapsed());
+    }
+    amfctl::devnames::add_member_devices(name.is_some(), &tables, &mut all);
+    print_statuses(&all, json)
+}
+
+fn print_statuses(all: &[AmfStatus], json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &all)?;
@@ -541,7 +624,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             name,
             from_file,
             json,
-        } => status(name.as_deref(), from_file.as_ref(), json)?,
+            sample,
+        } => status(name.as_deref(), from_file.as_ref(), json, sample)?,
+        Cmd::Monitor { opts } => {
+            let o = amfctl::monitor::Options {
+                volumes: opts.volumes,
+                oneshot: opts.oneshot,
+                json: opts.json,
+                program: opts.program,
+                interval: std::time::Duration::from_secs_f64(opts.interval),
+                count: opts.count,
+                poll: opts.poll,
+                test: opts.test,
+                sysfs: amfctl::devnames::sysfs_root(),
+            };
+            amfctl::monitor::run(&o, &mut io::stdout().lock(), &mut io::stderr())?;
+        }
         Cmd::Format { opts } => format(opts)?,
         Cmd::Scrub { opts } => return run_scrub(&opts),
         Cmd::Examine { dev, json } => examine(&dev, json)?,

@@ -30,11 +30,13 @@
 //! match is an error that says what is wrong.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use amf_core::geometry::{Geometry, Level, MAX_MEMBERS};
 use amf_core::table::{level_name, parse_decimal};
 use serde::Serialize;
 
+use crate::devnames::MemberDevice;
 use crate::size::human;
 
 /// State of one member, one character of `<health_chars>`.
@@ -303,10 +305,125 @@ pub struct AmfStatus {
     /// replication parts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bitmap: Option<BitmapStatus>,
-    /// Fields after `<mismatch_cnt>` (and the cluster, replication and bitmap parts) that
-    /// this version does not know.
+    /// The kernel's `sync_speed` part, at the end of the line while background work runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_speed: Option<KernelSpeed>,
+    /// Fields after `<mismatch_cnt>` (and the cluster, replication, bitmap and sync_speed
+    /// parts) that this version does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
+    /// The member devices of the live table, when it was read (not from the status line).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub member_devices: Vec<MemberDevice>,
+    /// The speed of the running rebuild, resync, check or repair and the time left: from
+    /// the kernel's `sync_speed` part, or measured by amfctl from two readings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_speed: Option<SyncSpeed>,
+}
+
+/// The status part `sync_speed <kib_per_s> <sync_speed_min> <sync_speed_max>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelSpeed {
+    /// The background work's speed over the kernel's last half second, KiB of the volume
+    /// a second (0 just after it started or resumed).
+    pub kib_per_s: u64,
+    /// The `sync_speed_min` limit, KiB/s; 0 for none.
+    pub sync_speed_min: u64,
+    /// The `sync_speed_max` limit, KiB/s; 0 for none.
+    pub sync_speed_max: u64,
+}
+
+/// The words of the sync_speed part, `sync_speed` included.
+const SPEED_WORDS: usize = 4;
+
+/// How fast `<sync_done>` moves, and the time left at that speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SyncSpeed {
+    /// Logical sectors a second.
+    pub sectors_per_second: u64,
+    /// Seconds until `<sync_done>` reaches `<sync_total>` at that speed; absent when nothing
+    /// moves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    /// Where the speed comes from: `kernel` (the status's `sync_speed` part, over the
+    /// kernel's last half second) or `sampled` (two readings of the status by amfctl, from
+    /// a kernel without that part).
+    pub source: &'static str,
+    /// `sampled`: milliseconds between the two readings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ms: Option<u64>,
+}
+
+/// The speed the kernel reports, with the time left at it, while background work runs
+/// (`<sync_done>` short of `<sync_total>`).
+fn kernel_sync_speed(k: &KernelSpeed, done: u64, total: u64) -> Option<SyncSpeed> {
+    if done >= total {
+        return None;
+    }
+    let per_s = k.kib_per_s.saturating_mul(2);
+    Some(SyncSpeed {
+        sectors_per_second: per_s,
+        eta_seconds: (per_s > 0).then(|| (total - done).div_ceil(per_s)),
+        source: "kernel",
+        sample_ms: None,
+    })
+}
+
+/// The speed between two samples of the same target `elapsed` apart, when a sync action
+/// (not `idle`) runs in both and `<sync_done>` did not go back (a restarted action).
+pub fn sync_speed(before: &AmfStatus, after: &AmfStatus, elapsed: Duration) -> Option<SyncSpeed> {
+    let ms = u64::try_from(elapsed.as_millis()).ok()?;
+    if ms == 0
+        || before.sync_action == "idle"
+        || after.sync_action != before.sync_action
+        || after.sync_total != before.sync_total
+        || after.sync_done < before.sync_done
+        || after.sync_done >= after.sync_total
+    {
+        return None;
+    }
+    let moved = u128::from(after.sync_done - before.sync_done);
+    let per_s = u64::try_from(moved * 1000 / u128::from(ms)).unwrap_or(u64::MAX);
+    let left = u128::from(after.sync_total - after.sync_done);
+    let eta = (moved > 0)
+        .then(|| u64::try_from((left * u128::from(ms)).div_ceil(moved * 1000)).unwrap_or(u64::MAX));
+    Some(SyncSpeed {
+        sectors_per_second: per_s,
+        eta_seconds: eta,
+        source: "sampled",
+        sample_ms: Some(ms),
+    })
+}
+
+/// Whether `amfctl status` reads this target a second time for its speed: background
+/// work runs and the status has no `sync_speed` part (a module from before it).
+pub fn wants_sample(st: &AmfStatus) -> bool {
+    st.sync_action != "idle" && st.sync_done < st.sync_total && st.sync_speed.is_none()
+}
+
+/// Replaces each target of `all` by its second reading in `later` (the same name and
+/// start), with the speed between the two readings `elapsed` apart, or the kernel's.
+pub fn merge_sample(all: &mut [AmfStatus], later: Vec<AmfStatus>, elapsed: Duration) {
+    for s in later {
+        if let Some(before) = all
+            .iter_mut()
+            .find(|b| b.name == s.name && b.start == s.start)
+        {
+            let speed = s.sync_speed.or_else(|| sync_speed(before, &s, elapsed));
+            *before = s;
+            before.sync_speed = speed;
+        }
+    }
+}
+
+/// `1:05`, `2:03:04`: a duration in seconds for people.
+pub fn clock(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }
 
 /// What was wrong with a status line.
@@ -431,6 +548,14 @@ fn number(field: &'static str, value: &str) -> Result<u64, StatusErrorKind> {
     })
 }
 
+/// How many members a group of `level` with `devices` members can lose and still serve its
+/// data; `None` for a level this version does not know.
+pub fn tolerated(level: &str, devices: usize) -> Option<usize> {
+    known_level(level)
+        .and_then(|l| Geometry::new(l, devices, 1, 0).ok())
+        .map(|g| g.tolerated_failures())
+}
+
 fn state_of(
     level: &str,
     members: &[MemberHealth],
@@ -447,9 +572,7 @@ fn state_of(
         .filter(|&&m| m == MemberHealth::OutOfSync)
         .count();
     let behind = rebuilding > 0 || done < total || resync_pending > 0;
-    let tolerated = known_level(level)
-        .and_then(|l| Geometry::new(l, members.len(), 1, 0).ok())
-        .map(|g| g.tolerated_failures());
+    let tolerated = tolerated(level, members.len());
     match tolerated {
         None => VolumeState::Unknown,
         Some(t) if failed + rebuilding > t => VolumeState::Failed,
@@ -538,6 +661,21 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         }
         _ => None,
     };
+    // After every other part (and after parts this version does not know, such as
+    // `handshakes`): the last `sync_speed` followed by three numbers.
+    let mut extra: Vec<String> = rest.iter().map(|w| w.to_string()).collect();
+    let mut kernel_speed = None;
+    if let Some(i) = rest.iter().rposition(|&w| w == "sync_speed") {
+        let n = |k: usize| rest.get(i + k).and_then(|w| parse_decimal(w));
+        if let (Some(kib_per_s), Some(sync_speed_min), Some(sync_speed_max)) = (n(1), n(2), n(3)) {
+            kernel_speed = Some(KernelSpeed {
+                kib_per_s,
+                sync_speed_min,
+                sync_speed_max,
+            });
+            extra.drain(i..i + SPEED_WORDS);
+        }
+    }
     Ok(AmfStatus {
         name: None,
         start,
@@ -560,12 +698,15 @@ pub fn parse_info(start: u64, length: u64, words: &[&str]) -> Result<AmfStatus, 
         cluster,
         replication,
         bitmap,
-        extra: rest.iter().map(|w| w.to_string()).collect(),
+        kernel_speed,
+        extra,
+        member_devices: Vec::new(),
+        sync_speed: kernel_speed.and_then(|k| kernel_sync_speed(&k, sync_done, sync_total)),
     })
 }
 
 /// Splits `<name>: <start> <length> <type> ...` into the name and the rest.
-fn split_name(line: &str) -> (Option<&str>, &str) {
+pub fn split_name(line: &str) -> (Option<&str>, &str) {
     let starts_as_table = |rest: &str| {
         let mut w = rest.split_whitespace();
         matches!(
@@ -648,12 +789,29 @@ pub fn summary(st: &AmfStatus) -> String {
         .iter()
         .enumerate()
         .filter(|(_, &m)| m == MemberHealth::Failed)
-        .map(|(i, _)| i.to_string())
+        .map(|(i, _)| match st.member_devices.get(i) {
+            Some(d) if d.dev != "-" => format!("{i} {}", d.short()),
+            _ => i.to_string(),
+        })
         .collect();
     if !failed.is_empty() {
         let _ = write!(members, ", failed: member {}", failed.join(", "));
     }
     let _ = writeln!(s, "  members:    {} ({members})", st.health);
+    for d in &st.member_devices {
+        let h = match st.members.get(d.index) {
+            Some(MemberHealth::InSync) => "in sync",
+            Some(MemberHealth::OutOfSync) => "being rebuilt",
+            Some(MemberHealth::Failed) => "failed",
+            None => "not in the status",
+        };
+        let _ = writeln!(
+            s,
+            "  {:<12}{}, {h}",
+            format!("member {}:", d.index),
+            d.label()
+        );
+    }
     let pct = if st.sync_total == 0 {
         100.0
     } else {
@@ -664,6 +822,40 @@ pub fn summary(st: &AmfStatus) -> String {
         "  sync:       {}, {}/{} sectors ({pct:.1}%)",
         st.sync_action, st.sync_done, st.sync_total
     );
+    if let Some(v) = &st.sync_speed {
+        let eta = match v.eta_seconds {
+            Some(e) => format!("about {} left", clock(e)),
+            None => "no progress, no estimate".to_string(),
+        };
+        let from = match v.sample_ms {
+            Some(ms) => format!(
+                "sampled over {}.{} s: this kernel reports no speed",
+                ms / 1000,
+                ms % 1000 / 100
+            ),
+            None => "the kernel's, over its last half second".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "  speed:      {}/s, {eta} ({from})",
+            human(v.sectors_per_second)
+        );
+    }
+    if let Some(k) = st
+        .kernel_speed
+        .filter(|k| k.sync_speed_min != 0 || k.sync_speed_max != 0)
+    {
+        let limit = |v: u64| match v {
+            0 => "none".to_string(),
+            v => format!("{v} KiB/s"),
+        };
+        let _ = writeln!(
+            s,
+            "  limits:     sync_speed_min {}, sync_speed_max {}",
+            limit(k.sync_speed_min),
+            limit(k.sync_speed_max)
+        );
+    }
     let _ = writeln!(s, "  mismatches: {}", st.mismatch_cnt);
     if let Some(c) = &st.cluster {
         let _ = writeln!(
@@ -747,7 +939,10 @@ mod tests {
                 cluster: None,
                 replication: None,
                 bitmap: None,
+                kernel_speed: None,
                 extra: vec![],
+                member_devices: vec![],
+                sync_speed: None,
             }
         );
     }
@@ -1246,6 +1441,163 @@ mod tests {
         assert!(s.contains("recover, 8/16 sectors (50.0%)"), "{s}");
         assert!(s.lines().next().unwrap().ends_with(", degraded"), "{s}");
         assert!(s.contains("more:       x"), "{s}");
+    }
+
+    #[test]
+    fn speed_from_two_samples() {
+        let a = one("r5: 0 12288 amf raid5 4 AAAa 1024/12288 recover 0");
+        let b = one("r5: 0 12288 amf raid5 4 AAAa 3072/12288 recover 0");
+        let v = sync_speed(&a, &b, Duration::from_millis(500)).unwrap();
+        assert_eq!(
+            v,
+            SyncSpeed {
+                sectors_per_second: 4096,
+                eta_seconds: Some(3),
+                source: "sampled",
+                sample_ms: Some(500)
+            }
+        );
+        // Rounded up: 9216 sectors left at 4096/s.
+        assert_eq!(clock(v.eta_seconds.unwrap()), "0:03");
+        assert_eq!(clock(3723), "1:02:03");
+        // Nothing moved: a speed of 0 and no estimate.
+        let v = sync_speed(&b, &b, Duration::from_secs(1)).unwrap();
+        assert_eq!((v.sectors_per_second, v.eta_seconds), (0, None));
+        // Idle, another action, a restart, the end, no time: no speed.
+        let idle = one("r5: 0 12288 amf raid5 4 AAAA 12288/12288 idle 0");
+        let check = one("r5: 0 12288 amf raid5 4 AAAA 4096/12288 check 0");
+        for (x, y) in [(&idle, &idle), (&a, &check), (&b, &a), (&a, &idle)] {
+            assert_eq!(sync_speed(x, y, Duration::from_secs(1)), None, "{y:?}");
+        }
+        assert_eq!(sync_speed(&a, &b, Duration::ZERO), None);
+
+        let mut st = b.clone();
+        st.sync_speed = sync_speed(&a, &b, Duration::from_millis(1000));
+        st.member_devices = vec![
+            MemberDevice {
+                index: 0,
+                dev: "253:0".into(),
+                path: Some("/dev/mapper/m0".into()),
+            },
+            MemberDevice {
+                index: 1,
+                dev: "-".into(),
+                path: None,
+            },
+            MemberDevice {
+                index: 2,
+                dev: "8:32".into(),
+                path: None,
+            },
+            MemberDevice {
+                index: 3,
+                dev: "252:48".into(),
+                path: Some("/dev/vdd".into()),
+            },
+        ];
+        st.members[1] = MemberHealth::Failed;
+        st.health = "ADAa".into();
+        let s = summary(&st);
+        assert!(
+            s.contains(
+                "  members:    ADAa (2 in sync, 1 out of sync, failed: member 1)\n\
+                 \x20 member 0:   /dev/mapper/m0 (253:0), in sync\n\
+                 \x20 member 1:   missing, failed\n\
+                 \x20 member 2:   8:32, in sync\n\
+                 \x20 member 3:   /dev/vdd (252:48), being rebuilt\n\
+                 \x20 sync:       recover, 3072/12288 sectors (25.0%)\n\
+                 \x20 speed:      1.00 MiB/s, about 0:05 left (sampled over 1.0 s: this kernel \
+                 reports no speed)\n"
+            ),
+            "{s}"
+        );
+        st.members[3] = MemberHealth::Failed;
+        assert!(
+            summary(&st).contains("failed: member 1, 3 /dev/vdd)"),
+            "{}",
+            summary(&st)
+        );
+        let j = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["sync_speed"],
+            serde_json::json!({
+                "sectors_per_second": 2048,
+                "eta_seconds": 5,
+                "source": "sampled",
+                "sample_ms": 1000
+            })
+        );
+        assert_eq!(j["member_devices"][3]["path"], "/dev/vdd");
+        assert_eq!(
+            j["member_devices"][1],
+            serde_json::json!({"index": 1, "dev": "-"})
+        );
+        // Neither without them.
+        let j = serde_json::to_value(&a).unwrap();
+        assert!(j.get("sync_speed").is_none() && j.get("member_devices").is_none());
+    }
+
+    #[test]
+    fn kernel_speed_part() {
+        // Last, after the bitmap part and the handshakes part this version keeps as extra.
+        let line = "r5: 0 12288 amf raid5 4 AAAa 3072/12288 recover 0 cluster ready 2 0 0 0 0 0 \
+                    replication 1 1 0 0 0 0 0 0 0 bitmap 16 2 0 0 handshakes 1 0 0 0 \
+                    sync_speed 1024 0 50000";
+        let st = one(line);
+        assert_eq!(
+            st.kernel_speed,
+            Some(KernelSpeed {
+                kib_per_s: 1024,
+                sync_speed_min: 0,
+                sync_speed_max: 50000
+            })
+        );
+        assert_eq!(st.bitmap.unwrap().regions, 16);
+        assert_eq!(st.extra, ["handshakes", "1", "0", "0", "0"]);
+        assert_eq!(
+            st.sync_speed,
+            Some(SyncSpeed {
+                sectors_per_second: 2048,
+                eta_seconds: Some(5),
+                source: "kernel",
+                sample_ms: None
+            })
+        );
+        let s = summary(&st);
+        assert!(
+            s.contains(
+                "  sync:       recover, 3072/12288 sectors (25.0%)\n\
+                 \x20 speed:      1.00 MiB/s, about 0:05 left (the kernel's, over its last half \
+                 second)\n\
+                 \x20 limits:     sync_speed_min none, sync_speed_max 50000 KiB/s\n\
+                 \x20 mismatches: 0\n"
+            ),
+            "{s}"
+        );
+        let j = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["kernel_speed"],
+            serde_json::json!({"kib_per_s": 1024, "sync_speed_min": 0, "sync_speed_max": 50000})
+        );
+        assert_eq!(
+            j["sync_speed"],
+            serde_json::json!({"sectors_per_second": 2048, "eta_seconds": 5, "source": "kernel"})
+        );
+        // Just started: speed 0, no estimate; no limits, no limits line.
+        let st = one("0 12288 amf raid5 4 AAAa 0/12288 recover 0 sync_speed 0 0 0");
+        assert_eq!(st.sync_speed.unwrap().eta_seconds, None);
+        let s = summary(&st);
+        assert!(
+            s.contains("  speed:      0 B/s, no progress, no estimate (the kernel's, over its"),
+            "{s}"
+        );
+        assert!(!s.contains("limits:"), "{s}");
+        // Not three numbers: an extra field like any other; no speed.
+        let st = one("0 16 amf raid5 2 AA 8/16 check 0 sync_speed 1 x 0");
+        assert_eq!((st.kernel_speed, st.sync_speed), (None, None));
+        assert_eq!(st.extra.len(), 4);
+        let st = one("0 16 amf raid5 2 AA 8/16 check 0 sync_speed 1 2");
+        assert_eq!(st.kernel_speed, None);
     }
 
     const BITMAPPED: &str = "r5: 0 24576 amf raid5 4 AAAA 24576/24576 resync 0 bitmap 16 9 7 1";
