@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The `assemble` and `stop` subcommands: command-line options and the runs over
+//! [`amfctl::assemble`] and [`amfctl::config`].
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgGroup, Args};
+
+use amfctl::assemble::{self, Active, Refusal};
+use amfctl::config::{self, GroupConfig};
+use amfctl::{device, dmsetup, keyring, table};
+
+/// `amfctl assemble`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").required(true).args(["volumes", "scan", "incremental"])))]
+pub struct AssembleArgs {
+    /// Volumes to assemble: names (or group UUIDs) of groups in the configuration file.
+    #[arg(value_name = "VOLUME", conflicts_with_all = ["scan", "incremental"])]
+    volumes: Vec<String>,
+    /// Assemble every group of the configuration file (skipping the active ones).
+    #[arg(long, conflicts_with = "incremental")]
+    scan: bool,
+    /// Start a group that lacks members the group records in sync (degraded), as long as
+    /// the level tolerates it (mdadm's --run). Without it such a group is refused.
+    #[arg(long, conflicts_with = "incremental")]
+    run: bool,
+    /// For udev: DEV appeared. If it is a member of a configured group, assemble that
+    /// group once it is complete; a group still missing members waits (exit 0), a device
+    /// that is not a member of a configured group is ignored (exit 0).
+    #[arg(long, value_name = "DEV")]
+    incremental: Option<String>,
+    /// The configuration file.
+    #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Print what would be done and the tables; create nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Pass --noudevsync to dmsetup (no udev cookie wait; for hosts without udev).
+    #[arg(long)]
+    noudevsync: bool,
+}
+
+/// `amfctl stop`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("which").required(true).args(["volumes", "scan"])))]
+pub struct StopArgs {
+    /// The amf volumes to remove (dmsetup remove).
+    #[arg(value_name = "VOLUME", conflicts_with = "scan")]
+    volumes: Vec<String>,
+    /// Remove every amf volume of this server.
+    #[arg(long)]
+    scan: bool,
+}
+
+/// The active amf volumes and every device-mapper name.
+fn active() -> Result<(Vec<Active>, Vec<String>)> {
+    let t = dmsetup::run(&[
+        "table".to_string(),
+        "--target".to_string(),
+        "amf".to_string(),
+    ])
+    .context("listing the active amf volumes")?;
+    let ls = dmsetup::run(&["ls".to_string()]).context("listing device-mapper devices")?;
+    Ok((
+        assemble::parse_active(&String::from_utf8_lossy(&t.stdout)),
+        assemble::parse_ls(&String::from_utf8_lossy(&ls.stdout)),
+    ))
+}
+
+/// What happened to one group.
+enum Outcome {
+    Done,
+    Refused,
+}
+
+/// Runs `amfctl assemble`.
+pub fn assemble(args: &AssembleArgs) -> Result<ExitCode> {
+    let cfg = config::load(&args.config)?;
+    let groups: Vec<&GroupConfig> = if let Some(dev) = &args.incremental {
+        let sb = match assemble::read_device(dev) {
+            Ok(Some(sb)) => sb,
+            Ok(None) => return Ok(ExitCode::SUCCESS),
+            Err(e) => bail!("{dev}: {e}"),
+        };
+        match cfg.group(&sb.group_uuid) {
+            Some(g) => vec![g],
+            None => {
+                println!(
+                    "{dev}: member of group {}, which {} does not configure: ignored",
+                    amfctl::superblock::format_uuid(&sb.group_uuid),
+                    cfg.path
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    } else if args.scan {
+        if cfg.groups.is_empty() {
+            println!("{}: no groups configured", cfg.path);
+            return Ok(ExitCode::SUCCESS);
+        }
+        cfg.groups.iter().collect()
+    } else {
+        let mut v = Vec::new();
+        for name in &args.volumes {
+            match cfg.find(name) {
+                Some(g) => v.push(g),
+                None => bail!("{name}: no such group in {} (name or group UUID)", cfg.path),
+            }
+        }
+        v
+    };
+    let _lock = assemble::lock();
+    let (act, names) = active()?;
+    let skip: Vec<String> = act.iter().map(|a| a.name.clone()).collect();
+    let cands = assemble::candidates(Path::new("/"), &skip).context("scanning /proc/partitions")?;
+    let scan = assemble::scan(&cands);
+    for u in &scan.unusable {
+        eprintln!("amfctl: ignoring {u}");
+    }
+    let mut refused = 0;
+    for g in groups {
+        match assemble_one(args, g, &scan.found, &act, &names) {
+            Ok(Outcome::Done) => {}
+            Ok(Outcome::Refused) => refused += 1,
+            Err(e) => {
+                let mut msg = format!("amfctl: {}: {e}", g.name);
+                for cause in e.chain().skip(1) {
+                    msg.push_str(&format!("\n  caused by: {cause}"));
+                }
+                eprintln!("{msg}");
+                refused += 1;
+            }
+        }
+    }
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn assemble_one(
+    args: &AssembleArgs,
+    g: &GroupConfig,
+    found: &[assemble::Found],
+    act: &[Active],
+    names: &[String],
+) -> Result<Outcome> {
+    let name = &g.name;
+    let mut out = io::stdout().lock();
+    if let Some(a) = act.iter().find(|a| a.group == Some(g.uuid)) {
+        writeln!(out, "{name}: already active as /dev/mapper/{}", a.name)?;
+        return Ok(Outcome::Done);
+    }
+    if names.contains(name) {
+        eprintln!(
+            "amfctl: {name}: refused: the name {name} is taken by another device-mapper \
+             device (dmsetup table {name})"
+        );
+        return Ok(Outcome::Refused);
+    }
+    let plan = match assemble::plan(g, found, args.run) {
+        Ok(p) => p,
+        Err(e @ Refusal::Degraded { .. }) if args.incremental.is_some() => {
+            writeln!(out, "{name}: waiting for more members ({e})")?;
+            return Ok(Outcome::Done);
+        }
+        Err(e) => {
+            eprintln!("amfctl: {name} (group {}): refused: {e}", g.uuid_text());
+            return Ok(Outcome::Refused);
+        }
+    };
+    for l in &plan.left_out {
+        writeln!(out, "{name}: leaving out {l}")?;
+    }
+    if let Some((cluster, node)) = &g.cluster {
+        if let Some(why) = assemble::cluster_problem(Path::new("/"), cluster, *node) {
+            eprintln!("amfctl: {name} (group {}): refused: {why}", g.uuid_text());
+            return Ok(Outcome::Refused);
+        }
+    }
+    let line = assemble::build_table(
+        g,
+        &plan,
+        found,
+        &device::probe,
+        &table::read_member_superblock,
+    )
+    .map_err(anyhow::Error::new)
+    .context("the table is refused")?
+    .to_string();
+    if args.dry_run {
+        writeln!(out, "{name}: would create: {}", assemble::describe(&plan))?;
+        writeln!(out, "{name}: table: {line}")?;
+        return Ok(Outcome::Done);
+    }
+    if let (Some(file), Some(desc)) = (&g.secret_file, &g.auth_key) {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let secret = keyring::secret_from(bytes)
+            .with_context(|| format!("the secret in {}", file.display()))?;
+        keyring::add_logon_key(desc, &secret, keyring::KEY_SPEC_USER_KEYRING)
+            .with_context(|| format!("adding the logon key {desc}"))?;
+    }
+    match dmsetup::run(&dmsetup::create_args(name, &line, args.noudevsync)) {
+        Ok(_) => {}
+        Err(e @ dmsetup::DmsetupError::Failed { .. }) => bail!(
+            "creating {name} failed: {e}\n  table: {line}\n  \
+             if the kernel refused the table, its log names the cause: dmesg | grep amf"
+        ),
+        Err(e) => bail!("creating {name} failed: {e}"),
+    }
+    writeln!(
+        out,
+        "{name}: created /dev/mapper/{name}: {}",
+        assemble::describe(&plan)
+    )?;
+    writeln!(out, "{name}: table: {line}")?;
+    Ok(Outcome::Done)
+}
+
+/// Runs `amfctl stop`.
+pub fn stop(args: &StopArgs) -> Result<ExitCode> {
+    let (act, names) = active()?;
+    let targets: Vec<String> = if args.scan {
+        if act.is_empty() {
+            println!("No amf volumes.");
+            return Ok(ExitCode::SUCCESS);
+        }
+        act.iter().map(|a| a.name.clone()).collect()
+    } else {
+        args.volumes.clone()
+    };
+    let mut failed = 0;
+    for name in &targets {
+        if !act.iter().any(|a| &a.name == name) {
+            if names.contains(name) {
+                eprintln!("amfctl: {name}: not an amf volume (dmsetup table {name}): left alone");
+            } else {
+                eprintln!("amfctl: {name}: no such device-mapper device");
+            }
+            failed += 1;
+            continue;
+        }
+        match dmsetup::run(&["remove".to_string(), name.clone()]) {
+            Ok(_) => println!("stopped {name}"),
+            Err(e) => {
+                eprintln!("amfctl: stopping {name} failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
