@@ -114,24 +114,43 @@ pub fn assemble(args: &AssembleArgs) -> Result<ExitCode> {
     };
     let _lock = assemble::lock();
     let (act, names) = active()?;
-    let skip: Vec<String> = act.iter().map(|a| a.name.clone()).collect();
-    let cands = assemble::candidates(Path::new("/"), &skip).context("scanning /proc/partitions")?;
-    let scan = assemble::scan(&cands);
-    for u in &scan.unusable {
-        eprintln!("amfctl: ignoring {u}");
-    }
     let mut refused = 0;
+    // Active groups and taken names first: no device is read for them.
+    let mut todo = Vec::new();
     for g in groups {
-        match assemble_one(args, g, &scan.found, &act, &names) {
-            Ok(Outcome::Done) => {}
-            Ok(Outcome::Refused) => refused += 1,
-            Err(e) => {
-                let mut msg = format!("amfctl: {}: {e}", g.name);
-                for cause in e.chain().skip(1) {
-                    msg.push_str(&format!("\n  caused by: {cause}"));
+        if let Some(a) = act.iter().find(|a| a.group == Some(g.uuid)) {
+            println!("{}: already active as /dev/mapper/{}", g.name, a.name);
+        } else if names.contains(&g.name) {
+            eprintln!(
+                "amfctl: {n}: refused: the name {n} is taken by another device-mapper device \
+                 (dmsetup table {n})",
+                n = g.name
+            );
+            refused += 1;
+        } else {
+            todo.push(g);
+        }
+    }
+    if !todo.is_empty() {
+        let skip: Vec<String> = act.iter().map(|a| a.name.clone()).collect();
+        let cands =
+            assemble::candidates(Path::new("/"), &skip).context("scanning /proc/partitions")?;
+        let scan = assemble::scan(&cands);
+        for u in &scan.unusable {
+            eprintln!("amfctl: ignoring {u}");
+        }
+        for g in todo {
+            match assemble_one(args, g, &scan.found) {
+                Ok(Outcome::Done) => {}
+                Ok(Outcome::Refused) => refused += 1,
+                Err(e) => {
+                    let mut msg = format!("amfctl: {}: {e}", g.name);
+                    for cause in e.chain().skip(1) {
+                        msg.push_str(&format!("\n  caused by: {cause}"));
+                    }
+                    eprintln!("{msg}");
+                    refused += 1;
                 }
-                eprintln!("{msg}");
-                refused += 1;
             }
         }
     }
@@ -146,22 +165,9 @@ fn assemble_one(
     args: &AssembleArgs,
     g: &GroupConfig,
     found: &[assemble::Found],
-    act: &[Active],
-    names: &[String],
 ) -> Result<Outcome> {
     let name = &g.name;
     let mut out = io::stdout().lock();
-    if let Some(a) = act.iter().find(|a| a.group == Some(g.uuid)) {
-        writeln!(out, "{name}: already active as /dev/mapper/{}", a.name)?;
-        return Ok(Outcome::Done);
-    }
-    if names.contains(name) {
-        eprintln!(
-            "amfctl: {name}: refused: the name {name} is taken by another device-mapper \
-             device (dmsetup table {name})"
-        );
-        return Ok(Outcome::Refused);
-    }
     let plan = match assemble::plan(g, found, args.run) {
         Ok(p) => p,
         Err(e @ Refusal::Degraded { .. }) if args.incremental.is_some() => {
