@@ -47,7 +47,8 @@ fn configuration_refusals() {
     let dm = fake_dmsetup(&d.0);
     let conf = d.0.join("amf.conf");
     let c = conf.to_str().unwrap();
-    let o = run(&dm, &["assemble", "--scan", "--config", c]);
+    // A missing file: refused before dmsetup runs.
+    let o = amfctl(&["assemble", "--scan", "--config", c]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).starts_with(&format!("amfctl: {c}: ")),
