@@ -15,23 +15,27 @@ use amfctl::{device, dmsetup, keyring, table};
 
 /// `amfctl assemble`.
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("what").required(true).args(["volumes", "scan", "incremental"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["volumes", "scan", "incremental", "probe"])))]
 pub struct AssembleArgs {
     /// Volumes to assemble: names (or group UUIDs) of groups in the configuration file.
-    #[arg(value_name = "VOLUME", conflicts_with_all = ["scan", "incremental"])]
+    #[arg(value_name = "VOLUME", conflicts_with_all = ["scan", "incremental", "probe"])]
     volumes: Vec<String>,
     /// Assemble every group of the configuration file (skipping the active ones).
-    #[arg(long, conflicts_with = "incremental")]
+    #[arg(long, conflicts_with_all = ["incremental", "probe"])]
     scan: bool,
     /// Start a group that lacks members the group records in sync (degraded), as long as
     /// the level tolerates it (mdadm's --run). Without it such a group is refused.
-    #[arg(long, conflicts_with = "incremental")]
+    #[arg(long, conflicts_with_all = ["incremental", "probe"])]
     run: bool,
     /// For udev: DEV appeared. If it is a member of a configured group, assemble that
     /// group once it is complete; a group still missing members waits (exit 0), a device
     /// that is not a member of a configured group is ignored (exit 0).
-    #[arg(long, value_name = "DEV")]
+    #[arg(long, value_name = "DEV", conflicts_with = "probe")]
     incremental: Option<String>,
+    /// For udev rules: exit status 0 if DEV holds a superblock of a group the configuration
+    /// file configures, 1 otherwise; prints nothing, creates nothing.
+    #[arg(long, value_name = "DEV")]
+    probe: Option<String>,
     /// The configuration file.
     #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
     config: PathBuf,
@@ -78,6 +82,16 @@ enum Outcome {
 
 /// Runs `amfctl assemble`.
 pub fn assemble(args: &AssembleArgs) -> Result<ExitCode> {
+    if let Some(dev) = &args.probe {
+        let configured = config::load(&args.config).is_ok_and(|cfg| {
+            matches!(assemble::read_device(dev), Ok(Some(sb)) if cfg.group(&sb.group_uuid).is_some())
+        });
+        return Ok(if configured {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let cfg = config::load(&args.config)?;
     let groups: Vec<&GroupConfig> = if let Some(dev) = &args.incremental {
         let sb = match assemble::read_device(dev) {

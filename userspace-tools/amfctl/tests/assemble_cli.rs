@@ -122,6 +122,30 @@ fn active_group_is_skipped() {
     let o = run(&dm, &["assemble", "--incremental", &f, "--config", c]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "");
+    // --probe: 0 for a member of a configured group, 1 otherwise, silent.
+    let m: Vec<String> = (0..2).map(|i| d.file(&format!("m{i}"), 8 << 20)).collect();
+    let o = run(
+        &dm,
+        &[
+            "format", "--level", "raid1", "--chunk", "64", "--uuid", UUID, &m[0], &m[1],
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (dev, conf_text, want) in [
+        (&f, format!("[group.{UUID}]\nname = \"r\"\n"), 1),
+        (&m[1], format!("[group.{UUID}]\nname = \"r\"\n"), 0),
+        (
+            &m[1],
+            "[group.0123456789abcdef0123456789abcdef]\nname = \"r\"\n".to_string(),
+            1,
+        ),
+        (&m[1], "not toml".to_string(), 1),
+    ] {
+        fs::write(&conf, &conf_text).unwrap();
+        let o = run(&dm, &["assemble", "--probe", dev, "--config", c]);
+        assert_eq!(o.status.code(), Some(want), "{dev} {conf_text}");
+        assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+    }
 }
 
 #[test]
