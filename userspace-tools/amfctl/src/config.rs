@@ -532,6 +532,27 @@ mod tests {
         assert!(parse(&c("lock_stripes = 1048576\n"), "x").is_ok());
     }
 
+    /// The installed example (userspace-tools/amf.conf.example) is valid as shipped (every
+    /// group commented out) and with every commented key line taken in.
+    #[test]
+    fn the_example_parses() {
+        let text = include_str!("../../amf.conf.example");
+        assert_eq!(parse(text, "example").unwrap().groups, []);
+        let on: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(r) if r.starts_with("[group.") || r.contains(" = ") => r,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&on, "example").unwrap();
+        assert_eq!(c.node, Some(1));
+        let g = &c.groups[0];
+        assert_eq!(g.name, "vol0");
+        assert!(g.clustered && g.peers.len() == 2, "{g:?}");
+    }
+
     #[test]
     fn missing_file() {
         let e = load(Path::new("/nonexistent/amf.conf"))
