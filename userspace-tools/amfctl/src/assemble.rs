@@ -164,6 +164,14 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// True when more members may still appear (`--incremental` waits instead of failing):
+    /// the group is degraded or incomplete.
+    pub fn may_complete(&self) -> bool {
+        matches!(self, Refusal::Degraded { .. } | Refusal::Incomplete { .. })
+    }
+}
+
 fn level_text(level: Level) -> String {
     match level {
         Level::Raid10 { copies } => format!("raid10 ({copies} copies)"),
@@ -823,6 +831,7 @@ mod tests {
         let sb = fresh(Level::Raid5, 3);
         let found: Vec<Found> = vec![dev(0, &sb), dev(2, &sb)];
         let e = plan(&g, &found, false).unwrap_err();
+        assert!(e.may_complete());
         assert_eq!(
             e.to_string(),
             "degraded: role 1 missing; 2 of 3 members present; not started without --run \
@@ -854,6 +863,7 @@ mod tests {
             "incomplete: 2 of 4 members usable, raid5 needs at least 3 (role 1 missing, role 2 \
              missing)"
         );
+        assert!(e.may_complete());
         let sb = fresh(Level::Raid0, 2);
         let e = plan(&g, &[dev(1, &sb)], true).unwrap_err();
         assert!(

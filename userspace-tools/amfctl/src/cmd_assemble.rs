@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
 
-use amfctl::assemble::{self, Active, Refusal};
+use amfctl::assemble::{self, Active};
 use amfctl::config::{self, GroupConfig};
 use amfctl::{device, dmsetup, keyring, table};
 
@@ -184,7 +184,7 @@ fn assemble_one(
     let mut out = io::stdout().lock();
     let plan = match assemble::plan(g, found, args.run) {
         Ok(p) => p,
-        Err(e @ Refusal::Degraded { .. }) if args.incremental.is_some() => {
+        Err(e) if e.may_complete() && args.incremental.is_some() => {
             writeln!(out, "{name}: waiting for more members ({e})")?;
             return Ok(Outcome::Done);
         }
