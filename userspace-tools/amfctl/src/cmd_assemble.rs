@@ -13,6 +13,13 @@ use amfctl::assemble::{self, Active};
 use amfctl::config::{self, GroupConfig};
 use amfctl::{device, dmsetup, keyring, table};
 
+/// `println!` that returns the error (a closed pipe) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {
+        writeln!(io::stdout().lock(), $($t)*)?
+    };
+}
+
 /// `amfctl assemble`.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("what").required(true).args(["volumes", "scan", "incremental", "probe"])))]
@@ -102,7 +109,7 @@ pub fn assemble(args: &AssembleArgs) -> Result<ExitCode> {
         match cfg.group(&sb.group_uuid) {
             Some(g) => vec![g],
             None => {
-                println!(
+                say!(
                     "{dev}: member of group {}, which {} does not configure: ignored",
                     amfctl::superblock::format_uuid(&sb.group_uuid),
                     cfg.path
@@ -112,7 +119,7 @@ pub fn assemble(args: &AssembleArgs) -> Result<ExitCode> {
         }
     } else if args.scan {
         if cfg.groups.is_empty() {
-            println!("{}: no groups configured", cfg.path);
+            say!("{}: no groups configured", cfg.path);
             return Ok(ExitCode::SUCCESS);
         }
         cfg.groups.iter().collect()
@@ -133,7 +140,7 @@ pub fn assemble(args: &AssembleArgs) -> Result<ExitCode> {
     let mut todo = Vec::new();
     for g in groups {
         if let Some(a) = act.iter().find(|a| a.group == Some(g.uuid)) {
-            println!("{}: already active as /dev/mapper/{}", g.name, a.name);
+            say!("{}: already active as /dev/mapper/{}", g.name, a.name);
         } else if names.contains(&g.name) {
             eprintln!(
                 "amfctl: {n}: refused: the name {n} is taken by another device-mapper device \
@@ -246,7 +253,7 @@ pub fn stop(args: &StopArgs) -> Result<ExitCode> {
     let (act, names) = active()?;
     let targets: Vec<String> = if args.scan {
         if act.is_empty() {
-            println!("No amf volumes.");
+            say!("No amf volumes.");
             return Ok(ExitCode::SUCCESS);
         }
         act.iter().map(|a| a.name.clone()).collect()
@@ -265,7 +272,7 @@ pub fn stop(args: &StopArgs) -> Result<ExitCode> {
             continue;
         }
         match dmsetup::run(&["remove".to_string(), name.clone()]) {
-            Ok(_) => println!("stopped {name}"),
+            Ok(_) => say!("stopped {name}"),
             Err(e) => {
                 eprintln!("amfctl: stopping {name} failed: {e}");
                 failed += 1;
