@@ -83,7 +83,7 @@ no_amf() {
 # fill NAME LEN: new random data on the volume and in its reference file.
 fill() {
 	dd if=/dev/urandom of="$W/$1.ref" bs=512 count="$2" status=none &&
-		dd if="$W/$1.ref" of="/dev/mapper/$1" bs=1M oflag=direct status=none ||
+		dd if="$W/$1.ref" of="/dev/mapper/$1" bs=1M oflag=direct conv=notrunc status=none ||
 		{ echo "writing $1 failed"; return 1; }
 }
 # same NAME: the volume (O_DIRECT) equals its reference.
@@ -161,7 +161,7 @@ if [ "$BOOT" -eq 0 ]; then
 
 	# The copy of a2 as it is now (event 1), at sector 2048 (1 MiB) of vdd.
 	t_two_gone() {
-		dd if=/dev/mapper/a2 of=$STATE bs=1M seek=1 count=16 conv=fsync status=none || return 1
+		dd if=/dev/mapper/a2 of=$STATE bs=1M seek=1 count=16 conv=notrunc,fsync status=none || return 1
 		unslice a1 && unslice a2 || return 1
 		asm --run r5
 		rc_is 1 &&
@@ -265,7 +265,7 @@ if [ "$BOOT" -eq 0 ]; then
 			md5sum <"$W/r1.ref" | cut -c1-32
 		} >"$W/sums"
 		cat "$W/sums"
-		dd if="$W/sums" of=$STATE bs=512 seek=$STATE_SEEK conv=fsync status=none && sync &&
+		dd if="$W/sums" of=$STATE bs=512 seek=$STATE_SEEK conv=notrunc,fsync status=none && sync &&
 			touch /tmp/amf-restartme
 	}
 	ktap_check "checksums saved, power cut requested with r5 and r1 up" t_save
