@@ -137,6 +137,8 @@ pub enum Refusal {
         needed: usize,
         /// Each missing role and why.
         detail: String,
+        /// Devices left out (stale, replaced, recorded failed), as [`Plan::left_out`].
+        left_out: Vec<String>,
     },
     /// Degraded and `--run` not given.
     #[error(
@@ -150,6 +152,8 @@ pub enum Refusal {
         present: usize,
         /// Members of the group.
         members: usize,
+        /// Devices left out (stale, replaced, recorded failed), as [`Plan::left_out`].
+        left_out: Vec<String>,
     },
     /// A level amfctl cannot write a table for.
     #[error("{0}")]
@@ -169,6 +173,15 @@ impl Refusal {
     /// the group is degraded or incomplete.
     pub fn may_complete(&self) -> bool {
         matches!(self, Refusal::Degraded { .. } | Refusal::Incomplete { .. })
+    }
+
+    /// The devices left out before the group was found degraded or incomplete (why a role
+    /// is missing although a device of it is there).
+    pub fn left_out(&self) -> &[String] {
+        match self {
+            Refusal::Degraded { left_out, .. } | Refusal::Incomplete { left_out, .. } => left_out,
+            _ => &[],
+        }
     }
 }
 
@@ -378,6 +391,7 @@ pub fn plan(group: &GroupConfig, found: &[Found], run: bool) -> Result<Plan, Ref
             level: level_name(a.level),
             needed: n - tolerated,
             detail: unusable.join(", "),
+            left_out,
         });
     }
     let members: Vec<Option<String>> = by_role.iter().map(|d| d.map(|d| d.path.clone())).collect();
@@ -386,6 +400,7 @@ pub fn plan(group: &GroupConfig, found: &[Found], run: bool) -> Result<Plan, Ref
             detail: newly_missing.join(", "),
             present: members.iter().flatten().count(),
             members: n,
+            left_out,
         });
     }
     // The kernel's own check of the member set, on what the table will hold.
@@ -910,6 +925,10 @@ mod tests {
         let found = vec![dev(0, &ahead), dev(1, &ahead), dev(2, &sb)];
         let e = plan(&g, &found, false).unwrap_err();
         assert!(e.to_string().starts_with("degraded: role 2 missing"), "{e}");
+        assert_eq!(
+            e.left_out(),
+            ["/dev/m2 (role 2): stale, event 1 while /dev/m0 is at 3"]
+        );
         let p = plan(&g, &found, true).unwrap();
         assert_eq!(
             p.left_out,
@@ -938,6 +957,7 @@ mod tests {
                 .starts_with("incomplete: 1 of 3 members usable"),
             "{e}"
         );
+        assert_eq!(e.left_out().len(), 2);
     }
 
     #[test]

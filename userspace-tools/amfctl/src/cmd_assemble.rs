@@ -189,7 +189,15 @@ fn assemble_one(
 ) -> Result<Outcome> {
     let name = &g.name;
     let mut out = io::stdout().lock();
-    let plan = match assemble::plan(g, found, args.run) {
+    let plan = assemble::plan(g, found, args.run);
+    let left_out = match &plan {
+        Ok(p) => &p.left_out[..],
+        Err(e) => e.left_out(),
+    };
+    for l in left_out {
+        writeln!(out, "{name}: leaving out {l}")?;
+    }
+    let plan = match plan {
         Ok(p) => p,
         Err(e) if e.may_complete() && args.incremental.is_some() => {
             writeln!(out, "{name}: waiting for more members ({e})")?;
@@ -200,9 +208,6 @@ fn assemble_one(
             return Ok(Outcome::Refused);
         }
     };
-    for l in &plan.left_out {
-        writeln!(out, "{name}: leaving out {l}")?;
-    }
     if let Some((cluster, node)) = &g.cluster {
         if let Some(why) = assemble::cluster_problem(Path::new("/"), cluster, *node) {
             eprintln!("amfctl: {name} (group {}): refused: {why}", g.uuid_text());
