@@ -10,7 +10,8 @@
 #                      against md's bitmap and PPL, cluster scaling, replication over TCP
 #                      and RDMA (not pass/fail)
 #   make install       dm-amf.ko into $(DESTDIR)/lib/modules/<kver>/extra (then depmod),
-#                      amfctl, its man pages and bash/zsh/fish completions under $(PREFIX)
+#                      amfctl, its man pages and bash/zsh/fish completions under $(PREFIX),
+#                      amf-assemble.service, the udev rule and an example amf.conf
 #   make man           the man pages (amfctl.8, amfctl-<command>.8) in target/man
 #   make completions   the shell completions in target/completions
 #   make dkms-src      the module's sources and dkms.conf into
@@ -29,7 +30,7 @@ kdir_cmd = $(KDIR)
 endif
 
 .PHONY: all module clippy check check-full demo bench clean setup kernel rustfmt \
-	amfctl man completions install install-module install-amfctl dkms-src
+	amfctl man completions install install-module install-amfctl install-units dkms-src
 
 all: module
 
@@ -75,6 +76,11 @@ MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+# systemd and udev read /usr/local/lib/... too; PREFIX=/usr puts them where packages do.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+DOCDIR ?= $(PREFIX)/share/doc/dm-amf
+SYSTEMD_RUN ?= /usr/bin/systemd-run
 DEPMOD ?= depmod
 CARGO ?= cargo
 # The module's version (its MODULE_VERSION-less `version` in module!, and DKMS's
@@ -91,7 +97,7 @@ completions: amfctl
 	@rm -rf $(here)/target/completions && \
 		$(here)/target/release/amfctl gen-completions $(here)/target/completions
 
-install: install-module install-amfctl
+install: install-module install-amfctl install-units
 
 install-module: module
 	@kdir=$(kdir_cmd) && kver=$$(cat "$$kdir/include/config/kernel.release") && \
@@ -109,6 +115,17 @@ install-amfctl: man completions
 	@install -D -m 0644 $(here)/target/completions/_amfctl "$(DESTDIR)$(ZSHCOMPDIR)/_amfctl"
 	@install -D -m 0644 $(here)/target/completions/amfctl.fish "$(DESTDIR)$(FISHCOMPDIR)/amfctl.fish"
 	@echo "installed $(DESTDIR)$(SBINDIR)/amfctl, $$(ls $(here)/target/man | wc -l) man pages, 3 completions"
+
+# amf-assemble.service, the udev rule (both calling $(SBINDIR)/amfctl) and amf.conf's example.
+install-units:
+	@install -d "$(DESTDIR)$(SYSTEMDUNITDIR)" "$(DESTDIR)$(UDEVRULESDIR)" "$(DESTDIR)$(DOCDIR)"
+	@sed -e 's|@SBINDIR@|$(SBINDIR)|g' $(here)/userspace-tools/systemd/amf-assemble.service.in \
+		>"$(DESTDIR)$(SYSTEMDUNITDIR)/amf-assemble.service"
+	@sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSTEMD_RUN@|$(SYSTEMD_RUN)|g' \
+		$(here)/userspace-tools/udev/69-amf.rules.in >"$(DESTDIR)$(UDEVRULESDIR)/69-amf.rules"
+	@chmod 0644 "$(DESTDIR)$(SYSTEMDUNITDIR)/amf-assemble.service" "$(DESTDIR)$(UDEVRULESDIR)/69-amf.rules"
+	@install -m 0644 $(here)/userspace-tools/amf.conf.example "$(DESTDIR)$(DOCDIR)/amf.conf.example"
+	@echo "installed $(DESTDIR)$(SYSTEMDUNITDIR)/amf-assemble.service, $(DESTDIR)$(UDEVRULESDIR)/69-amf.rules, $(DESTDIR)$(DOCDIR)/amf.conf.example"
 
 # The sources DKMS builds the module from (Kbuild, the module's crate, the no_std core it
 # compiles by `mod`, the FFI layer and C helpers) with dkms.conf, as /usr/src/<name>-<ver>.

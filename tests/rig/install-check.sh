@@ -5,7 +5,10 @@
 # that depmod -b made (modprobe resolves dm-amf there), modinfo of the installed module
 # (name, license, vermagic = the kernel tree's release); amfctl runs from the root; one man
 # page per visible subcommand plus amfctl.8, each rendered by man without warnings; bash,
-# zsh and fish completions (the bash one loads and completes subcommands and options).
+# zsh and fish completions (the bash one loads and completes subcommands and options);
+# amf-assemble.service and the udev rule calling the installed amfctl with options it takes
+# (systemd-analyze verify of the unit where systemd-analyze exists, udevadm verify of the
+# rule where udevadm has it), the example amf.conf that amfctl reads.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo" || exit 1
@@ -65,5 +68,35 @@ check "bash completion: options of format" bash -c "
 check "zsh completion defines _amfctl" grep -q '^#compdef amfctl' "$root/usr/share/zsh/site-functions/_amfctl"
 check "fish completion completes format" \
 	grep -q "complete -c amfctl .*-a \"format\"" "$root/usr/share/fish/vendor_completions.d/amfctl.fish"
+
+unit=$root/usr/lib/systemd/system/amf-assemble.service
+rule=$root/usr/lib/udev/rules.d/69-amf.rules
+example=$root/usr/share/doc/dm-amf/amf.conf.example
+check "amf-assemble.service runs /usr/sbin/amfctl assemble --scan" \
+	grep -qx 'ExecStart=/usr/sbin/amfctl assemble --scan $AMF_ASSEMBLE_OPTS' "$unit"
+check "amf-assemble.service stops with amfctl stop --scan" grep -qx 'ExecStop=/usr/sbin/amfctl stop --scan' "$unit"
+check "amf-assemble.service is ordered after corosync and dlm" \
+	bash -c "grep -q '^After=.* corosync.service dlm.service' '$unit'"
+check "udev rule: probe and incremental with /usr/sbin/amfctl, no placeholder left" \
+	bash -c "grep -q 'PROGRAM==\"/usr/sbin/amfctl assemble --probe \$devnode\"' '$rule' && grep -q 'RUN+=\"/usr/bin/systemd-run .*/usr/sbin/amfctl assemble --incremental \$devnode\"' '$rule' && ! grep -q @ '$unit' '$rule'"
+check "amfctl reads the example amf.conf (every group commented out)" \
+	bash -c "'$root/usr/sbin/amfctl' assemble --scan --dry-run --config '$example' | grep -qx '$example: no groups configured'"
+check "the udev rule's --probe exists (exit 1 for a non-member, not a usage error)" \
+	bash -c "'$root/usr/sbin/amfctl' assemble --probe /dev/null --config '$example'; [ \$? -eq 1 ]"
+if command -v systemd-analyze >/dev/null; then
+	# Verified with the installed amfctl and man pages where the unit names them.
+	mkdir -p "$root.units"
+	sed "s|/usr/sbin/amfctl|$root/usr/sbin/amfctl|g" "$unit" >"$root.units/amf-assemble.service"
+	check "systemd-analyze verify amf-assemble.service" \
+		bash -c "out=\$(MANPATH='$root/usr/share/man' systemd-analyze verify '$root.units/amf-assemble.service' 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
+	rm -rf "$root.units"
+else
+	echo "skip: systemd-analyze verify (no systemd-analyze on this host)"
+fi
+if udevadm verify --help >/dev/null 2>&1; then
+	check "udevadm verify 69-amf.rules" udevadm verify "$rule"
+else
+	echo "skip: udevadm verify (udevadm $(udevadm --version 2>/dev/null || echo missing) has no verify, systemd 254 and later)"
+fi
 [ $fails -eq 0 ] && echo "install: all checks passed" || echo "install: $fails checks failed"
 exit $((fails > 0))

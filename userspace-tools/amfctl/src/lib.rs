@@ -7,7 +7,9 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod assemble;
 pub mod cluster;
+pub mod config;
 pub mod device;
 pub mod devnames;
 pub mod dm_ioctl;

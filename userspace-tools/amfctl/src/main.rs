@@ -21,6 +21,8 @@ use amfctl::status::{self, AmfStatus};
 use amfctl::superblock::{self as sb, FormatRequest};
 use amfctl::table::{self, ClusterRequest, DeviceCheck, TableLine, TableRequest};
 
+mod cmd_assemble;
+
 /// `println!` that returns the error (a closed pipe: `amfctl status | head -1`) instead of
 /// panicking; `main` takes a closed pipe for success.
 macro_rules! outln {
@@ -134,6 +136,20 @@ enum Cmd {
         #[command(flatten)]
         opts: ClusterOpts,
     },
+    /// Assemble the volumes of the configuration file (/etc/amf/amf.conf) from the member
+    /// devices found by their superblocks, and create them.
+    ///
+    /// Reads every block device of /proc/partitions (device-mapper devices under their
+    /// /dev/mapper name) that no other device holds, builds each group's table from its
+    /// newest superblock and the configuration, and creates the volume (as amfctl create).
+    /// Stale members (more than one event behind), replaced ones and those the group
+    /// records failed are left out and named. Refused: a group missing more members than its
+    /// level tolerates, members that disagree, a clustered group while the cluster stack is
+    /// not up, and without --run a group lacking members it records in sync. Active
+    /// volumes are skipped. Exit status 1 when any group was refused.
+    Assemble(cmd_assemble::AssembleArgs),
+    /// Remove amf volumes (dmsetup remove): the named ones, or with --scan all of them.
+    Stop(cmd_assemble::StopArgs),
     /// Write the manual pages (amfctl.8 and amfctl-<command>.8) into DIR (make install).
     #[command(hide = true)]
     GenMan {
@@ -658,6 +674,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             write!(io::stdout().lock(), "{}", cluster::corosync_conf(&spec)?)?;
         }
+        Cmd::Assemble(args) => return cmd_assemble::assemble(&args),
+        Cmd::Stop(args) => return cmd_assemble::stop(&args),
         Cmd::GenMan { dir } => gen_man(&dir)?,
         Cmd::GenCompletions { dir } => gen_completions(&dir)?,
     }
