@@ -268,20 +268,19 @@ work() {
 check_on() {
 	g=$1
 	mk_members $g /dev/vdd w || return 1
+	kmsg_mark
 	if ! dm_create c "$(table $g w "${3:-}")"; then
 		rm_members $g w
 		# A degraded start of a group that was dirty (regions to resync) is refused without
 		# ppl, as md refuses a dirty degraded array: the lost member's chunks of torn rows
-		# are unrecoverable. With ppl it must start.
-		case $DM_OUT in
-		*"Dirty degraded group"*)
-			if [ -n "${3:-}" ] && [ "$GPPL" = 0 ]; then
-				PT_REFUSED=$((PT_REFUSED + 1))
-				return 0
-			fi
-			;;
-		esac
+		# are unrecoverable. With ppl it must start. (dm core logs the target's reason.)
+		if [ -n "${3:-}" ] && [ "$GPPL" = 0 ] &&
+			dmesg_since_mark | grep -q "amf: Dirty degraded group: start it whole to resync"; then
+			PT_REFUSED=$((PT_REFUSED + 1))
+			return 0
+		fi
 		echo "$2: create: $DM_OUT"
+		dmesg_since_mark | tail -3
 		return 1
 	fi
 	if ! poll 60 pending0 c; then
