@@ -435,8 +435,7 @@ impl Group {
             return Err(EBUSY);
         }
         self.cursor.store(0, Ordering::Release);
-        // Sequentially consistent: see `begin_direct_write`.
-        self.rebuilding.store(set.0, Ordering::SeqCst);
+        self.rebuilding.store(set.0, Ordering::Release);
         self.failed.fetch_and(!set.0, Ordering::AcqRel);
         // A later failure of these members is news again.
         self.logged.fetch_and(!set.0, Ordering::AcqRel);

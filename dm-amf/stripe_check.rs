@@ -18,6 +18,7 @@ use crate::core_proto::{
     wire::OpKind,
 };
 use crate::stripe_buf::StripeBuffers;
+use crate::stripe_ppl::copy;
 use crate::stripe_read::stripe_ios;
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
 
@@ -164,9 +165,15 @@ fn recompute_parity(
     } else {
         None
     };
-    copy(saved_p, p, r)?;
+    let aside_of = |dst: &mut [u8], src: &[u8]| {
+        copy(
+            dst.get_mut(r.clone()).ok_or(WriteError::Plan)?,
+            src.get(r.clone()),
+        )
+    };
+    aside_of(saved_p, p)?;
     if let Some(sq) = saved_q.as_deref_mut() {
-        copy(sq, q, r)?;
+        aside_of(sq, q)?;
     }
     {
         let p = p.get_mut(r.clone()).ok_or(WriteError::Plan)?;
@@ -179,15 +186,4 @@ fn recompute_parity(
     Ok(mismatched(r, |w| {
         differ(p, saved_p, w.clone()) || saved_q.is_some_and(|sq| differ(q, sq, w))
     }))
-}
-
-/// `src` over `r` into `dst`.
-fn copy(dst: &mut [u8], src: &[u8], r: &Range<usize>) -> Result<(), WriteError> {
-    let (Some(d), Some(s)) = (dst.get_mut(r.clone()), src.get(r.clone())) else {
-        return Err(WriteError::Plan);
-    };
-    for (d, s) in d.iter_mut().zip(s) {
-        *d = *s;
-    }
-    Ok(())
 }

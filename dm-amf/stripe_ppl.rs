@@ -233,7 +233,7 @@ impl StripeEngine<'_> {
 }
 
 /// `dst = src` (same length, or an error).
-fn copy(dst: &mut [u8], src: Option<&[u8]>) -> Result<(), WriteError> {
+pub(crate) fn copy(dst: &mut [u8], src: Option<&[u8]>) -> Result<(), WriteError> {
     let src = src
         .filter(|s| s.len() == dst.len())
         .ok_or(WriteError::Plan)?;

@@ -4,12 +4,9 @@
 //! rebuilt stripe never races a write to it): read every available block of the stripe,
 //! rebuild the lost data chunks, recompute P and Q, and write the rebuilt members' blocks.
 
-use core::ops::Range;
-
 use kernel::prelude::*;
 
-use crate::core_proto::{geometry::MemberSet, op::Io, wire::OpKind};
-use crate::stripe_buf::StripeBuffers;
+use crate::core_proto::{geometry::MemberSet, wire::OpKind};
 use crate::stripe_read::{rebuild, stripe_ios};
 use crate::stripe_write::{full_parity, IoDir, Scratch, StripeEngine, WriteError};
 
@@ -51,19 +48,9 @@ impl StripeEngine<'_> {
             g.chunk_sectors(),
             targets.iter(),
         )?;
-        self.write_rebuilt(bufs, writes, &r)
-    }
-
-    /// Writes the rebuilt blocks `writes` (over `r`). A new member that fails its writes is
-    /// no use: it leaves the rebuild and stays failed.
-    fn write_rebuilt(
-        &self,
-        bufs: &mut StripeBuffers,
-        writes: impl Iterator<Item = Io> + Clone,
-        r: &Range<usize>,
-    ) -> Result<(), WriteError> {
-        let bad = self.run_ios(bufs, writes, OpKind::Mirror, r, IoDir::Write)?;
+        let bad = self.run_ios(bufs, writes, OpKind::Mirror, &r, IoDir::Write)?;
         if !bad.is_empty() {
+            // A new member that fails its writes is no use: it stays failed.
             self.group.abandon_rebuild(bad);
             self.group.mark_failed(bad);
             return Err(WriteError::Io);
